@@ -1,0 +1,191 @@
+// alloc/arena.cc — see arena.h.
+#include "alloc/arena.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_format.h"
+#include "handles/entry_word.h"
+
+namespace mova::alloc {
+
+absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(os::Os& os, const ArenaOptions& options) {
+  const std::uint64_t regions = (options.capacity.value() + kRegionSize - 1) / kRegionSize;
+  if (regions == 0) return absl::InvalidArgumentError("arena capacity must be at least one byte");
+  if (regions * kRegionSize > handles::kMaxArenaBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat("arena capacity %u exceeds the %u bytes a handle can address",
+                                                      options.capacity.value(), handles::kMaxArenaBytes));
+  }
+  absl::StatusOr<std::byte*> mem = os.Reserve(Bytes(regions * kRegionSize), Bytes(kRegionSize));
+  if (!mem.ok()) return mem.status();
+  return std::unique_ptr<Arena>(new Arena(os, *mem, static_cast<std::uint32_t>(regions), options));
+}
+
+Arena::Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const ArenaOptions& options)
+    : os_(os),
+      base_(base),
+      num_regions_max_(num_regions_max),
+      limit_pages_(options.memory_limit.value() / kPageSize),
+      decay_(options.decay) {}
+
+Arena::~Arena() { (void)os_.Unreserve(base_, capacity()); }
+
+int Arena::FindRun(const Region& r, std::size_t n) {
+  std::size_t run = 0;
+  for (std::size_t i = 0; i < kPagesPerRegion; ++i) {
+    run = r.used[i] ? 0 : run + 1;
+    if (run == n) return static_cast<int>(i + 1 - n);
+  }
+  return -1;
+}
+
+bool Arena::FindPlacement(std::size_t n, std::uint32_t* first) {
+  if (n <= kPagesPerRegion) {
+    for (std::size_t ri = 0; ri < regions_.size(); ++ri) {
+      const Region& r = regions_[ri];
+      if (kPagesPerRegion - r.used.count() < n) continue;
+      if (int p = FindRun(r, n); p >= 0) {
+        *first = static_cast<std::uint32_t>(ri * kPagesPerRegion + p);
+        return true;
+      }
+    }
+    if (regions_.size() == num_regions_max_) return false;
+    *first = static_cast<std::uint32_t>(regions_.size() * kPagesPerRegion);
+    return true;
+  }
+  // A run over several regions: whole free regions, the last one possibly in part; the run may extend past
+  // the regions touched so far.
+  const std::size_t whole = n / kPagesPerRegion, tail = n % kPagesPerRegion;
+  const std::size_t span = whole + (tail ? 1 : 0);
+  for (std::size_t start = 0; start + span <= num_regions_max_; ++start) {
+    bool fits = true;
+    for (std::size_t k = 0; k < span && fits; ++k) {
+      const std::size_t ri = start + k;
+      if (ri >= regions_.size()) break;  // untouched regions are free
+      const Region& r = regions_[ri];
+      if (k < whole) {
+        fits = r.used.none();
+      } else {
+        for (std::size_t i = 0; i < tail && fits; ++i) fits = !r.used[i];
+      }
+    }
+    if (fits) {
+      *first = static_cast<std::uint32_t>(start * kPagesPerRegion);
+      return true;
+    }
+    if (start >= regions_.size()) break;
+  }
+  return false;
+}
+
+void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t page = first + i;
+    Region& r = regions_[page / kPagesPerRegion];
+    const std::size_t bit = page % kPagesPerRegion;
+    if (used) {
+      if (r.dirty[bit]) {
+        r.dirty[bit] = false;
+        --dirty_pages_;
+      }
+      r.used[bit] = true;
+    } else {
+      r.used[bit] = false;
+    }
+  }
+  if (used) {
+    used_pages_ += n;
+  } else {
+    used_pages_ -= n;
+  }
+}
+
+absl::StatusOr<PageRun> Arena::Allocate(Pages n) {
+  if (n.value() == 0) return absl::InvalidArgumentError("page run of zero pages");
+  MutexLock lock(&mu_);
+  PurgeLocked(/*force=*/false);
+  if (used_pages_ + n.value() > limit_pages_) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "memory limit reached: %u pages in use, %u more asked, limit %u", used_pages_, n.value(), limit_pages_));
+  }
+  std::uint32_t first;
+  if (!FindPlacement(n.value(), &first)) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "arena address space exhausted: no run of %u pages in %u bytes", n.value(), capacity().value()));
+  }
+  const std::size_t last_region = (first + n.value() - 1) / kPagesPerRegion;
+  const std::size_t old_regions = regions_.size();
+  if (regions_.size() <= last_region) regions_.resize(last_region + 1);
+  if (absl::Status s = os_.Populate(PageAddress(first), ToBytes(n)); !s.ok()) {
+    regions_.resize(old_regions);
+    // Some pages may have been populated before the failure: give them back so RSS does not leak.
+    (void)os_.Discard(PageAddress(first), ToBytes(n));
+    return s;
+  }
+  MarkUsed(first, n.value(), true);
+  return PageRun{first, static_cast<std::uint32_t>(n.value())};
+}
+
+void Arena::Free(PageRun run) {
+  MutexLock lock(&mu_);
+  MarkUsed(run.first, run.count, false);
+  const auto now = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < run.count; ++i) {
+    const std::size_t page = run.first + i;
+    Region& r = regions_[page / kPagesPerRegion];
+    r.dirty[page % kPagesPerRegion] = true;
+    r.dirtied = now;
+  }
+  dirty_pages_ += run.count;
+  PurgeLocked(/*force=*/false);
+}
+
+void Arena::PurgeDirty(bool force) {
+  MutexLock lock(&mu_);
+  PurgeLocked(force);
+}
+
+void Arena::PurgeLocked(bool force) {
+  if (dirty_pages_ == 0) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (std::uint32_t ri = 0; ri < regions_.size(); ++ri) {
+    Region& r = regions_[ri];
+    if (r.dirty.none()) continue;
+    if (force || decay_.count() == 0 || now - r.dirtied >= decay_) DiscardRegionDirty(ri);
+  }
+}
+
+void Arena::DiscardRegionDirty(std::uint32_t ri) {
+  Region& r = regions_[ri];
+  std::size_t i = 0;
+  while (i < kPagesPerRegion) {
+    if (!r.dirty[i]) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < kPagesPerRegion && r.dirty[j]) ++j;
+    const std::uint32_t first = static_cast<std::uint32_t>(ri * kPagesPerRegion + i);
+    if (os_.Discard(PageAddress(first), ToBytes(Pages(j - i))).ok()) {
+      for (std::size_t k = i; k < j; ++k) r.dirty[k] = false;
+      dirty_pages_ -= j - i;
+      pages_discarded_ += j - i;
+    } else {
+      ++discard_failures_;  // the pages stay dirty (resident) and are tried again later
+    }
+    i = j;
+  }
+}
+
+Arena::Stats Arena::stats() const {
+  MutexLock lock(&mu_);
+  Stats s;
+  s.used_pages = used_pages_;
+  s.dirty_pages = dirty_pages_;
+  s.regions_touched = regions_.size();
+  for (const Region& r : regions_) s.regions_in_use += r.used.any() ? 1 : 0;
+  s.pages_discarded = pages_discarded_;
+  s.discard_failures = discard_failures_;
+  return s;
+}
+
+}  // namespace mova::alloc

@@ -1,0 +1,104 @@
+// alloc/arena.h — the arena: one reserved range of address space, cut into 2 MiB regions, handing out page
+// runs for blocks and huge objects and giving freed pages back to the OS.
+//
+// Types: Arena, ArenaOptions, PageRun. A page is named by its index from the arena base (arena page index).
+// Placement is address-ordered first fit, so live runs gather in low regions and high regions empty out.
+// Freed pages are discarded (MADV_DONTNEED) at once when the decay delay is zero; otherwise they stay
+// resident as "dirty" pages that a later allocation reuses without a fault, and are discarded once they have
+// been free for the delay (checked on every allocation and free, and by PurgeDirty).
+// Invariants (under mu_): for each region, used and dirty are disjoint; used_pages_ == Σ popcount(used);
+//   dirty_pages_ == Σ popcount(dirty); used_pages_ <= limit_pages_.
+// Locks: mu_ is a leaf lock (Os calls are made under it).
+#ifndef MOVA_ALLOC_ARENA_H_
+#define MOVA_ALLOC_ARENA_H_
+
+#include <array>
+#include <bitset>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "base/mutex.h"
+#include "mova/units.h"
+#include "os/os.h"
+
+namespace mova::alloc {
+
+inline constexpr std::size_t kRegionSize = 2 * 1024 * 1024;
+inline constexpr std::size_t kPagesPerRegion = kRegionSize / kPageSize;
+
+struct PageRun {
+  std::uint32_t first = 0;  // arena page index
+  std::uint32_t count = 0;  // pages
+};
+
+struct ArenaOptions {
+  Bytes capacity{std::size_t{64} << 30};     // address space reserved (rounded up to whole regions)
+  Bytes memory_limit{~std::size_t{0}};       // most bytes in use at once; beyond it allocation fails
+  std::chrono::milliseconds decay{0};        // how long freed pages stay resident before being discarded
+};
+
+class Arena {
+ public:
+  static absl::StatusOr<std::unique_ptr<Arena>> Create(os::Os& os, const ArenaOptions& options);
+  ~Arena();
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+
+  // A run of `n` present pages (populated now). ResourceExhausted when the memory limit, the address space
+  // or the OS's memory is exhausted; nothing is allocated then.
+  absl::StatusOr<PageRun> Allocate(Pages n);
+  // Gives a run back; its pages are discarded now or after the decay delay.
+  void Free(PageRun run);
+  // Discards dirty pages: all of them if `force`, else those free for at least the decay delay.
+  void PurgeDirty(bool force);
+
+  std::byte* base() const { return base_; }
+  std::byte* PageAddress(std::uint32_t page) const { return base_ + (std::size_t{page} << kPageShift); }
+  Bytes capacity() const { return ToBytes(Pages(std::size_t{num_regions_max_} * kPagesPerRegion)); }
+
+  struct Stats {
+    std::uint64_t used_pages = 0;        // pages in runs handed out
+    std::uint64_t dirty_pages = 0;       // free pages still resident (decay)
+    std::uint64_t regions_touched = 0;   // regions ever used (high-water mark)
+    std::uint64_t regions_in_use = 0;    // regions with at least one used page
+    std::uint64_t pages_discarded = 0;   // cumulative pages given back
+    std::uint64_t discard_failures = 0;  // MADV_DONTNEED calls that failed (the pages stay dirty)
+  };
+  Stats stats() const;
+
+ private:
+  struct Region {
+    std::bitset<kPagesPerRegion> used;
+    std::bitset<kPagesPerRegion> dirty;
+    std::chrono::steady_clock::time_point dirtied{};  // when the newest dirty page was freed
+  };
+  Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const ArenaOptions& options);
+
+  // First fit of n <= kPagesPerRegion pages inside one region; returns the first page or -1.
+  static int FindRun(const Region& r, std::size_t n);
+  bool FindPlacement(std::size_t n, std::uint32_t* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void MarkUsed(std::uint32_t first, std::size_t n, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DiscardRegionDirty(std::uint32_t region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  os::Os& os_;
+  std::byte* const base_;
+  const std::uint32_t num_regions_max_;
+  const std::uint64_t limit_pages_;
+  const std::chrono::milliseconds decay_;
+
+  mutable Mutex mu_;
+  std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t used_pages_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t dirty_pages_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t pages_discarded_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t discard_failures_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace mova::alloc
+
+#endif  // MOVA_ALLOC_ARENA_H_

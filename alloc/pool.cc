@@ -1,0 +1,537 @@
+// alloc/pool.cc — Pool: the handle table, the size classes, huge objects and per-thread caches put together.
+//
+// Types: Pool::Impl, ThreadCaches (one per thread: its caches for every pool it used).
+// Fast paths (allocate / free with a warm cache, pin, unpin) take no lock and make no syscall: allocate pops
+// a cached slot and a cached handle entry and publishes the entry; free retires the entry with one CAS and
+// pushes both back; pin is one CAS on the entry.
+// Lock order: g_registry_mu → Impl::orphan_mu → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
+//   Impl::caches_mu and HandleTable::mu_ are leaves.
+// Thread exit: a thread's caches go back to every pool still alive (under g_registry_mu, which Pool's
+// destructor takes before it frees anything). Pool ids are never reused, so a cache pointer left in a dead
+// thread-local slot is never matched again.
+#include "mova/pool.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <span>
+#include <vector>
+
+#include "absl/base/optimization.h"
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_format.h"
+#include "base/mutex.h"
+#include "absl/time/clock.h"
+#include "alloc/arena.h"
+#include "alloc/block.h"
+#include "alloc/page_map.h"
+#include "alloc/size_class.h"
+#include "alloc/size_class_map.h"
+#include "alloc/thread_cache.h"
+#include "handles/entry_word.h"
+#include "handles/handle_table.h"
+#include "os/os.h"
+
+namespace mova {
+
+using alloc::Block;
+using alloc::SlotRef;
+using alloc::ThreadCache;
+static_assert(Pinned::PinUnit() == handles::kPinOne, "Pinned must unpin the way entry_word.h pins");
+
+namespace {
+
+std::atomic<std::uint64_t> g_next_pool_id{1};
+ABSL_CONST_INIT Mutex g_registry_mu(absl::kConstInit);
+absl::flat_hash_map<std::uint64_t, Pool::Impl*>& LivePools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_registry_mu) {
+  static auto* pools = new absl::flat_hash_map<std::uint64_t, Pool::Impl*>();
+  return *pools;
+}
+
+struct TlsLast {
+  std::uint64_t pool_id = 0;
+  ThreadCache* cache = nullptr;
+};
+thread_local TlsLast tls_last;        // trivially destructible: the fast path's only TLS access
+thread_local bool tls_exited = false; // set once this thread's caches were handed back
+
+struct ThreadCaches {
+  absl::flat_hash_map<std::uint64_t, ThreadCache*> by_pool;
+  ~ThreadCaches();
+};
+thread_local ThreadCaches tls_caches;
+
+}  // namespace
+
+struct Pool::Impl {
+  Impl(std::uint64_t pool_id, const PoolOptions& opts, os::Os& the_os) : id(pool_id), options(opts), os(the_os) {
+    tag = static_cast<std::uint16_t>(pool_id % 0xFFFF + 1);
+  }
+  ~Impl();
+
+  const std::uint64_t id;
+  std::uint16_t tag = 0;
+  const PoolOptions options;
+  os::Os& os;
+  std::unique_ptr<alloc::Arena> arena;
+  std::unique_ptr<alloc::PageMap> page_map;
+  std::unique_ptr<handles::HandleTable> table;
+  alloc::SizeClassMap map;
+  std::vector<std::unique_ptr<alloc::SizeClass>> classes;
+  std::atomic<std::uint64_t> flush_epoch{0};
+
+  Mutex caches_mu;
+  std::vector<ThreadCache*> caches ABSL_GUARDED_BY(caches_mu);
+  std::uint64_t retired_allocs ABSL_GUARDED_BY(caches_mu) = 0;
+  std::uint64_t retired_frees ABSL_GUARDED_BY(caches_mu) = 0;
+  std::uint64_t retired_alloc_bytes ABSL_GUARDED_BY(caches_mu) = 0;
+  std::uint64_t retired_free_bytes ABSL_GUARDED_BY(caches_mu) = 0;
+
+  Mutex orphan_mu;  // serialises use of orphan_cache by threads whose thread-locals are gone
+  ThreadCache* orphan_cache ABSL_GUARDED_BY(orphan_mu) = nullptr;
+
+  std::atomic<std::uint64_t> huge_objects{0}, huge_pages{0};
+
+  Mutex compact_mu;
+  std::atomic<std::uint64_t> compactions{0}, objects_moved{0}, bytes_moved{0}, pages_compacted{0};
+
+  // ---- thread caches ----
+  ThreadCache* NewCache() {
+    auto* c = new ThreadCache(map.num_classes());
+    c->epoch = flush_epoch.load(std::memory_order_relaxed);
+    MutexLock lock(&caches_mu);
+    caches.push_back(c);
+    return c;
+  }
+
+  // Runs f with this thread's cache for this pool.
+  template <typename F>
+  auto WithCache(F&& f) {
+    if (ABSL_PREDICT_TRUE(tls_last.pool_id == id)) {
+      ThreadCache& c = *tls_last.cache;
+      if (ABSL_PREDICT_FALSE(c.epoch != flush_epoch.load(std::memory_order_relaxed))) Flush(c);
+      return f(c);
+    }
+    if (ABSL_PREDICT_FALSE(tls_exited)) {
+      MutexLock lock(&orphan_mu);
+      if (orphan_cache == nullptr) orphan_cache = NewCache();
+      if (orphan_cache->epoch != flush_epoch.load(std::memory_order_relaxed)) Flush(*orphan_cache);
+      return f(*orphan_cache);
+    }
+    ThreadCache*& slot = tls_caches.by_pool[id];
+    if (slot == nullptr) slot = NewCache();
+    tls_last = TlsLast{id, slot};
+    if (slot->epoch != flush_epoch.load(std::memory_order_relaxed)) Flush(*slot);
+    return f(*slot);
+  }
+
+  // Hands every cached slot and handle entry back.
+  void Flush(ThreadCache& c) {
+    c.epoch = flush_epoch.load(std::memory_order_relaxed);
+    for (std::size_t k = 0; k < c.classes.size(); ++k) {
+      alloc::ClassSlots& cs = c.classes[k];
+      const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
+      if (n == 0) continue;
+      classes[k]->ReturnSlots(std::span<const SlotRef>(cs.slots.get(), n));
+      cs.count.store(0, std::memory_order_relaxed);
+    }
+    const std::uint32_t h = c.handle_count.load(std::memory_order_relaxed);
+    if (h > 0) {
+      table->Return(std::span<const std::uint32_t>(c.handles.data(), h));
+      c.handle_count.store(0, std::memory_order_relaxed);
+    }
+  }
+
+  // Called at thread exit with g_registry_mu held.
+  void RetireCache(ThreadCache* c) {
+    Flush(*c);
+    MutexLock lock(&caches_mu);
+    retired_allocs += c->allocs.Get();
+    retired_frees += c->frees.Get();
+    retired_alloc_bytes += c->alloc_bytes.Get();
+    retired_free_bytes += c->free_bytes.Get();
+    std::erase(caches, c);
+    delete c;
+  }
+
+  absl::StatusOr<std::uint32_t> PopHandle(ThreadCache& c) {
+    std::uint32_t n = c.handle_count.load(std::memory_order_relaxed);
+    if (ABSL_PREDICT_FALSE(n == 0)) {
+      absl::StatusOr<std::size_t> got =
+          table->Acquire(std::span<std::uint32_t>(c.handles.data(), ThreadCache::kHandleCapacity / 2));
+      if (!got.ok()) return got.status();
+      n = static_cast<std::uint32_t>(*got);
+    }
+    c.handle_count.store(n - 1, std::memory_order_relaxed);
+    return c.handles[n - 1];
+  }
+
+  void PushHandle(ThreadCache& c, std::uint32_t index) {
+    std::uint32_t n = c.handle_count.load(std::memory_order_relaxed);
+    if (ABSL_PREDICT_FALSE(n == ThreadCache::kHandleCapacity)) {
+      constexpr std::uint32_t kKeep = ThreadCache::kHandleCapacity / 2;
+      table->Return(std::span<const std::uint32_t>(c.handles.data() + kKeep, n - kKeep));
+      n = kKeep;
+    }
+    c.handles[n] = index;
+    c.handle_count.store(n + 1, std::memory_order_relaxed);
+  }
+
+  absl::StatusOr<SlotRef> PopSlot(ThreadCache& c, ClassId cls) {
+    alloc::ClassSlots& cs = c.classes[cls.value()];
+    std::uint32_t n = cs.count.load(std::memory_order_relaxed);
+    if (ABSL_PREDICT_FALSE(n == 0)) {
+      if (cs.slots == nullptr) {
+        cs.capacity = alloc::ClassSlots::CapacityFor(map.info(cls).slot_size);
+        cs.slots = std::make_unique<SlotRef[]>(cs.capacity);
+      }
+      absl::StatusOr<std::size_t> got =
+          classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.capacity / 2)));
+      if (!got.ok()) return got.status();
+      n = static_cast<std::uint32_t>(*got);
+    }
+    cs.count.store(n - 1, std::memory_order_relaxed);
+    return cs.slots[n - 1];
+  }
+
+  void PushSlot(ThreadCache& c, ClassId cls, SlotRef r) {
+    alloc::ClassSlots& cs = c.classes[cls.value()];
+    if (cs.slots == nullptr) {
+      cs.capacity = alloc::ClassSlots::CapacityFor(map.info(cls).slot_size);
+      cs.slots = std::make_unique<SlotRef[]>(cs.capacity);
+    }
+    std::uint32_t n = cs.count.load(std::memory_order_relaxed);
+    if (ABSL_PREDICT_FALSE(n == cs.capacity)) {
+      const std::uint32_t keep = cs.capacity / 2;
+      classes[cls.value()]->ReturnSlots(std::span<const SlotRef>(cs.slots.get() + keep, n - keep));
+      n = keep;
+    }
+    cs.slots[n] = r;
+    cs.count.store(n + 1, std::memory_order_relaxed);
+  }
+
+  // ---- handles ----
+  absl::Status Misuse(absl::Status s) const {
+    if (options.checked) {
+      std::fprintf(stderr, "mova: checked mode: %s\n", std::string(s.message()).c_str());
+      std::abort();
+    }
+    return s;
+  }
+
+  // The entry of a handle this pool issued, or nullptr.
+  handles::EntryAtomic* EntryOf(Handle h) const {
+    if (h.pool_tag() != tag || !table->Issued(h.index())) return nullptr;
+    return &table->entry(h.index());
+  }
+
+  absl::Status NotIssued(const char* op, Handle h) const {
+    return Misuse(absl::InvalidArgumentError(
+        absl::StrFormat("%s: handle %#x was not issued by this pool (null, forged or another pool's)", op, h.raw)));
+  }
+  absl::Status Stale(const char* op, Handle h) const {
+    return Misuse(absl::NotFoundError(
+        absl::StrFormat("%s: handle %#x is stale: its object was freed (double free or use after free)", op, h.raw)));
+  }
+
+  std::size_t RequestedSizeAt(std::uint64_t offset) const {
+    const alloc::PageOwner o = page_map->Get(offset >> kPageShift);
+    if (o.huge()) return page_map->HugeOf(o)->size;
+    Block* b = page_map->BlockOf(o);
+    return b->RequestedSize(b->SlotOf(offset));
+  }
+
+  // ---- huge objects ----
+  absl::StatusOr<std::uint64_t> AllocateHuge(std::size_t size) {
+    absl::StatusOr<alloc::PageRun> run = arena->Allocate(PagesCeil(Bytes(size + alloc::HugeObject::kHeaderBytes)));
+    if (!run.ok()) return run.status();
+    auto* h = new (arena->PageAddress(run->first)) alloc::HugeObject;
+    h->run = *run;
+    h->size = size;
+    huge_objects.fetch_add(1, std::memory_order_relaxed);
+    huge_pages.fetch_add(run->count, std::memory_order_relaxed);
+    page_map->Set(run->first, 1, alloc::PageOwner::OfHuge(run->first));
+    return h->data_offset();
+  }
+
+  void FreeHuge(alloc::HugeObject* h) {
+    huge_objects.fetch_sub(1, std::memory_order_relaxed);
+    huge_pages.fetch_sub(h->run.count, std::memory_order_relaxed);
+    const alloc::PageRun run = h->run;
+    h->magic = 0;
+    page_map->Set(run.first, 1, alloc::PageOwner());
+    arena->Free(run);
+  }
+};
+
+namespace {
+
+ThreadCaches::~ThreadCaches() {
+  MutexLock lock(&g_registry_mu);
+  for (auto& [id, cache] : by_pool) {
+    auto it = LivePools().find(id);
+    if (it != LivePools().end()) it->second->RetireCache(cache);
+  }
+  by_pool.clear();
+  tls_last = TlsLast{};
+  tls_exited = true;
+}
+
+}  // namespace
+
+Pool::Impl::~Impl() {
+  {
+    MutexLock lock(&g_registry_mu);
+    LivePools().erase(id);
+  }
+  // No thread can retire a cache into this pool any more; the caches' slots die with the classes, and
+  // huge objects (whose descriptors live in their own pages) with the arena.
+  {
+    MutexLock lock(&caches_mu);
+    for (ThreadCache* c : caches) delete c;
+    caches.clear();
+  }
+  classes.clear();
+  table.reset();
+  page_map.reset();
+  arena.reset();
+}
+
+absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
+  if (options.arena_capacity.value() == 0 || options.arena_capacity.value() > handles::kMaxArenaBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat("arena_capacity must be in 1..%u bytes", handles::kMaxArenaBytes));
+  }
+  if (options.max_handles == 0 || options.max_handles > alloc::kMaxHandleIndex) {
+    return absl::InvalidArgumentError(absl::StrFormat("max_handles must be in 1..%u", alloc::kMaxHandleIndex));
+  }
+  os::Os& the_os = options.os != nullptr ? *options.os : os::SystemOs();
+  auto impl = std::make_unique<Impl>(g_next_pool_id.fetch_add(1), options, the_os);
+  absl::StatusOr<std::unique_ptr<alloc::Arena>> arena = alloc::Arena::Create(
+      the_os, alloc::ArenaOptions{options.arena_capacity, options.memory_limit, options.decay});
+  if (!arena.ok()) return arena.status();
+  impl->arena = std::move(*arena);
+  absl::StatusOr<std::unique_ptr<alloc::PageMap>> page_map =
+      alloc::PageMap::Create(the_os, impl->arena->base(), impl->arena->capacity().value() >> kPageShift);
+  if (!page_map.ok()) return page_map.status();
+  impl->page_map = std::move(*page_map);
+  absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles);
+  if (!table.ok()) return table.status();
+  impl->table = std::move(*table);
+  for (std::size_t k = 0; k < impl->map.num_classes(); ++k) {
+    const ClassId cls(static_cast<std::uint32_t>(k));
+    impl->classes.push_back(
+        std::make_unique<alloc::SizeClass>(cls, impl->map.info(cls), *impl->arena, *impl->page_map, *impl->table));
+  }
+  {
+    MutexLock lock(&g_registry_mu);
+    LivePools()[impl->id] = impl.get();
+  }
+  return std::unique_ptr<Pool>(new Pool(std::move(impl)));
+}
+
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pool::~Pool() = default;
+
+absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
+  Impl& p = *impl_;
+  if (ABSL_PREDICT_FALSE(size == 0)) return absl::InvalidArgumentError("allocate: size 0");
+  if (ABSL_PREDICT_FALSE(size > kMaxObjectSize)) {
+    return absl::InvalidArgumentError(absl::StrFormat("allocate: size %u exceeds the maximum %u", size, kMaxObjectSize));
+  }
+  return p.WithCache([&](ThreadCache& c) -> absl::StatusOr<Handle> {
+    absl::StatusOr<std::uint32_t> index = p.PopHandle(c);
+    if (!index.ok()) return index.status();
+    std::uint64_t offset;
+    if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
+      absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size);
+      if (!off.ok()) {
+        p.PushHandle(c, *index);
+        return off.status();
+      }
+      offset = *off;
+    } else {
+      absl::StatusOr<SlotRef> r = p.PopSlot(c, p.map.ClassFor(size));
+      if (!r.ok()) {
+        p.PushHandle(c, *index);
+        return r.status();
+      }
+      Block* b = alloc::BlockOf(*r);
+      const std::uint32_t slot = alloc::SlotIndexOf(*r);
+      b->SizeM1(slot) = static_cast<std::uint16_t>(size - 1);
+      b->Owner(slot).store(*index, std::memory_order_release);
+      offset = b->SlotOffset(slot);
+    }
+    const std::uint16_t gen = handles::Publish(p.table->entry(*index), offset);
+    c.allocs.Add(1);
+    c.alloc_bytes.Add(size);
+    return Handle::Make(p.tag, gen, *index);
+  });
+}
+
+absl::Status Pool::free(Handle h) {
+  Impl& p = *impl_;
+  handles::EntryAtomic* e = p.EntryOf(h);
+  if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("free", h);
+  handles::Word before;
+  switch (handles::Retire(*e, h.generation(), &before)) {
+    case handles::EntryResult::kOk:
+      break;
+    case handles::EntryResult::kPinned:
+      return p.Misuse(absl::FailedPreconditionError(
+          absl::StrFormat("free: handle %#x: the object is pinned; unpin it before freeing", h.raw)));
+    default:
+      return p.Stale("free", h);
+  }
+  const std::uint64_t offset = handles::OffsetOf(before);
+  const alloc::PageOwner owner = p.page_map->Get(offset >> kPageShift);
+  return p.WithCache([&](ThreadCache& c) {
+    std::size_t size;
+    if (ABSL_PREDICT_FALSE(owner.huge())) {
+      alloc::HugeObject* huge = p.page_map->HugeOf(owner);
+      size = huge->size;
+      p.FreeHuge(huge);
+    } else {
+      Block* b = p.page_map->BlockOf(owner);
+      const std::uint32_t slot = b->SlotOf(offset);
+      size = b->RequestedSize(slot);
+      b->Owner(slot).store(alloc::kSlotReserved, std::memory_order_relaxed);
+      p.PushSlot(c, ClassId(b->cls), alloc::PackSlot(b, slot));
+    }
+    p.PushHandle(c, h.index());
+    c.frees.Add(1);
+    c.free_bytes.Add(size);
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
+  Impl& p = *impl_;
+  handles::EntryAtomic* e = p.EntryOf(h);
+  if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("pin", h);
+  handles::Word w;
+  switch (handles::Pin(*e, h.generation(), &w)) {
+    case handles::EntryResult::kOk:
+      break;
+    case handles::EntryResult::kTooManyPins:
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("pin: handle %#x is pinned %u times already", h.raw, handles::kMaxPins));
+    default:
+      return p.Stale("pin", h);
+  }
+  const std::uint64_t offset = handles::OffsetOf(w);
+  return Pinned(e, p.arena->base() + offset, p.RequestedSizeAt(offset), access);
+}
+
+absl::StatusOr<std::size_t> Pool::size_of(Handle h) {
+  absl::StatusOr<Pinned> pinned = pin(h, Access::kRead);
+  if (!pinned.ok()) return pinned.status();
+  return pinned->size();
+}
+
+std::byte* Pinned::mutable_data() const {
+  if (access_ == Access::kRead) {
+    std::fprintf(stderr, "mova: mutable_data() on an object pinned with Access::kRead\n");
+    std::abort();
+  }
+  return data_;
+}
+
+CompactResult Pool::compact() {
+  Impl& p = *impl_;
+  MutexLock lock(&p.compact_mu);
+  const absl::Time start = absl::Now();
+  p.flush_epoch.fetch_add(1, std::memory_order_relaxed);
+  p.WithCache([&](ThreadCache& c) { p.Flush(c); return 0; });
+  CompactResult r;
+  for (auto& cls : p.classes) {
+    alloc::ClassCompaction c = cls->Compact();
+    r.objects_moved += c.objects_moved;
+    r.bytes_moved += c.bytes_moved;
+    r.blocks_released += c.blocks_released;
+    r.pages_released += c.pages_released;
+    r.objects_skipped += c.objects_skipped;
+    r.blocks_skipped += c.blocks_skipped;
+  }
+  p.arena->PurgeDirty(/*force=*/true);
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  p.compactions.fetch_add(1, std::memory_order_relaxed);
+  p.objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
+  p.bytes_moved.fetch_add(r.bytes_moved, std::memory_order_relaxed);
+  p.pages_compacted.fetch_add(r.pages_released, std::memory_order_relaxed);
+  return r;
+}
+
+std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
+  const Impl& p = *impl_;
+  return {
+      {p.arena->base(), p.arena->capacity().value(), "objects"},
+      {reinterpret_cast<const std::byte*>(&p.table->entry(0)), std::size_t{p.table->capacity()} * sizeof(handles::Word),
+       "handle table"},
+      {p.page_map->base(), p.page_map->reserved_bytes().value(), "page map"},
+  };
+}
+
+void Pool::release_free_memory() { impl_->arena->PurgeDirty(/*force=*/true); }
+
+void Pool::flush_thread_cache() {
+  impl_->WithCache([&](ThreadCache& c) { impl_->Flush(c); return 0; });
+}
+
+PoolStats Pool::stats() const {
+  Impl& p = *impl_;
+  PoolStats s;
+  std::vector<std::uint64_t> cached(p.map.num_classes(), 0);
+  std::uint64_t allocs, frees, alloc_bytes, free_bytes;
+  {
+    MutexLock lock(&p.caches_mu);
+    allocs = p.retired_allocs;
+    frees = p.retired_frees;
+    alloc_bytes = p.retired_alloc_bytes;
+    free_bytes = p.retired_free_bytes;
+    for (const ThreadCache* c : p.caches) {
+      allocs += c->allocs.Get();
+      frees += c->frees.Get();
+      alloc_bytes += c->alloc_bytes.Get();
+      free_bytes += c->free_bytes.Get();
+      for (std::size_t k = 0; k < c->classes.size(); ++k) cached[k] += c->classes[k].count.load(std::memory_order_relaxed);
+    }
+  }
+  s.live_objects = allocs - frees;
+  s.live_bytes = alloc_bytes - free_bytes;
+  for (std::size_t k = 0; k < p.map.num_classes(); ++k) {
+    const alloc::SizeClassInfo& info = p.map.info(ClassId(static_cast<std::uint32_t>(k)));
+    const alloc::ClassSnapshot snap = p.classes[k]->Snapshot();
+    ClassStats cs;
+    cs.slot_size = info.slot_size;
+    cs.pages_per_block = info.pages_per_block;
+    cs.objects_per_block = info.objects_per_block;
+    cs.blocks = snap.blocks;
+    cs.objects_cached = std::min(cached[k], snap.slots_in_use);
+    cs.objects_in_use = snap.slots_in_use - cs.objects_cached;
+    cs.fullness = snap.groups;
+    s.classes.push_back(cs);
+    s.slot_bytes += cs.objects_in_use * info.slot_size;
+    s.block_bytes += snap.blocks * info.block_bytes().value();
+  }
+  s.huge_objects = p.huge_objects.load(std::memory_order_relaxed);
+  s.huge_bytes = ToBytes(Pages(p.huge_pages.load(std::memory_order_relaxed))).value();
+  const alloc::Arena::Stats a = p.arena->stats();
+  s.dirty_bytes = ToBytes(Pages(a.dirty_pages)).value();
+  s.regions_in_use = a.regions_in_use;
+  s.regions_touched = a.regions_touched;
+  s.discard_failures = a.discard_failures;
+  // The page map is backed where regions were touched: 4 B per page, half a page of map per region.
+  s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint32_t);
+  const handles::HandleTable::Stats t = p.table->stats();
+  s.handles_in_use = t.entries_in_use;
+  s.handle_table_bytes = t.resident_bytes().value();
+  s.handle_table_pages_peak = t.pages_opened;
+  s.resident_bytes = s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes;
+  s.compactions = p.compactions.load(std::memory_order_relaxed);
+  s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);
+  s.bytes_moved = p.bytes_moved.load(std::memory_order_relaxed);
+  s.pages_compacted = p.pages_compacted.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace mova

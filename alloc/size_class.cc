@@ -1,0 +1,208 @@
+// alloc/size_class.cc — see size_class.h.
+#include "alloc/size_class.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace mova::alloc {
+
+SizeClass::~SizeClass() {
+  MutexLock lock(&mu_);
+  for (Block*& head : groups_) {
+    while (head != nullptr) {
+      Block* b = head;
+      head = b->next;
+      const PageRun run = b->run();
+      page_map_.Set(run.first, run.count, PageOwner());
+      arena_.Free(run);
+    }
+  }
+}
+
+void SizeClass::Link(Block* b) {
+  b->group = GroupOf(b->in_use, b->objects);
+  b->prev = nullptr;
+  b->next = groups_[b->group];
+  if (b->next != nullptr) b->next->prev = b;
+  groups_[b->group] = b;
+}
+
+void SizeClass::Unlink(Block* b) {
+  if (b->prev != nullptr) {
+    b->prev->next = b->next;
+  } else {
+    groups_[b->group] = b->next;
+  }
+  if (b->next != nullptr) b->next->prev = b->prev;
+  b->prev = b->next = nullptr;
+}
+
+void SizeClass::Regroup(Block* b) {
+  if (b->in_use == 0) {
+    Unlink(b);
+    ReleaseBlock(b);
+    return;
+  }
+  if (GroupOf(b->in_use, b->objects) == b->group) return;
+  Unlink(b);
+  Link(b);
+}
+
+absl::StatusOr<Block*> SizeClass::NewBlock() {
+  absl::StatusOr<PageRun> run = arena_.Allocate(Pages(info_.pages_per_block));
+  if (!run.ok()) return run.status();
+  // The descriptor and back-map live at the head of the block's own (populated) pages.
+  auto* b = new (arena_.PageAddress(run->first)) Block;
+  b->cls = static_cast<std::uint16_t>(id_.value());
+  b->pages = static_cast<std::uint8_t>(run->count);
+  b->first_page = run->first;
+  b->slot_size = info_.slot_size;
+  b->objects = static_cast<std::uint16_t>(info_.objects_per_block);
+  b->data_offset = static_cast<std::uint16_t>(info_.data_offset);
+  for (std::uint32_t i = 0; i < b->objects; ++i) {
+    b->Owner(i).store(kSlotFreeBit | (i + 1 < b->objects ? i + 1 : kNoSlot), std::memory_order_relaxed);
+  }
+  b->free_head = 0;
+  b->in_use = 0;
+  page_map_.Set(run->first, run->count, PageOwner::OfBlock(run->first));
+  ++blocks_;
+  Link(b);
+  return b;
+}
+
+void SizeClass::ReleaseBlock(Block* b) {
+  const PageRun run = b->run();
+  b->magic = 0;  // a stale SlotRef or handle into freed pages is caught in checked mode
+  page_map_.Set(run.first, run.count, PageOwner());
+  arena_.Free(run);
+  --blocks_;
+}
+
+std::uint32_t SizeClass::PopFree(Block* b) {
+  const std::uint32_t slot = b->free_head;
+  b->free_head = b->Owner(slot).load(std::memory_order_relaxed) & ~kSlotFreeBit;
+  b->Owner(slot).store(kSlotReserved, std::memory_order_relaxed);
+  ++b->in_use;
+  ++slots_in_use_;
+  return slot;
+}
+
+void SizeClass::PushFree(Block* b, std::uint32_t slot) {
+  b->Owner(slot).store(kSlotFreeBit | b->free_head, std::memory_order_relaxed);
+  b->free_head = slot;
+  --b->in_use;
+  --slots_in_use_;
+}
+
+absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out) {
+  MutexLock lock(&mu_);
+  std::size_t n = 0;
+  while (n < out.size()) {
+    Block* b = nullptr;
+    for (int g = kGroupFull - 1; g >= kGroupEmpty && b == nullptr; --g) b = groups_[g];
+    if (b == nullptr) {
+      absl::StatusOr<Block*> fresh = NewBlock();
+      if (!fresh.ok()) {
+        if (n > 0) break;
+        return fresh.status();
+      }
+      b = *fresh;
+    }
+    while (n < out.size() && b->free_head != kNoSlot) out[n++] = PackSlot(b, PopFree(b));
+    Regroup(b);
+  }
+  return n;
+}
+
+void SizeClass::ReturnSlots(std::span<const SlotRef> slots) {
+  MutexLock lock(&mu_);
+  for (SlotRef r : slots) {
+    Block* b = BlockOf(r);
+    PushFree(b, SlotIndexOf(r));
+    Regroup(b);
+  }
+}
+
+bool SizeClass::MoveObject(Block* src, std::uint32_t slot, Block* dst, ClassCompaction& out) {
+  const std::uint32_t index = src->Owner(slot).load(std::memory_order_acquire);
+  if (index > kMaxHandleIndex) return false;  // reserved by a thread cache
+  handles::EntryAtomic& e = table_.entry(index);
+  const std::uint64_t src_off = src->SlotOffset(slot);
+  handles::Word claimed;
+  if (!handles::BeginMove(e, src_off, &claimed)) return false;
+  const std::uint32_t dslot = PopFree(dst);
+  const std::uint64_t dst_off = dst->SlotOffset(dslot);
+  const std::size_t size = src->RequestedSize(slot);
+  std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, size);
+  dst->SizeM1(dslot) = src->SizeM1(slot);
+  dst->Owner(dslot).store(index, std::memory_order_release);
+  handles::EndMove(e, claimed, dst_off);
+  PushFree(src, slot);
+  ++out.objects_moved;
+  out.bytes_moved += size;
+  return true;
+}
+
+ClassCompaction SizeClass::Compact() {
+  MutexLock lock(&mu_);
+  ClassCompaction out;
+  std::vector<Block*> blocks;
+  for (int g = 1; g < kGroupFull; ++g) {
+    for (Block* b = groups_[g]; b != nullptr; b = b->next) blocks.push_back(b);
+  }
+  if (blocks.size() < 2) return out;
+  std::stable_sort(blocks.begin(), blocks.end(), [](const Block* a, const Block* b) { return a->in_use > b->in_use; });
+  // Destinations from the front (fullest), sources from the back (emptiest). `room` counts the free slots
+  // in blocks[dst .. src-1]: if they cannot take all of src's objects, src cannot be emptied, and neither
+  // can any fuller block, so compaction of this class is done (zs_can_compact's test).
+  std::size_t dst = 0, src = blocks.size() - 1;
+  std::uint64_t room = 0;
+  for (std::size_t i = 0; i < src; ++i) room += blocks[i]->objects - blocks[i]->in_use;
+  while (dst < src && room >= blocks[src]->in_use) {
+    Block* s = blocks[src];
+    for (std::uint32_t slot = 0; slot < s->objects && s->in_use > 0; ++slot) {
+      const std::uint32_t owner = s->Owner(slot).load(std::memory_order_acquire);
+      if (owner == kSlotReserved) {  // a thread cache holds it: s cannot be emptied now
+        ++out.blocks_skipped;
+        break;
+      }
+      if ((owner & kSlotFreeBit) != 0) continue;
+      Block* d = blocks[dst];  // room >= in_use guarantees a non-full destination before src
+      if (!MoveObject(s, slot, d, out)) {  // pinned, moving or being freed
+        ++out.objects_skipped;
+        break;
+      }
+      --room;
+      if (d->in_use == d->objects) {
+        Regroup(d);
+        ++dst;
+      }
+    }
+    if (s->in_use == 0) {
+      ++out.blocks_released;
+      out.pages_released += s->pages;
+    }
+    Regroup(s);  // releases s if it was emptied
+    --src;
+    if (dst < src) room -= blocks[src]->objects - blocks[src]->in_use;
+  }
+  // Destinations filled in part are relisted; blocks past src were relisted as sources.
+  for (std::size_t i = 0; i <= src; ++i) Regroup(blocks[i]);
+  return out;
+}
+
+ClassSnapshot SizeClass::Snapshot() const {
+  MutexLock lock(&mu_);
+  ClassSnapshot s;
+  s.blocks = blocks_;
+  s.slots_in_use = slots_in_use_;
+  for (int g = 0; g < kNumGroups; ++g) {
+    for (const Block* b = groups_[g]; b != nullptr; b = b->next) {
+      ++s.groups[g];
+    }
+  }
+  return s;
+}
+
+}  // namespace mova::alloc

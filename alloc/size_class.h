@@ -1,0 +1,91 @@
+// alloc/size_class.h — one size class at run time: its blocks in fullness groups, slot hand-out and
+// return, and object compaction (zsmalloc's zs_compact for one class).
+//
+// Types: SizeClass, ClassCompaction, ClassSnapshot. All state is guarded by mu_.
+// Invariants (under mu_): every block of the class is on exactly one group list, the one GroupOf(in_use,
+//   objects) names; blocks_ == Σ list lengths; slots_in_use_ == Σ in_use; an empty block is released at once
+//   (its pages go back to the arena), so the empty group is always empty outside a call.
+// Locks: mu_ → Arena::mu_ (taken inside Arena calls). Entry words are CASed under mu_ (compaction) but never
+//   waited on under it; pinners and freers never take mu_ while waiting for a move.
+#ifndef MOVA_ALLOC_SIZE_CLASS_H_
+#define MOVA_ALLOC_SIZE_CLASS_H_
+
+#include <array>
+#include <new>
+#include <cstdint>
+#include <span>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "base/mutex.h"
+#include "alloc/arena.h"
+#include "alloc/block.h"
+#include "alloc/page_map.h"
+#include "alloc/size_class_map.h"
+#include "handles/handle_table.h"
+
+namespace mova::alloc {
+
+struct ClassCompaction {
+  std::uint64_t objects_moved = 0;
+  std::uint64_t bytes_moved = 0;       // requested bytes copied
+  std::uint64_t blocks_released = 0;
+  std::uint64_t pages_released = 0;
+  std::uint64_t objects_skipped = 0;   // pinned, moving or being freed when compaction reached them
+  std::uint64_t blocks_skipped = 0;    // blocks left alone because a thread cache holds one of their slots
+};
+
+struct ClassSnapshot {
+  std::uint64_t blocks = 0;
+  std::uint64_t slots_in_use = 0;  // live objects plus slots held by thread caches
+  std::array<std::uint64_t, kNumGroups> groups{};
+};
+
+class SizeClass {
+ public:
+  SizeClass(ClassId id, const SizeClassInfo& info, Arena& arena, PageMap& page_map,
+            handles::HandleTable& table)
+      : id_(id), info_(info), arena_(arena), page_map_(page_map), table_(table) {}
+  ~SizeClass();  // releases every block (the pool is going away)
+  SizeClass(const SizeClass&) = delete;
+  SizeClass& operator=(const SizeClass&) = delete;
+
+  const SizeClassInfo& info() const { return info_; }
+
+  // Takes up to out.size() free slots (at least one on success), fullest non-full block first; marks them
+  // reserved. Makes a new block if no block has room. ResourceExhausted when the arena cannot.
+  absl::StatusOr<std::size_t> TakeSlots(std::span<SlotRef> out) ABSL_LOCKS_EXCLUDED(mu_);
+  // Puts reserved slots back on their blocks' free lists; releases blocks that become empty.
+  void ReturnSlots(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
+  // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks.
+  ClassCompaction Compact() ABSL_LOCKS_EXCLUDED(mu_);
+  ClassSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+
+ private:
+  absl::StatusOr<Block*> NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseBlock(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Link(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unlink(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts b on the list its fill names, or releases it if it is empty.
+  void Regroup(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::uint32_t PopFree(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PushFree(Block* b, std::uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves the object in src's slot into a free slot of dst; false if it could not be claimed.
+  bool MoveObject(Block* src, std::uint32_t slot, Block* dst, ClassCompaction& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ClassId id_;
+  const SizeClassInfo info_;
+  Arena& arena_;
+  PageMap& page_map_;
+  handles::HandleTable& table_;
+
+  mutable Mutex mu_;
+  std::array<Block*, kNumGroups> groups_ ABSL_GUARDED_BY(mu_){};
+  std::uint64_t blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace mova::alloc
+
+#endif  // MOVA_ALLOC_SIZE_CLASS_H_

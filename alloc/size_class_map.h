@@ -1,0 +1,66 @@
+// alloc/size_class_map.h — the geometry of size classes, computed once: which class serves a size, and how
+// many pages and slots each class's blocks have.
+//
+// Types: SizeClassInfo, SizeClassMap. Spacing: 16 B steps up to 4 KiB (as zsmalloc), then 16 classes per
+// doubling up to kMaxClassSize (64 KiB less the 48 B of metadata a one-slot block keeps in its own pages:
+// 65488 B); larger objects are huge (own page runs, no class).
+// Each class picks its block size among 1..kMaxPagesPerBlock pages: the smallest whose waste (the bytes not in
+// slots: in-block metadata and the tail) is within kWasteSlackPermille of the least any size achieves.
+// Smaller blocks matter as much as little tail waste: after compaction every class keeps one partly filled
+// block, so a class of 16-page blocks holds up to 64 KiB that no live object uses.
+// Merging (zsmalloc's can_merge): a class whose blocks would hold the same number of slots in the same
+// number of pages as the next larger class serves no purpose; its sizes go to that larger class.
+// Invariants: classes are strictly increasing in size; every size in 1..kMaxClassSize maps to the smallest
+// class with slot_size >= size; slot sizes are multiples of 16; objects_per_block >= 1.
+#ifndef MOVA_ALLOC_SIZE_CLASS_MAP_H_
+#define MOVA_ALLOC_SIZE_CLASS_MAP_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "alloc/block.h"
+#include "mova/units.h"
+
+namespace mova::alloc {
+
+inline constexpr std::size_t kMinSlotSize = 16;
+inline constexpr std::size_t kMaxPagesPerBlock = 16;
+inline constexpr std::size_t kMaxClassSize = kMaxPagesPerBlock * kPageSize - DataOffset(1);
+inline constexpr std::uint32_t kWasteSlackPermille = 20;
+
+struct SizeClassInfo {
+  std::uint32_t slot_size = 0;          // bytes per slot
+  std::uint32_t pages_per_block = 0;    // 1..kMaxPagesPerBlock
+  std::uint32_t objects_per_block = 0;  // slots per block
+  std::uint32_t data_offset = 0;        // where slot 0 starts in the block (after the in-block metadata)
+  Bytes block_bytes() const { return ToBytes(Pages(pages_per_block)); }
+};
+
+class SizeClassMap {
+ public:
+  SizeClassMap();
+
+  std::size_t num_classes() const { return classes_.size(); }
+  const SizeClassInfo& info(ClassId c) const { return classes_[c.value()]; }
+  // The class serving `size` (1..kMaxClassSize).
+  ClassId ClassFor(std::size_t size) const {
+    return ClassId(lookup_[(size + kMinSlotSize - 1) / kMinSlotSize]);
+  }
+
+ private:
+  std::vector<SizeClassInfo> classes_;
+  std::vector<std::uint16_t> lookup_;  // (size + 15) / 16 -> class
+};
+
+// The raw candidate sizes before merging, exposed for tests.
+std::vector<std::uint32_t> CandidateClassSizes();
+// The geometry of a block of `pages` pages of `slot_size` slots, metadata included.
+SizeClassInfo GeometryFor(std::uint32_t slot_size, std::uint32_t pages);
+// Bytes of a block not in slots, per thousand.
+std::uint32_t WastePermille(const SizeClassInfo& g);
+// The geometry chosen for one slot size (see the rule above).
+SizeClassInfo BestGeometry(std::uint32_t slot_size);
+
+}  // namespace mova::alloc
+
+#endif  // MOVA_ALLOC_SIZE_CLASS_MAP_H_

@@ -1,0 +1,76 @@
+// alloc/stats_format.cc — PoolStats as a table a person reads, and as JSON.
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "mova/stats.h"
+
+namespace mova {
+namespace {
+
+double MiB(std::uint64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
+
+}  // namespace
+
+std::string FormatStatsText(const PoolStats& s, bool all_classes) {
+  std::string out;
+  absl::StrAppendFormat(&out, "live        %10.2f MiB in %u objects (%u huge)\n", MiB(s.live_bytes), s.live_objects,
+                        s.huge_objects);
+  absl::StrAppendFormat(&out, "resident    %10.2f MiB = blocks %.2f + huge %.2f + dirty %.2f + handle table %.2f + metadata %.2f\n",
+                        MiB(s.resident_bytes), MiB(s.block_bytes), MiB(s.huge_bytes), MiB(s.dirty_bytes),
+                        MiB(s.handle_table_bytes), MiB(s.metadata_bytes));
+  absl::StrAppendFormat(&out, "slots       %10.2f MiB of live slots; %u handles in use; table peak %u pages\n",
+                        MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak);
+  absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u discard failures\n", s.regions_in_use,
+                        s.regions_touched, s.discard_failures);
+  absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
+                        s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
+  absl::StrAppendFormat(&out, "%5s %6s %5s %6s %8s %9s %7s  %s\n", "class", "size", "pages", "objs", "blocks", "in_use",
+                        "cached", "fullness: empty 0-10% .. 90-99% full");
+  for (std::size_t i = 0; i < s.classes.size(); ++i) {
+    const ClassStats& c = s.classes[i];
+    if (!all_classes && c.blocks == 0) continue;
+    absl::StrAppendFormat(&out, "%5u %6u %5u %6u %8u %9u %7u  %s\n", i, c.slot_size, c.pages_per_block,
+                          c.objects_per_block, c.blocks, c.objects_in_use, c.objects_cached,
+                          absl::StrJoin(c.fullness, " "));
+  }
+  return out;
+}
+
+std::string FormatStatsJson(const PoolStats& s) {
+  std::string out = "{";
+  auto field = [&out](const char* name, std::uint64_t v) { absl::StrAppendFormat(&out, "\"%s\":%u,", name, v); };
+  field("live_bytes", s.live_bytes);
+  field("live_objects", s.live_objects);
+  field("slot_bytes", s.slot_bytes);
+  field("huge_objects", s.huge_objects);
+  field("block_bytes", s.block_bytes);
+  field("huge_bytes", s.huge_bytes);
+  field("dirty_bytes", s.dirty_bytes);
+  field("handle_table_bytes", s.handle_table_bytes);
+  field("metadata_bytes", s.metadata_bytes);
+  field("resident_bytes", s.resident_bytes);
+  field("handles_in_use", s.handles_in_use);
+  field("handle_table_pages_peak", s.handle_table_pages_peak);
+  field("regions_in_use", s.regions_in_use);
+  field("regions_touched", s.regions_touched);
+  field("compactions", s.compactions);
+  field("objects_moved", s.objects_moved);
+  field("bytes_moved", s.bytes_moved);
+  field("pages_compacted", s.pages_compacted);
+  field("discard_failures", s.discard_failures);
+  out += "\"classes\":[";
+  for (std::size_t i = 0; i < s.classes.size(); ++i) {
+    const ClassStats& c = s.classes[i];
+    absl::StrAppendFormat(&out,
+                          "%s{\"class\":%u,\"size\":%u,\"pages_per_block\":%u,\"objects_per_block\":%u,\"blocks\":%u,"
+                          "\"objects_in_use\":%u,\"objects_cached\":%u,\"fullness\":[%s]}",
+                          i == 0 ? "" : ",", i, c.slot_size, c.pages_per_block, c.objects_per_block, c.blocks,
+                          c.objects_in_use, c.objects_cached, absl::StrJoin(c.fullness, ","));
+  }
+  out += "]}";
+  return out;
+}
+
+}  // namespace mova

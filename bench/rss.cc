@@ -1,0 +1,73 @@
+// bench/rss.cc — see rss.h.
+#include "bench/rss.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+
+namespace mova::bench {
+
+namespace {
+
+struct Statm {
+  std::uint64_t resident = 0;  // bytes
+  std::uint64_t shared = 0;    // bytes resident that are file-backed or shared memory
+};
+
+absl::StatusOr<Statm> ReadStatm() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return absl::InternalError(absl::StrFormat("open /proc/self/statm: %s", std::strerror(errno)));
+  unsigned long long size_pages = 0, resident_pages = 0, shared_pages = 0;
+  const int n = std::fscanf(f, "%llu %llu %llu", &size_pages, &resident_pages, &shared_pages);
+  std::fclose(f);
+  if (n != 3) return absl::InternalError("cannot parse /proc/self/statm");
+  const std::uint64_t page = static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+  return Statm{resident_pages * page, shared_pages * page};
+}
+
+}  // namespace
+
+absl::StatusOr<std::uint64_t> ProcessRssBytes() {
+  absl::StatusOr<Statm> s = ReadStatm();
+  if (!s.ok()) return s.status();
+  return s->resident;
+}
+
+absl::StatusOr<std::uint64_t> AnonRssBytes() {
+  absl::StatusOr<Statm> s = ReadStatm();
+  if (!s.ok()) return s.status();
+  return s->resident - s->shared;
+}
+
+absl::StatusOr<std::uint64_t> ResidentBytesIn(const void* start, std::size_t size) {
+  const std::uintptr_t page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const std::uintptr_t lo = reinterpret_cast<std::uintptr_t>(start) & ~(page - 1);
+  const std::uintptr_t hi = (reinterpret_cast<std::uintptr_t>(start) + size + page - 1) & ~(page - 1);
+  std::uint64_t resident = 0;
+  // In chunks, so a large reservation needs only a small vector.
+  constexpr std::size_t kChunkPages = 1 << 16;
+  std::vector<unsigned char> vec(kChunkPages);
+  for (std::uintptr_t a = lo; a < hi; a += kChunkPages * page) {
+    const std::size_t len = std::min<std::uintptr_t>(kChunkPages * page, hi - a);
+    if (mincore(reinterpret_cast<void*>(a), len, vec.data()) != 0) {
+      return absl::InternalError(absl::StrFormat("mincore(%#x, %u): %s", a, len, std::strerror(errno)));
+    }
+    for (std::size_t i = 0; i < len / page; ++i) resident += (vec[i] & 1) ? page : 0;
+  }
+  return resident;
+}
+
+RssBaseline::RssBaseline() { base_ = AnonRssBytes().value_or(0); }
+
+std::uint64_t RssBaseline::Delta() const {
+  const std::uint64_t now = AnonRssBytes().value_or(0);
+  return now > base_ ? now - base_ : 0;
+}
+
+}  // namespace mova::bench

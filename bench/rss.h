@@ -1,0 +1,39 @@
+// bench/rss.h — reading how much memory is resident, the same way in every bench, test and note.
+//
+// Functions: ProcessRssBytes and AnonRssBytes (from /proc/self/statm), ResidentBytesIn (mincore over one
+// address range), RssBaseline (the process's anonymous RSS before a workload, subtracted from every later
+// reading). Heap memory is anonymous; the file-backed part of RSS (code and libraries paged in as a workload
+// first runs them) is not memory an allocator holds, so baselines count anonymous pages only.
+#ifndef MOVA_BENCH_RSS_H_
+#define MOVA_BENCH_RSS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/statusor.h"
+
+namespace mova::bench {
+
+// The resident set of this process in bytes, from /proc/self/statm.
+absl::StatusOr<std::uint64_t> ProcessRssBytes();
+
+// The anonymous part of it: resident minus file-backed and shared pages (statm's third field).
+absl::StatusOr<std::uint64_t> AnonRssBytes();
+
+// Bytes of [start, start + size) that are resident, by mincore (start need not be page aligned).
+absl::StatusOr<std::uint64_t> ResidentBytesIn(const void* start, std::size_t size);
+
+// The process's anonymous RSS at construction; Delta() is its growth since (0 if it shrank).
+class RssBaseline {
+ public:
+  RssBaseline();
+  std::uint64_t base() const { return base_; }
+  std::uint64_t Delta() const;
+
+ private:
+  std::uint64_t base_ = 0;
+};
+
+}  // namespace mova::bench
+
+#endif  // MOVA_BENCH_RSS_H_

@@ -1,0 +1,149 @@
+// mova/pool.h — the public C++ API: a pool of movable objects behind handles.
+//
+// Types: Pool, PoolOptions, Access, Pinned. A Pool hands out Handles to objects of any size; it may move
+// an object whenever nobody has it pinned (compact()), and gives emptied memory back to the OS.
+//
+//   auto pool = mova::Pool::Create().value();
+//   mova::Handle h = pool->allocate(100).value();
+//   { mova::Pinned p = pool->pin(h, mova::Access::kWrite).value(); std::memcpy(p.mutable_data(), src, 100); }
+//   pool->compact();                 // may move the object; h stays valid
+//   pool->free(h);
+//
+// Errors (absl::Status codes): size 0 or above kMaxObjectSize → kInvalidArgument; a handle this pool never
+// issued (null, forged, another pool's) → kInvalidArgument; a stale or double-freed handle → kNotFound;
+// freeing a pinned object → kFailedPrecondition; memory limit, address space, handle table or OS memory
+// exhausted → kResourceExhausted; pin count saturated (2047 pins of one object) → kResourceExhausted.
+// In checked mode (PoolOptions::checked) every handle misuse aborts the process with a message naming the
+// handle instead of returning a status; exhaustion is still returned.
+//
+// Thread safety: all members may be called from any thread at once, except that the Pool must outlive
+// every call and every Pinned it issued. Each thread keeps a small cache of free slots and handle entries
+// per pool; compact() asks every thread to return its cache on its next call, and returns its own at once.
+#ifndef MOVA_POOL_H_
+#define MOVA_POOL_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mova/handle.h"
+#include "mova/stats.h"
+#include "mova/units.h"
+
+namespace mova {
+
+namespace os {
+class Os;
+}
+
+enum class Access { kRead, kWrite, kReadWrite };
+
+struct PoolOptions {
+  Bytes arena_capacity{std::size_t{64} << 30};  // address space reserved for objects (at most 1 TiB)
+  Bytes memory_limit{~std::size_t{0}};          // most bytes of object pages at once
+  std::chrono::milliseconds decay{0};           // freed pages stay resident this long (0: give back at once)
+  std::uint32_t max_handles = 1u << 30;         // handle-table capacity (address space reserved: 8 B each)
+  bool checked = false;                         // abort on handle misuse, naming the handle
+  os::Os* os = nullptr;                         // the OS seam; nullptr is the real kernel
+};
+
+// A pinned object: its bytes stay at data() and the object is not moved until the Pinned is destroyed or
+// reset. Move-only.
+class Pinned {
+ public:
+  Pinned() = default;
+  Pinned(Pinned&& o) noexcept { *this = std::move(o); }
+  Pinned& operator=(Pinned&& o) noexcept {
+    if (this != &o) {
+      reset();
+      entry_ = o.entry_;
+      data_ = o.data_;
+      size_ = o.size_;
+      access_ = o.access_;
+      o.entry_ = nullptr;
+    }
+    return *this;
+  }
+  Pinned(const Pinned&) = delete;
+  Pinned& operator=(const Pinned&) = delete;
+  ~Pinned() { reset(); }
+
+  const std::byte* data() const { return data_; }
+  // The writable bytes; only for a pin taken with kWrite or kReadWrite (checked: aborts otherwise).
+  std::byte* mutable_data() const;
+  std::span<const std::byte> bytes() const { return {data_, size_}; }
+  std::span<std::byte> mutable_bytes() const { return {mutable_data(), size_}; }
+  std::size_t size() const { return size_; }  // the size requested at allocation
+  Access access() const { return access_; }
+  bool valid() const { return entry_ != nullptr; }
+  static constexpr std::uint64_t PinUnit() { return kPinOne; }
+  // Unpins now.
+  void reset() {
+    if (entry_ != nullptr) entry_->fetch_sub(kPinOne, std::memory_order_release);
+    entry_ = nullptr;
+  }
+
+ private:
+  friend class Pool;
+  static constexpr std::uint64_t kPinOne = std::uint64_t{1} << 36;  // handles/entry_word.h
+  Pinned(std::atomic<std::uint64_t>* entry, std::byte* data, std::size_t size, Access access)
+      : entry_(entry), data_(data), size_(size), access_(access) {}
+
+  std::atomic<std::uint64_t>* entry_ = nullptr;
+  std::byte* data_ = nullptr;
+  std::size_t size_ = 0;
+  Access access_ = Access::kRead;
+};
+
+class Pool {
+ public:
+  static constexpr std::size_t kMaxObjectSize = std::size_t{1} << 40;
+
+  static absl::StatusOr<std::unique_ptr<Pool>> Create(const PoolOptions& options = {});
+  ~Pool();
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // A new object of `size` bytes (contents unspecified).
+  absl::StatusOr<Handle> allocate(std::size_t size);
+  // Frees the object; the handle becomes stale.
+  absl::Status free(Handle h);
+  // Pins the object and returns where its bytes are; it is not moved while pinned.
+  absl::StatusOr<Pinned> pin(Handle h, Access access);
+  // The size requested when the object was allocated.
+  absl::StatusOr<std::size_t> size_of(Handle h);
+
+  // Object compaction (zsmalloc's zs_compact): in every class, moves objects from the emptiest blocks into
+  // the fullest, skipping pinned ones, and releases emptied blocks; then gives freed pages back.
+  CompactResult compact();
+  // Gives back every freed page now, ignoring the decay delay.
+  void release_free_memory();
+  // Returns this thread's cached slots and handle entries to the pool.
+  void flush_thread_cache();
+  PoolStats stats() const;
+
+  // The address ranges the pool reserved, by role ("objects", "handle table", "page map"), for tools that
+  // measure residency (mincore, smaps).
+  struct AddressRange {
+    const std::byte* start = nullptr;
+    std::size_t size = 0;
+    const char* role = "";
+  };
+  std::vector<AddressRange> reserved_ranges() const;
+
+  struct Impl;
+
+ private:
+  explicit Pool(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace mova
+
+#endif  // MOVA_POOL_H_

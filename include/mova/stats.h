@@ -1,0 +1,76 @@
+// mova/stats.h — what a pool reports: totals, the per-class table (zsmalloc's debugfs `classes`), and what
+// compaction did. Rendered as a human table (FormatStatsText) or JSON (FormatStatsJson).
+//
+// Types: ClassStats, PoolStats, CompactResult. All byte counts are bytes; "resident" counts pages the pool
+// has made present and not given back. Totals add up:
+//   resident_bytes == block_bytes + huge_bytes + dirty_bytes + handle_table_bytes + metadata_bytes
+// Snapshots taken while other threads allocate are approximate; they are exact when the pool is quiet.
+#ifndef MOVA_STATS_H_
+#define MOVA_STATS_H_
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mova {
+
+inline constexpr int kFullnessGroups = 12;  // empty, (0,10%], ..., (90%,100%), full
+
+struct ClassStats {
+  std::uint32_t slot_size = 0;
+  std::uint32_t pages_per_block = 0;
+  std::uint32_t objects_per_block = 0;
+  std::uint64_t blocks = 0;
+  std::uint64_t objects_in_use = 0;  // live objects
+  std::uint64_t objects_cached = 0;  // free slots held by thread caches
+  std::array<std::uint64_t, kFullnessGroups> fullness{};  // blocks per fullness group
+};
+
+struct CompactResult {
+  std::uint64_t objects_moved = 0;
+  std::uint64_t bytes_moved = 0;
+  std::uint64_t blocks_released = 0;
+  std::uint64_t pages_released = 0;
+  std::uint64_t objects_skipped = 0;  // pinned or busy objects left in place
+  std::uint64_t blocks_skipped = 0;   // blocks left because a thread cache held one of their slots
+  double seconds = 0;
+};
+
+struct PoolStats {
+  // Objects.
+  std::uint64_t live_bytes = 0;         // bytes requested and not yet freed
+  std::uint64_t live_objects = 0;
+  std::uint64_t slot_bytes = 0;         // bytes of the slots live class objects occupy
+  std::uint64_t huge_objects = 0;
+  // Memory, resident.
+  std::uint64_t block_bytes = 0;        // pages of class blocks
+  std::uint64_t huge_bytes = 0;         // pages of huge objects
+  std::uint64_t dirty_bytes = 0;        // freed pages kept resident for the decay delay
+  std::uint64_t handle_table_bytes = 0; // the price of movability: resident handle-table pages
+  std::uint64_t metadata_bytes = 0;     // block descriptors, back-maps, page map
+  std::uint64_t resident_bytes = 0;     // the sum of the five above
+  // Handles.
+  std::uint64_t handles_in_use = 0;     // live handles plus entries cached by threads
+  std::uint64_t handle_table_pages_peak = 0;
+  // Arena.
+  std::uint64_t regions_in_use = 0;
+  std::uint64_t regions_touched = 0;
+  // Compaction, cumulative.
+  std::uint64_t compactions = 0;
+  std::uint64_t objects_moved = 0;
+  std::uint64_t bytes_moved = 0;
+  std::uint64_t pages_compacted = 0;    // pages released by compaction
+  std::uint64_t discard_failures = 0;   // MADV_DONTNEED failures (pages kept and retried)
+
+  std::vector<ClassStats> classes;      // every size class, in size order
+};
+
+// A table a person reads: totals, then one row per class that has blocks (all classes if `all_classes`).
+std::string FormatStatsText(const PoolStats& s, bool all_classes = false);
+// One JSON object: the totals as fields and "classes" as an array of objects.
+std::string FormatStatsJson(const PoolStats& s);
+
+}  // namespace mova
+
+#endif  // MOVA_STATS_H_

@@ -1,0 +1,69 @@
+// os/fault_injecting_os.cc — see fault_injecting_os.h.
+#include "os/fault_injecting_os.h"
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+
+namespace mova::os {
+
+void FaultInjectingOs::FailAfter(OsOp op, std::int64_t successes, int err) {
+  MutexLock lock(&mu_);
+  Rule& r = rules_[static_cast<int>(op)];
+  r.armed = true;
+  r.successes_left = successes;
+  r.err = err;
+}
+
+void FaultInjectingOs::Clear(OsOp op) {
+  MutexLock lock(&mu_);
+  rules_[static_cast<int>(op)].armed = false;
+}
+
+std::int64_t FaultInjectingOs::calls(OsOp op) const {
+  MutexLock lock(&mu_);
+  return rules_[static_cast<int>(op)].calls;
+}
+
+std::int64_t FaultInjectingOs::failures(OsOp op) const {
+  MutexLock lock(&mu_);
+  return rules_[static_cast<int>(op)].failures;
+}
+
+absl::Status FaultInjectingOs::Check(OsOp op, const char* name) {
+  MutexLock lock(&mu_);
+  Rule& r = rules_[static_cast<int>(op)];
+  ++r.calls;
+  if (!r.armed) return absl::OkStatus();
+  if (r.successes_left > 0) {
+    --r.successes_left;
+    return absl::OkStatus();
+  }
+  ++r.failures;
+  std::string msg = absl::StrFormat("injected failure of %s: %s", name, std::strerror(r.err));
+  if (r.err == ENOMEM) return absl::ResourceExhaustedError(msg);
+  return absl::InternalError(msg);
+}
+
+absl::StatusOr<std::byte*> FaultInjectingOs::Reserve(Bytes size, Bytes alignment) {
+  if (absl::Status s = Check(OsOp::kReserve, "mmap"); !s.ok()) return s;
+  return real_.Reserve(size, alignment);
+}
+
+absl::Status FaultInjectingOs::Unreserve(std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kUnreserve, "munmap"); !s.ok()) return s;
+  return real_.Unreserve(addr, size);
+}
+
+absl::Status FaultInjectingOs::Populate(std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kPopulate, "madvise(MADV_POPULATE_WRITE)"); !s.ok()) return s;
+  return real_.Populate(addr, size);
+}
+
+absl::Status FaultInjectingOs::Discard(std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kDiscard, "madvise(MADV_DONTNEED)"); !s.ok()) return s;
+  return real_.Discard(addr, size);
+}
+
+}  // namespace mova::os

@@ -1,0 +1,54 @@
+// os/fault_injecting_os.h — an Os that forwards to another and fails chosen calls.
+//
+// Types: FaultInjectingOs, OsOp. Used by tests to drive every error path through the real seam:
+// `FailAfter(OsOp::kPopulate, 3, ENOMEM)` lets three Populate calls through and fails the rest until
+// `Clear()`. Calls are counted per operation. Thread-safe (one mutex; it is a test tool, not a fast path).
+#ifndef MOVA_OS_FAULT_INJECTING_OS_H_
+#define MOVA_OS_FAULT_INJECTING_OS_H_
+
+#include <array>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "base/mutex.h"
+#include "os/os.h"
+
+namespace mova::os {
+
+enum class OsOp : int { kReserve = 0, kUnreserve, kPopulate, kDiscard, kCount };
+
+class FaultInjectingOs final : public Os {
+ public:
+  explicit FaultInjectingOs(Os& real = SystemOs()) : real_(real) {}
+
+  // Lets `successes` more calls of `op` through, then fails every later one with `err` (ENOMEM gives
+  // ResourceExhausted, anything else Internal) until Clear(op).
+  void FailAfter(OsOp op, std::int64_t successes, int err);
+  void Clear(OsOp op);
+  std::int64_t calls(OsOp op) const;     // calls made, failed ones included
+  std::int64_t failures(OsOp op) const;  // calls failed by injection
+
+  absl::StatusOr<std::byte*> Reserve(Bytes size, Bytes alignment) override;
+  absl::Status Unreserve(std::byte* addr, Bytes size) override;
+  absl::Status Populate(std::byte* addr, Bytes size) override;
+  absl::Status Discard(std::byte* addr, Bytes size) override;
+
+ private:
+  struct Rule {
+    bool armed = false;
+    std::int64_t successes_left = 0;
+    int err = 0;
+    std::int64_t calls = 0;
+    std::int64_t failures = 0;
+  };
+  // Counts the call and returns the injected error, or OK to forward it.
+  absl::Status Check(OsOp op, const char* name);
+
+  Os& real_;
+  mutable Mutex mu_;
+  std::array<Rule, static_cast<int>(OsOp::kCount)> rules_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace mova::os
+
+#endif  // MOVA_OS_FAULT_INJECTING_OS_H_

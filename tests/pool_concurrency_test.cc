@@ -1,0 +1,199 @@
+// Several threads allocate, free, pin and compact one pool at once; contents and counters stay right.
+// Run under ThreadSanitizer by the test command.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "base/mutex.h"
+#include "mova/pool.h"
+#include "tests/test_objects.h"
+
+namespace mova {
+namespace {
+
+using testing::AllocFilled;
+using testing::Intact;
+
+struct Obj {
+  Handle h;
+  std::size_t size;
+  std::uint64_t seed;
+};
+
+#ifdef MOVA_TSAN
+constexpr int kOpsPerThread = 6000;
+#else
+constexpr int kOpsPerThread = 60000;
+#endif
+
+// Objects handed between threads, so objects are freed by threads that did not allocate them.
+class Exchange {
+ public:
+  void Put(const Obj& o) {
+    MutexLock lock(&mu_);
+    objs_.push_back(o);
+  }
+  bool Take(Obj* o) {
+    MutexLock lock(&mu_);
+    if (objs_.empty()) return false;
+    *o = objs_.back();
+    objs_.pop_back();
+    return true;
+  }
+  std::vector<Obj> Drain() {
+    MutexLock lock(&mu_);
+    return std::move(objs_);
+  }
+
+ private:
+  Mutex mu_;
+  std::vector<Obj> objs_ ABSL_GUARDED_BY(mu_);
+};
+
+TEST(PoolConcurrency, AllocFreePinAndCompactAtOnce) {
+  auto pool = Pool::Create().value();
+  Exchange exchange;
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::atomic<std::uint64_t> compactions_moved{0};
+
+  std::thread compactor([&] {
+    while (!stop.load()) {
+      compactions_moved += pool->compact().objects_moved;
+      std::this_thread::yield();
+    }
+  });
+
+  constexpr int kThreads = 3;
+  std::vector<std::vector<Obj>> owned(kThreads);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < kThreads; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937_64 rng(t + 1);
+      std::vector<Obj>& mine = owned[t];
+      for (int op = 0; op < kOpsPerThread; ++op) {
+        const int what = rng() % 10;
+        if (what < 4 || mine.empty()) {
+          const std::size_t size = 16 + rng() % (op % 50 == 0 ? 70000 : 600);
+          const std::uint64_t seed = rng();
+          mine.push_back({AllocFilled(*pool, size, seed), size, seed});
+        } else if (what < 6) {
+          const std::size_t i = rng() % mine.size();
+          if (!Intact(*pool, mine[i].h, mine[i].size, mine[i].seed)) ++bad;
+          if (!pool->free(mine[i].h).ok()) ++bad;
+          mine[i] = mine.back();
+          mine.pop_back();
+        } else if (what < 7) {
+          const std::size_t i = rng() % mine.size();
+          exchange.Put(mine[i]);
+          mine[i] = mine.back();
+          mine.pop_back();
+        } else if (what < 8) {
+          Obj o;
+          if (exchange.Take(&o)) {
+            if (!Intact(*pool, o.h, o.size, o.seed)) ++bad;
+            if (!pool->free(o.h).ok()) ++bad;
+          }
+        } else {
+          // Hold a pin across a little work while the compactor runs: the bytes must not change under it.
+          const Obj& o = mine[rng() % mine.size()];
+          absl::StatusOr<Pinned> p = pool->pin(o.h, Access::kRead);
+          if (!p.ok() || !testing::Matches(p->bytes(), o.seed)) ++bad;
+          std::this_thread::yield();
+          if (p.ok() && !testing::Matches(p->bytes(), o.seed)) ++bad;
+        }
+      }
+    });
+  }
+  for (std::thread& w : workers) w.join();
+  stop = true;
+  compactor.join();
+  EXPECT_EQ(bad.load(), 0);
+
+  std::vector<Obj> all = exchange.Drain();
+  for (auto& v : owned) all.insert(all.end(), v.begin(), v.end());
+  std::uint64_t live = 0;
+  for (const Obj& o : all) {
+    ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+    live += o.size;
+  }
+  // The workers have exited: their caches went back to the pool.
+  const PoolStats s = pool->stats();
+  EXPECT_EQ(s.live_objects, all.size());
+  EXPECT_EQ(s.live_bytes, live);
+  for (const ClassStats& c : s.classes) EXPECT_EQ(c.objects_cached, 0u);
+  EXPECT_GT(compactions_moved.load() + pool->compact().objects_moved, 0u);
+  for (const Obj& o : all) ASSERT_TRUE(pool->free(o.h).ok());
+  pool->flush_thread_cache();
+  const PoolStats end = pool->stats();
+  EXPECT_EQ(end.live_objects, 0u);
+  EXPECT_EQ(end.block_bytes, 0u);
+  EXPECT_EQ(end.handles_in_use, 0u);
+}
+
+TEST(PoolConcurrency, ManyPinnersOneObject) {
+  auto pool = Pool::Create().value();
+  Handle h = AllocFilled(*pool, 256, 42);
+  std::atomic<int> bad{0};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < kOpsPerThread / 4; ++i) {
+        absl::StatusOr<Pinned> p = pool->pin(h, Access::kRead);
+        if (!p.ok() || !testing::Matches(p->bytes(), 42)) ++bad;
+      }
+    });
+  }
+  std::thread c([&] {
+    for (int i = 0; i < 50; ++i) pool->compact();
+  });
+  for (auto& t : ts) t.join();
+  c.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_TRUE(pool->free(h).ok());
+}
+
+TEST(PoolConcurrency, ConcurrentDoubleFreeHasOneWinner) {
+  auto pool = Pool::Create().value();
+  for (int round = 0; round < 200; ++round) {
+    Handle h = pool->allocate(64).value();
+    std::atomic<int> ok{0}, stale{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; ++t) {
+      ts.emplace_back([&] {
+        absl::Status s = pool->free(h);
+        if (s.ok()) ++ok;
+        if (s.code() == absl::StatusCode::kNotFound) ++stale;
+      });
+    }
+    for (auto& t : ts) t.join();
+    ASSERT_EQ(ok.load(), 1);
+    ASSERT_EQ(stale.load(), 2);
+  }
+  EXPECT_EQ(pool->stats().live_objects, 0u);
+}
+
+TEST(PoolConcurrency, PoolsOutliveAndPredeceaseThreads) {
+  // A thread that used a pool that is already gone exits cleanly, and one that outlives its use returns
+  // its cache.
+  auto keep = Pool::Create().value();
+  std::thread t([&] {
+    auto gone = Pool::Create().value();
+    Handle a = gone->allocate(100).value();
+    ASSERT_TRUE(gone->free(a).ok());
+    gone.reset();
+    Handle b = keep->allocate(100).value();
+    ASSERT_TRUE(keep->free(b).ok());
+  });
+  t.join();
+  const PoolStats s = keep->stats();
+  EXPECT_EQ(s.live_objects, 0u);
+  EXPECT_EQ(s.handles_in_use, 0u);  // the exited thread's cached entries came back
+  for (const ClassStats& c : s.classes) EXPECT_EQ(c.objects_cached, 0u);
+}
+
+}  // namespace
+}  // namespace mova

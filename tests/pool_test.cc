@@ -1,0 +1,238 @@
+// The pool: allocate / pin / free, huge objects, compaction (contents survive, pinned objects stay),
+// and stats that add up.
+#include "mova/pool.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "alloc/size_class_map.h"
+#include "tests/test_objects.h"
+
+namespace mova {
+namespace {
+
+using testing::AllocFilled;
+using testing::Intact;
+
+struct Obj {
+  Handle h;
+  std::size_t size;
+  std::uint64_t seed;
+};
+
+std::unique_ptr<Pool> NewPool(PoolOptions o = {}) { return Pool::Create(o).value(); }
+
+TEST(Pool, AllocatePinFreeRoundTrip) {
+  auto pool = NewPool();
+  Handle h = AllocFilled(*pool, 100, 7);
+  EXPECT_FALSE(h.is_null());
+  EXPECT_TRUE(Intact(*pool, h, 100, 7));
+  EXPECT_EQ(pool->size_of(h).value(), 100u);
+  EXPECT_TRUE(pool->free(h).ok());
+  EXPECT_EQ(pool->stats().live_objects, 0u);
+}
+
+TEST(Pool, EverySizeUpToAndPastTheClassesWorks) {
+  auto pool = NewPool();
+  std::vector<Obj> objs;
+  std::uint64_t seed = 1;
+  for (std::size_t size : {std::size_t{1}, std::size_t{15}, std::size_t{16}, std::size_t{17}, std::size_t{4095},
+                           std::size_t{4096}, std::size_t{4097}, alloc::kMaxClassSize - 1, alloc::kMaxClassSize,
+                           alloc::kMaxClassSize + 1, std::size_t{3} << 20}) {
+    objs.push_back({AllocFilled(*pool, size, seed), size, seed});
+    ++seed;
+  }
+  for (const Obj& o : objs) EXPECT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << o.size;
+  PoolStats s = pool->stats();
+  EXPECT_EQ(s.huge_objects, 2u);
+  EXPECT_GE(s.huge_bytes, (std::size_t{3} << 20) + alloc::kMaxClassSize + 1);
+  for (const Obj& o : objs) ASSERT_TRUE(pool->free(o.h).ok());
+  s = pool->stats();
+  EXPECT_EQ(s.huge_objects, 0u);
+  EXPECT_EQ(s.huge_bytes, 0u);
+  EXPECT_EQ(s.live_bytes, 0u);
+}
+
+TEST(Pool, PinnedPointerIsStableAndReadOnlyPinsAreConst) {
+  auto pool = NewPool();
+  Handle h = AllocFilled(*pool, 64, 3);
+  Pinned a = pool->pin(h, Access::kRead).value();
+  Pinned b = pool->pin(h, Access::kReadWrite).value();
+  EXPECT_EQ(a.data(), b.data());
+  EXPECT_EQ(b.mutable_data(), b.data());
+  b.reset();
+  EXPECT_FALSE(b.valid());
+  Pinned moved = std::move(a);
+  EXPECT_TRUE(moved.valid());
+  EXPECT_FALSE(a.valid());  // NOLINT(bugprone-use-after-move): the moved-from pin is empty
+}
+
+// Fills `n` objects of random sizes in [lo, hi], then frees all but one in `keep_every`.
+std::vector<Obj> ThinnedHeap(Pool& pool, std::size_t n, std::size_t lo, std::size_t hi, int keep_every,
+                             std::uint32_t rng_seed) {
+  std::mt19937_64 rng(rng_seed);
+  std::uniform_int_distribution<std::size_t> size(lo, hi);
+  std::vector<Obj> all;
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t s = size(rng);
+    all.push_back({AllocFilled(pool, s, i * 1000003), s, i * 1000003});
+  }
+  std::shuffle(all.begin(), all.end(), rng);
+  std::vector<Obj> kept;
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (i % keep_every == 0) {
+      kept.push_back(all[i]);
+    } else {
+      EXPECT_TRUE(pool.free(all[i].h).ok());
+    }
+  }
+  return kept;
+}
+
+TEST(Pool, ContentsSurviveRepeatedCompactions) {
+  auto pool = NewPool();
+  std::vector<Obj> kept = ThinnedHeap(*pool, 60000, 16, 512, 5, 11);
+  std::mt19937_64 rng(5);
+  std::uint64_t moved_total = 0;
+  for (int round = 0; round < 6; ++round) {
+    CompactResult r = pool->compact();
+    moved_total += r.objects_moved;
+    for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << "round " << round;
+    // Churn between rounds so each compaction has work: free a quarter, allocate as many again.
+    std::shuffle(kept.begin(), kept.end(), rng);
+    const std::size_t quarter = kept.size() / 4;
+    for (std::size_t i = 0; i < quarter; ++i) ASSERT_TRUE(pool->free(kept[i].h).ok());
+    for (std::size_t i = 0; i < quarter; ++i) {
+      const std::size_t s = 16 + rng() % 497;
+      const std::uint64_t seed = rng();
+      kept[i] = {AllocFilled(*pool, s, seed), s, seed};
+    }
+  }
+  // 60000 objects thinned to 12000 spread over every block: compaction must have moved a good part of them.
+  EXPECT_GT(moved_total, kept.size() / 2);
+  EXPECT_EQ(pool->stats().objects_moved, moved_total);
+}
+
+TEST(Pool, CompactionEmptiesSparseBlocksIntoDenseOnes) {
+  auto pool = NewPool();
+  std::vector<Obj> kept = ThinnedHeap(*pool, 40000, 100, 100, 10, 3);  // one class
+  pool->flush_thread_cache();  // so that every page compact() releases is one it emptied
+  const PoolStats before = pool->stats();
+  const CompactResult r = pool->compact();
+  const PoolStats after = pool->stats();
+  const ClassStats& c = after.classes[alloc::SizeClassMap().ClassFor(100).value()];
+  // All but at most one block of the class is full.
+  EXPECT_LE(c.blocks, (c.objects_in_use + c.objects_per_block - 1) / c.objects_per_block + 1);
+  EXPECT_EQ(before.block_bytes - after.block_bytes, r.pages_released * kPageSize);
+  EXPECT_EQ(r.bytes_moved, r.objects_moved * 100);
+  EXPECT_GT(r.blocks_released, 0u);
+  EXPECT_EQ(after.pages_compacted, r.pages_released);
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  // A second compaction finds nothing to do.
+  EXPECT_EQ(pool->compact().objects_moved, 0u);
+}
+
+TEST(Pool, PinnedObjectsAreNeverMoved) {
+  auto pool = NewPool();
+  std::vector<Obj> kept = ThinnedHeap(*pool, 20000, 48, 48, 8, 9);
+  std::vector<Pinned> pins;
+  std::vector<const std::byte*> where;
+  for (std::size_t i = 0; i < kept.size(); i += 3) {
+    pins.push_back(pool->pin(kept[i].h, Access::kRead).value());
+    where.push_back(pins.back().data());
+  }
+  const CompactResult r = pool->compact();
+  EXPECT_GT(r.objects_skipped, 0u);
+  for (std::size_t k = 0; k < pins.size(); ++k) {
+    Pinned again = pool->pin(kept[k * 3].h, Access::kRead).value();
+    EXPECT_EQ(again.data(), where[k]) << k;       // not moved
+    EXPECT_TRUE(testing::Matches(pins[k].bytes(), kept[k * 3].seed));  // and the old pointer still reads it
+  }
+  pins.clear();
+  const CompactResult r2 = pool->compact();
+  EXPECT_GT(r2.objects_moved, 0u);  // unpinned, they move
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+}
+
+TEST(Pool, StatsAddUp) {
+  auto pool = NewPool();
+  std::vector<Obj> kept = ThinnedHeap(*pool, 30000, 16, 2000, 3, 17);
+  kept.push_back({AllocFilled(*pool, 200000, 1), 200000, 1});
+  std::uint64_t live = 0;
+  for (const Obj& o : kept) live += o.size;
+  pool->flush_thread_cache();
+  for (int pass = 0; pass < 2; ++pass) {
+    const PoolStats s = pool->stats();
+    EXPECT_EQ(s.live_bytes, live);
+    EXPECT_EQ(s.live_objects, kept.size());
+    std::uint64_t in_use = 0, slot_bytes = 0, block_bytes = 0;
+    for (const ClassStats& c : s.classes) {
+      in_use += c.objects_in_use;
+      slot_bytes += c.objects_in_use * c.slot_size;
+      block_bytes += c.blocks * c.pages_per_block * kPageSize;
+      std::uint64_t listed = 0;
+      for (std::uint64_t g : c.fullness) listed += g;
+      EXPECT_EQ(listed, c.blocks);
+      EXPECT_EQ(c.fullness[0], 0u);  // empty blocks are released at once
+    }
+    EXPECT_EQ(in_use + s.huge_objects, kept.size());
+    EXPECT_EQ(s.slot_bytes, slot_bytes);
+    EXPECT_EQ(s.block_bytes, block_bytes);
+    EXPECT_GE(s.slot_bytes, live - 200000);
+    EXPECT_EQ(s.handles_in_use, kept.size());
+    EXPECT_EQ(s.resident_bytes,
+              s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes);
+    pool->compact();
+  }
+}
+
+TEST(Pool, StatsRenderAsTextAndJson) {
+  auto pool = NewPool();
+  Handle h = AllocFilled(*pool, 100, 1);
+  const PoolStats s = pool->stats();
+  const std::string text = FormatStatsText(s);
+  EXPECT_NE(text.find("live"), std::string::npos);
+  EXPECT_NE(text.find("   112 "), std::string::npos);  // the 112 B class row
+  const std::string json = FormatStatsJson(s);
+  EXPECT_EQ(json.front(), '{');
+  EXPECT_EQ(json.back(), '}');
+  EXPECT_NE(json.find("\"live_bytes\":100,"), std::string::npos);
+  const alloc::SizeClassInfo& c112 = alloc::SizeClassMap().info(alloc::SizeClassMap().ClassFor(100));
+  EXPECT_EQ(c112.slot_size, 112u);
+  EXPECT_NE(json.find(absl::StrFormat("\"size\":112,\"pages_per_block\":%u,\"objects_per_block\":%u,\"blocks\":1,",
+                                      c112.pages_per_block, c112.objects_per_block)),
+            std::string::npos);
+  EXPECT_TRUE(pool->free(h).ok());
+}
+
+TEST(Pool, FreedBlocksLeaveAndDecayedOnesWait) {
+  PoolOptions o;
+  o.decay = std::chrono::hours(1);
+  auto pool = NewPool(o);
+  std::vector<Handle> hs;
+  for (int i = 0; i < 5000; ++i) hs.push_back(pool->allocate(1000).value());
+  for (Handle h : hs) ASSERT_TRUE(pool->free(h).ok());
+  pool->flush_thread_cache();
+  EXPECT_GT(pool->stats().dirty_bytes, 4000000u);  // kept for the decay delay
+  pool->release_free_memory();
+  EXPECT_EQ(pool->stats().dirty_bytes, 0u);
+  EXPECT_EQ(pool->stats().block_bytes, 0u);
+}
+
+TEST(Pool, HandlesFromTheSameEntryDiffer) {
+  auto pool = NewPool();
+  Handle a = pool->allocate(32).value();
+  ASSERT_TRUE(pool->free(a).ok());
+  Handle b = pool->allocate(32).value();
+  EXPECT_EQ(a.index(), b.index());  // the thread cache hands the entry straight back
+  EXPECT_NE(a.generation(), b.generation());
+  EXPECT_EQ(pool->pin(a, Access::kRead).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(pool->pin(b, Access::kRead).ok());
+}
+
+}  // namespace
+}  // namespace mova

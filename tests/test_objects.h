@@ -1,0 +1,48 @@
+// tests/test_objects.h — objects whose contents are a function of (seed, size), so a test can check that
+// every byte survived any number of moves.
+#ifndef MOVA_TESTS_TEST_OBJECTS_H_
+#define MOVA_TESTS_TEST_OBJECTS_H_
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "mova/pool.h"
+
+namespace mova::testing {
+
+inline std::uint64_t Mix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+inline void Fill(std::span<std::byte> bytes, std::uint64_t seed) {
+  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = std::byte(Mix(seed + i / 8) >> (8 * (i % 8)));
+}
+
+// True when every byte is as Fill wrote it.
+inline bool Matches(std::span<const std::byte> bytes, std::uint64_t seed) {
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    if (bytes[i] != std::byte(Mix(seed + i / 8) >> (8 * (i % 8)))) return false;
+  }
+  return true;
+}
+
+inline Handle AllocFilled(Pool& pool, std::size_t size, std::uint64_t seed) {
+  Handle h = pool.allocate(size).value();
+  Pinned p = pool.pin(h, Access::kWrite).value();
+  Fill(p.mutable_bytes(), seed);
+  return h;
+}
+
+inline bool Intact(Pool& pool, Handle h, std::size_t size, std::uint64_t seed) {
+  absl::StatusOr<Pinned> p = pool.pin(h, Access::kRead);
+  return p.ok() && p->size() == size && Matches(p->bytes(), seed);
+}
+
+}  // namespace mova::testing
+
+#endif  // MOVA_TESTS_TEST_OBJECTS_H_
