@@ -29,7 +29,7 @@ TEST(EntryWord, PublishMakesALiveOddGeneration) {
 TEST(EntryWord, PinUnpinAndStaleGeneration) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 64);
-  Word w;
+  Word w = 0;
   ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk);
   EXPECT_EQ(PinsOf(w), 1u);
   EXPECT_EQ(OffsetOf(w), 64u);
@@ -41,7 +41,7 @@ TEST(EntryWord, PinUnpinAndStaleGeneration) {
 TEST(EntryWord, RetireRefusesPinnedAndIsOnce) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 32);
-  Word w;
+  Word w = 0;
   ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk);
   EXPECT_EQ(Retire(e, gen, &w), EntryResult::kPinned);
   Unpin(e);
@@ -55,7 +55,7 @@ TEST(EntryWord, RetireRefusesPinnedAndIsOnce) {
 TEST(EntryWord, MoveNeedsNoPinsAndTheExpectedLocation) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 160);
-  Word pinned, claimed;
+  Word pinned = 0, claimed = 0;
   ASSERT_EQ(Pin(e, gen, &pinned), EntryResult::kOk);
   EXPECT_FALSE(BeginMove(e, 160, &claimed));  // pinned objects cannot move
   Unpin(e);
@@ -63,7 +63,7 @@ TEST(EntryWord, MoveNeedsNoPinsAndTheExpectedLocation) {
   ASSERT_TRUE(BeginMove(e, 160, &claimed));
   EXPECT_FALSE(BeginMove(e, 160, &claimed));  // one mover at a time
   EndMove(e, claimed, 320);
-  Word w;
+  Word w = 0;
   ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk);
   EXPECT_EQ(OffsetOf(w), 320u);
   EXPECT_EQ(GenOf(w), gen);
@@ -72,12 +72,12 @@ TEST(EntryWord, MoveNeedsNoPinsAndTheExpectedLocation) {
 TEST(EntryWord, PinAndRetireWaitForTheMoveToEnd) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 16);
-  Word claimed;
+  Word claimed = 0;
   ASSERT_TRUE(BeginMove(e, 16, &claimed));
   std::atomic<bool> pinned{false};
   std::uint64_t seen = 0;
   std::thread pinner([&] {
-    Word w;
+    Word w = 0;
     EXPECT_EQ(Pin(e, gen, &w), EntryResult::kOk);
     seen = OffsetOf(w);
     pinned = true;
@@ -102,8 +102,8 @@ TEST(EntryWord, PinAndRetireWaitForTheMoveToEnd) {
 TEST(EntryWord, PinCountSaturates) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 16);
-  Word w;
-  for (Word i = 0; i < kMaxPins; ++i) ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk);
+  Word w = 0;
+  for (Word i = 0; i < kMaxPins; ++i) { ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk); }
   EXPECT_EQ(Pin(e, gen, &w), EntryResult::kTooManyPins);
   EXPECT_EQ(GenOf(e.load()), gen);  // saturation left the generation intact
 }

@@ -30,9 +30,9 @@ std::vector<std::uint32_t> AcquireN(HandleTable& t, std::size_t n) {
 // Frees entries the way the pool does: mark free (even generation), then return.
 void Release(HandleTable& t, std::span<const std::uint32_t> idx) {
   for (std::uint32_t i : idx) {
-    Word w;
+    Word w = 0;
     const std::uint16_t gen = GenOf(t.entry(i).load());
-    if (IsLiveGen(gen)) ASSERT_EQ(Retire(t.entry(i), gen, &w), EntryResult::kOk);
+    if (IsLiveGen(gen)) { ASSERT_EQ(Retire(t.entry(i), gen, &w), EntryResult::kOk); }
   }
   t.Return(idx);
 }
@@ -43,7 +43,7 @@ TEST(HandleTable, HandsOutDistinctEntriesAndCountsThem) {
   EXPECT_EQ(std::set<std::uint32_t>(a.begin(), a.end()).size(), a.size());
   EXPECT_EQ(t->stats().entries_in_use, 3 * kPer);
   EXPECT_EQ(t->stats().pages_opened, 3u);
-  for (std::uint32_t i : a) EXPECT_TRUE(t->Issued(i));
+  for (std::uint32_t i : a) { EXPECT_TRUE(t->Issued(i)); }
   EXPECT_FALSE(t->Issued(3 * kPer));
 }
 
@@ -79,7 +79,7 @@ TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
   const std::uint16_t new_gen = Publish(t->entry(b[0]), 16);
   EXPECT_EQ(b[0] / kPer, a[0] / kPer);
   EXPECT_GT(new_gen, old_gen);
-  Word w;
+  Word w = 0;
   EXPECT_EQ(Pin(t->entry(a[0]), old_gen, &w), EntryResult::kStale);
 }
 

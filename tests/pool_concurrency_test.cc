@@ -124,9 +124,9 @@ TEST(PoolConcurrency, AllocFreePinAndCompactAtOnce) {
   const PoolStats s = pool->stats();
   EXPECT_EQ(s.live_objects, all.size());
   EXPECT_EQ(s.live_bytes, live);
-  for (const ClassStats& c : s.classes) EXPECT_EQ(c.objects_cached, 0u);
+  for (const ClassStats& c : s.classes) { EXPECT_EQ(c.objects_cached, 0u); }
   EXPECT_GT(compactions_moved.load() + pool->compact().objects_moved, 0u);
-  for (const Obj& o : all) ASSERT_TRUE(pool->free(o.h).ok());
+  for (const Obj& o : all) { ASSERT_TRUE(pool->free(o.h).ok()); }
   pool->flush_thread_cache();
   const PoolStats end = pool->stats();
   EXPECT_EQ(end.live_objects, 0u);
@@ -192,7 +192,7 @@ TEST(PoolConcurrency, PoolsOutliveAndPredeceaseThreads) {
   const PoolStats s = keep->stats();
   EXPECT_EQ(s.live_objects, 0u);
   EXPECT_EQ(s.handles_in_use, 0u);  // the exited thread's cached entries came back
-  for (const ClassStats& c : s.classes) EXPECT_EQ(c.objects_cached, 0u);
+  for (const ClassStats& c : s.classes) { EXPECT_EQ(c.objects_cached, 0u); }
 }
 
 }  // namespace

@@ -117,7 +117,7 @@ TEST(PoolErrors, MemoryLimitExhaustionKeepsEveryLiveObject) {
   EXPECT_EQ(h.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(h.status().message().find("memory limit"), std::string::npos);
   EXPECT_GT(live.size(), 900u);
-  for (std::size_t i = 0; i < live.size(); ++i) ASSERT_TRUE(Intact(*pool, live[i], 1000, i));
+  for (std::size_t i = 0; i < live.size(); ++i) { ASSERT_TRUE(Intact(*pool, live[i], 1000, i)); }
   EXPECT_EQ(pool->allocate(alloc::kRegionSize).status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(pool->stats().live_objects, live.size());
   ASSERT_TRUE(pool->free(live.back()).ok());
@@ -171,7 +171,7 @@ TEST(PoolErrors, PopulateFailureOnANewBlockLosesNothing) {
   EXPECT_GT(fos.failures(os::OsOp::kPopulate), 0);
   // A huge object's run fails the same way.
   EXPECT_EQ(pool->allocate(1 << 20).status().code(), absl::StatusCode::kResourceExhausted);
-  for (std::size_t i = 0; i < live.size(); ++i) ASSERT_TRUE(Intact(*pool, live[i], 300, i));
+  for (std::size_t i = 0; i < live.size(); ++i) { ASSERT_TRUE(Intact(*pool, live[i], 300, i)); }
   EXPECT_EQ(pool->stats().live_objects, live.size());
   fos.Clear(os::OsOp::kPopulate);
   EXPECT_TRUE(pool->allocate(300).ok());
@@ -197,7 +197,7 @@ TEST(PoolErrors, DiscardFailureDuringCompactionLosesNothing) {
   PoolStats s = pool->stats();
   EXPECT_GT(s.discard_failures, 0u);
   EXPECT_GT(s.dirty_bytes, 0u);  // the pages could not be given back: they stay counted
-  for (std::size_t k = 0; k < kept.size(); ++k) ASSERT_TRUE(Intact(*pool, kept[k], 128, k * 7));
+  for (std::size_t k = 0; k < kept.size(); ++k) { ASSERT_TRUE(Intact(*pool, kept[k], 128, k * 7)); }
   fos.Clear(os::OsOp::kDiscard);
   pool->release_free_memory();
   EXPECT_EQ(pool->stats().dirty_bytes, 0u);

@@ -46,11 +46,11 @@ TEST(Pool, EverySizeUpToAndPastTheClassesWorks) {
     objs.push_back({AllocFilled(*pool, size, seed), size, seed});
     ++seed;
   }
-  for (const Obj& o : objs) EXPECT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << o.size;
+  for (const Obj& o : objs) { EXPECT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << o.size; }
   PoolStats s = pool->stats();
   EXPECT_EQ(s.huge_objects, 2u);
   EXPECT_GE(s.huge_bytes, (std::size_t{3} << 20) + alloc::kMaxClassSize + 1);
-  for (const Obj& o : objs) ASSERT_TRUE(pool->free(o.h).ok());
+  for (const Obj& o : objs) { ASSERT_TRUE(pool->free(o.h).ok()); }
   s = pool->stats();
   EXPECT_EQ(s.huge_objects, 0u);
   EXPECT_EQ(s.huge_bytes, 0u);
@@ -101,11 +101,11 @@ TEST(Pool, ContentsSurviveRepeatedCompactions) {
   for (int round = 0; round < 6; ++round) {
     CompactResult r = pool->compact();
     moved_total += r.objects_moved;
-    for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << "round " << round;
+    for (const Obj& o : kept) { ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << "round " << round; }
     // Churn between rounds so each compaction has work: free a quarter, allocate as many again.
     std::shuffle(kept.begin(), kept.end(), rng);
     const std::size_t quarter = kept.size() / 4;
-    for (std::size_t i = 0; i < quarter; ++i) ASSERT_TRUE(pool->free(kept[i].h).ok());
+    for (std::size_t i = 0; i < quarter; ++i) { ASSERT_TRUE(pool->free(kept[i].h).ok()); }
     for (std::size_t i = 0; i < quarter; ++i) {
       const std::size_t s = 16 + rng() % 497;
       const std::uint64_t seed = rng();
@@ -131,7 +131,7 @@ TEST(Pool, CompactionEmptiesSparseBlocksIntoDenseOnes) {
   EXPECT_EQ(r.bytes_moved, r.objects_moved * 100);
   EXPECT_GT(r.blocks_released, 0u);
   EXPECT_EQ(after.pages_compacted, r.pages_released);
-  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  for (const Obj& o : kept) { ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)); }
   // A second compaction finds nothing to do.
   EXPECT_EQ(pool->compact().objects_moved, 0u);
 }
@@ -155,7 +155,7 @@ TEST(Pool, PinnedObjectsAreNeverMoved) {
   pins.clear();
   const CompactResult r2 = pool->compact();
   EXPECT_GT(r2.objects_moved, 0u);  // unpinned, they move
-  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  for (const Obj& o : kept) { ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)); }
 }
 
 TEST(Pool, StatsAddUp) {
@@ -201,7 +201,8 @@ TEST(Pool, StatsRenderAsTextAndJson) {
   EXPECT_EQ(json.front(), '{');
   EXPECT_EQ(json.back(), '}');
   EXPECT_NE(json.find("\"live_bytes\":100,"), std::string::npos);
-  const alloc::SizeClassInfo& c112 = alloc::SizeClassMap().info(alloc::SizeClassMap().ClassFor(100));
+  const alloc::SizeClassMap map;
+  const alloc::SizeClassInfo& c112 = map.info(map.ClassFor(100));
   EXPECT_EQ(c112.slot_size, 112u);
   EXPECT_NE(json.find(absl::StrFormat("\"size\":112,\"pages_per_block\":%u,\"objects_per_block\":%u,\"blocks\":1,",
                                       c112.pages_per_block, c112.objects_per_block)),
@@ -215,7 +216,7 @@ TEST(Pool, FreedBlocksLeaveAndDecayedOnesWait) {
   auto pool = NewPool(o);
   std::vector<Handle> hs;
   for (int i = 0; i < 5000; ++i) hs.push_back(pool->allocate(1000).value());
-  for (Handle h : hs) ASSERT_TRUE(pool->free(h).ok());
+  for (Handle h : hs) { ASSERT_TRUE(pool->free(h).ok()); }
   pool->flush_thread_cache();
   EXPECT_GT(pool->stats().dirty_bytes, 4000000u);  // kept for the decay delay
   pool->release_free_memory();

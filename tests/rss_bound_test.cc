@@ -49,7 +49,7 @@ TEST(RssBound, ThinOutThenCompact) {
   const std::uint64_t peak_rss = baseline.Delta();
   std::shuffle(objs.begin(), objs.end(), rng);
   const std::size_t keep = objs.size() / 10;
-  for (std::size_t i = keep; i < objs.size(); ++i) ASSERT_TRUE(pool->free(objs[i].h).ok());
+  for (std::size_t i = keep; i < objs.size(); ++i) { ASSERT_TRUE(pool->free(objs[i].h).ok()); }
   objs.resize(keep);
   std::uint64_t live = 0;
   for (const Obj& o : objs) live += o.size;

@@ -21,7 +21,7 @@ TEST(SizeClassMap, ClassesIncreaseAndAreAligned) {
     EXPECT_GT(DataOffset(i.objects_per_block + 1) + (i.objects_per_block + 1) * i.slot_size,
               i.pages_per_block * kPageSize) << c;
     EXPECT_GE(i.data_offset, kBlockHeaderBytes + i.objects_per_block * kMetaBytesPerSlot);
-    if (c > 0) EXPECT_GT(i.slot_size, map.info(ClassId(c - 1)).slot_size);
+    if (c > 0) { EXPECT_GT(i.slot_size, map.info(ClassId(c - 1)).slot_size); }
   }
   EXPECT_EQ(map.info(ClassId(map.num_classes() - 1)).slot_size, kMaxClassSize);
   EXPECT_EQ(kMaxClassSize, 65536u - 48);
@@ -32,13 +32,13 @@ TEST(SizeClassMap, EverySizeMapsToTheSmallestClassThatHoldsIt) {
   for (std::size_t size = 1; size <= kMaxClassSize; ++size) {
     const ClassId c = map.ClassFor(size);
     ASSERT_GE(map.info(c).slot_size, size) << size;
-    if (c.value() > 0) ASSERT_LT(map.info(ClassId(c.value() - 1)).slot_size, size) << size;
+    if (c.value() > 0) { ASSERT_LT(map.info(ClassId(c.value() - 1)).slot_size, size) << size; }
   }
 }
 
 TEST(SizeClassMap, SixteenByteStepsForSmallSizes) {
   SizeClassMap map;
-  for (std::size_t size = 16; size <= 1024; size += 16) EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size);
+  for (std::size_t size = 16; size <= 1024; size += 16) { EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size); }
 }
 
 TEST(SizeClassMap, MergedClassesHaveDistinctGeometry) {
@@ -63,7 +63,7 @@ TEST(SizeClassMap, GeometryIsTheSmallestBlockWithinTheWasteSlack) {
     EXPECT_LE(WastePermille(g), least + kWasteSlackPermille) << size;
     for (std::uint32_t pages = 1; pages < g.pages_per_block; ++pages) {  // no smaller block is within the slack
       const SizeClassInfo other = GeometryFor(size, pages);
-      if (other.objects_per_block > 0) EXPECT_GT(WastePermille(other), least + kWasteSlackPermille) << size;
+      if (other.objects_per_block > 0) { EXPECT_GT(WastePermille(other), least + kWasteSlackPermille) << size; }
     }
   }
   // 512 B slots: one page holds 7 (12.5% waste: the metadata does not fit beside 8); the least waste is near
