@@ -42,7 +42,7 @@ bool Arena::FindPlacement(std::size_t n, std::uint32_t* first) {
   if (n <= kPagesPerRegion) {
     for (std::size_t ri = 0; ri < regions_.size(); ++ri) {
       const Region& r = regions_[ri];
-      if (kPagesPerRegion - r.used.count() < n) continue;
+      if (kPagesPerRegion - r.used_count < n) continue;
       if (int p = FindRun(r, n); p >= 0) {
         *first = static_cast<std::uint32_t>(ri * kPagesPerRegion + p);
         return true;
@@ -63,7 +63,7 @@ bool Arena::FindPlacement(std::size_t n, std::uint32_t* first) {
       if (ri >= regions_.size()) break;  // untouched regions are free
       const Region& r = regions_[ri];
       if (k < whole) {
-        fits = r.used.none();
+        fits = r.used_count == 0;
       } else {
         for (std::size_t i = 0; i < tail && fits; ++i) fits = !r.used[i];
       }
@@ -88,8 +88,10 @@ void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
         --dirty_pages_;
       }
       r.used[bit] = true;
+      ++r.used_count;
     } else {
       r.used[bit] = false;
+      --r.used_count;
     }
   }
   if (used) {
@@ -182,7 +184,7 @@ Arena::Stats Arena::stats() const {
   s.used_pages = used_pages_;
   s.dirty_pages = dirty_pages_;
   s.regions_touched = regions_.size();
-  for (const Region& r : regions_) s.regions_in_use += r.used.any() ? 1 : 0;
+  for (const Region& r : regions_) s.regions_in_use += r.used_count > 0 ? 1 : 0;
   s.pages_discarded = pages_discarded_;
   s.discard_failures = discard_failures_;
   return s;

@@ -6,7 +6,8 @@
 // Freed pages are discarded (MADV_DONTNEED) at once when the decay delay is zero; otherwise they stay
 // resident as "dirty" pages that a later allocation reuses without a fault, and are discarded once they have
 // been free for the delay (checked on every allocation and free, and by PurgeDirty).
-// Invariants (under mu_): for each region, used and dirty are disjoint; used_pages_ == Σ popcount(used);
+// Invariants (under mu_): for each region, used and dirty are disjoint, used_count == popcount(used);
+//   used_pages_ == Σ used_count;
 //   dirty_pages_ == Σ popcount(dirty); used_pages_ <= limit_pages_.
 // Locks: mu_ is a leaf lock (Os calls are made under it).
 #ifndef MOVA_ALLOC_ARENA_H_
@@ -74,6 +75,7 @@ class Arena {
   struct Region {
     std::bitset<kPagesPerRegion> used;
     std::bitset<kPagesPerRegion> dirty;
+    std::uint32_t used_count = 0;  // == used.count(), kept so placement skips full regions cheaply
     std::chrono::steady_clock::time_point dirtied{};  // when the newest dirty page was freed
   };
   Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const ArenaOptions& options);

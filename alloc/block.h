@@ -4,16 +4,17 @@
 // Types: Block (a class block's descriptor), HugeObject, SlotRef, the slot owner values, FullnessGroup.
 //
 // Layout of a class block (all offsets from the block's first byte):
-//   [Block descriptor, 40 B][owner: u32 × objects][size_m1: u16 × objects][pad to 16][slots: objects × slot_size]
+//   [Block descriptor, 40 B][owner: u32 × objects][pad to 16][slots: objects × slot_size]
 // The descriptor and the back-map live in the block's own pages, outside the slots. This is deliberate: a
 // block's metadata is born and dies with its pages, so the pool keeps no second heap of descriptors that
 // would fragment after churn the way the objects did (measured: out-of-line descriptors and back-maps in
 // malloc left 2.6 MiB resident after a 90% thin-out of 64 MiB, against 0.5 MiB in-block), and a block moved
 // whole carries its metadata with it. The geometry (size_class_map.h) counts these bytes as block overhead.
 //
-// Per slot: `owner` is the back-map used by compaction and free — the handle-table index of the object in the
-// slot, kSlotReserved while a thread cache holds the slot (or an allocation is being published), or
-// kSlotFreeBit | next-free-slot while it is on the block's free list; `size_m1` is the requested size - 1.
+// Per slot: `owner` is the back-map used by compaction — the handle-table index of the object in the slot;
+// while a thread cache holds the slot, kSlotReserved (taken from the block) or the index of the object that
+// was freed from it (whose entry no longer points here, so compaction treats both alike: not movable now);
+// kSlotFreeBit | next-free-slot while it is on the block's free list. (Requested sizes travel in the handles.)
 // Invariants (under the owning SizeClass's mu): in_use == objects - length of the free list; the block is
 //   listed in fullness group GroupOf(in_use, objects); a slot whose owner is a handle index i has entry(i)
 //   live with location == this slot, or entry(i) is being published / retired by the thread that holds it.
@@ -33,7 +34,7 @@ namespace mova::alloc {
 inline constexpr std::uint32_t kSlotReserved = 0xFFFFFFFFu;  // held by a thread cache or being set up
 inline constexpr std::uint32_t kSlotFreeBit = 0x80000000u;   // on the free list; low bits: next free slot
 inline constexpr std::uint32_t kNoSlot = 0xFFFF;
-inline constexpr std::uint32_t kMaxHandleIndex = kSlotFreeBit - 1;  // handle indices stay below the tag bit
+inline constexpr std::uint32_t kMaxHandleIndex = (1u << 28) - 1;  // Handle::kIndexBits; below kSlotFreeBit
 inline constexpr std::uint32_t kBlockMagic = 0x6D6F7661;            // "mova"
 
 // Fullness groups in 10% bands, as zsmalloc's inuse ratios: 0 = empty, 1..10 = (0,10%] .. (90%,100%),
@@ -49,7 +50,7 @@ constexpr int GroupOf(std::uint32_t in_use, std::uint32_t objects) {
 
 // Bytes per slot of in-block metadata, and where the slots start for a block of `objects` slots.
 inline constexpr std::size_t kBlockHeaderBytes = 40;
-inline constexpr std::size_t kMetaBytesPerSlot = sizeof(std::uint32_t) + sizeof(std::uint16_t);
+inline constexpr std::size_t kMetaBytesPerSlot = sizeof(std::uint32_t);
 constexpr std::size_t DataOffset(std::size_t objects) {
   return (kBlockHeaderBytes + objects * kMetaBytesPerSlot + 15) & ~std::size_t{15};
 }
@@ -79,10 +80,6 @@ struct Block {
   std::atomic_ref<std::uint32_t> Owner(std::uint32_t slot) {
     return std::atomic_ref<std::uint32_t>(reinterpret_cast<std::uint32_t*>(this + 1)[slot]);
   }
-  std::uint16_t& SizeM1(std::uint32_t slot) {
-    return reinterpret_cast<std::uint16_t*>(reinterpret_cast<std::uint32_t*>(this + 1) + objects)[slot];
-  }
-  std::size_t RequestedSize(std::uint32_t slot) { return std::size_t{SizeM1(slot)} + 1; }
 };
 static_assert(sizeof(Block) == kBlockHeaderBytes, "the geometry counts the header's size");
 

@@ -1,7 +1,7 @@
 // alloc/page_map.h — arena page → what owns it (a class block or a huge object), read without locks.
 //
-// Types: PageMap, PageOwner. One atomic 32-bit word per arena page in a reserved range of address space
-// (4 B per 4 KiB page of arena, backed only where the arena is used).
+// Types: PageMap, PageOwner. One atomic 16-bit word per arena page in a reserved range of address space
+// (2 B per 4 KiB page of arena, backed only where the arena is used).
 // Class blocks map every page; a huge object maps its first page (handles point only there).
 // Invariants: Get(p) is non-empty exactly while p belongs to a live block or huge object; an owner is
 // unmapped before it is destroyed, and only after no slot of it can be reached through a live handle or a
@@ -19,32 +19,37 @@
 
 namespace mova::alloc {
 
-// What owns a page, as the map stores it: 0 for nothing, else the first page of the owner + 1, with the top
-// bit set for a huge object. Both kinds keep their descriptor at the start of their first page.
+// What owns a page, in 16 bits: bit 15 present, bit 14 huge object, bits 4..13 the size class, bits 0..3
+// the page's index within its block. So free and pin find a slot's block and geometry from the map and the
+// class table alone, without touching the block's header.
 class PageOwner {
  public:
-  static constexpr std::uint32_t kHugeBit = 0x80000000u;
+  static constexpr std::uint16_t kPresent = 0x8000, kHuge = 0x4000;
+  static constexpr std::uint32_t kMaxClasses = 1024;
   PageOwner() = default;
-  static PageOwner OfBlock(std::uint32_t first_page) { return PageOwner(first_page + 1); }
-  static PageOwner OfHuge(std::uint32_t first_page) { return PageOwner((first_page + 1) | kHugeBit); }
-  bool empty() const { return v_ == 0; }
-  bool huge() const { return (v_ & kHugeBit) != 0; }
-  std::uint32_t first_page() const { return (v_ & ~kHugeBit) - 1; }
-  std::uint32_t raw() const { return v_; }
+  static PageOwner OfBlockPage(ClassId cls, std::uint32_t page_in_block) {
+    return PageOwner(static_cast<std::uint16_t>(kPresent | (cls.value() << 4) | page_in_block));
+  }
+  static PageOwner OfHuge() { return PageOwner(kPresent | kHuge); }
+  bool present() const { return (v_ & kPresent) != 0; }
+  bool huge() const { return (v_ & kHuge) != 0; }
+  ClassId cls() const { return ClassId((v_ >> 4) & (kMaxClasses - 1)); }
+  std::uint32_t page_in_block() const { return v_ & 15; }
+  std::uint16_t raw() const { return v_; }
 
  private:
-  explicit PageOwner(std::uint32_t v) : v_(v) {}
+  explicit PageOwner(std::uint16_t v) : v_(v) {}
   friend class PageMap;
-  std::uint32_t v_ = 0;
+  std::uint16_t v_ = 0;
 };
 
 class PageMap {
  public:
-  // `arena_base` is where arena page 0 starts; `pages` the arena's capacity in pages (below 2^31).
-  static absl::StatusOr<std::unique_ptr<PageMap>> Create(os::Os& os, std::byte* arena_base, std::size_t pages) {
+  // `pages`: the arena's capacity in pages.
+  static absl::StatusOr<std::unique_ptr<PageMap>> Create(os::Os& os, std::size_t pages) {
     absl::StatusOr<std::byte*> mem = os.Reserve(Bytes(pages * sizeof(Slot)), Bytes(kPageSize));
     if (!mem.ok()) return mem.status();
-    return std::unique_ptr<PageMap>(new PageMap(os, arena_base, reinterpret_cast<Slot*>(*mem), pages));
+    return std::unique_ptr<PageMap>(new PageMap(os, reinterpret_cast<Slot*>(*mem), pages));
   }
   ~PageMap() { (void)os_.Unreserve(reinterpret_cast<std::byte*>(map_), reserved_bytes()); }
   PageMap(const PageMap&) = delete;
@@ -54,21 +59,21 @@ class PageMap {
   Bytes reserved_bytes() const { return Bytes(pages_ * sizeof(Slot)); }
 
   PageOwner Get(std::uint64_t page) const { return PageOwner(map_[page].load(std::memory_order_acquire)); }
-  Block* BlockOf(PageOwner o) const { return reinterpret_cast<Block*>(PageAddress(o.first_page())); }
-  HugeObject* HugeOf(PageOwner o) const { return reinterpret_cast<HugeObject*>(PageAddress(o.first_page())); }
-  // Maps (or, with an empty owner, unmaps) the pages [first, first + count).
-  void Set(std::uint32_t first, std::uint32_t count, PageOwner owner) {
-    for (std::uint32_t i = 0; i < count; ++i) map_[first + i].store(owner.raw(), std::memory_order_release);
+  void MapBlock(PageRun run, ClassId cls) {
+    for (std::uint32_t i = 0; i < run.count; ++i) {
+      map_[run.first + i].store(PageOwner::OfBlockPage(cls, i).raw(), std::memory_order_release);
+    }
+  }
+  void MapHuge(PageRun run) { map_[run.first].store(PageOwner::OfHuge().raw(), std::memory_order_release); }
+  void Unmap(std::uint32_t first, std::uint32_t count) {
+    for (std::uint32_t i = 0; i < count; ++i) map_[first + i].store(0, std::memory_order_release);
   }
 
  private:
-  using Slot = std::atomic<std::uint32_t>;
-  PageMap(os::Os& os, std::byte* arena_base, Slot* map, std::size_t pages)
-      : os_(os), arena_base_(arena_base), map_(map), pages_(pages) {}
-  std::byte* PageAddress(std::uint32_t page) const { return arena_base_ + (std::size_t{page} << kPageShift); }
+  using Slot = std::atomic<std::uint16_t>;
+  PageMap(os::Os& os, Slot* map, std::size_t pages) : os_(os), map_(map), pages_(pages) {}
 
   os::Os& os_;
-  std::byte* const arena_base_;
   Slot* const map_;
   const std::size_t pages_;
 };

@@ -65,12 +65,12 @@ thread_local ThreadCaches tls_caches;
 
 struct Pool::Impl {
   Impl(std::uint64_t pool_id, const PoolOptions& opts, os::Os& the_os) : id(pool_id), options(opts), os(the_os) {
-    tag = static_cast<std::uint16_t>(pool_id % 0xFFFF + 1);
+    tag = static_cast<std::uint8_t>(pool_id % 15 + 1);
   }
   ~Impl();
 
   const std::uint64_t id;
-  std::uint16_t tag = 0;
+  std::uint8_t tag = 0;  // 1..15, the top four bits of every handle this pool issues
   const PoolOptions options;
   os::Os& os;
   std::unique_ptr<alloc::Arena> arena;
@@ -234,11 +234,43 @@ struct Pool::Impl {
         absl::StrFormat("%s: handle %#x is stale: its object was freed (double free or use after free)", op, h.raw)));
   }
 
-  std::size_t RequestedSizeAt(std::uint64_t offset) const {
+  // True when the object at `offset` is of the kind and class the handle's size field says: a handle whose
+  // bits were altered (beyond the generation check) is refused instead of trusted.
+  bool SizeFieldMatches(Handle h, std::uint64_t offset) const {
     const alloc::PageOwner o = page_map->Get(offset >> kPageShift);
-    if (o.huge()) return page_map->HugeOf(o)->size;
-    Block* b = page_map->BlockOf(o);
-    return b->RequestedSize(b->SlotOf(offset));
+    if (h.size_field() == Handle::kHugeSize) {
+      return o.huge() && (offset & (kPageSize - 1)) == alloc::HugeObject::kHeaderBytes;
+    }
+    return o.present() && !o.huge() && map.ClassFor(std::size_t{h.size_field()} + 1) == o.cls();
+  }
+
+  // The requested size of the live object `h` names, at `offset`.
+  std::size_t SizeOf(Handle h, std::uint64_t offset) const {
+    if (ABSL_PREDICT_TRUE(h.size_field() != Handle::kHugeSize)) return std::size_t{h.size_field()} + 1;
+    return reinterpret_cast<const alloc::HugeObject*>(arena->base() + offset - alloc::HugeObject::kHeaderBytes)->size;
+  }
+
+  // Where a live object's offset lies, from the page map and the class table (no block header is read).
+  struct Located {
+    alloc::HugeObject* huge = nullptr;  // set for a huge object
+    Block* block = nullptr;             // else the class block,
+    std::uint32_t slot = 0;             // the slot
+    ClassId cls;                        // and the class
+  };
+  Located Locate(std::uint64_t offset) const {
+    const std::uint64_t page = offset >> kPageShift;
+    const alloc::PageOwner o = page_map->Get(page);
+    Located at;
+    if (ABSL_PREDICT_FALSE(o.huge())) {
+      at.huge = reinterpret_cast<alloc::HugeObject*>(arena->PageAddress(static_cast<std::uint32_t>(page)));
+      return at;
+    }
+    const std::uint64_t first = page - o.page_in_block();
+    const alloc::SizeClassInfo& info = map.info(o.cls());
+    at.block = reinterpret_cast<Block*>(arena->PageAddress(static_cast<std::uint32_t>(first)));
+    at.slot = static_cast<std::uint32_t>((offset - (first << kPageShift) - info.data_offset) / info.slot_size);
+    at.cls = o.cls();
+    return at;
   }
 
   // ---- huge objects ----
@@ -250,7 +282,7 @@ struct Pool::Impl {
     h->size = size;
     huge_objects.fetch_add(1, std::memory_order_relaxed);
     huge_pages.fetch_add(run->count, std::memory_order_relaxed);
-    page_map->Set(run->first, 1, alloc::PageOwner::OfHuge(run->first));
+    page_map->MapHuge(*run);
     return h->data_offset();
   }
 
@@ -259,7 +291,7 @@ struct Pool::Impl {
     huge_pages.fetch_sub(h->run.count, std::memory_order_relaxed);
     const alloc::PageRun run = h->run;
     h->magic = 0;
-    page_map->Set(run.first, 1, alloc::PageOwner());
+    page_map->Unmap(run.first, 1);
     arena->Free(run);
   }
 };
@@ -306,12 +338,15 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   }
   os::Os& the_os = options.os != nullptr ? *options.os : os::SystemOs();
   auto impl = std::make_unique<Impl>(g_next_pool_id.fetch_add(1), options, the_os);
+  if (impl->map.num_classes() > alloc::PageOwner::kMaxClasses) {
+    return absl::InternalError("more size classes than the page map can name");
+  }
   absl::StatusOr<std::unique_ptr<alloc::Arena>> arena = alloc::Arena::Create(
       the_os, alloc::ArenaOptions{options.arena_capacity, options.memory_limit, options.decay});
   if (!arena.ok()) return arena.status();
   impl->arena = std::move(*arena);
   absl::StatusOr<std::unique_ptr<alloc::PageMap>> page_map =
-      alloc::PageMap::Create(the_os, impl->arena->base(), impl->arena->capacity().value() >> kPageShift);
+      alloc::PageMap::Create(the_os, impl->arena->capacity().value() >> kPageShift);
   if (!page_map.ok()) return page_map.status();
   impl->page_map = std::move(*page_map);
   absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles);
@@ -350,21 +385,23 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
       }
       offset = *off;
     } else {
-      absl::StatusOr<SlotRef> r = p.PopSlot(c, p.map.ClassFor(size));
+      const ClassId cls = p.map.ClassFor(size);
+      absl::StatusOr<SlotRef> r = p.PopSlot(c, cls);
       if (!r.ok()) {
         p.PushHandle(c, *index);
         return r.status();
       }
       Block* b = alloc::BlockOf(*r);
       const std::uint32_t slot = alloc::SlotIndexOf(*r);
-      b->SizeM1(slot) = static_cast<std::uint16_t>(size - 1);
       b->Owner(slot).store(*index, std::memory_order_release);
       offset = b->SlotOffset(slot);
     }
     const std::uint16_t gen = handles::Publish(p.table->entry(*index), offset);
     c.allocs.Add(1);
     c.alloc_bytes.Add(size);
-    return Handle::Make(p.tag, gen, *index);
+    const std::uint16_t size_field =
+        size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
+    return Handle::Make(p.tag, gen, size_field, *index);
   });
 }
 
@@ -372,6 +409,10 @@ absl::Status Pool::free(Handle h) {
   Impl& p = *impl_;
   handles::EntryAtomic* e = p.EntryOf(h);
   if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("free", h);
+  const handles::Word now = e->load(std::memory_order_acquire);
+  if (handles::GenOf(now) == h.generation() && !p.SizeFieldMatches(h, handles::OffsetOf(now))) {
+    return p.NotIssued("free", h);  // moves keep an object's class, so the check holds across them
+  }
   handles::Word before;
   switch (handles::Retire(*e, h.generation(), &before)) {
     case handles::EntryResult::kOk:
@@ -383,19 +424,15 @@ absl::Status Pool::free(Handle h) {
       return p.Stale("free", h);
   }
   const std::uint64_t offset = handles::OffsetOf(before);
-  const alloc::PageOwner owner = p.page_map->Get(offset >> kPageShift);
+  const Impl::Located at = p.Locate(offset);
   return p.WithCache([&](ThreadCache& c) {
-    std::size_t size;
-    if (ABSL_PREDICT_FALSE(owner.huge())) {
-      alloc::HugeObject* huge = p.page_map->HugeOf(owner);
-      size = huge->size;
-      p.FreeHuge(huge);
+    const std::size_t size = p.SizeOf(h, offset);
+    if (ABSL_PREDICT_FALSE(at.huge != nullptr)) {
+      p.FreeHuge(at.huge);
     } else {
-      Block* b = p.page_map->BlockOf(owner);
-      const std::uint32_t slot = b->SlotOf(offset);
-      size = b->RequestedSize(slot);
-      b->Owner(slot).store(alloc::kSlotReserved, std::memory_order_relaxed);
-      p.PushSlot(c, ClassId(b->cls), alloc::PackSlot(b, slot));
+      // The slot's owner word keeps the retired index until the slot is returned to its block: compaction
+      // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
+      p.PushSlot(c, at.cls, alloc::PackSlot(at.block, at.slot));
     }
     p.PushHandle(c, h.index());
     c.frees.Add(1);
@@ -419,7 +456,11 @@ absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
       return p.Stale("pin", h);
   }
   const std::uint64_t offset = handles::OffsetOf(w);
-  return Pinned(e, p.arena->base() + offset, p.RequestedSizeAt(offset), access);
+  if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset))) {
+    handles::Unpin(*e);
+    return p.NotIssued("pin", h);
+  }
+  return Pinned(e, p.arena->base() + offset, p.SizeOf(h, offset), access);
 }
 
 absl::StatusOr<std::size_t> Pool::size_of(Handle h) {
@@ -520,8 +561,8 @@ PoolStats Pool::stats() const {
   s.regions_in_use = a.regions_in_use;
   s.regions_touched = a.regions_touched;
   s.discard_failures = a.discard_failures;
-  // The page map is backed where regions were touched: 4 B per page, half a page of map per region.
-  s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint32_t);
+  // The page map is backed where regions were touched: 2 B per page, a quarter page of map per region.
+  s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint16_t);
   const handles::HandleTable::Stats t = p.table->stats();
   s.handles_in_use = t.entries_in_use;
   s.handle_table_bytes = t.resident_bytes().value();

@@ -14,7 +14,7 @@ SizeClass::~SizeClass() {
       Block* b = head;
       head = b->next;
       const PageRun run = b->run();
-      page_map_.Set(run.first, run.count, PageOwner());
+      page_map_.Unmap(run.first, run.count);
       arena_.Free(run);
     }
   }
@@ -65,7 +65,7 @@ absl::StatusOr<Block*> SizeClass::NewBlock() {
   }
   b->free_head = 0;
   b->in_use = 0;
-  page_map_.Set(run->first, run->count, PageOwner::OfBlock(run->first));
+  page_map_.MapBlock(*run, id_);
   ++blocks_;
   Link(b);
   return b;
@@ -74,7 +74,7 @@ absl::StatusOr<Block*> SizeClass::NewBlock() {
 void SizeClass::ReleaseBlock(Block* b) {
   const PageRun run = b->run();
   b->magic = 0;  // a stale SlotRef or handle into freed pages is caught in checked mode
-  page_map_.Set(run.first, run.count, PageOwner());
+  page_map_.Unmap(run.first, run.count);
   arena_.Free(run);
   --blocks_;
 }
@@ -133,14 +133,13 @@ bool SizeClass::MoveObject(Block* src, std::uint32_t slot, Block* dst, ClassComp
   if (!handles::BeginMove(e, src_off, &claimed)) return false;
   const std::uint32_t dslot = PopFree(dst);
   const std::uint64_t dst_off = dst->SlotOffset(dslot);
-  const std::size_t size = src->RequestedSize(slot);
-  std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, size);
-  dst->SizeM1(dslot) = src->SizeM1(slot);
+  // The whole slot is copied: the requested size travels in the handle, not in the block.
+  std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, src->slot_size);
   dst->Owner(dslot).store(index, std::memory_order_release);
   handles::EndMove(e, claimed, dst_off);
   PushFree(src, slot);
   ++out.objects_moved;
-  out.bytes_moved += size;
+  out.bytes_moved += src->slot_size;
   return true;
 }
 

@@ -28,7 +28,7 @@ namespace mova::alloc {
 
 struct ClassCompaction {
   std::uint64_t objects_moved = 0;
-  std::uint64_t bytes_moved = 0;       // requested bytes copied
+  std::uint64_t bytes_moved = 0;       // slot bytes copied
   std::uint64_t blocks_released = 0;
   std::uint64_t pages_released = 0;
   std::uint64_t objects_skipped = 0;   // pinned, moving or being freed when compaction reached them

@@ -2,6 +2,7 @@
 #include "handles/handle_table.h"
 
 #include <algorithm>
+#include <bit>
 
 #include "absl/strings/str_format.h"
 
@@ -19,7 +20,39 @@ absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std
 }
 
 HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::uint32_t capacity, std::uint32_t max_pages)
-    : os_(os), entries_(entries), capacity_(capacity), max_pages_(max_pages) {}
+    : os_(os), entries_(entries), capacity_(capacity), max_pages_(max_pages) {
+  buckets_.fill(kNoPage);
+}
+
+void HandleTable::BucketInsert(std::uint32_t p) {
+  PageState& st = pages_[p];
+  const std::uint16_t b = st.used;
+  st.prev = kNoPage;
+  st.next = buckets_[b];
+  if (st.next != kNoPage) pages_[st.next].prev = p;
+  buckets_[b] = p;
+  nonempty_[b / 64] |= std::uint64_t{1} << (b % 64);
+}
+
+void HandleTable::BucketRemove(std::uint32_t p) {
+  PageState& st = pages_[p];
+  const std::uint16_t b = st.used;
+  if (st.prev != kNoPage) {
+    pages_[st.prev].next = st.next;
+  } else {
+    buckets_[b] = st.next;
+  }
+  if (st.next != kNoPage) pages_[st.next].prev = st.prev;
+  if (buckets_[b] == kNoPage) nonempty_[b / 64] &= ~(std::uint64_t{1} << (b % 64));
+  st.prev = st.next = kNoPage;
+}
+
+std::uint32_t HandleTable::DensestAvailable() const {
+  for (std::size_t w = kBucketWords; w-- > 0;) {
+    if (nonempty_[w] != 0) return buckets_[w * 64 + 63 - std::countl_zero(nonempty_[w])];
+  }
+  return kNoPage;
+}
 
 HandleTable::~HandleTable() {
   (void)os_.Unreserve(reinterpret_cast<std::byte*>(entries_), ToBytes(Pages(max_pages_)));
@@ -62,10 +95,9 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
   MutexLock lock(&mu_);
   std::size_t n = 0;
   while (n < out.size()) {
-    std::uint32_t p;
-    if (!available_.empty()) {
-      p = available_.begin()->second;
-      available_.erase(available_.begin());
+    std::uint32_t p = DensestAvailable();
+    if (p != kNoPage) {
+      BucketRemove(p);
     } else {
       const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
       if (opened == max_pages_) break;
@@ -81,7 +113,7 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
     PageState& st = pages_[p];
     if (!st.resident) {
       if (absl::Status s = OpenPage(p); !s.ok()) {
-        available_.insert(Key(st, p));
+        BucketInsert(p);
         if (n > 0) break;
         return s;
       }
@@ -99,7 +131,7 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
       ++in_use_;
       out[n++] = idx;
     }
-    if (st.free_head != kNoNext) available_.insert(Key(st, p));
+    if (st.free_head != kNoNext) BucketInsert(p);
   }
   if (n == 0) {
     return absl::ResourceExhaustedError(
@@ -109,20 +141,31 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
 }
 
 void HandleTable::Return(std::span<const std::uint32_t> indices) {
+  // Group by page so each page moves between density buckets once per call, not once per entry.
+  std::uint32_t local[64];
+  std::vector<std::uint32_t> heap;
+  std::uint32_t* sorted = local;
+  if (indices.size() > 64) {
+    heap.resize(indices.size());
+    sorted = heap.data();
+  }
+  std::copy(indices.begin(), indices.end(), sorted);
+  std::sort(sorted, sorted + indices.size());
   MutexLock lock(&mu_);
-  for (std::uint32_t idx : indices) {
-    const std::uint32_t p = idx / kEntriesPerPage;
+  for (std::size_t i = 0; i < indices.size();) {
+    const std::uint32_t p = sorted[i] / kEntriesPerPage;
     PageState& st = pages_[p];
-    // A page is in available_ exactly when it has a free entry.
-    if (st.free_head != kNoNext) available_.erase(Key(st, p));
-    EntryAtomic& e = entries_[idx];
-    const std::uint16_t gen = GenOf(e.load(std::memory_order_relaxed));
-    e.store(MakeWord(gen, std::uint64_t{st.free_head} * kLocationAlign), std::memory_order_relaxed);
-    st.free_head = static_cast<std::uint16_t>(idx - p * kEntriesPerPage);
-    --st.used;
-    --in_use_;
+    if (st.free_head != kNoNext) BucketRemove(p);  // bucketed exactly when it has a free entry
+    for (; i < indices.size() && sorted[i] / kEntriesPerPage == p; ++i) {
+      EntryAtomic& e = entries_[sorted[i]];
+      const std::uint16_t gen = GenOf(e.load(std::memory_order_relaxed));
+      e.store(MakeWord(gen, std::uint64_t{st.free_head} * kLocationAlign), std::memory_order_relaxed);
+      st.free_head = static_cast<std::uint16_t>(sorted[i] - p * kEntriesPerPage);
+      --st.used;
+      --in_use_;
+    }
     if (st.used == 0) DiscardPage(p);
-    available_.insert(Key(st, p));
+    BucketInsert(p);
   }
 }
 

@@ -6,14 +6,16 @@
 // Returned: live objects plus entries cached by threads).
 // Invariants (under mu_): used(p) + length of free list(p) == kEntriesPerPage for every opened page p;
 //   a page whose used(p) == 0 is discarded (its memory given back) unless the discard failed;
-//   `available_` holds exactly the opened pages with used < kEntriesPerPage, ordered densest first, so
-//   Acquire reuses entries in the densest part of the table and fully free pages stay free.
+//   every opened page with used < kEntriesPerPage is on exactly one density bucket, buckets_[used(p)], and
+//   nonempty_ has bit u set exactly when buckets_[u] is non-empty. Acquire takes from the fullest bucket
+//   (O(1) per page), so it reuses entries in the densest part of the table and fully free pages stay free.
 // A discarded page reads as zeros; when it is opened again its entries restart at a generation above any
 // it issued before, so handles issued from it earlier stay stale.
 // Locks: mu_ is a leaf lock. Entry words are read and CASed without it (entry_word.h).
 #ifndef MOVA_HANDLES_HANDLE_TABLE_H_
 #define MOVA_HANDLES_HANDLE_TABLE_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -22,7 +24,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/btree_set.h"
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
 #include "handles/entry_word.h"
@@ -72,14 +73,21 @@ class HandleTable {
     std::uint16_t free_head = 0;      // first free entry (index within page), kNoNext if none
     std::uint16_t restart_gen = 0;    // even generation the page's entries start from when reopened
     bool resident = false;
+    std::uint32_t prev = kNoPage;     // density bucket list
+    std::uint32_t next = kNoPage;
   };
   static constexpr std::uint16_t kNoNext = 0xFFFF;
+  static constexpr std::uint32_t kNoPage = 0xFFFFFFFF;
+  static constexpr std::size_t kBucketWords = (kEntriesPerPage + 63) / 64;  // buckets 0 .. kEntriesPerPage - 1
 
   HandleTable(os::Os& os, EntryAtomic* entries, std::uint32_t capacity, std::uint32_t max_pages);
   // Makes page p's memory present and threads all its entries onto its free list.
   absl::Status OpenPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DiscardPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static std::pair<int, std::uint32_t> Key(const PageState& s, std::uint32_t p) { return {-int{s.used}, p}; }
+  void BucketInsert(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void BucketRemove(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The page with the most entries in use that still has a free one, or kNoPage.
+  std::uint32_t DensestAvailable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   os::Os& os_;
   EntryAtomic* const entries_;
@@ -89,7 +97,8 @@ class HandleTable {
 
   mutable Mutex mu_;
   std::vector<PageState> pages_ ABSL_GUARDED_BY(mu_);
-  absl::btree_set<std::pair<int, std::uint32_t>> available_ ABSL_GUARDED_BY(mu_);  // (-used, page)
+  std::array<std::uint32_t, kEntriesPerPage> buckets_ ABSL_GUARDED_BY(mu_);  // heads, by entries in use
+  std::array<std::uint64_t, kBucketWords> nonempty_ ABSL_GUARDED_BY(mu_){};
   std::uint64_t in_use_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t resident_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discarded_ ABSL_GUARDED_BY(mu_) = 0;

@@ -32,7 +32,8 @@ TEST(PoolErrors, HandlesNotIssuedByThisPool) {
   Handle mine = AllocFilled(*pool, 40, 1);
   Handle theirs = other->allocate(40).value();
   for (Handle bad : {kNullHandle, theirs, Handle{0x123456789abcdefull},
-                     Handle::Make(mine.pool_tag(), mine.generation(), 1u << 29)}) {
+                     Handle::Make(mine.pool_tag(), mine.generation(), mine.size_field(), 1u << 27),
+                     Handle::Make(mine.pool_tag(), mine.generation(), 4000, mine.index())}) {
     EXPECT_EQ(pool->free(bad).code(), absl::StatusCode::kInvalidArgument) << bad.raw;
     EXPECT_EQ(pool->pin(bad, Access::kRead).status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(pool->size_of(bad).status().code(), absl::StatusCode::kInvalidArgument);
@@ -52,7 +53,8 @@ TEST(PoolErrors, StaleAndDoubleFreedHandles) {
   EXPECT_EQ(pool->pin(h, Access::kRead).status().code(), absl::StatusCode::kNotFound);
   EXPECT_EQ(pool->size_of(h).status().code(), absl::StatusCode::kNotFound);
   // A forged generation on a real index is stale too.
-  Handle forged = Handle::Make(keep.pool_tag(), static_cast<std::uint16_t>(keep.generation() + 2), keep.index());
+  Handle forged = Handle::Make(keep.pool_tag(), static_cast<std::uint16_t>(keep.generation() + 2), keep.size_field(),
+                               keep.index());
   EXPECT_EQ(pool->free(forged).code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(Intact(*pool, keep, 200, 3));
   EXPECT_EQ(pool->stats().live_objects, 1u);

@@ -48,7 +48,7 @@ struct PoolOptions {
   Bytes arena_capacity{std::size_t{64} << 30};  // address space reserved for objects (at most 1 TiB)
   Bytes memory_limit{~std::size_t{0}};          // most bytes of object pages at once
   std::chrono::milliseconds decay{0};           // freed pages stay resident this long (0: give back at once)
-  std::uint32_t max_handles = 1u << 30;         // handle-table capacity (address space reserved: 8 B each)
+  std::uint32_t max_handles = (1u << 28) - 1;   // handle-table capacity (at most 2^28 - 1; 8 B of address space each)
   bool checked = false;                         // abort on handle misuse, naming the handle
   os::Os* os = nullptr;                         // the OS seam; nullptr is the real kernel
 };

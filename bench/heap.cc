@@ -1,0 +1,107 @@
+// bench/heap.cc — see heap.h.
+#include "bench/heap.h"
+
+#include <dlfcn.h>
+#include <malloc.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "mova/pool.h"
+
+namespace mova::bench {
+namespace {
+
+using MallctlFn = int (*)(const char*, void*, std::size_t*, void*, std::size_t);
+using MiCollectFn = void (*)(bool);
+using ReleaseFn = void (*)();
+
+void* Sym(const char* name) { return dlsym(RTLD_DEFAULT, name); }
+
+class MallocHeap final : public Heap {
+ public:
+  explicit MallocHeap(std::string kind) : kind_(std::move(kind)) {}
+  std::string name() const override { return kind_; }
+  std::uint64_t Allocate(std::size_t size) override {
+    void* p = std::malloc(size);
+    if (p == nullptr) {
+      std::fprintf(stderr, "%s: malloc(%zu) failed\n", kind_.c_str(), size);
+      std::abort();
+    }
+    std::memset(p, static_cast<int>(size), size);
+    return reinterpret_cast<std::uint64_t>(p);
+  }
+  void Free(std::uint64_t token) override { std::free(reinterpret_cast<void*>(token)); }
+  std::uint8_t Touch(std::uint64_t token) override { return *reinterpret_cast<volatile std::uint8_t*>(token); }
+  void BestEffort() override {
+    if (kind_ == "jemalloc") {
+      auto mallctl = reinterpret_cast<MallctlFn>(Sym("mallctl"));
+      mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096 = MALLCTL_ARENAS_ALL
+    } else if (kind_ == "mimalloc") {
+      reinterpret_cast<MiCollectFn>(Sym("mi_collect"))(true);
+    } else if (kind_ == "tcmalloc") {
+      reinterpret_cast<ReleaseFn>(Sym("MallocExtension_ReleaseFreeMemory"))();
+    } else {
+      malloc_trim(0);
+    }
+  }
+
+ private:
+  std::string kind_;
+};
+
+class MovaHeap final : public Heap {
+ public:
+  MovaHeap() : pool_(Pool::Create().value()) {}
+  std::string name() const override { return "mova"; }
+  std::uint64_t Allocate(std::size_t size) override {
+    absl::StatusOr<Handle> h = pool_->allocate(size);
+    if (!h.ok()) {
+      std::fprintf(stderr, "mova: %s\n", h.status().ToString().c_str());
+      std::abort();
+    }
+    Pinned p = pool_->pin(*h, Access::kWrite).value();
+    std::memset(p.mutable_data(), static_cast<int>(size), size);
+    return h->raw;
+  }
+  void Free(std::uint64_t token) override {
+    absl::Status s = pool_->free(Handle{token});
+    if (!s.ok()) {
+      std::fprintf(stderr, "mova: %s\n", s.ToString().c_str());
+      std::abort();
+    }
+  }
+  std::uint8_t Touch(std::uint64_t token) override {
+    Pinned p = pool_->pin(Handle{token}, Access::kRead).value();
+    return static_cast<std::uint8_t>(p.data()[0]);
+  }
+  void BestEffort() override { last_ = pool_->compact(); }
+  const CompactResult& last_compaction() const { return last_; }
+
+ private:
+  std::unique_ptr<Pool> pool_;
+  CompactResult last_;
+};
+
+}  // namespace
+
+std::string DetectMalloc() {
+  if (Sym("mallctl") != nullptr) return "jemalloc";
+  if (Sym("mi_collect") != nullptr) return "mimalloc";
+  if (Sym("MallocExtension_ReleaseFreeMemory") != nullptr) return "tcmalloc";
+  return "glibc";
+}
+
+std::unique_ptr<Heap> MakeMallocHeap(const std::string& expected) {
+  const std::string found = DetectMalloc();
+  if (found != expected) {
+    std::fprintf(stderr, "this process runs on %s's malloc, not %s\n", found.c_str(), expected.c_str());
+    std::abort();
+  }
+  return std::make_unique<MallocHeap>(found);
+}
+
+std::unique_ptr<Heap> MakeMovaHeap() { return std::make_unique<MovaHeap>(); }
+
+}  // namespace mova::bench
