@@ -117,14 +117,39 @@ absl::StatusOr<PageRun> Arena::Allocate(Pages n) {
   const std::size_t last_region = (first + n.value() - 1) / kPagesPerRegion;
   const std::size_t old_regions = regions_.size();
   if (regions_.size() <= last_region) regions_.resize(last_region + 1);
-  if (absl::Status s = os_.Populate(PageAddress(first), ToBytes(n)); !s.ok()) {
-    regions_.resize(old_regions);
-    // Some pages may have been populated before the failure: give them back so RSS does not leak.
-    (void)os_.Discard(PageAddress(first), ToBytes(n));
-    return s;
+  // Populate the pages that are not resident already (dirty pages are: reusing them costs no syscall).
+  const std::uint32_t end = first + static_cast<std::uint32_t>(n.value());
+  for (std::uint32_t p = first; p < end;) {
+    if (IsDirty(p)) {
+      ++p;
+      continue;
+    }
+    std::uint32_t q = p;
+    while (q < end && !IsDirty(q)) ++q;
+    if (absl::Status s = os_.Populate(PageAddress(p), ToBytes(Pages(q - p))); !s.ok()) {
+      // Give back what this call populated (pages before p that were not dirty, and part of [p, q)).
+      for (std::uint32_t r = first; r < q;) {
+        if (IsDirty(r)) {
+          ++r;
+          continue;
+        }
+        std::uint32_t t = r;
+        while (t < q && !IsDirty(t)) ++t;
+        (void)os_.Discard(PageAddress(r), ToBytes(Pages(t - r)));
+        r = t;
+      }
+      regions_.resize(old_regions);
+      return s;
+    }
+    p = q;
   }
   MarkUsed(first, n.value(), true);
   return PageRun{first, static_cast<std::uint32_t>(n.value())};
+}
+
+bool Arena::IsDirty(std::uint32_t page) const {
+  const std::size_t ri = page / kPagesPerRegion;
+  return ri < regions_.size() && regions_[ri].dirty[page % kPagesPerRegion];
 }
 
 void Arena::Free(PageRun run) {

@@ -49,8 +49,9 @@ class Arena {
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
 
-  // A run of `n` present pages (populated now). ResourceExhausted when the memory limit, the address space
-  // or the OS's memory is exhausted; nothing is allocated then.
+  // A run of `n` present pages (populated now, unless they were still resident as dirty pages).
+  // ResourceExhausted when the memory limit, the address space or the OS's memory is exhausted; nothing is
+  // allocated then.
   absl::StatusOr<PageRun> Allocate(Pages n);
   // Gives a run back; its pages are discarded now or after the decay delay.
   void Free(PageRun run);
@@ -84,6 +85,7 @@ class Arena {
   static int FindRun(const Region& r, std::size_t n);
   bool FindPlacement(std::size_t n, std::uint32_t* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkUsed(std::uint32_t first, std::size_t n, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool IsDirty(std::uint32_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DiscardRegionDirty(std::uint32_t region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

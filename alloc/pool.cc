@@ -268,7 +268,7 @@ struct Pool::Impl {
     const std::uint64_t first = page - o.page_in_block();
     const alloc::SizeClassInfo& info = map.info(o.cls());
     at.block = reinterpret_cast<Block*>(arena->PageAddress(static_cast<std::uint32_t>(first)));
-    at.slot = static_cast<std::uint32_t>((offset - (first << kPageShift) - info.data_offset) / info.slot_size);
+    at.slot = info.SlotIndex(static_cast<std::uint32_t>(offset - (first << kPageShift) - info.data_offset));
     at.cls = o.cls();
     return at;
   }
@@ -512,7 +512,10 @@ std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
   };
 }
 
-void Pool::release_free_memory() { impl_->arena->PurgeDirty(/*force=*/true); }
+void Pool::release_free_memory() {
+  for (auto& cls : impl_->classes) cls->ReleaseSpare();
+  impl_->arena->PurgeDirty(/*force=*/true);
+}
 
 void Pool::flush_thread_cache() {
   impl_->WithCache([&](ThreadCache& c) { impl_->Flush(c); return 0; });

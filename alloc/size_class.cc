@@ -40,8 +40,14 @@ void SizeClass::Unlink(Block* b) {
 
 void SizeClass::Regroup(Block* b) {
   if (b->in_use == 0) {
+    // Keep one empty block as the class's spare, so that a class hovering at a block boundary does not
+    // populate and discard a block on every other call; a second empty block is released.
     Unlink(b);
-    ReleaseBlock(b);
+    if (groups_[kGroupEmpty] == nullptr) {
+      Link(b);
+    } else {
+      ReleaseBlock(b);
+    }
     return;
   }
   if (GroupOf(b->in_use, b->objects) == b->group) return;
@@ -146,6 +152,11 @@ bool SizeClass::MoveObject(Block* src, std::uint32_t slot, Block* dst, ClassComp
 ClassCompaction SizeClass::Compact() {
   MutexLock lock(&mu_);
   ClassCompaction out;
+  if (Block* spare = groups_[kGroupEmpty]; spare != nullptr) {  // compaction leaves no empty block behind
+    out.pages_released += spare->pages;
+    ++out.blocks_released;
+    ReleaseSpareLocked();
+  }
   std::vector<Block*> blocks;
   for (int g = 1; g < kGroupFull; ++g) {
     for (Block* b = groups_[g]; b != nullptr; b = b->next) blocks.push_back(b);
@@ -188,7 +199,20 @@ ClassCompaction SizeClass::Compact() {
   }
   // Destinations filled in part are relisted; blocks past src were relisted as sources.
   for (std::size_t i = 0; i <= src; ++i) Regroup(blocks[i]);
+  ReleaseSpareLocked();  // a source emptied above may have become the spare; it was counted then
   return out;
+}
+
+void SizeClass::ReleaseSpareLocked() {
+  while (Block* b = groups_[kGroupEmpty]) {
+    Unlink(b);
+    ReleaseBlock(b);
+  }
+}
+
+void SizeClass::ReleaseSpare() {
+  MutexLock lock(&mu_);
+  ReleaseSpareLocked();
 }
 
 ClassSnapshot SizeClass::Snapshot() const {

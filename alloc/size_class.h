@@ -3,8 +3,10 @@
 //
 // Types: SizeClass, ClassCompaction, ClassSnapshot. All state is guarded by mu_.
 // Invariants (under mu_): every block of the class is on exactly one group list, the one GroupOf(in_use,
-//   objects) names; blocks_ == Σ list lengths; slots_in_use_ == Σ in_use; an empty block is released at once
-//   (its pages go back to the arena), so the empty group is always empty outside a call.
+//   objects) names; blocks_ == Σ list lengths; slots_in_use_ == Σ in_use; the empty group holds at most one
+//   block (the spare, kept so that a class at a block boundary does not populate and discard a block on every
+//   other call); any other block that empties is released at once (its pages go back to the arena).
+//   Compact and ReleaseSpare release the spare too.
 // Locks: mu_ → Arena::mu_ (taken inside Arena calls). Entry words are CASed under mu_ (compaction) but never
 //   waited on under it; pinners and freers never take mu_ while waiting for a move.
 #ifndef MOVA_ALLOC_SIZE_CLASS_H_
@@ -60,13 +62,16 @@ class SizeClass {
   // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks.
   ClassCompaction Compact() ABSL_LOCKS_EXCLUDED(mu_);
   ClassSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Releases the spare empty block, if any.
+  void ReleaseSpare() ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   absl::StatusOr<Block*> NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseBlock(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseSpareLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Link(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlink(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts b on the list its fill names, or releases it if it is empty.
+  // Puts b on the list its fill names; an empty b becomes the spare or is released.
   void Regroup(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::uint32_t PopFree(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushFree(Block* b, std::uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -24,7 +24,9 @@ SizeClassInfo GeometryFor(std::uint32_t slot_size, std::uint32_t pages) {
   // The most slots whose metadata and data fit: DataOffset(n) + n * slot_size <= bytes.
   std::size_t n = bytes / (slot_size + kMetaBytesPerSlot);
   while (n > 0 && DataOffset(n) + n * slot_size > bytes) --n;
-  return SizeClassInfo{slot_size, pages, static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(DataOffset(n))};
+  const auto reciprocal = static_cast<std::uint32_t>(((std::uint64_t{1} << 32) + slot_size - 1) / slot_size);
+  return SizeClassInfo{slot_size, pages, static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(DataOffset(n)),
+                       reciprocal};
 }
 
 std::uint32_t WastePermille(const SizeClassInfo& g) {

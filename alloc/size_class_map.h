@@ -33,7 +33,13 @@ struct SizeClassInfo {
   std::uint32_t pages_per_block = 0;    // 1..kMaxPagesPerBlock
   std::uint32_t objects_per_block = 0;  // slots per block
   std::uint32_t data_offset = 0;        // where slot 0 starts in the block (after the in-block metadata)
+  std::uint32_t slot_reciprocal = 0;    // ceil(2^32 / slot_size): SlotIndex divides by multiplying
   Bytes block_bytes() const { return ToBytes(Pages(pages_per_block)); }
+  // delta / slot_size for any byte offset delta within a block (< 2^16 + 1): exact, because the
+  // reciprocal's error times delta stays below 2^-16 < 1 / slot_size.
+  std::uint32_t SlotIndex(std::uint32_t delta) const {
+    return static_cast<std::uint32_t>((std::uint64_t{delta} * slot_reciprocal) >> 32);
+  }
 };
 
 class SizeClassMap {

@@ -177,7 +177,7 @@ TEST(Pool, StatsAddUp) {
       std::uint64_t listed = 0;
       for (std::uint64_t g : c.fullness) listed += g;
       EXPECT_EQ(listed, c.blocks);
-      EXPECT_EQ(c.fullness[0], 0u);  // empty blocks are released at once
+      EXPECT_LE(c.fullness[0], 1u);  // at most the class's spare; other empty blocks are released at once
     }
     EXPECT_EQ(in_use + s.huge_objects, kept.size());
     EXPECT_EQ(s.slot_bytes, slot_bytes);

@@ -41,6 +41,21 @@ TEST(SizeClassMap, SixteenByteStepsForSmallSizes) {
   for (std::size_t size = 16; size <= 512; size += 16) { EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size); }
 }
 
+TEST(SizeClassMap, SlotIndexByReciprocalIsExact) {
+  SizeClassMap map;
+  for (std::size_t c = 0; c < map.num_classes(); ++c) {
+    const SizeClassInfo& i = map.info(ClassId(c));
+    for (std::uint32_t slot = 0; slot < i.objects_per_block; ++slot) {
+      for (std::uint32_t d : {slot * i.slot_size, slot * i.slot_size + i.slot_size / 2, (slot + 1) * i.slot_size - 1}) {
+        ASSERT_EQ(i.SlotIndex(d), d / i.slot_size) << "class " << c << " delta " << d;
+      }
+    }
+  }
+  // And for every class's worst delta, the whole 16-page range.
+  const SizeClassInfo& last = map.info(ClassId(map.num_classes() - 1));
+  for (std::uint32_t d = 0; d <= 65536; ++d) ASSERT_EQ(last.SlotIndex(d), d / last.slot_size) << d;
+}
+
 TEST(SizeClassMap, MergedClassesHaveDistinctGeometry) {
   SizeClassMap map;
   for (std::size_t c = 1; c < map.num_classes(); ++c) {

@@ -122,7 +122,7 @@ class Pool {
   // Object compaction (zsmalloc's zs_compact): in every class, moves objects from the emptiest blocks into
   // the fullest, skipping pinned ones, and releases emptied blocks; then gives freed pages back.
   CompactResult compact();
-  // Gives back every freed page now, ignoring the decay delay.
+  // Gives back every freed page now, ignoring the decay delay, and each class's spare empty block.
   void release_free_memory();
   // Returns this thread's cached slots and handle entries to the pool.
   void flush_thread_cache();

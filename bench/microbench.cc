@@ -1,0 +1,162 @@
+// bench/microbench.cc — Google Benchmark microbenchmarks, the same loops for mova and for the malloc this
+// binary is linked with (one binary per malloc; run_microbench.sh runs them all and prints one table).
+//
+// Names: "<allocator>/<benchmark>/<arg>", where allocator is mova or the detected malloc. Each loop's time is
+// per operation named in the comment (an alloc+free pair, one replacement, one pin+unpin, ...).
+#include <benchmark/benchmark.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench/heap.h"
+#include "mova/pool.h"
+
+namespace {
+
+// The two kinds of allocator behind one tiny interface the compiler can inline.
+struct MallocApi {
+  using Token = void*;
+  static MallocApi* Make() { return new MallocApi; }
+  Token Alloc(std::size_t n) { return std::malloc(n); }
+  void Free(Token t) { std::free(t); }
+};
+
+struct MovaApi {
+  using Token = mova::Handle;
+  std::unique_ptr<mova::Pool> pool = mova::Pool::Create().value();
+  static MovaApi* Make() { return new MovaApi; }
+  Token Alloc(std::size_t n) { return pool->allocate(n).value(); }
+  void Free(Token t) { (void)pool->free(t); }
+};
+
+// An alloc+free pair of one size, hot.
+template <typename Api>
+void AllocFree(benchmark::State& state) {
+  std::unique_ptr<Api> api(Api::Make());
+  const std::size_t size = state.range(0);
+  for (auto _ : state) {
+    auto t = api->Alloc(size);
+    benchmark::DoNotOptimize(t);
+    api->Free(t);
+  }
+}
+
+// 1000 allocations, then 1000 frees; time per allocation+free.
+template <typename Api>
+void Batch1000(benchmark::State& state) {
+  std::unique_ptr<Api> api(Api::Make());
+  const std::size_t size = state.range(0);
+  std::vector<typename Api::Token> v(1000);
+  for (auto _ : state) {
+    for (auto& t : v) t = api->Alloc(size);
+    benchmark::DoNotOptimize(v.data());
+    for (auto& t : v) api->Free(t);
+  }
+  state.SetItemsProcessed(state.iterations() * 1000);
+}
+
+// Random replacement in a 10k-object live set of 8–512 B (sizes and victims precomputed); per replacement.
+template <typename Api>
+void RandomReplace(benchmark::State& state) {
+  std::unique_ptr<Api> api(Api::Make());
+  constexpr std::size_t kLive = 10000, kPlan = 1 << 16;
+  std::mt19937_64 rng(42);
+  std::vector<std::uint32_t> sizes(kPlan), victims(kPlan);
+  for (std::size_t i = 0; i < kPlan; ++i) {
+    sizes[i] = 8 + rng() % 505;
+    victims[i] = rng() % kLive;
+  }
+  std::vector<typename Api::Token> live(kLive);
+  for (std::size_t i = 0; i < kLive; ++i) live[i] = api->Alloc(sizes[i]);
+  std::size_t k = 0;
+  for (auto _ : state) {
+    const std::size_t i = victims[k];
+    api->Free(live[i]);
+    live[i] = api->Alloc(sizes[k]);
+    k = (k + 1) & (kPlan - 1);
+  }
+  for (auto& t : live) api->Free(t);
+  state.SetItemsProcessed(state.iterations());
+}
+
+// pin + unpin of one object (mova only; the malloc row is a plain pointer load for scale).
+void MovaPinUnpin(benchmark::State& state) {
+  auto pool = mova::Pool::Create().value();
+  mova::Handle h = pool->allocate(64).value();
+  for (auto _ : state) {
+    mova::Pinned p = pool->pin(h, mova::Access::kRead).value();
+    benchmark::DoNotOptimize(p.data());
+  }
+}
+
+// The floor under pin+unpin on this machine: two atomic RMWs on one word (a CAS loop and a fetch_sub).
+void AtomicPair(benchmark::State& state) {
+  std::atomic<std::uint64_t> word{1};
+  for (auto _ : state) {
+    std::uint64_t w = word.load(std::memory_order_acquire);
+    while (!word.compare_exchange_weak(w, w + 16, std::memory_order_acquire)) {
+    }
+    word.fetch_sub(16, std::memory_order_release);
+  }
+  benchmark::DoNotOptimize(word.load());
+}
+
+// Compaction throughput on a 90%-thinned heap of 16–512 B objects: bytes moved per second.
+void MovaCompaction(benchmark::State& state) {
+  const std::size_t fill = state.range(0) << 20;
+  std::uint64_t moved = 0;
+  for (auto _ : state) {
+    auto pool = mova::Pool::Create().value();
+    std::mt19937_64 rng(7);
+    std::vector<mova::Handle> hs;
+    std::size_t bytes = 0;
+    while (bytes < fill) {
+      const std::size_t s = 16 + rng() % 497;
+      hs.push_back(pool->allocate(s).value());
+      bytes += s;
+    }
+    for (std::size_t i = 0; i < hs.size(); ++i) {
+      if (rng() % 10 != 0) (void)pool->free(hs[i]);
+    }
+    const mova::CompactResult r = pool->compact();
+    state.SetIterationTime(r.seconds);
+    moved += r.bytes_moved;
+  }
+  state.SetBytesProcessed(moved);
+}
+
+void Register(const std::string& who, bool mova) {
+  auto reg = [&](const char* name, auto fn) { return benchmark::RegisterBenchmark((who + "/" + name).c_str(), fn); };
+  if (mova) {
+    reg("AllocFree", AllocFree<MovaApi>)->Arg(16)->Arg(64)->Arg(256)->Arg(1024)->Arg(4096);
+    reg("Batch1000", Batch1000<MovaApi>)->Arg(64);
+    reg("RandomReplace", RandomReplace<MovaApi>);
+    reg("PinUnpin", MovaPinUnpin);
+    reg("AtomicPairFloor", AtomicPair);
+    reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+  } else {
+    reg("AllocFree", AllocFree<MallocApi>)->Arg(16)->Arg(64)->Arg(256)->Arg(1024)->Arg(4096);
+    reg("Batch1000", Batch1000<MallocApi>)->Arg(64);
+    reg("RandomReplace", RandomReplace<MallocApi>);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::string malloc_kind = mova::bench::DetectMalloc();
+  bool with_mova = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--with_mova") == 0) with_mova = true;
+  }
+  Register(malloc_kind, false);
+  if (with_mova) Register("mova", true);
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
