@@ -154,16 +154,14 @@ struct Pool::Impl {
     delete c;
   }
 
-  absl::StatusOr<std::uint32_t> PopHandle(ThreadCache& c) {
-    std::uint32_t n = c.handle_count.load(std::memory_order_relaxed);
-    if (ABSL_PREDICT_FALSE(n == 0)) {
-      absl::StatusOr<std::size_t> got =
-          table->Acquire(std::span<std::uint32_t>(c.handles.data(), ThreadCache::kHandleCapacity / 2));
-      if (!got.ok()) return got.status();
-      n = static_cast<std::uint32_t>(*got);
-    }
-    c.handle_count.store(n - 1, std::memory_order_relaxed);
-    return c.handles[n - 1];
+  // Refills (the slow half of taking a handle entry or a slot from the cache); the fast half is inline in
+  // allocate.
+  ABSL_ATTRIBUTE_NOINLINE absl::Status RefillHandles(ThreadCache& c) {
+    absl::StatusOr<std::size_t> got =
+        table->Acquire(std::span<std::uint32_t>(c.handles.data(), ThreadCache::kHandleCapacity / 2));
+    if (!got.ok()) return got.status();
+    c.handle_count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
+    return absl::OkStatus();
   }
 
   void PushHandle(ThreadCache& c, std::uint32_t index) {
@@ -177,21 +175,17 @@ struct Pool::Impl {
     c.handle_count.store(n + 1, std::memory_order_relaxed);
   }
 
-  absl::StatusOr<SlotRef> PopSlot(ThreadCache& c, ClassId cls) {
+  ABSL_ATTRIBUTE_NOINLINE absl::Status RefillSlots(ThreadCache& c, ClassId cls) {
     alloc::ClassSlots& cs = c.classes[cls.value()];
-    std::uint32_t n = cs.count.load(std::memory_order_relaxed);
-    if (ABSL_PREDICT_FALSE(n == 0)) {
-      if (cs.slots == nullptr) {
-        cs.capacity = alloc::ClassSlots::CapacityFor(map.info(cls).slot_size);
-        cs.slots = std::make_unique<SlotRef[]>(cs.capacity);
-      }
-      absl::StatusOr<std::size_t> got =
-          classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.capacity / 2)));
-      if (!got.ok()) return got.status();
-      n = static_cast<std::uint32_t>(*got);
+    if (cs.slots == nullptr) {
+      cs.capacity = alloc::ClassSlots::CapacityFor(map.info(cls).slot_size);
+      cs.slots = std::make_unique<SlotRef[]>(cs.capacity);
     }
-    cs.count.store(n - 1, std::memory_order_relaxed);
-    return cs.slots[n - 1];
+    absl::StatusOr<std::size_t> got =
+        classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.capacity / 2)));
+    if (!got.ok()) return got.status();
+    cs.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
+    return absl::OkStatus();
   }
 
   void PushSlot(ThreadCache& c, ClassId cls, SlotRef r) {
@@ -234,16 +228,6 @@ struct Pool::Impl {
         absl::StrFormat("%s: handle %#x is stale: its object was freed (double free or use after free)", op, h.raw)));
   }
 
-  // True when the object at `offset` is of the kind and class the handle's size field says: a handle whose
-  // bits were altered (beyond the generation check) is refused instead of trusted.
-  bool SizeFieldMatches(Handle h, std::uint64_t offset) const {
-    const alloc::PageOwner o = page_map->Get(offset >> kPageShift);
-    if (h.size_field() == Handle::kHugeSize) {
-      return o.huge() && (offset & (kPageSize - 1)) == alloc::HugeObject::kHeaderBytes;
-    }
-    return o.present() && !o.huge() && map.ClassFor(std::size_t{h.size_field()} + 1) == o.cls();
-  }
-
   // The requested size of the live object `h` names, at `offset`.
   std::size_t SizeOf(Handle h, std::uint64_t offset) const {
     if (ABSL_PREDICT_TRUE(h.size_field() != Handle::kHugeSize)) return std::size_t{h.size_field()} + 1;
@@ -261,6 +245,7 @@ struct Pool::Impl {
     const std::uint64_t page = offset >> kPageShift;
     const alloc::PageOwner o = page_map->Get(page);
     Located at;
+    if (ABSL_PREDICT_FALSE(!o.present())) return at;  // only for a forged handle's location
     if (ABSL_PREDICT_FALSE(o.huge())) {
       at.huge = reinterpret_cast<alloc::HugeObject*>(arena->PageAddress(static_cast<std::uint32_t>(page)));
       return at;
@@ -271,6 +256,15 @@ struct Pool::Impl {
     at.slot = info.SlotIndex(static_cast<std::uint32_t>(offset - (first << kPageShift) - info.data_offset));
     at.cls = o.cls();
     return at;
+  }
+
+  // True when the object at `offset` is of the kind and class the handle's size field says: a handle whose
+  // bits were altered (beyond the generation check) is refused instead of trusted.
+  bool SizeFieldMatches(Handle h, std::uint64_t offset, const Located& at) const {
+    if (h.size_field() == Handle::kHugeSize) {
+      return at.huge != nullptr && (offset & (kPageSize - 1)) == alloc::HugeObject::kHeaderBytes;
+    }
+    return at.block != nullptr && map.ClassFor(std::size_t{h.size_field()} + 1) == at.cls;
   }
 
   // ---- huge objects ----
@@ -374,34 +368,38 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
     return absl::InvalidArgumentError(absl::StrFormat("allocate: size %u exceeds the maximum %u", size, kMaxObjectSize));
   }
   return p.WithCache([&](ThreadCache& c) -> absl::StatusOr<Handle> {
-    absl::StatusOr<std::uint32_t> index = p.PopHandle(c);
-    if (!index.ok()) return index.status();
+    if (ABSL_PREDICT_FALSE(c.handle_count.load(std::memory_order_relaxed) == 0)) {
+      if (absl::Status s = p.RefillHandles(c); !s.ok()) return s;
+    }
     std::uint64_t offset;
+    std::uint32_t index;
     if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
       absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size);
-      if (!off.ok()) {
-        p.PushHandle(c, *index);
-        return off.status();
-      }
+      if (!off.ok()) return off.status();
       offset = *off;
+      index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
     } else {
       const ClassId cls = p.map.ClassFor(size);
-      absl::StatusOr<SlotRef> r = p.PopSlot(c, cls);
-      if (!r.ok()) {
-        p.PushHandle(c, *index);
-        return r.status();
+      alloc::ClassSlots& cs = c.classes[cls.value()];
+      if (ABSL_PREDICT_FALSE(cs.count.load(std::memory_order_relaxed) == 0)) {
+        if (absl::Status s = p.RefillSlots(c, cls); !s.ok()) return s;
       }
-      Block* b = alloc::BlockOf(*r);
-      const std::uint32_t slot = alloc::SlotIndexOf(*r);
-      b->Owner(slot).store(*index, std::memory_order_release);
+      const std::uint32_t n = cs.count.load(std::memory_order_relaxed) - 1;
+      cs.count.store(n, std::memory_order_relaxed);
+      const SlotRef r = cs.slots[n];
+      Block* b = alloc::BlockOf(r);
+      const std::uint32_t slot = alloc::SlotIndexOf(r);
+      index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
+      b->Owner(slot).store(index, std::memory_order_release);
       offset = b->SlotOffset(slot);
     }
-    const std::uint16_t gen = handles::Publish(p.table->entry(*index), offset);
+    c.handle_count.store(c.handle_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+    const std::uint16_t gen = handles::Publish(p.table->entry(index), offset);
     c.allocs.Add(1);
     c.alloc_bytes.Add(size);
     const std::uint16_t size_field =
         size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
-    return Handle::Make(p.tag, gen, size_field, *index);
+    return Handle::Make(p.tag, gen, size_field, index);
   });
 }
 
@@ -410,8 +408,12 @@ absl::Status Pool::free(Handle h) {
   handles::EntryAtomic* e = p.EntryOf(h);
   if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("free", h);
   const handles::Word now = e->load(std::memory_order_acquire);
-  if (handles::GenOf(now) == h.generation() && !p.SizeFieldMatches(h, handles::OffsetOf(now))) {
-    return p.NotIssued("free", h);  // moves keep an object's class, so the check holds across them
+  Impl::Located at;
+  if (handles::GenOf(now) == h.generation()) {
+    at = p.Locate(handles::OffsetOf(now));
+    if (!p.SizeFieldMatches(h, handles::OffsetOf(now), at)) {
+      return p.NotIssued("free", h);  // moves keep an object's class, so the check holds across them
+    }
   }
   handles::Word before;
   switch (handles::Retire(*e, h.generation(), &before)) {
@@ -424,7 +426,7 @@ absl::Status Pool::free(Handle h) {
       return p.Stale("free", h);
   }
   const std::uint64_t offset = handles::OffsetOf(before);
-  const Impl::Located at = p.Locate(offset);
+  if (offset != handles::OffsetOf(now)) at = p.Locate(offset);  // it moved since the check
   return p.WithCache([&](ThreadCache& c) {
     const std::size_t size = p.SizeOf(h, offset);
     if (ABSL_PREDICT_FALSE(at.huge != nullptr)) {
@@ -456,7 +458,7 @@ absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
       return p.Stale("pin", h);
   }
   const std::uint64_t offset = handles::OffsetOf(w);
-  if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset))) {
+  if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, p.Locate(offset)))) {
     handles::Unpin(*e);
     return p.NotIssued("pin", h);
   }

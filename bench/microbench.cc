@@ -1,11 +1,13 @@
 // bench/microbench.cc — Google Benchmark microbenchmarks, the same loops for mova and for the malloc this
 // binary is linked with (one binary per malloc; run_microbench.sh runs them all and prints one table).
 //
-// Names: "<allocator>/<benchmark>/<arg>", where allocator is mova or the detected malloc. Each loop's time is
-// per operation named in the comment (an alloc+free pair, one replacement, one pin+unpin, ...).
+// Names: "<allocator>/<benchmark>/<arg>", where allocator is mova, mova-decay1s or the detected malloc. Every
+// loop reports items per second, one item being the operation its comment names (an alloc+free pair, one
+// replacement, one pin+unpin, ...), so ns/op = 1e9 / items_per_second.
 #include <benchmark/benchmark.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -25,13 +27,24 @@ struct MallocApi {
   void Free(Token t) { std::free(t); }
 };
 
-struct MovaApi {
+// `DecayMs` is PoolOptions::decay: 0 gives emptied blocks back at once (the default), more keeps them
+// resident that long for reuse without a page fault.
+template <int DecayMs>
+struct MovaApiT {
   using Token = mova::Handle;
-  std::unique_ptr<mova::Pool> pool = mova::Pool::Create().value();
-  static MovaApi* Make() { return new MovaApi; }
+  std::unique_ptr<mova::Pool> pool;
+  static MovaApiT* Make() {
+    auto* api = new MovaApiT;
+    mova::PoolOptions o;
+    o.decay = std::chrono::milliseconds(DecayMs);
+    api->pool = mova::Pool::Create(o).value();
+    return api;
+  }
   Token Alloc(std::size_t n) { return pool->allocate(n).value(); }
   void Free(Token t) { (void)pool->free(t); }
 };
+using MovaApi = MovaApiT<0>;
+using MovaDecayApi = MovaApiT<1000>;
 
 // An alloc+free pair of one size, hot.
 template <typename Api>
@@ -43,6 +56,7 @@ void AllocFree(benchmark::State& state) {
     benchmark::DoNotOptimize(t);
     api->Free(t);
   }
+  state.SetItemsProcessed(state.iterations());
 }
 
 // 1000 allocations, then 1000 frees; time per allocation+free.
@@ -91,6 +105,7 @@ void MovaPinUnpin(benchmark::State& state) {
     mova::Pinned p = pool->pin(h, mova::Access::kRead).value();
     benchmark::DoNotOptimize(p.data());
   }
+  state.SetItemsProcessed(state.iterations());
 }
 
 // The floor under pin+unpin on this machine: two atomic RMWs on one word (a CAS loop and a fetch_sub).
@@ -103,6 +118,7 @@ void AtomicPair(benchmark::State& state) {
     word.fetch_sub(16, std::memory_order_release);
   }
   benchmark::DoNotOptimize(word.load());
+  state.SetItemsProcessed(state.iterations());
 }
 
 // Compaction throughput on a 90%-thinned heap of 16–512 B objects: bytes moved per second.
@@ -135,6 +151,8 @@ void Register(const std::string& who, bool mova) {
     reg("AllocFree", AllocFree<MovaApi>)->Arg(16)->Arg(64)->Arg(256)->Arg(1024)->Arg(4096);
     reg("Batch1000", Batch1000<MovaApi>)->Arg(64);
     reg("RandomReplace", RandomReplace<MovaApi>);
+    benchmark::RegisterBenchmark("mova-decay1s/Batch1000", Batch1000<MovaDecayApi>)->Arg(64);
+    benchmark::RegisterBenchmark("mova-decay1s/RandomReplace", RandomReplace<MovaDecayApi>);
     reg("PinUnpin", MovaPinUnpin);
     reg("AtomicPairFloor", AtomicPair);
     reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs the microbenchmarks once per malloc (each binary links its own) and prints one table: the median
+# ns/op of each loop per allocator, and each competitor's time as a multiple of mova's (>1: mova is faster).
+# Usage: bench/run_microbench.sh [build dir, default build/bench] [repetitions, default 5]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build/bench}
+reps=${2:-5}
+bash scripts/install-deps.sh
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMOVA_TESTS=OFF > /dev/null
+cmake --build "$build" -j "$(nproc)" > /dev/null
+out=$(mktemp -d)
+for kind in glibc jemalloc mimalloc tcmalloc; do
+  extra=""
+  [ "$kind" = glibc ] && extra="--with_mova"
+  "$build/bench/mova_microbench_$kind" $extra --benchmark_repetitions="$reps" \
+    --benchmark_report_aggregates_only=true --benchmark_min_time=0.2 --benchmark_format=csv \
+    > "$out/$kind.csv" 2> "$out/$kind.err" || { cat "$out/$kind.err"; exit 1; }
+done
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
+echo "median of $reps repetitions; ns per operation; (x) = that allocator's time / mova's"
+cat "$out"/*.csv | awk -F, '
+  /_median"?,/ {
+    name = $1; gsub(/"/, "", name); sub(/_median$/, "", name)
+    split(name, parts, "/"); who = parts[1]; bench = substr(name, length(who) + 2)
+    ips = $7
+    if (ips != "" && ips != 0) ns[bench, who] = 1e9 / ips
+    else if ($6 != "") mbps[bench, who] = $6 / 1048576
+    else next
+    if (!(bench in seen)) { seen[bench] = 1; order[++n] = bench }
+  }
+  END {
+    cols = "mova mova-decay1s glibc jemalloc mimalloc tcmalloc"
+    k = split(cols, c, " ")
+    printf "%-22s", "benchmark"
+    for (i = 1; i <= k; i++) printf " %18s", c[i]
+    printf "\n"
+    for (j = 1; j <= n; j++) {
+      b = order[j]; printf "%-22s", b
+      base = ns[b, "mova"]
+      for (i = 1; i <= k; i++) {
+        v = ns[b, c[i]]
+        if (v == "") { printf " %18s", "-"; continue }
+        if (c[i] == "mova" || base == "") printf " %18.1f", v
+        else printf " %11.1f (%4.2fx)", v, v / base
+      }
+      if (mbps[b, "mova"] != "") printf "   (mova: %.0f MiB/s of objects moved)", mbps[b, "mova"]
+      printf "\n"
+    }
+  }'
+rm -rf "$out"
