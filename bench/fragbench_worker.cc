@@ -12,7 +12,7 @@
 #include "bench/heap.h"
 #include "bench/workloads.h"
 
-ABSL_FLAG(std::string, allocator, "", "mova, or the malloc this binary is linked with");
+ABSL_FLAG(std::string, allocator, "", "mova, mova-periodic, or the malloc this binary is linked with");
 ABSL_FLAG(std::string, workload, "thin-out", "which workload");
 ABSL_FLAG(std::uint64_t, live_mib, 64, "live size the workload is scaled to, MiB");
 ABSL_FLAG(std::uint64_t, seed, 1, "random seed");
@@ -36,7 +36,14 @@ int main(int argc, char** argv) {
   MmapArray<Object> objects(BookkeepingCapacity(workload, params));
   Recorder recorder;
   recorder.Start();
-  std::unique_ptr<Heap> heap = allocator == "mova" ? MakeMovaHeap() : MakeMallocHeap(allocator);
+  std::unique_ptr<Heap> heap;
+  if (allocator == "mova") {
+    heap = MakeMovaHeap();
+  } else if (allocator == "mova-periodic") {
+    heap = MakeMovaHeap(params.live_bytes / 2);  // compact after allocating half the live size
+  } else {
+    heap = MakeMallocHeap(allocator);
+  }
 
   const auto t0 = std::chrono::steady_clock::now();
   const WorkloadOutcome out = RunWorkload(workload, *heap, recorder, objects, params);

@@ -53,9 +53,14 @@ class MallocHeap final : public Heap {
 
 class MovaHeap final : public Heap {
  public:
-  MovaHeap() : pool_(Pool::Create().value()) {}
-  std::string name() const override { return "mova"; }
+  explicit MovaHeap(std::uint64_t compact_every_bytes)
+      : pool_(Pool::Create().value()), compact_every_(compact_every_bytes) {}
+  std::string name() const override { return compact_every_ == 0 ? "mova" : "mova-periodic"; }
   std::uint64_t Allocate(std::size_t size) override {
+    if (compact_every_ != 0 && (since_compact_ += size) >= compact_every_) {
+      since_compact_ = 0;
+      pool_->compact();  // what a service's background compactor would do
+    }
     absl::StatusOr<Handle> h = pool_->allocate(size);
     if (!h.ok()) {
       std::fprintf(stderr, "mova: %s\n", h.status().ToString().c_str());
@@ -81,6 +86,8 @@ class MovaHeap final : public Heap {
 
  private:
   std::unique_ptr<Pool> pool_;
+  const std::uint64_t compact_every_;
+  std::uint64_t since_compact_ = 0;
   CompactResult last_;
 };
 
@@ -102,6 +109,8 @@ std::unique_ptr<Heap> MakeMallocHeap(const std::string& expected) {
   return std::make_unique<MallocHeap>(found);
 }
 
-std::unique_ptr<Heap> MakeMovaHeap() { return std::make_unique<MovaHeap>(); }
+std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes) {
+  return std::make_unique<MovaHeap>(compact_every_bytes);
+}
 
 }  // namespace mova::bench

@@ -1,7 +1,8 @@
 // bench/heap.h — the allocator under test, as the fragmentation workloads see it.
 //
 // Types: Heap (allocate / free / best effort), MallocHeap (whatever malloc the process was linked with:
-// glibc, jemalloc, mimalloc or tcmalloc, told apart by the symbols it exports), MovaHeap (a mova::Pool).
+// glibc, jemalloc, mimalloc or tcmalloc, told apart by the symbols it exports), MovaHeap (a mova::Pool,
+// optionally compacting every so many allocated bytes).
 // Every allocation is written in full, as a program fills what it allocates.
 #ifndef MOVA_BENCH_HEAP_H_
 #define MOVA_BENCH_HEAP_H_
@@ -31,7 +32,9 @@ class Heap {
 std::unique_ptr<Heap> MakeMallocHeap(const std::string& expected);
 // Which malloc the process runs on, by the symbols it exports.
 std::string DetectMalloc();
-std::unique_ptr<Heap> MakeMovaHeap();
+// A mova::Pool; with compact_every_bytes > 0 it also compacts each time that many bytes were allocated
+// (standing in for a service's periodic compaction), and calls itself "mova-periodic".
+std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes = 0);
 
 }  // namespace mova::bench
 
