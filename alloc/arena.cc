@@ -119,29 +119,21 @@ absl::StatusOr<PageRun> Arena::Allocate(Pages n) {
   if (regions_.size() <= last_region) regions_.resize(last_region + 1);
   // Populate the pages that are not resident already (dirty pages are: reusing them costs no syscall).
   const std::uint32_t end = first + static_cast<std::uint32_t>(n.value());
-  for (std::uint32_t p = first; p < end;) {
-    if (IsDirty(p)) {
-      ++p;
-      continue;
-    }
-    std::uint32_t q = p;
-    while (q < end && !IsDirty(q)) ++q;
-    if (absl::Status s = os_.Populate(PageAddress(p), ToBytes(Pages(q - p))); !s.ok()) {
-      // Give back what this call populated (pages before p that were not dirty, and part of [p, q)).
-      for (std::uint32_t r = first; r < q;) {
-        if (IsDirty(r)) {
-          ++r;
-          continue;
-        }
-        std::uint32_t t = r;
-        while (t < q && !IsDirty(t)) ++t;
-        (void)os_.Discard(PageAddress(r), ToBytes(Pages(t - r)));
-        r = t;
-      }
-      regions_.resize(old_regions);
-      return s;
-    }
-    p = q;
+  absl::Status failure;
+  std::uint32_t reached = first;
+  ForEachCleanRun(first, end, [&](std::uint32_t p, std::uint32_t q) {
+    failure = os_.Populate(PageAddress(p), ToBytes(Pages(q - p)));
+    reached = q;
+    return failure.ok();
+  });
+  if (!failure.ok()) {
+    // Give back what this call populated: the clean pages up to where it failed (in part, perhaps).
+    ForEachCleanRun(first, reached, [&](std::uint32_t p, std::uint32_t q) {
+      (void)os_.Discard(PageAddress(p), ToBytes(Pages(q - p)));
+      return true;
+    });
+    regions_.resize(old_regions);
+    return failure;
   }
   MarkUsed(first, n.value(), true);
   return PageRun{first, static_cast<std::uint32_t>(n.value())};

@@ -86,6 +86,20 @@ class Arena {
   bool FindPlacement(std::size_t n, std::uint32_t* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkUsed(std::uint32_t first, std::size_t n, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsDirty(std::uint32_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Calls f(p, q) for each maximal run [p, q) of pages in [first, end) that are not dirty, while f is true.
+  template <typename F>
+  void ForEachCleanRun(std::uint32_t first, std::uint32_t end, F f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (std::uint32_t p = first; p < end;) {
+      if (IsDirty(p)) {
+        ++p;
+        continue;
+      }
+      std::uint32_t q = p;
+      while (q < end && !IsDirty(q)) ++q;
+      if (!f(p, q)) return;
+      p = q;
+    }
+  }
   void DiscardRegionDirty(std::uint32_t region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 

@@ -59,17 +59,23 @@ inline std::uint16_t Publish(EntryAtomic& e, std::uint64_t offset) {
   return gen;
 }
 
+// Waits while the object of `w` (the entry's last loaded word) moves, reloading `w`; false when `w` is not
+// the live entry of generation `gen` (stale, double-freed or forged).
+inline bool SettleLive(EntryAtomic& e, std::uint16_t gen, Word& w) {
+  for (;;) {
+    if (GenOf(w) != gen || !IsLiveGen(gen)) return false;
+    if (!IsMoving(w)) return true;
+    e.wait(w, std::memory_order_acquire);
+    w = e.load(std::memory_order_acquire);
+  }
+}
+
 // Raises the pin count of the live entry of generation `gen`; waits while the object moves. On kOk `*out`
 // is the word after the pin (its location is stable until Unpin).
 inline EntryResult Pin(EntryAtomic& e, std::uint16_t gen, Word* out) {
   Word w = e.load(std::memory_order_acquire);
   for (;;) {
-    if (GenOf(w) != gen || !IsLiveGen(gen)) return EntryResult::kStale;
-    if (IsMoving(w)) {
-      e.wait(w, std::memory_order_acquire);
-      w = e.load(std::memory_order_acquire);
-      continue;
-    }
+    if (!SettleLive(e, gen, w)) return EntryResult::kStale;
     if (PinsOf(w) == kMaxPins) return EntryResult::kTooManyPins;
     if (e.compare_exchange_weak(w, w + kPinOne, std::memory_order_acquire, std::memory_order_acquire)) {
       *out = w + kPinOne;
@@ -87,12 +93,7 @@ inline Word Unpin(EntryAtomic& e) { return e.fetch_sub(kPinOne, std::memory_orde
 inline EntryResult Retire(EntryAtomic& e, std::uint16_t gen, Word* out) {
   Word w = e.load(std::memory_order_acquire);
   for (;;) {
-    if (GenOf(w) != gen || !IsLiveGen(gen)) return EntryResult::kStale;
-    if (IsMoving(w)) {
-      e.wait(w, std::memory_order_acquire);
-      w = e.load(std::memory_order_acquire);
-      continue;
-    }
+    if (!SettleLive(e, gen, w)) return EntryResult::kStale;
     if (PinsOf(w) != 0) return EntryResult::kPinned;
     const Word freed = MakeWord(static_cast<std::uint16_t>(gen + 1), 0);
     if (e.compare_exchange_weak(w, freed, std::memory_order_acq_rel, std::memory_order_acquire)) {

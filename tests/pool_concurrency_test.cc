@@ -16,12 +16,7 @@ namespace {
 
 using testing::AllocFilled;
 using testing::Intact;
-
-struct Obj {
-  Handle h;
-  std::size_t size;
-  std::uint64_t seed;
-};
+using testing::Obj;
 
 #ifdef MOVA_TSAN
 constexpr int kOpsPerThread = 6000;

@@ -17,12 +17,7 @@ namespace {
 
 using testing::AllocFilled;
 using testing::Intact;
-
-struct Obj {
-  Handle h;
-  std::size_t size;
-  std::uint64_t seed;
-};
+using testing::Obj;
 
 std::unique_ptr<Pool> NewPool(PoolOptions o = {}) { return Pool::Create(o).value(); }
 

@@ -31,6 +31,13 @@ inline bool Matches(std::span<const std::byte> bytes, std::uint64_t seed) {
   return true;
 }
 
+// An object a test allocated, with what it needs to check the contents later.
+struct Obj {
+  Handle h;
+  std::size_t size;
+  std::uint64_t seed;
+};
+
 inline Handle AllocFilled(Pool& pool, std::size_t size, std::uint64_t seed) {
   Handle h = pool.allocate(size).value();
   Pinned p = pool.pin(h, Access::kWrite).value();
