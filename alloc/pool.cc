@@ -4,7 +4,7 @@
 // Fast paths (allocate / free with a warm cache, pin, unpin) take no lock and make no syscall: allocate pops
 // a cached slot and a cached handle entry and publishes the entry; free retires the entry with one CAS and
 // pushes both back; pin is one CAS on the entry.
-// Lock order: g_registry_mu → Impl::orphan_mu → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
+// Lock order: g_registry_mu → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
 //   Impl::caches_mu and HandleTable::mu_ are leaves.
 // Thread exit: a thread's caches go back to every pool still alive (under g_registry_mu, which Pool's
 // destructor takes before it frees anything). Pool ids are never reused, so a cache pointer left in a dead
@@ -87,8 +87,6 @@ struct Pool::Impl {
   std::uint64_t retired_alloc_bytes ABSL_GUARDED_BY(caches_mu) = 0;
   std::uint64_t retired_free_bytes ABSL_GUARDED_BY(caches_mu) = 0;
 
-  Mutex orphan_mu;  // serialises use of orphan_cache by threads whose thread-locals are gone
-  ThreadCache* orphan_cache ABSL_GUARDED_BY(orphan_mu) = nullptr;
 
   std::atomic<std::uint64_t> huge_objects{0}, huge_pages{0};
 
@@ -104,25 +102,18 @@ struct Pool::Impl {
     return c;
   }
 
-  // Runs f with this thread's cache for this pool.
-  template <typename F>
-  auto WithCache(F&& f) {
-    if (ABSL_PREDICT_TRUE(tls_last.pool_id == id)) {
-      ThreadCache& c = *tls_last.cache;
-      if (ABSL_PREDICT_FALSE(c.epoch != flush_epoch.load(std::memory_order_relaxed))) Flush(c);
-      return f(c);
-    }
-    if (ABSL_PREDICT_FALSE(tls_exited)) {
-      MutexLock lock(&orphan_mu);
-      if (orphan_cache == nullptr) orphan_cache = NewCache();
-      if (orphan_cache->epoch != flush_epoch.load(std::memory_order_relaxed)) Flush(*orphan_cache);
-      return f(*orphan_cache);
+  // This thread's cache for this pool, found or made (not the common case, which CacheScope inlines). A
+  // thread whose thread-locals are already destroyed (a later thread-local destructor calling into mova) gets
+  // a temporary cache, handed back when its call ends.
+  [[gnu::noinline]] ThreadCache* SlowCache(bool* temporary) {
+    if (tls_exited) {
+      *temporary = true;
+      return NewCache();
     }
     ThreadCache*& slot = tls_caches.by_pool[id];
     if (slot == nullptr) slot = NewCache();
     tls_last = TlsLast{id, slot};
-    if (slot->epoch != flush_epoch.load(std::memory_order_relaxed)) Flush(*slot);
-    return f(*slot);
+    return slot;
   }
 
   // Hands every cached slot and handle entry back.
@@ -142,7 +133,7 @@ struct Pool::Impl {
     }
   }
 
-  // Called at thread exit with g_registry_mu held.
+  // Called at thread exit with g_registry_mu held, and for temporary caches.
   void RetireCache(ThreadCache* c) {
     Flush(*c);
     MutexLock lock(&caches_mu);
@@ -267,6 +258,17 @@ struct Pool::Impl {
     return at.block != nullptr && map.ClassFor(std::size_t{h.size_field()} + 1) == at.cls;
   }
 
+  // Checked mode only (it reads the block header, a cache miss of its own): the descriptor of the block or
+  // huge object holding a live object must be intact, or something wrote over it (an overflow of a
+  // neighbouring object, say) and the pool refuses to go on.
+  absl::Status CheckDescriptor(const char* op, Handle h, const Located& at) const {
+    const std::uint32_t magic = at.huge != nullptr ? at.huge->magic : at.block->magic;
+    if (magic == alloc::kBlockMagic) return absl::OkStatus();
+    return Misuse(absl::DataLossError(absl::StrFormat(
+        "%s: handle %#x: the descriptor of its block is overwritten (magic %#x): memory next to an object was "
+        "written out of bounds", op, h.raw, magic)));
+  }
+
   // ---- huge objects ----
   absl::StatusOr<std::uint64_t> AllocateHuge(std::size_t size) {
     absl::StatusOr<alloc::PageRun> run = arena->Allocate(PagesCeil(Bytes(size + alloc::HugeObject::kHeaderBytes)));
@@ -291,6 +293,31 @@ struct Pool::Impl {
 };
 
 namespace {
+
+// The calling thread's cache for one pool for the length of one call, synchronised with the pool's flush
+// epoch. The common case — this thread used this pool last — is a thread-local compare.
+class CacheScope {
+ public:
+  explicit CacheScope(Pool::Impl& p) : p_(p) {
+    if (ABSL_PREDICT_TRUE(tls_last.pool_id == p.id)) {
+      c_ = tls_last.cache;
+    } else {
+      c_ = p.SlowCache(&temporary_);
+    }
+    if (ABSL_PREDICT_FALSE(c_->epoch != p.flush_epoch.load(std::memory_order_relaxed))) p.Flush(*c_);
+  }
+  ~CacheScope() {
+    if (ABSL_PREDICT_FALSE(temporary_)) p_.RetireCache(c_);
+  }
+  CacheScope(const CacheScope&) = delete;
+  CacheScope& operator=(const CacheScope&) = delete;
+  ThreadCache& operator*() const { return *c_; }
+
+ private:
+  Pool::Impl& p_;
+  ThreadCache* c_;
+  bool temporary_ = false;
+};
 
 ThreadCaches::~ThreadCaches() {
   MutexLock lock(&g_registry_mu);
@@ -367,40 +394,40 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   if (ABSL_PREDICT_FALSE(size > kMaxObjectSize)) {
     return absl::InvalidArgumentError(absl::StrFormat("allocate: size %u exceeds the maximum %u", size, kMaxObjectSize));
   }
-  return p.WithCache([&](ThreadCache& c) -> absl::StatusOr<Handle> {
-    if (ABSL_PREDICT_FALSE(c.handle_count.load(std::memory_order_relaxed) == 0)) {
-      if (absl::Status s = p.RefillHandles(c); !s.ok()) return s;
+  CacheScope scope(p);
+  ThreadCache& c = *scope;
+  if (ABSL_PREDICT_FALSE(c.handle_count.load(std::memory_order_relaxed) == 0)) {
+    if (absl::Status s = p.RefillHandles(c); !s.ok()) return s;
+  }
+  std::uint64_t offset;
+  std::uint32_t index;
+  if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
+    absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size);
+    if (!off.ok()) return off.status();
+    offset = *off;
+    index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
+  } else {
+    const ClassId cls = p.map.ClassFor(size);
+    alloc::ClassSlots& cs = c.classes[cls.value()];
+    if (ABSL_PREDICT_FALSE(cs.count.load(std::memory_order_relaxed) == 0)) {
+      if (absl::Status s = p.RefillSlots(c, cls); !s.ok()) return s;
     }
-    std::uint64_t offset;
-    std::uint32_t index;
-    if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
-      absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size);
-      if (!off.ok()) return off.status();
-      offset = *off;
-      index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
-    } else {
-      const ClassId cls = p.map.ClassFor(size);
-      alloc::ClassSlots& cs = c.classes[cls.value()];
-      if (ABSL_PREDICT_FALSE(cs.count.load(std::memory_order_relaxed) == 0)) {
-        if (absl::Status s = p.RefillSlots(c, cls); !s.ok()) return s;
-      }
-      const std::uint32_t n = cs.count.load(std::memory_order_relaxed) - 1;
-      cs.count.store(n, std::memory_order_relaxed);
-      const SlotRef r = cs.slots[n];
-      Block* b = alloc::BlockOf(r);
-      const std::uint32_t slot = alloc::SlotIndexOf(r);
-      index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
-      b->Owner(slot).store(index, std::memory_order_release);
-      offset = b->SlotOffset(slot);
-    }
-    c.handle_count.store(c.handle_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-    const std::uint16_t gen = handles::Publish(p.table->entry(index), offset);
-    c.allocs.Add(1);
-    c.alloc_bytes.Add(size);
-    const std::uint16_t size_field =
-        size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
-    return Handle::Make(p.tag, gen, size_field, index);
-  });
+    const std::uint32_t n = cs.count.load(std::memory_order_relaxed) - 1;
+    cs.count.store(n, std::memory_order_relaxed);
+    const SlotRef r = cs.slots[n];
+    Block* b = alloc::BlockOf(r);
+    const std::uint32_t slot = alloc::SlotIndexOf(r);
+    index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
+    b->Owner(slot).store(index, std::memory_order_release);
+    offset = b->SlotOffset(slot);
+  }
+  c.handle_count.store(c.handle_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  const std::uint16_t gen = handles::Publish(p.table->entry(index), offset);
+  c.allocs.Add(1);
+  c.alloc_bytes.Add(size);
+  const std::uint16_t size_field =
+      size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
+  return Handle::Make(p.tag, gen, size_field, index);
 }
 
 absl::Status Pool::free(Handle h) {
@@ -427,20 +454,23 @@ absl::Status Pool::free(Handle h) {
   }
   const std::uint64_t offset = handles::OffsetOf(before);
   if (offset != handles::OffsetOf(now)) at = p.Locate(offset);  // it moved since the check
-  return p.WithCache([&](ThreadCache& c) {
-    const std::size_t size = p.SizeOf(h, offset);
-    if (ABSL_PREDICT_FALSE(at.huge != nullptr)) {
-      p.FreeHuge(at.huge);
-    } else {
-      // The slot's owner word keeps the retired index until the slot is returned to its block: compaction
-      // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
-      p.PushSlot(c, at.cls, alloc::PackSlot(at.block, at.slot));
-    }
-    p.PushHandle(c, h.index());
-    c.frees.Add(1);
-    c.free_bytes.Add(size);
-    return absl::OkStatus();
-  });
+  if (ABSL_PREDICT_FALSE(p.options.checked)) {
+    if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) return s;
+  }
+  CacheScope scope(p);
+  ThreadCache& c = *scope;
+  const std::size_t size = p.SizeOf(h, offset);
+  if (ABSL_PREDICT_FALSE(at.huge != nullptr)) {
+    p.FreeHuge(at.huge);
+  } else {
+    // The slot's owner word keeps the retired index until the slot is returned to its block: compaction
+    // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
+    p.PushSlot(c, at.cls, alloc::PackSlot(at.block, at.slot));
+  }
+  p.PushHandle(c, h.index());
+  c.frees.Add(1);
+  c.free_bytes.Add(size);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
@@ -458,9 +488,16 @@ absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
       return p.Stale("pin", h);
   }
   const std::uint64_t offset = handles::OffsetOf(w);
-  if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, p.Locate(offset)))) {
+  const Impl::Located at = p.Locate(offset);
+  if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, at))) {
     handles::Unpin(*e);
     return p.NotIssued("pin", h);
+  }
+  if (ABSL_PREDICT_FALSE(p.options.checked)) {
+    if (absl::Status s = p.CheckDescriptor("pin", h, at); !s.ok()) {
+      handles::Unpin(*e);
+      return s;
+    }
   }
   return Pinned(e, p.arena->base() + offset, p.SizeOf(h, offset), access);
 }
@@ -484,7 +521,10 @@ CompactResult Pool::compact() {
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
   p.flush_epoch.fetch_add(1, std::memory_order_relaxed);
-  p.WithCache([&](ThreadCache& c) { p.Flush(c); return 0; });
+  {
+    CacheScope scope(p);
+    p.Flush(*scope);
+  }
   CompactResult r;
   for (auto& cls : p.classes) {
     alloc::ClassCompaction c = cls->Compact();
@@ -520,7 +560,8 @@ void Pool::release_free_memory() {
 }
 
 void Pool::flush_thread_cache() {
-  impl_->WithCache([&](ThreadCache& c) { impl_->Flush(c); return 0; });
+  CacheScope scope(*impl_);
+  impl_->Flush(*scope);
 }
 
 PoolStats Pool::stats() const {

@@ -79,7 +79,7 @@ absl::StatusOr<Block*> SizeClass::NewBlock() {
 
 void SizeClass::ReleaseBlock(Block* b) {
   const PageRun run = b->run();
-  b->magic = 0;  // a stale SlotRef or handle into freed pages is caught in checked mode
+  b->magic = 0;  // checked mode verifies the magic of every block it frees or pins into
   page_map_.Unmap(run.first, run.count);
   arena_.Free(run);
   --blocks_;

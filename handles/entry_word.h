@@ -60,14 +60,20 @@ inline std::uint16_t Publish(EntryAtomic& e, std::uint64_t offset) {
 }
 
 // Waits while the object of `w` (the entry's last loaded word) moves, reloading `w`; false when `w` is not
-// the live entry of generation `gen` (stale, double-freed or forged).
-inline bool SettleLive(EntryAtomic& e, std::uint16_t gen, Word& w) {
+// the live entry of generation `gen` (stale, double-freed or forged). The waiting half is out of line.
+[[gnu::noinline]] inline bool SettleLiveSlow(EntryAtomic& e, std::uint16_t gen, Word& w) {
   for (;;) {
     if (GenOf(w) != gen || !IsLiveGen(gen)) return false;
     if (!IsMoving(w)) return true;
     e.wait(w, std::memory_order_acquire);
     w = e.load(std::memory_order_acquire);
   }
+}
+[[gnu::always_inline]] inline bool SettleLive(EntryAtomic& e, std::uint16_t gen, Word& w) {
+  if (GenOf(w) == gen && IsLiveGen(gen) && !IsMoving(w)) [[likely]] {
+    return true;
+  }
+  return SettleLiveSlow(e, gen, w);
 }
 
 // Raises the pin count of the live entry of generation `gen`; waits while the object moves. On kOk `*out`

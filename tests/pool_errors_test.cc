@@ -2,10 +2,12 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstring>
 #include <vector>
 
 #include "absl/strings/str_format.h"
 #include "alloc/arena.h"
+#include "alloc/size_class_map.h"
 #include "mova/pool.h"
 #include "os/fault_injecting_os.h"
 #include "tests/test_objects.h"
@@ -221,6 +223,24 @@ TEST(PoolDeathTest, CheckedModeAbortsNamingTheHandle) {
   Handle live = pool->allocate(10).value();
   Pinned p = pool->pin(live, Access::kRead).value();
   EXPECT_DEATH((void)pool->free(live), "is pinned");
+}
+
+TEST(PoolDeathTest, CheckedModeCatchesAnOverwrittenBlockDescriptor) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  PoolOptions o;
+  o.checked = true;
+  auto pool = NewPool(o);
+  const alloc::SizeClassMap map;
+  ASSERT_EQ(map.info(map.ClassFor(48)).pages_per_block, 1u);  // so the block starts at the object's page
+  Handle h = pool->allocate(48).value();
+  {
+    Pinned p = pool->pin(h, Access::kWrite).value();
+    // Write below the object, as an underflow would: the block's descriptor opens its first page.
+    auto* block = reinterpret_cast<std::byte*>(reinterpret_cast<std::uintptr_t>(p.mutable_data()) & ~std::uintptr_t{4095});
+    std::memset(block, 0xEE, 4);
+  }
+  EXPECT_DEATH((void)pool->free(h), "descriptor of its block is overwritten");
+  EXPECT_DEATH((void)pool->pin(h, Access::kRead), "descriptor of its block is overwritten");
 }
 
 TEST(PoolDeathTest, WritingThroughAReadPinAborts) {

@@ -14,7 +14,9 @@
 // freeing a pinned object → kFailedPrecondition; memory limit, address space, handle table or OS memory
 // exhausted → kResourceExhausted; pin count saturated (2047 pins of one object) → kResourceExhausted.
 // In checked mode (PoolOptions::checked) every handle misuse aborts the process with a message naming the
-// handle instead of returning a status; exhaustion is still returned.
+// handle instead of returning a status; exhaustion is still returned. Checked mode also verifies, on every
+// free and pin, that the descriptor of the object's block was not overwritten (kDataLoss, an abort naming
+// the handle) — a write out of bounds of a neighbouring object shows up there.
 //
 // Thread safety: all members may be called from any thread at once, except that the Pool must outlive
 // every call and every Pinned it issued. Each thread keeps a small cache of free slots and handle entries
