@@ -508,6 +508,22 @@ absl::StatusOr<std::size_t> Pool::size_of(Handle h) {
   return pinned->size();
 }
 
+absl::Status Pool::unpin(Handle h) {
+  Impl& p = *impl_;
+  handles::EntryAtomic* e = p.EntryOf(h);
+  if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("unpin", h);
+  handles::Word w = e->load(std::memory_order_acquire);
+  for (;;) {
+    if (handles::GenOf(w) != h.generation() || !handles::IsLiveGen(h.generation())) return p.Stale("unpin", h);
+    if (handles::PinsOf(w) == 0) {
+      return p.Misuse(absl::FailedPreconditionError(absl::StrFormat("unpin: handle %#x is not pinned", h.raw)));
+    }
+    if (e->compare_exchange_weak(w, w - handles::kPinOne, std::memory_order_release, std::memory_order_acquire)) {
+      return absl::OkStatus();
+    }
+  }
+}
+
 std::byte* Pinned::mutable_data() const {
   if (access_ == Access::kRead) {
     std::fprintf(stderr, "mova: mutable_data() on an object pinned with Access::kRead\n");

@@ -85,6 +85,8 @@ class Pinned {
   Access access() const { return access_; }
   bool valid() const { return entry_ != nullptr; }
   static constexpr std::uint64_t PinUnit() { return kPinOne; }
+  // Gives up the pin without unpinning: the caller owes one Pool::unpin for it (the C API does this).
+  void release() { entry_ = nullptr; }
   // Unpins now.
   void reset() {
     if (entry_ != nullptr) entry_->fetch_sub(kPinOne, std::memory_order_release);
@@ -120,6 +122,9 @@ class Pool {
   absl::StatusOr<Pinned> pin(Handle h, Access access);
   // The size requested when the object was allocated.
   absl::StatusOr<std::size_t> size_of(Handle h);
+  // Drops one pin of a Pinned that was release()d (for callers that cannot hold a Pinned, like the C API).
+  // kFailedPrecondition if the object is not pinned.
+  absl::Status unpin(Handle h);
 
   // Object compaction (zsmalloc's zs_compact): in every class, moves objects from the emptiest blocks into
   // the fullest, skipping pinned ones, and releases emptied blocks; then gives freed pages back.

@@ -1,0 +1,138 @@
+// alloc/c_api.cc — the C API (mova/mova.h) over mova::Pool.
+#include "mova/mova.h"
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "mova/pool.h"
+
+struct mova_pool {
+  std::unique_ptr<mova::Pool> pool;
+};
+
+namespace {
+
+thread_local std::string tls_last_error;
+
+mova_status Report(const absl::Status& s) {
+  if (s.ok()) return MOVA_OK;
+  tls_last_error = std::string(s.message());
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument:
+      return MOVA_INVALID_ARGUMENT;
+    case absl::StatusCode::kNotFound:
+      return MOVA_STALE_HANDLE;
+    case absl::StatusCode::kFailedPrecondition:
+      return MOVA_PINNED;
+    case absl::StatusCode::kResourceExhausted:
+      return MOVA_EXHAUSTED;
+    case absl::StatusCode::kDataLoss:
+      return MOVA_DATA_LOSS;
+    default:
+      return MOVA_INTERNAL;
+  }
+}
+
+mova_status NullArgument(const char* what) {
+  tls_last_error = std::string(what) + " is NULL";
+  return MOVA_INVALID_ARGUMENT;
+}
+
+}  // namespace
+
+extern "C" {
+
+void mova_options_init(mova_options* o) {
+  if (o == nullptr) return;
+  const mova::PoolOptions d;
+  o->arena_capacity = d.arena_capacity.value();
+  o->memory_limit = d.memory_limit.value();
+  o->decay_ms = static_cast<uint32_t>(d.decay.count());
+  o->max_handles = d.max_handles;
+  o->checked = d.checked ? 1 : 0;
+}
+
+mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
+  if (out == nullptr) return NullArgument("out");
+  mova::PoolOptions o;
+  if (options != nullptr) {
+    o.arena_capacity = mova::Bytes(options->arena_capacity);
+    o.memory_limit = mova::Bytes(options->memory_limit);
+    o.decay = std::chrono::milliseconds(options->decay_ms);
+    o.max_handles = options->max_handles;
+    o.checked = options->checked != 0;
+  }
+  absl::StatusOr<std::unique_ptr<mova::Pool>> pool = mova::Pool::Create(o);
+  if (!pool.ok()) return Report(pool.status());
+  *out = new mova_pool{std::move(*pool)};
+  return MOVA_OK;
+}
+
+void mova_pool_destroy(mova_pool* pool) { delete pool; }
+
+mova_status mova_alloc(mova_pool* pool, size_t size, mova_handle* out) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (out == nullptr) return NullArgument("out");
+  absl::StatusOr<mova::Handle> h = pool->pool->allocate(size);
+  if (!h.ok()) return Report(h.status());
+  *out = h->raw;
+  return MOVA_OK;
+}
+
+mova_status mova_free(mova_pool* pool, mova_handle handle) {
+  if (pool == nullptr) return NullArgument("pool");
+  return Report(pool->pool->free(mova::Handle{handle}));
+}
+
+mova_status mova_size_of(mova_pool* pool, mova_handle handle, size_t* size) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (size == nullptr) return NullArgument("size");
+  absl::StatusOr<std::size_t> s = pool->pool->size_of(mova::Handle{handle});
+  if (!s.ok()) return Report(s.status());
+  *size = *s;
+  return MOVA_OK;
+}
+
+mova_status mova_pin(mova_pool* pool, mova_handle handle, int writable, void** data, size_t* size) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (data == nullptr) return NullArgument("data");
+  absl::StatusOr<mova::Pinned> p =
+      pool->pool->pin(mova::Handle{handle}, writable ? mova::Access::kReadWrite : mova::Access::kRead);
+  if (!p.ok()) return Report(p.status());
+  *data = const_cast<std::byte*>(p->data());
+  if (size != nullptr) *size = p->size();
+  p->release();  // the caller unpins with mova_unpin
+  return MOVA_OK;
+}
+
+mova_status mova_unpin(mova_pool* pool, mova_handle handle) {
+  if (pool == nullptr) return NullArgument("pool");
+  return Report(pool->pool->unpin(mova::Handle{handle}));
+}
+
+mova_status mova_compact(mova_pool* pool, mova_compact_result* result) {
+  if (pool == nullptr) return NullArgument("pool");
+  const mova::CompactResult r = pool->pool->compact();
+  if (result != nullptr) {
+    *result = mova_compact_result{r.objects_moved, r.bytes_moved, r.blocks_released, r.pages_released,
+                                  r.objects_skipped, r.seconds};
+  }
+  return MOVA_OK;
+}
+
+mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed) {
+  if (pool == nullptr) return NullArgument("pool");
+  const std::string json = mova::FormatStatsJson(pool->pool->stats());
+  if (needed != nullptr) *needed = json.size();
+  if (buffer == nullptr || capacity < json.size() + 1) {
+    tls_last_error = "stats buffer too small";
+    return MOVA_EXHAUSTED;
+  }
+  std::memcpy(buffer, json.c_str(), json.size() + 1);
+  return MOVA_OK;
+}
+
+const char* mova_last_error(void) { return tls_last_error.c_str(); }
+
+}  // extern "C"

@@ -1,0 +1,84 @@
+/* mova/mova.h — the C API: a pool of movable objects behind handles, for C callers.
+ *
+ * Types: mova_pool (opaque), mova_handle (the 64-bit handle of mova/handle.h), mova_options, mova_status,
+ * mova_compact_result. Every function returns a mova_status; MOVA_OK is 0. The semantics are those of the C++
+ * API (mova/pool.h): a pinned object stays put until unpinned; mova_compact may move any other object.
+ *
+ *   mova_pool* pool;
+ *   mova_pool_create(NULL, &pool);
+ *   mova_handle h;
+ *   mova_alloc(pool, 100, &h);
+ *   void* p; size_t n;
+ *   mova_pin(pool, h, 1, &p, &n); memcpy(p, src, n); mova_unpin(pool, h);
+ *   mova_compact(pool, NULL);
+ *   mova_free(pool, h);
+ *   mova_pool_destroy(pool);
+ */
+#ifndef MOVA_MOVA_H_
+#define MOVA_MOVA_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mova_pool mova_pool;
+typedef uint64_t mova_handle;
+
+typedef enum mova_status {
+  MOVA_OK = 0,
+  MOVA_INVALID_ARGUMENT = 1, /* size 0 or too large; a handle this pool never issued; bad options */
+  MOVA_STALE_HANDLE = 2,     /* the handle's object was freed (double free, use after free) */
+  MOVA_PINNED = 3,           /* freeing a pinned object; unpinning one that is not pinned */
+  MOVA_EXHAUSTED = 4,        /* memory limit, address space, handle table or the kernel's memory */
+  MOVA_DATA_LOSS = 5,        /* checked mode found a block descriptor overwritten */
+  MOVA_INTERNAL = 6          /* an OS call failed unexpectedly */
+} mova_status;
+
+typedef struct mova_options {
+  uint64_t arena_capacity; /* address space for objects, bytes (at most 1 TiB) */
+  uint64_t memory_limit;   /* most bytes of object pages at once */
+  uint32_t decay_ms;       /* freed pages stay resident this long; 0 gives them back at once */
+  uint32_t max_handles;    /* handle-table capacity, at most 2^28 - 1 */
+  int checked;             /* nonzero: abort on handle misuse, naming the handle */
+} mova_options;
+
+typedef struct mova_compact_result {
+  uint64_t objects_moved;
+  uint64_t bytes_moved;
+  uint64_t blocks_released;
+  uint64_t pages_released;
+  uint64_t objects_skipped; /* pinned or busy */
+  double seconds;
+} mova_compact_result;
+
+/* The defaults of mova::PoolOptions. */
+void mova_options_init(mova_options* options);
+/* options may be NULL for the defaults. */
+mova_status mova_pool_create(const mova_options* options, mova_pool** out);
+/* Frees the pool and every object in it. No call on it may be running or follow. */
+void mova_pool_destroy(mova_pool* pool);
+
+mova_status mova_alloc(mova_pool* pool, size_t size, mova_handle* out);
+mova_status mova_free(mova_pool* pool, mova_handle handle);
+mova_status mova_size_of(mova_pool* pool, mova_handle handle, size_t* size);
+/* Pins the object (writable: nonzero to write through *data) and returns where its bytes are. Every
+ * successful mova_pin needs one mova_unpin. */
+mova_status mova_pin(mova_pool* pool, mova_handle handle, int writable, void** data, size_t* size);
+mova_status mova_unpin(mova_pool* pool, mova_handle handle);
+
+/* result may be NULL. */
+mova_status mova_compact(mova_pool* pool, mova_compact_result* result);
+/* Writes the pool's stats as JSON (NUL-terminated) if it fits in `capacity` bytes; *needed is the length
+ * without the NUL. MOVA_EXHAUSTED if it did not fit (call again with *needed + 1). */
+mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed);
+/* The message of the last failed call on this thread (empty if none). */
+const char* mova_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MOVA_MOVA_H_ */
