@@ -110,7 +110,19 @@ struct Pool::Impl {
       *temporary = true;
       return NewCache();
     }
-    ThreadCache*& slot = tls_caches.by_pool[id];
+    auto& by_pool = tls_caches.by_pool;
+    if (by_pool.size() >= 64 && !by_pool.contains(id)) {
+      // A thread that used many short-lived pools: forget the entries of pools that are gone.
+      MutexLock lock(&g_registry_mu);
+      for (auto it = by_pool.begin(); it != by_pool.end();) {
+        if (LivePools().contains(it->first)) {
+          ++it;
+        } else {
+          by_pool.erase(it++);
+        }
+      }
+    }
+    ThreadCache*& slot = by_pool[id];
     if (slot == nullptr) slot = NewCache();
     tls_last = TlsLast{id, slot};
     return slot;

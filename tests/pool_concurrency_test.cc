@@ -152,6 +152,29 @@ TEST(PoolConcurrency, ManyPinnersOneObject) {
   EXPECT_TRUE(pool->free(h).ok());
 }
 
+TEST(PoolConcurrency, OneThreadUsingManyShortLivedPools) {
+  // Each pool leaves a thread-local entry behind; entries of dead pools are pruned, and a pool created after
+  // many others still works and gets its cache back when the thread ends.
+  std::thread t([] {
+    for (int i = 0; i < 300; ++i) {
+      auto pool = Pool::Create().value();
+      Handle h = pool->allocate(40 + i).value();
+      ASSERT_TRUE(pool->free(h).ok());
+    }
+  });
+  t.join();
+  auto pool = Pool::Create().value();
+  std::thread u([&] {
+    for (int i = 0; i < 100; ++i) {
+      auto other = Pool::Create().value();
+      ASSERT_TRUE(other->free(other->allocate(8).value()).ok());
+      ASSERT_TRUE(pool->free(pool->allocate(8).value()).ok());
+    }
+  });
+  u.join();
+  EXPECT_EQ(pool->stats().handles_in_use, 0u);
+}
+
 TEST(PoolConcurrency, ConcurrentDoubleFreeHasOneWinner) {
   auto pool = Pool::Create().value();
   for (int round = 0; round < 200; ++round) {
