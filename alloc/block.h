@@ -74,9 +74,6 @@ struct Block {
   PageRun run() const { return PageRun{first_page, pages}; }
   std::uint64_t offset() const { return std::uint64_t{first_page} << kPageShift; }
   std::uint64_t SlotOffset(std::uint32_t slot) const { return offset() + data_offset + std::uint64_t{slot} * slot_size; }
-  std::uint32_t SlotOf(std::uint64_t object_offset) const {
-    return static_cast<std::uint32_t>((object_offset - offset() - data_offset) / slot_size);
-  }
   std::atomic_ref<std::uint32_t> Owner(std::uint32_t slot) {
     return std::atomic_ref<std::uint32_t>(reinterpret_cast<std::uint32_t*>(this + 1)[slot]);
   }

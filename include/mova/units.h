@@ -1,6 +1,6 @@
 // mova/units.h — strong unit and index types.
 //
-// Types: Bytes (a byte count), Pages (a count of 4 KiB pages), and the index types BlockId, ClassId.
+// Types: Bytes (a byte count), Pages (a count of 4 KiB pages), and the index type ClassId.
 // A page count and a byte count cannot be mixed without saying so (ToBytes / PagesCeil), and indices of
 // different tables cannot be passed for one another. All are trivially copyable wrappers of one integer.
 #ifndef MOVA_UNITS_H_
@@ -55,9 +55,7 @@ class Index {
   std::uint32_t v_ = 0;
 };
 
-struct BlockIdTag {};
 struct ClassIdTag {};
-using BlockId = Index<BlockIdTag>;  // a block descriptor in the pool's block table
 using ClassId = Index<ClassIdTag>;  // a size class
 
 }  // namespace mova
