@@ -38,9 +38,10 @@ int Arena::FindRun(const Region& r, std::size_t n) {
   return -1;
 }
 
-bool Arena::FindPlacement(std::size_t n, std::uint32_t* first) {
+bool Arena::FindPlacement(std::size_t n, std::uint32_t limit_region, bool may_grow, std::uint32_t* first) {
   if (n <= kPagesPerRegion) {
-    for (std::size_t ri = 0; ri < regions_.size(); ++ri) {
+    const std::size_t scan = std::min<std::size_t>(regions_.size(), limit_region);
+    for (std::size_t ri = 0; ri < scan; ++ri) {
       const Region& r = regions_[ri];
       if (kPagesPerRegion - r.used_count < n) continue;
       if (int p = FindRun(r, n); p >= 0) {
@@ -48,10 +49,11 @@ bool Arena::FindPlacement(std::size_t n, std::uint32_t* first) {
         return true;
       }
     }
-    if (regions_.size() == num_regions_max_) return false;
+    if (!may_grow || regions_.size() == num_regions_max_ || regions_.size() >= limit_region) return false;
     *first = static_cast<std::uint32_t>(regions_.size() * kPagesPerRegion);
     return true;
   }
+  if (!may_grow) return false;  // runs over several regions are huge objects, placed by Allocate only
   // A run over several regions: whole free regions, the last one possibly in part; the run may extend past
   // the regions touched so far.
   const std::size_t whole = n / kPagesPerRegion, tail = n % kPagesPerRegion;
@@ -104,13 +106,31 @@ void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
 absl::StatusOr<PageRun> Arena::Allocate(Pages n) {
   if (n.value() == 0) return absl::InvalidArgumentError("page run of zero pages");
   MutexLock lock(&mu_);
+  return AllocateLocked(n, num_regions_max_, /*may_grow=*/true);
+}
+
+absl::StatusOr<PageRun> Arena::AllocateBelow(Pages n, std::uint32_t limit_region) {
+  if (n.value() == 0) return absl::InvalidArgumentError("page run of zero pages");
+  MutexLock lock(&mu_);
+  return AllocateLocked(n, limit_region, /*may_grow=*/false);
+}
+
+std::vector<std::uint32_t> Arena::RegionUsage() const {
+  MutexLock lock(&mu_);
+  std::vector<std::uint32_t> used(regions_.size());
+  for (std::size_t i = 0; i < regions_.size(); ++i) used[i] = regions_[i].used_count;
+  return used;
+}
+
+absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_region, bool may_grow) {
   PurgeLocked(/*force=*/false);
   if (used_pages_ + n.value() > limit_pages_) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "memory limit reached: %u pages in use, %u more asked, limit %u", used_pages_, n.value(), limit_pages_));
   }
   std::uint32_t first;
-  if (!FindPlacement(n.value(), &first)) {
+  if (!FindPlacement(n.value(), limit_region, may_grow, &first)) {
+    if (!may_grow) return absl::NotFoundError(absl::StrFormat("no run of %u pages below region %u", n.value(), limit_region));
     return absl::ResourceExhaustedError(absl::StrFormat(
         "arena address space exhausted: no run of %u pages in %u bytes", n.value(), capacity().value()));
   }

@@ -53,8 +53,13 @@ class Arena {
   // ResourceExhausted when the memory limit, the address space or the OS's memory is exhausted; nothing is
   // allocated then.
   absl::StatusOr<PageRun> Allocate(Pages n);
+  // Like Allocate, but only in regions below `limit_region` and never growing the arena: where the
+  // defragmenter moves a block from region `limit_region` or above. NotFound when there is no such room.
+  absl::StatusOr<PageRun> AllocateBelow(Pages n, std::uint32_t limit_region);
   // Gives a run back; its pages are discarded now or after the decay delay.
   void Free(PageRun run);
+  // Pages in use in each region touched so far, by region index.
+  std::vector<std::uint32_t> RegionUsage() const;
   // Discards dirty pages: all of them if `force`, else those free for at least the decay delay.
   void PurgeDirty(bool force);
 
@@ -83,7 +88,11 @@ class Arena {
 
   // First fit of n <= kPagesPerRegion pages inside one region; returns the first page or -1.
   static int FindRun(const Region& r, std::size_t n);
-  bool FindPlacement(std::size_t n, std::uint32_t* first) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // First fit among regions [0, limit_region), growing the arena if `may_grow`.
+  bool FindPlacement(std::size_t n, std::uint32_t limit_region, bool may_grow, std::uint32_t* first)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<PageRun> AllocateLocked(Pages n, std::uint32_t limit_region, bool may_grow)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkUsed(std::uint32_t first, std::size_t n, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsDirty(std::uint32_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls f(p, q) for each maximal run [p, q) of pages in [first, end) that are not dirty, while f is true.

@@ -4,7 +4,7 @@
 // Types: Block (a class block's descriptor), HugeObject, SlotRef, the slot owner values, FullnessGroup.
 //
 // Layout of a class block (all offsets from the block's first byte):
-//   [Block descriptor, 40 B][owner: u32 × objects][pad to 16][slots: objects × slot_size]
+//   [Block descriptor, 64 B][owner: u32 × objects][pad to 16][slots: objects × slot_size]
 // The descriptor and the back-map live in the block's own pages, outside the slots. This is deliberate: a
 // block's metadata is born and dies with its pages, so the pool keeps no second heap of descriptors that
 // would fragment after churn the way the objects did (measured: out-of-line descriptors and back-maps in
@@ -16,10 +16,14 @@
 // was freed from it (whose entry no longer points here, so compaction treats both alike: not movable now);
 // kSlotFreeBit | next-free-slot while it is on the block's free list. (Requested sizes travel in the handles.)
 // Invariants (under the owning SizeClass's mu): in_use == objects - length of the free list; the block is
-//   listed in fullness group GroupOf(in_use, objects); a slot whose owner is a handle index i has entry(i)
+//   listed in fullness group GroupOf(in_use, objects), or is isolated for migration (group kGroupIsolated,
+//   on no list, never handed slots); a slot whose owner is a handle index i has entry(i)
 //   live with location == this slot, or entry(i) is being published / retired by the thread that holds it.
 //   Immutable after creation: magic, cls, pages, first_page, slot_size, objects, data_offset.
 // Owner words are read and written without the class lock by allocate and free (through std::atomic_ref).
+// `movable` registers the block with the movable-block framework (compactor/): the pool is its driver
+// (alloc/pool_block_driver.h); the block's pages go back to the arena when the framework's last reference
+// to it is dropped, which is at once unless the block is isolated.
 #ifndef MOVA_ALLOC_BLOCK_H_
 #define MOVA_ALLOC_BLOCK_H_
 
@@ -27,6 +31,7 @@
 #include <cstdint>
 
 #include "alloc/arena.h"
+#include "compactor/movable_block.h"
 #include "mova/units.h"
 
 namespace mova::alloc {
@@ -41,7 +46,8 @@ inline constexpr std::uint32_t kBlockMagic = 0x6D6F7661;            // "mova"
 // kGroupFull = full.
 inline constexpr int kGroupEmpty = 0;
 inline constexpr int kGroupFull = 11;
-inline constexpr int kNumGroups = 12;
+inline constexpr int kNumGroups = 12;       // groups with lists
+inline constexpr int kGroupIsolated = 12;   // not on a list: isolated for block migration
 constexpr int GroupOf(std::uint32_t in_use, std::uint32_t objects) {
   if (in_use == 0) return kGroupEmpty;
   if (in_use == objects) return kGroupFull;
@@ -49,7 +55,7 @@ constexpr int GroupOf(std::uint32_t in_use, std::uint32_t objects) {
 }
 
 // Bytes per slot of in-block metadata, and where the slots start for a block of `objects` slots.
-inline constexpr std::size_t kBlockHeaderBytes = 40;
+inline constexpr std::size_t kBlockHeaderBytes = 64;
 inline constexpr std::size_t kMetaBytesPerSlot = sizeof(std::uint32_t);
 constexpr std::size_t DataOffset(std::size_t objects) {
   return (kBlockHeaderBytes + objects * kMetaBytesPerSlot + 15) & ~std::size_t{15};
@@ -70,6 +76,7 @@ struct Block {
   std::uint16_t free_head = kNoSlot;
   Block* prev = nullptr;           // fullness-group list
   Block* next = nullptr;
+  compactor::MovableBlock movable;  // registration with the movable-block framework
 
   PageRun run() const { return PageRun{first_page, pages}; }
   std::uint64_t offset() const { return std::uint64_t{first_page} << kPageShift; }

@@ -25,6 +25,7 @@
 #include "alloc/arena.h"
 #include "alloc/block.h"
 #include "alloc/page_map.h"
+#include "alloc/pool_block_driver.h"
 #include "alloc/size_class.h"
 #include "alloc/size_class_map.h"
 #include "alloc/thread_cache.h"
@@ -78,6 +79,9 @@ struct Pool::Impl {
   std::unique_ptr<handles::HandleTable> table;
   alloc::SizeClassMap map;
   std::vector<std::unique_ptr<alloc::SizeClass>> classes;
+  std::unique_ptr<alloc::PoolBlockDriver> block_driver;  // the pool as a movable-block driver
+  compactor::BlockMigrator migrator;                      // used by defragment(), under compact_mu
+  std::atomic<std::uint64_t> defrag_runs{0}, regions_freed{0};
   std::atomic<std::uint64_t> flush_epoch{0};
 
   Mutex caches_mu;
@@ -385,10 +389,12 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles);
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
+  impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->arena, impl->classes);
   for (std::size_t k = 0; k < impl->map.num_classes(); ++k) {
     const ClassId cls(static_cast<std::uint32_t>(k));
     impl->classes.push_back(
-        std::make_unique<alloc::SizeClass>(cls, impl->map.info(cls), *impl->arena, *impl->page_map, *impl->table));
+        std::make_unique<alloc::SizeClass>(cls, impl->map.info(cls), *impl->arena, *impl->page_map, *impl->table,
+                                           impl->block_driver.get()));
   }
   {
     MutexLock lock(&g_registry_mu);
@@ -582,6 +588,60 @@ std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
   };
 }
 
+DefragResult Pool::defragment() {
+  Impl& p = *impl_;
+  MutexLock lock(&p.compact_mu);
+  const absl::Time start = absl::Now();
+  // Thread caches hold slots of blocks, which keeps those blocks in place: ask for them back.
+  p.flush_epoch.fetch_add(1, std::memory_order_relaxed);
+  {
+    CacheScope scope(p);
+    p.Flush(*scope);
+  }
+  const compactor::MigrationStats before = p.migrator.stats();
+  const std::vector<std::uint32_t> usage_before = p.arena->RegionUsage();
+  alloc::LowerRegionTargets targets(*p.arena);
+  DefragResult r;
+  // The migrate scanner walks regions from the top down to the first `needed` regions, which could hold every
+  // page in use (moving blocks among those frees no region); the free scanner (LowerRegionTargets) finds room
+  // below each block.
+  std::uint64_t used = 0;
+  for (std::uint32_t u : usage_before) used += u;
+  const std::size_t needed = std::max<std::size_t>(1, (used + alloc::kPagesPerRegion - 1) / alloc::kPagesPerRegion);
+  for (std::size_t region = usage_before.size(); region-- > needed;) {
+    if (usage_before[region] == 0) continue;
+    ++r.regions_scanned;
+    std::vector<compactor::MovableBlock*> isolated;
+    const std::uint64_t first = region * alloc::kPagesPerRegion;
+    for (std::uint64_t page = first; page < first + alloc::kPagesPerRegion; ++page) {
+      const alloc::PageOwner o = p.page_map->Get(page);
+      if (!o.present() || o.huge() || o.page_in_block() != 0) continue;
+      alloc::SizeClass& cls = *p.classes[o.cls().value()];
+      auto* b = reinterpret_cast<Block*>(p.arena->PageAddress(static_cast<std::uint32_t>(page)));
+      MutexLock class_lock(&cls.mu());  // the block cannot be released while it is validated and isolated
+      if (cls.LiveBlockAt(b) && p.migrator.Isolate(b->movable, compactor::MigrateMode::kSyncLight)) {
+        isolated.push_back(&b->movable);
+      }
+    }
+    if (!isolated.empty()) {
+      r.blocks_migrated += p.migrator.Migrate(isolated, targets, compactor::MigrateMode::kSyncLight);
+    }
+  }
+  const std::vector<std::uint32_t> usage_after = p.arena->RegionUsage();
+  for (std::size_t region = 0; region < usage_before.size(); ++region) {
+    if (usage_before[region] > 0 && region < usage_after.size() && usage_after[region] == 0) ++r.regions_freed;
+  }
+  p.arena->PurgeDirty(/*force=*/true);
+  const compactor::MigrationStats after = p.migrator.stats();
+  r.blocks_isolated = after.isolated - before.isolated;
+  r.isolate_failed = after.isolate_failed - before.isolate_failed;
+  r.blocks_failed = after.failed - before.failed;
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  p.defrag_runs.fetch_add(1, std::memory_order_relaxed);
+  p.regions_freed.fetch_add(r.regions_freed, std::memory_order_relaxed);
+  return r;
+}
+
 void Pool::release_free_memory() {
   for (auto& cls : impl_->classes) cls->ReleaseSpare();
   impl_->arena->PurgeDirty(/*force=*/true);
@@ -646,6 +706,13 @@ PoolStats Pool::stats() const {
   s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);
   s.bytes_moved = p.bytes_moved.load(std::memory_order_relaxed);
   s.pages_compacted = p.pages_compacted.load(std::memory_order_relaxed);
+  const compactor::MigrationStats m = p.migrator.stats();
+  s.defrag_runs = p.defrag_runs.load(std::memory_order_relaxed);
+  s.blocks_scanned = m.scanned;
+  s.blocks_isolated = m.isolated;
+  s.blocks_migrated = m.migrated;
+  s.blocks_migrate_failed = m.failed;
+  s.regions_freed = p.regions_freed.load(std::memory_order_relaxed);
   return s;
 }
 

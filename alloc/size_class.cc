@@ -39,6 +39,10 @@ void SizeClass::Unlink(Block* b) {
 }
 
 void SizeClass::Regroup(Block* b) {
+  if (b->group == kGroupIsolated) {  // not on a list; an isolated block that empties is freed under migration
+    if (b->in_use == 0) ReleaseBlock(b);
+    return;
+  }
   if (b->in_use == 0) {
     // Keep one empty block as the class's spare, so that a class hovering at a block boundary does not
     // populate and discard a block on every other call; a second empty block is released.
@@ -72,6 +76,7 @@ absl::StatusOr<Block*> SizeClass::NewBlock() {
   b->free_head = 0;
   b->in_use = 0;
   page_map_.MapBlock(*run, id_);
+  b->movable.Register(ops_, b);
   ++blocks_;
   Link(b);
   return b;
@@ -81,8 +86,95 @@ void SizeClass::ReleaseBlock(Block* b) {
   const PageRun run = b->run();
   b->magic = 0;  // checked mode verifies the magic of every block it frees or pins into
   page_map_.Unmap(run.first, run.count);
-  arena_.Free(run);
   --blocks_;
+  // The pages go back to the arena when the last reference goes: now, unless the block is isolated (then
+  // the migrator's, and migration counts the block as migrated).
+  b->movable.Unregister();
+}
+
+bool SizeClass::LiveBlockAt(Block* b) const {
+  const PageOwner o = page_map_.Get(b->first_page);
+  return o.present() && !o.huge() && o.page_in_block() == 0 && o.cls() == id_ && b->magic == kBlockMagic;
+}
+
+bool SizeClass::IsolateBlock(Block* b) {
+  mu_.AssertHeld();
+  if (b->group == kGroupIsolated) return false;
+  // Every slot in use must hold a live, unpinned object that this block's back-map names: a slot a thread
+  // cache holds (reserved, or freed into a cache) would be handed out from the old place after the move.
+  for (std::uint32_t slot = 0; slot < b->objects; ++slot) {
+    const std::uint32_t owner = b->Owner(slot).load(std::memory_order_acquire);
+    if (owner != kSlotReserved && (owner & kSlotFreeBit) != 0) continue;
+    if (owner == kSlotReserved) return false;
+    const handles::Word w = table_.entry(owner).load(std::memory_order_acquire);
+    if (!handles::IsLiveGen(handles::GenOf(w)) || handles::OffsetOf(w) != b->SlotOffset(slot) ||
+        handles::PinsOf(w) != 0 || handles::IsMoving(w)) {
+      return false;
+    }
+  }
+  Unlink(b);
+  b->group = kGroupIsolated;
+  return true;
+}
+
+void SizeClass::PutbackBlock(Block* b) {
+  MutexLock lock(&mu_);
+  if (b->group != kGroupIsolated) return;
+  Link(b);
+  Regroup(b);  // an emptied block becomes the spare or is released
+}
+
+compactor::MigrateResult SizeClass::MigrateBlock(Block* src, Block* dst) {
+  MutexLock lock(&mu_);
+  if (!src->movable.movable()) {
+    // Emptied and freed while isolated (after the migrator last looked): that counts as migrated, and the
+    // target is not needed.
+    arena_.Free(dst->run());
+    return compactor::MigrateResult::kSuccess;
+  }
+  if (src->group != kGroupIsolated) return compactor::MigrateResult::kFail;
+  // Claim every object (MOVING): pins and frees of them wait until they are published at dst.
+  struct Claim {
+    std::uint32_t index;
+    handles::Word word;
+  };
+  std::vector<Claim> claimed;
+  claimed.reserve(src->in_use);
+  auto release_claims = [&] {
+    for (const Claim& c : claimed) handles::EndMove(table_.entry(c.index), c.word, handles::OffsetOf(c.word));
+  };
+  for (std::uint32_t slot = 0; slot < src->objects; ++slot) {
+    const std::uint32_t owner = src->Owner(slot).load(std::memory_order_acquire);
+    if (owner != kSlotReserved && (owner & kSlotFreeBit) != 0) continue;
+    handles::Word w;
+    if (owner == kSlotReserved || !handles::BeginMove(table_.entry(owner), src->SlotOffset(slot), &w)) {
+      release_claims();  // pinned, freed into a cache, or being freed: try again later
+      return compactor::MigrateResult::kAgain;
+    }
+    claimed.push_back(Claim{owner, w});
+  }
+  // Copy the whole block — descriptor, back-map and slots — then make the copy a block of its own.
+  const PageRun to = dst->run();
+  std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), ToBytes(Pages(src->pages)).value());
+  dst->first_page = to.first;
+  dst->prev = dst->next = nullptr;
+  new (&dst->movable) compactor::MovableBlock();
+  dst->movable.Register(ops_, dst);
+  page_map_.MapBlock(to, id_);
+  const std::uint64_t from_off = src->offset(), to_off = dst->offset();
+  for (const Claim& c : claimed) {
+    handles::EndMove(table_.entry(c.index), c.word, handles::OffsetOf(c.word) - from_off + to_off);
+  }
+  dst->group = kGroupEmpty;
+  Link(dst);
+  Regroup(dst);
+  // The old place: unmapped, and the driver's reference dropped; the migrator's reference frees the pages.
+  const PageRun from = src->run();
+  src->magic = 0;
+  page_map_.Unmap(from.first, from.count);
+  src->movable.Unregister();
+  ++blocks_migrated_;
+  return compactor::MigrateResult::kSuccess;
 }
 
 std::uint32_t SizeClass::PopFree(Block* b) {

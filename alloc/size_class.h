@@ -6,9 +6,12 @@
 //   objects) names; blocks_ == Σ list lengths; slots_in_use_ == Σ in_use; the empty group holds at most one
 //   block (the spare, kept so that a class at a block boundary does not populate and discard a block on every
 //   other call); any other block that empties is released at once (its pages go back to the arena).
-//   Compact and ReleaseSpare release the spare too.
+//   Compact and ReleaseSpare release the spare too. A block isolated for migration is on no list (group
+//   kGroupIsolated) and gets no new slots; slots of it freed meanwhile still return to it.
 // Locks: mu_ → Arena::mu_ (taken inside Arena calls). Entry words are CASed under mu_ (compaction) but never
-//   waited on under it; pinners and freers never take mu_ while waiting for a move.
+//   waited on under it; pinners and freers never take mu_ while waiting for a move. With the block lock of
+//   the movable-block framework: block lock → mu_ (migrate, putback); under mu_ only a block TryLock
+//   (isolation), which cannot wait.
 #ifndef MOVA_ALLOC_SIZE_CLASS_H_
 #define MOVA_ALLOC_SIZE_CLASS_H_
 
@@ -24,6 +27,7 @@
 #include "alloc/block.h"
 #include "alloc/page_map.h"
 #include "alloc/size_class_map.h"
+#include "compactor/movable_block.h"
 #include "handles/handle_table.h"
 
 namespace mova::alloc {
@@ -45,9 +49,10 @@ struct ClassSnapshot {
 
 class SizeClass {
  public:
-  SizeClass(ClassId id, const SizeClassInfo& info, Arena& arena, PageMap& page_map,
-            handles::HandleTable& table)
-      : id_(id), info_(info), arena_(arena), page_map_(page_map), table_(table) {}
+  // `ops` is the pool's movable-block driver, registered with every block this class makes.
+  SizeClass(ClassId id, const SizeClassInfo& info, Arena& arena, PageMap& page_map, handles::HandleTable& table,
+            compactor::MovableOps* ops)
+      : id_(id), info_(info), arena_(arena), page_map_(page_map), table_(table), ops_(ops) {}
   ~SizeClass();  // releases every block (the pool is going away)
   SizeClass(const SizeClass&) = delete;
   SizeClass& operator=(const SizeClass&) = delete;
@@ -64,6 +69,25 @@ class SizeClass {
   ClassSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
   // Releases the spare empty block, if any.
   void ReleaseSpare() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // ---- block migration (the pool's movable-block driver calls these) ----
+  // The class lock, held by the defragmenter while it picks and isolates this class's blocks.
+  Mutex& mu() ABSL_LOCK_RETURNED(mu_) { return mu_; }
+  // True if `b` (an address the page map gave) is a live block of this class.
+  bool LiveBlockAt(Block* b) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes `b` off the fullness lists for migration: false if any slot is held by a thread cache or any
+  // object is pinned or moving.
+  bool IsolateBlock(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Lists an isolated block again.
+  void PutbackBlock(Block* b) ABSL_LOCKS_EXCLUDED(mu_);
+  // Moves isolated `src` into `dst` (a prepared header at the start of a run of as many pages): every object
+  // is claimed, the pages copied, every handle republished at the new place; `src` is unregistered.
+  // kAgain if an object could not be claimed (pinned, or freed into a thread cache meanwhile).
+  compactor::MigrateResult MigrateBlock(Block* src, Block* dst) ABSL_LOCKS_EXCLUDED(mu_);
+  std::uint64_t blocks_migrated() const ABSL_LOCKS_EXCLUDED(mu_) {
+    MutexLock lock(&mu_);
+    return blocks_migrated_;
+  }
 
  private:
   absl::StatusOr<Block*> NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -84,11 +108,13 @@ class SizeClass {
   Arena& arena_;
   PageMap& page_map_;
   handles::HandleTable& table_;
+  compactor::MovableOps* const ops_;
 
   mutable Mutex mu_;
   std::array<Block*, kNumGroups> groups_ ABSL_GUARDED_BY(mu_){};
   std::uint64_t blocks_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t blocks_migrated_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace mova::alloc

@@ -26,6 +26,9 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                         s.regions_touched, s.discard_failures);
   absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
                         s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
+  absl::StrAppendFormat(&out, "defrag      %u runs: %u blocks scanned, %u isolated, %u migrated, %u failed; %u regions freed\n",
+                        s.defrag_runs, s.blocks_scanned, s.blocks_isolated, s.blocks_migrated,
+                        s.blocks_migrate_failed, s.regions_freed);
   absl::StrAppendFormat(&out, "%5s %6s %5s %6s %8s %9s %7s  %s\n", "class", "size", "pages", "objs", "blocks", "in_use",
                         "cached", "fullness: empty 0-10% .. 90-99% full");
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
@@ -60,6 +63,12 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("bytes_moved", s.bytes_moved);
   field("pages_compacted", s.pages_compacted);
   field("discard_failures", s.discard_failures);
+  field("defrag_runs", s.defrag_runs);
+  field("blocks_scanned", s.blocks_scanned);
+  field("blocks_isolated", s.blocks_isolated);
+  field("blocks_migrated", s.blocks_migrated);
+  field("blocks_migrate_failed", s.blocks_migrate_failed);
+  field("regions_freed", s.regions_freed);
   out += "\"classes\":[";
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
     const ClassStats& c = s.classes[i];

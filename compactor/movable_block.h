@@ -80,6 +80,9 @@ class MovableBlock {
     Put();
   }
 
+  // Names the owner of a block that is not registered (a migration target being prepared).
+  void SetOwner(void* owner) { owner_ = owner; }
+
   bool movable() const { return (flags_.load(std::memory_order_acquire) & kMovable) != 0; }
   bool isolated() const { return (flags_.load(std::memory_order_acquire) & kIsolated) != 0; }
   void* owner() const { return owner_; }

@@ -130,6 +130,54 @@ TEST(PoolConcurrency, AllocFreePinAndCompactAtOnce) {
   EXPECT_EQ(end.handles_in_use, 0u);
 }
 
+TEST(PoolConcurrency, DefragmentWhileThreadsAllocateFreeAndPin) {
+  auto pool = Pool::Create().value();
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::atomic<std::uint64_t> migrated{0};
+  std::thread mover([&] {
+    while (!stop.load()) {
+      pool->compact();
+      migrated += pool->defragment().blocks_migrated;
+    }
+  });
+  std::vector<std::thread> workers;
+  std::vector<std::vector<Obj>> owned(2);
+  for (int t = 0; t < 2; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937_64 rng(100 + t);
+      std::vector<Obj>& mine = owned[t];
+      for (int op = 0; op < kOpsPerThread; ++op) {
+        const int what = rng() % 8;
+        if (what < 4 || mine.empty()) {
+          const std::size_t size = 16 + rng() % 800;
+          const std::uint64_t seed = rng();
+          mine.push_back({AllocFilled(*pool, size, seed), size, seed});
+        } else if (what < 7) {
+          const std::size_t i = rng() % mine.size();
+          if (!Intact(*pool, mine[i].h, mine[i].size, mine[i].seed)) ++bad;
+          if (!pool->free(mine[i].h).ok()) ++bad;
+          mine[i] = mine.back();
+          mine.pop_back();
+        } else {
+          const Obj& o = mine[rng() % mine.size()];
+          absl::StatusOr<Pinned> p = pool->pin(o.h, Access::kRead);
+          std::this_thread::yield();
+          if (!p.ok() || !testing::Matches(p->bytes(), o.seed)) ++bad;
+        }
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  stop = true;
+  mover.join();
+  EXPECT_EQ(bad.load(), 0);
+  for (auto& v : owned) {
+    for (const Obj& o : v) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  }
+  std::printf("blocks migrated while the workers ran: %lu\n", static_cast<unsigned long>(migrated.load()));
+}
+
 TEST(PoolConcurrency, ManyPinnersOneObject) {
   auto pool = Pool::Create().value();
   Handle h = AllocFilled(*pool, 256, 42);

@@ -37,6 +37,17 @@ struct CompactResult {
   double seconds = 0;
 };
 
+// What one defragment() did: whole blocks moved from sparse high regions into room in lower ones.
+struct DefragResult {
+  std::uint64_t regions_scanned = 0;  // regions whose blocks were considered
+  std::uint64_t blocks_isolated = 0;
+  std::uint64_t isolate_failed = 0;   // blocks left in place: a pinned object, a slot in a thread cache, busy
+  std::uint64_t blocks_migrated = 0;  // including blocks freed while isolated
+  std::uint64_t blocks_failed = 0;    // isolated but put back: no room below, or still busy after the retries
+  std::uint64_t regions_freed = 0;    // regions that held blocks before and none after
+  double seconds = 0;
+};
+
 struct PoolStats {
   // Objects.
   std::uint64_t live_bytes = 0;         // bytes requested and not yet freed
@@ -62,6 +73,13 @@ struct PoolStats {
   std::uint64_t bytes_moved = 0;
   std::uint64_t pages_compacted = 0;    // pages released by compaction
   std::uint64_t discard_failures = 0;   // MADV_DONTNEED failures (pages kept and retried)
+  // Block migration (defragment()), cumulative, like the kernel's compact_* vmstat lines.
+  std::uint64_t defrag_runs = 0;
+  std::uint64_t blocks_scanned = 0;        // isolation attempts
+  std::uint64_t blocks_isolated = 0;
+  std::uint64_t blocks_migrated = 0;
+  std::uint64_t blocks_migrate_failed = 0;
+  std::uint64_t regions_freed = 0;
 
   std::vector<ClassStats> classes;      // every size class, in size order
 };
