@@ -599,6 +599,12 @@ DefragResult Pool::defragment() {
     p.Flush(*scope);
   }
   const compactor::MigrationStats before = p.migrator.stats();
+  auto pages_migrated = [&p] {
+    std::uint64_t n = 0;
+    for (const auto& cls : p.classes) n += cls->pages_migrated();
+    return n;
+  };
+  const std::uint64_t pages_before = pages_migrated();
   const std::vector<std::uint32_t> usage_before = p.arena->RegionUsage();
   alloc::LowerRegionTargets targets(*p.arena);
   DefragResult r;
@@ -636,6 +642,7 @@ DefragResult Pool::defragment() {
   r.blocks_isolated = after.isolated - before.isolated;
   r.isolate_failed = after.isolate_failed - before.isolate_failed;
   r.blocks_failed = after.failed - before.failed;
+  r.pages_moved = pages_migrated() - pages_before;
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   p.defrag_runs.fetch_add(1, std::memory_order_relaxed);
   p.regions_freed.fetch_add(r.regions_freed, std::memory_order_relaxed);

@@ -173,7 +173,7 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, Block* dst) {
   src->magic = 0;
   page_map_.Unmap(from.first, from.count);
   src->movable.Unregister();
-  ++blocks_migrated_;
+  pages_migrated_ += to.count;
   return compactor::MigrateResult::kSuccess;
 }
 

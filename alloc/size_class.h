@@ -84,9 +84,10 @@ class SizeClass {
   // is claimed, the pages copied, every handle republished at the new place; `src` is unregistered.
   // kAgain if an object could not be claimed (pinned, or freed into a thread cache meanwhile).
   compactor::MigrateResult MigrateBlock(Block* src, Block* dst) ABSL_LOCKS_EXCLUDED(mu_);
-  std::uint64_t blocks_migrated() const ABSL_LOCKS_EXCLUDED(mu_) {
+  // Pages of blocks this class has migrated, cumulative.
+  std::uint64_t pages_migrated() const ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
-    return blocks_migrated_;
+    return pages_migrated_;
   }
 
  private:
@@ -114,7 +115,7 @@ class SizeClass {
   std::array<Block*, kNumGroups> groups_ ABSL_GUARDED_BY(mu_){};
   std::uint64_t blocks_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
-  std::uint64_t blocks_migrated_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t pages_migrated_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace mova::alloc

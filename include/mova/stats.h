@@ -45,6 +45,7 @@ struct DefragResult {
   std::uint64_t blocks_migrated = 0;  // including blocks freed while isolated
   std::uint64_t blocks_failed = 0;    // isolated but put back: no room below, or still busy after the retries
   std::uint64_t regions_freed = 0;    // regions that held blocks before and none after
+  std::uint64_t pages_moved = 0;      // pages of the blocks migrated (copied)
   double seconds = 0;
 };
 
