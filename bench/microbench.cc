@@ -146,7 +146,7 @@ void MovaCompaction(benchmark::State& state) {
 }
 
 // Arena defragmentation after a 90% thin-out and compact(): blocks of four classes, dense but scattered over
-// the regions, moved down by defragment(). Time per run; bytes/s of blocks moved; regions freed per run.
+// the regions, moved down by defragment(). Time per run; bytes/s of blocks moved; regions freed in the label.
 void MovaDefragment(benchmark::State& state) {
   const std::size_t fill = state.range(0) << 20;
   std::uint64_t moved = 0, regions = 0;
@@ -170,7 +170,8 @@ void MovaDefragment(benchmark::State& state) {
     regions += r.regions_freed;
   }
   state.SetBytesProcessed(moved);
-  state.counters["regions_freed"] = benchmark::Counter(regions, benchmark::Counter::kAvgIterations);
+  // A label, not a counter: the CSV reporter wants every counter in every row.
+  state.SetLabel(std::to_string(regions / std::max<std::uint64_t>(1, state.iterations())) + " regions freed per run");
 }
 
 void Register(const std::string& who, bool mova) {

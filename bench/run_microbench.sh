@@ -26,7 +26,7 @@ cat "$out"/*.csv | awk -F, '
     sub(/\/iterations:[0-9]+/, "", bench); sub(/\/manual_time/, "", bench)
     ips = $7
     if (ips != "" && ips != 0) ns[bench, who] = 1e9 / ips
-    else if ($6 != "") mbps[bench, who] = $6 / 1048576
+    else if ($6 != "") { mbps[bench, who] = $6 / 1048576; label[bench, who] = $8; gsub(/"/, "", label[bench, who]) }
     else next
     if (!(bench in seen)) { seen[bench] = 1; order[++n] = bench }
   }
@@ -45,7 +45,11 @@ cat "$out"/*.csv | awk -F, '
         if (c[i] == "mova" || base == "") printf " %18.1f", v
         else printf " %11.1f (%4.2fx)", v, v / base
       }
-      if (mbps[b, "mova"] != "") printf "   (mova: %.0f MiB/s of objects moved)", mbps[b, "mova"]
+      if (mbps[b, "mova"] != "") {
+        printf "   (mova: %.0f MiB/s moved", mbps[b, "mova"]
+        if (label[b, "mova"] != "") printf "; %s", label[b, "mova"]
+        printf ")"
+      }
       printf "\n"
     }
   }'
