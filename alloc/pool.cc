@@ -26,6 +26,7 @@
 #include "alloc/block.h"
 #include "alloc/page_map.h"
 #include "alloc/pool_block_driver.h"
+#include "compactor/region_scan.h"
 #include "alloc/size_class.h"
 #include "alloc/size_class_map.h"
 #include "alloc/thread_cache.h"
@@ -131,6 +132,10 @@ struct Pool::Impl {
     tls_last = TlsLast{id, slot};
     return slot;
   }
+
+  // compact() and defragment(): every thread returns its cache on its next call (the flush epoch moves on);
+  // the calling thread returns its own now.
+  void RecallThreadCaches();
 
   // Hands every cached slot and handle entry back.
   void Flush(ThreadCache& c) {
@@ -550,15 +555,17 @@ std::byte* Pinned::mutable_data() const {
   return data_;
 }
 
+void Pool::Impl::RecallThreadCaches() {
+  flush_epoch.fetch_add(1, std::memory_order_relaxed);
+  CacheScope scope(*this);
+  Flush(*scope);
+}
+
 CompactResult Pool::compact() {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
-  p.flush_epoch.fetch_add(1, std::memory_order_relaxed);
-  {
-    CacheScope scope(p);
-    p.Flush(*scope);
-  }
+  p.RecallThreadCaches();
   CompactResult r;
   for (auto& cls : p.classes) {
     alloc::ClassCompaction c = cls->Compact();
@@ -592,12 +599,7 @@ DefragResult Pool::defragment() {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
-  // Thread caches hold slots of blocks, which keeps those blocks in place: ask for them back.
-  p.flush_epoch.fetch_add(1, std::memory_order_relaxed);
-  {
-    CacheScope scope(p);
-    p.Flush(*scope);
-  }
+  p.RecallThreadCaches();  // cached slots keep their blocks in place
   const compactor::MigrationStats before = p.migrator.stats();
   auto pages_migrated = [&p] {
     std::uint64_t n = 0;
@@ -611,9 +613,7 @@ DefragResult Pool::defragment() {
   // The migrate scanner walks regions from the top down to the first `needed` regions, which could hold every
   // page in use (moving blocks among those frees no region); the free scanner (LowerRegionTargets) finds room
   // below each block.
-  std::uint64_t used = 0;
-  for (std::uint32_t u : usage_before) used += u;
-  const std::size_t needed = std::max<std::size_t>(1, (used + alloc::kPagesPerRegion - 1) / alloc::kPagesPerRegion);
+  const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
   for (std::size_t region = usage_before.size(); region-- > needed;) {
     if (usage_before[region] == 0) continue;
     ++r.regions_scanned;
@@ -633,10 +633,7 @@ DefragResult Pool::defragment() {
       r.blocks_migrated += p.migrator.Migrate(isolated, targets, compactor::MigrateMode::kSyncLight);
     }
   }
-  const std::vector<std::uint32_t> usage_after = p.arena->RegionUsage();
-  for (std::size_t region = 0; region < usage_before.size(); ++region) {
-    if (usage_before[region] > 0 && region < usage_after.size() && usage_after[region] == 0) ++r.regions_freed;
-  }
+  r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
   p.arena->PurgeDirty(/*force=*/true);
   const compactor::MigrationStats after = p.migrator.stats();
   r.blocks_isolated = after.isolated - before.isolated;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "compactor/region_scan.h"
 
 namespace mova::buffers {
 
@@ -209,9 +210,7 @@ DefragResult MovableBufferStore::Defragment() {
   const absl::Time start = absl::Now();
   const compactor::MigrationStats before = migrator_.stats();
   const std::vector<std::uint32_t> usage_before = arena_->RegionUsage();
-  std::uint64_t used = 0;
-  for (std::uint32_t u : usage_before) used += u;
-  const std::size_t needed = std::max<std::size_t>(1, (used + alloc::kPagesPerRegion - 1) / alloc::kPagesPerRegion);
+  const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
   // Candidates by region, highest first; records never move, so their addresses stay valid.
   std::vector<std::vector<Buffer*>> by_region(usage_before.size());
   {
@@ -232,10 +231,7 @@ DefragResult MovableBufferStore::Defragment() {
     }
     if (!isolated.empty()) r.blocks_migrated += migrator_.Migrate(isolated, *this, compactor::MigrateMode::kSyncLight);
   }
-  const std::vector<std::uint32_t> usage_after = arena_->RegionUsage();
-  for (std::size_t region = 0; region < usage_before.size(); ++region) {
-    if (usage_before[region] > 0 && region < usage_after.size() && usage_after[region] == 0) ++r.regions_freed;
-  }
+  r.regions_freed = compactor::RegionsFreed(usage_before, arena_->RegionUsage());
   const compactor::MigrationStats after = migrator_.stats();
   r.blocks_isolated = after.isolated - before.isolated;
   r.isolate_failed = after.isolate_failed - before.isolate_failed;
