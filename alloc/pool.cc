@@ -189,10 +189,7 @@ struct Pool::Impl {
 
   ABSL_ATTRIBUTE_NOINLINE absl::Status RefillSlots(ThreadCache& c, ClassId cls) {
     alloc::ClassSlots& cs = c.classes[cls.value()];
-    if (cs.slots == nullptr) {
-      cs.capacity = alloc::ClassSlots::CapacityFor(map.info(cls).slot_size);
-      cs.slots = std::make_unique<SlotRef[]>(cs.capacity);
-    }
+    cs.EnsureArray(map.info(cls).slot_size);
     absl::StatusOr<std::size_t> got =
         classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.capacity / 2)));
     if (!got.ok()) return got.status();
@@ -202,10 +199,7 @@ struct Pool::Impl {
 
   void PushSlot(ThreadCache& c, ClassId cls, SlotRef r) {
     alloc::ClassSlots& cs = c.classes[cls.value()];
-    if (cs.slots == nullptr) {
-      cs.capacity = alloc::ClassSlots::CapacityFor(map.info(cls).slot_size);
-      cs.slots = std::make_unique<SlotRef[]>(cs.capacity);
-    }
+    cs.EnsureArray(map.info(cls).slot_size);
     std::uint32_t n = cs.count.load(std::memory_order_relaxed);
     if (ABSL_PREDICT_FALSE(n == cs.capacity)) {
       const std::uint32_t keep = cs.capacity / 2;
@@ -240,11 +234,6 @@ struct Pool::Impl {
         absl::StrFormat("%s: handle %#x is stale: its object was freed (double free or use after free)", op, h.raw)));
   }
 
-  // The requested size of the live object `h` names, at `offset`.
-  std::size_t SizeOf(Handle h, std::uint64_t offset) const {
-    if (ABSL_PREDICT_TRUE(h.size_field() != Handle::kHugeSize)) return std::size_t{h.size_field()} + 1;
-    return reinterpret_cast<const alloc::HugeObject*>(arena->base() + offset - alloc::HugeObject::kHeaderBytes)->size;
-  }
 
   // Where a live object's offset lies, from the page map and the class table (no block header is read).
   struct Located {
@@ -288,6 +277,12 @@ struct Pool::Impl {
     return Misuse(absl::DataLossError(absl::StrFormat(
         "%s: handle %#x: the descriptor of its block is overwritten (magic %#x): memory next to an object was "
         "written out of bounds", op, h.raw, magic)));
+  }
+
+  // The requested size of the live object `h` names, located at `at`.
+  static std::size_t SizeOf(Handle h, const Located& at) {
+    if (ABSL_PREDICT_TRUE(h.size_field() != Handle::kHugeSize)) return std::size_t{h.size_field()} + 1;
+    return at.huge->size;
   }
 
   // ---- huge objects ----
@@ -476,13 +471,15 @@ absl::Status Pool::free(Handle h) {
       return p.Stale("free", h);
   }
   const std::uint64_t offset = handles::OffsetOf(before);
-  if (offset != handles::OffsetOf(now)) at = p.Locate(offset);  // it moved since the check
+  // Locate again if it moved since the check, or if the check did not run (the generation read before
+  // Retire was another's: only possible across a generation wrap).
+  if (offset != handles::OffsetOf(now) || (at.block == nullptr && at.huge == nullptr)) at = p.Locate(offset);
   if (ABSL_PREDICT_FALSE(p.options.checked)) {
     if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) return s;
   }
   CacheScope scope(p);
   ThreadCache& c = *scope;
-  const std::size_t size = p.SizeOf(h, offset);
+  const std::size_t size = Impl::SizeOf(h, at);
   if (ABSL_PREDICT_FALSE(at.huge != nullptr)) {
     p.FreeHuge(at.huge);
   } else {
@@ -522,7 +519,7 @@ absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
       return s;
     }
   }
-  return Pinned(e, p.arena->base() + offset, p.SizeOf(h, offset), access);
+  return Pinned(e, p.arena->base() + offset, Impl::SizeOf(h, at), access);
 }
 
 absl::StatusOr<std::size_t> Pool::size_of(Handle h) {

@@ -36,6 +36,13 @@ struct ClassSlots {
   std::uint32_t capacity = 0;
   std::atomic<std::uint32_t> count{0};  // written by the owner only
 
+  // Makes the slot array on first use (most threads touch few classes).
+  void EnsureArray(std::uint32_t slot_size) {
+    if (slots != nullptr) return;
+    capacity = CapacityFor(slot_size);
+    slots = std::make_unique<SlotRef[]>(capacity);
+  }
+
   // Cache at most ~16 KiB of slots per class, between 2 and 64 slots.
   static std::uint32_t CapacityFor(std::uint32_t slot_size) {
     return std::clamp<std::uint32_t>(16384 / slot_size, 2, 64);

@@ -81,14 +81,12 @@ class MovaHeap final : public Heap {
     Pinned p = pool_->pin(Handle{token}, Access::kRead).value();
     return static_cast<std::uint8_t>(p.data()[0]);
   }
-  void BestEffort() override { last_ = pool_->compact(); }
-  const CompactResult& last_compaction() const { return last_; }
+  void BestEffort() override { pool_->compact(); }
 
  private:
   std::unique_ptr<Pool> pool_;
   const std::uint64_t compact_every_;
   std::uint64_t since_compact_ = 0;
-  CompactResult last_;
 };
 
 }  // namespace
