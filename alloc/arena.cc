@@ -25,15 +25,19 @@ Arena::Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const A
       base_(base),
       num_regions_max_(num_regions_max),
       limit_pages_(options.memory_limit.value() / kPageSize),
-      decay_(options.decay) {}
+      decay_(options.decay),
+      mover_(std::make_unique<compactor::MoveEngine>(os, base, capacity(), options.moves)) {}
 
 Arena::~Arena() { (void)os_.Unreserve(base_, capacity()); }
 
 int Arena::FindRun(const Region& r, std::size_t n) {
-  std::size_t run = 0;
-  for (std::size_t i = 0; i < kPagesPerRegion; ++i) {
-    run = r.used[i] ? 0 : run + 1;
-    if (run == n) return static_cast<int>(i + 1 - n);
+  // Jumps from free run to free run (libstdc++'s _Find_first / _Find_next): O(runs), not O(pages).
+  const std::bitset<kPagesPerRegion> free = ~r.used;
+  for (std::size_t start = free._Find_first(); start < kPagesPerRegion;) {
+    const std::size_t end = r.used._Find_next(start);  // the next used page, or kPagesPerRegion
+    if (end - start >= n) return static_cast<int>(start);
+    if (end >= kPagesPerRegion) break;
+    start = free._Find_next(end);
   }
   return -1;
 }
@@ -53,12 +57,12 @@ bool Arena::FindPlacement(std::size_t n, std::uint32_t limit_region, bool may_gr
     *first = static_cast<std::uint32_t>(regions_.size() * kPagesPerRegion);
     return true;
   }
-  if (!may_grow) return false;  // runs over several regions are huge objects, placed by Allocate only
   // A run over several regions: whole free regions, the last one possibly in part; the run may extend past
-  // the regions touched so far.
+  // the regions touched so far if the arena may grow, else it must end below `limit_region`.
   const std::size_t whole = n / kPagesPerRegion, tail = n % kPagesPerRegion;
   const std::size_t span = whole + (tail ? 1 : 0);
-  for (std::size_t start = 0; start + span <= num_regions_max_; ++start) {
+  const std::size_t end_region = may_grow ? num_regions_max_ : std::min<std::size_t>(limit_region, regions_.size());
+  for (std::size_t start = 0; start + span <= end_region; ++start) {
     bool fits = true;
     for (std::size_t k = 0; k < span && fits; ++k) {
       const std::size_t ri = start + k;
@@ -94,6 +98,7 @@ void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
     } else {
       r.used[bit] = false;
       --r.used_count;
+      r.collapsed = false;
     }
   }
   if (used) {
@@ -106,13 +111,18 @@ void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
 absl::StatusOr<PageRun> Arena::Allocate(Pages n) {
   if (n.value() == 0) return absl::InvalidArgumentError("page run of zero pages");
   MutexLock lock(&mu_);
-  return AllocateLocked(n, num_regions_max_, /*may_grow=*/true);
+  return AllocateLocked(n, num_regions_max_, /*may_grow=*/true, Backing::kPopulated);
 }
 
-absl::StatusOr<PageRun> Arena::AllocateBelow(Pages n, std::uint32_t limit_region) {
+absl::StatusOr<PageRun> Arena::AllocateBelow(Pages n, std::uint32_t limit_region, Backing backing) {
   if (n.value() == 0) return absl::InvalidArgumentError("page run of zero pages");
   MutexLock lock(&mu_);
-  return AllocateLocked(n, limit_region, /*may_grow=*/false);
+  return AllocateLocked(n, limit_region, /*may_grow=*/false, backing);
+}
+
+absl::StatusOr<compactor::MoveOutcome> Arena::MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind) {
+  if (dst.count != src.count) return absl::InvalidArgumentError("MoveRun: runs of different lengths");
+  return mover_->Move(PageAddress(dst.first), PageAddress(src.first), ToBytes(Pages(src.count)), kind);
 }
 
 std::vector<std::uint32_t> Arena::RegionUsage() const {
@@ -122,7 +132,7 @@ std::vector<std::uint32_t> Arena::RegionUsage() const {
   return used;
 }
 
-absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_region, bool may_grow) {
+absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_region, bool may_grow, Backing backing) {
   PurgeLocked(/*force=*/false);
   if (used_pages_ + n.value() > limit_pages_) {
     return absl::ResourceExhaustedError(absl::StrFormat(
@@ -139,6 +149,24 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
   if (regions_.size() <= last_region) regions_.resize(last_region + 1);
   // Populate the pages that are not resident already (dirty pages are: reusing them costs no syscall).
   const std::uint32_t end = first + static_cast<std::uint32_t>(n.value());
+  if (backing == Backing::kEmpty) {
+    // A move's destination: no page may be present, so the dirty ones are discarded now.
+    for (std::uint32_t p = first; p < end; ++p) {
+      if (!IsDirty(p)) continue;
+      std::uint32_t q = p;
+      while (q < end && IsDirty(q)) ++q;
+      if (absl::Status s = os_.Discard(PageAddress(p), ToBytes(Pages(q - p))); !s.ok()) {
+        ++discard_failures_;
+        return s;
+      }
+      for (std::uint32_t k = p; k < q; ++k) regions_[k / kPagesPerRegion].dirty[k % kPagesPerRegion] = false;
+      dirty_pages_ -= q - p;
+      pages_discarded_ += q - p;
+      p = q;
+    }
+    MarkUsed(first, n.value(), true);
+    return PageRun{first, static_cast<std::uint32_t>(n.value())};
+  }
   absl::Status failure;
   std::uint32_t reached = first;
   ForEachCleanRun(first, end, [&](std::uint32_t p, std::uint32_t q) {
@@ -175,6 +203,18 @@ void Arena::Free(PageRun run) {
     r.dirtied = now;
   }
   dirty_pages_ += run.count;
+  if (decay_.count() == 0) {
+    // Only this run's pages are dirty: discard them now, region by region, without looking at the others.
+    const std::uint32_t last = (run.first + run.count - 1) / kPagesPerRegion;
+    for (std::uint32_t ri = run.first / kPagesPerRegion; ri <= last; ++ri) DiscardRegionDirty(ri);
+  } else {
+    PurgeLocked(/*force=*/false);
+  }
+}
+
+void Arena::FreeMovedOut(PageRun run) {
+  MutexLock lock(&mu_);
+  MarkUsed(run.first, run.count, false);
   PurgeLocked(/*force=*/false);
 }
 
@@ -186,6 +226,12 @@ void Arena::PurgeDirty(bool force) {
 void Arena::PurgeLocked(bool force) {
   if (dirty_pages_ == 0) return;
   const auto now = std::chrono::steady_clock::now();
+  // Without `force`, look over the regions at most every decay/8: a page is then discarded within 9/8 of the
+  // delay, and a free costs O(1) instead of O(regions).
+  if (!force && decay_.count() != 0) {
+    if (now < next_purge_scan_) return;
+    next_purge_scan_ = now + decay_ / 8;
+  }
   for (std::uint32_t ri = 0; ri < regions_.size(); ++ri) {
     Region& r = regions_[ri];
     if (r.dirty.none()) continue;
@@ -195,14 +241,9 @@ void Arena::PurgeLocked(bool force) {
 
 void Arena::DiscardRegionDirty(std::uint32_t ri) {
   Region& r = regions_[ri];
-  std::size_t i = 0;
-  while (i < kPagesPerRegion) {
-    if (!r.dirty[i]) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i;
-    while (j < kPagesPerRegion && r.dirty[j]) ++j;
+  const std::bitset<kPagesPerRegion> clean = ~r.dirty;
+  for (std::size_t i = r.dirty._Find_first(); i < kPagesPerRegion;) {
+    const std::size_t j = clean._Find_next(i);  // end of this dirty run
     const std::uint32_t first = static_cast<std::uint32_t>(ri * kPagesPerRegion + i);
     if (os_.Discard(PageAddress(first), ToBytes(Pages(j - i))).ok()) {
       for (std::size_t k = i; k < j; ++k) r.dirty[k] = false;
@@ -211,8 +252,35 @@ void Arena::DiscardRegionDirty(std::uint32_t ri) {
     } else {
       ++discard_failures_;  // the pages stay dirty (resident) and are tried again later
     }
-    i = j;
+    if (j >= kPagesPerRegion) break;
+    i = r.dirty._Find_next(j);
   }
+}
+
+Arena::CollapseResult Arena::CollapseFullRegions() {
+  std::vector<std::uint32_t> full;
+  {
+    MutexLock lock(&mu_);
+    for (std::uint32_t ri = 0; ri < regions_.size(); ++ri) {
+      if (regions_[ri].used_count == kPagesPerRegion && !regions_[ri].collapsed) full.push_back(ri);
+    }
+  }
+  CollapseResult r;
+  for (std::uint32_t ri : full) {
+    const absl::Status s = os_.CollapseHugepages(PageAddress(ri * kPagesPerRegion), Bytes(kRegionSize));
+    MutexLock lock(&mu_);
+    if (s.ok()) {
+      regions_[ri].collapsed = regions_[ri].used_count == kPagesPerRegion;
+      ++r.collapsed;
+      ++regions_collapsed_;
+    } else {
+      ++r.failed;
+      ++collapse_failures_;
+      // No MADV_COLLAPSE in this kernel (before 6.1), or THP turned off: no use trying the other regions.
+      if (absl::IsInvalidArgument(s) || absl::IsUnimplemented(s) || absl::IsPermissionDenied(s)) break;
+    }
+  }
+  return r;
 }
 
 Arena::Stats Arena::stats() const {
@@ -224,6 +292,8 @@ Arena::Stats Arena::stats() const {
   for (const Region& r : regions_) s.regions_in_use += r.used_count > 0 ? 1 : 0;
   s.pages_discarded = pages_discarded_;
   s.discard_failures = discard_failures_;
+  s.regions_collapsed = regions_collapsed_;
+  s.collapse_failures = collapse_failures_;
   return s;
 }
 

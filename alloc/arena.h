@@ -5,7 +5,10 @@
 // Placement is address-ordered first fit, so live runs gather in low regions and high regions empty out.
 // Freed pages are discarded (MADV_DONTNEED) at once when the decay delay is zero; otherwise they stay
 // resident as "dirty" pages that a later allocation reuses without a fault, and are discarded once they have
-// been free for the delay (checked on every allocation and free, and by PurgeDirty).
+// been free for the delay (looked for by allocations and frees at most every delay/8, and by PurgeDirty).
+// Moving runs: the arena owns the MoveEngine for its range (UFFDIO_MOVE needs the whole range registered
+// once); MoveRun moves a run's pages into a run allocated with Backing::kEmpty, and FreeMovedOut gives back a
+// run whose pages a move took away.
 // Invariants (under mu_): for each region, used and dirty are disjoint, used_count == popcount(used);
 //   used_pages_ == Σ used_count;
 //   dirty_pages_ == Σ popcount(dirty); used_pages_ <= limit_pages_.
@@ -23,6 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
+#include "compactor/move_engine.h"
 #include "mova/units.h"
 #include "os/os.h"
 
@@ -40,6 +44,13 @@ struct ArenaOptions {
   Bytes capacity{std::size_t{64} << 30};     // address space reserved (rounded up to whole regions)
   Bytes memory_limit{~std::size_t{0}};       // most bytes in use at once; beyond it allocation fails
   std::chrono::milliseconds decay{0};        // how long freed pages stay resident before being discarded
+  compactor::MoveEngineOptions moves;        // which ways MoveRun may use
+};
+
+// What a run handed out holds.
+enum class Backing {
+  kPopulated,  // present pages: ready to be written
+  kEmpty,      // no pages at all: the destination of a move (MoveRun)
 };
 
 class Arena {
@@ -55,13 +66,28 @@ class Arena {
   absl::StatusOr<PageRun> Allocate(Pages n);
   // Like Allocate, but only in regions below `limit_region` and never growing the arena: where the
   // defragmenter moves a block from region `limit_region` or above. NotFound when there is no such room.
-  absl::StatusOr<PageRun> AllocateBelow(Pages n, std::uint32_t limit_region);
+  absl::StatusOr<PageRun> AllocateBelow(Pages n, std::uint32_t limit_region, Backing backing = Backing::kPopulated);
   // Gives a run back; its pages are discarded now or after the decay delay.
   void Free(PageRun run);
+  // Gives back a run whose pages a move took away (MoveOutcome::source_vacated): nothing to discard.
+  void FreeMovedOut(PageRun run);
+  // Moves the pages of `src` into `dst` (same length, dst allocated with Backing::kEmpty) by the engine's best
+  // way. On error src is intact and dst may hold pages (free it with Free).
+  absl::StatusOr<compactor::MoveOutcome> MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind);
+  compactor::MoveEngineStats move_stats() const { return mover_->stats(); }
+  const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.
   std::vector<std::uint32_t> RegionUsage() const;
   // Discards dirty pages: all of them if `force`, else those free for at least the decay delay.
   void PurgeDirty(bool force);
+  // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge
+  // pages (Os::CollapseHugepages: no mapping changes). The Os calls run without the arena lock (about 1.5 ms
+  // per region here). A region that loses a page is collapsed again only after it fills again.
+  struct CollapseResult {
+    std::uint64_t collapsed = 0;
+    std::uint64_t failed = 0;
+  };
+  CollapseResult CollapseFullRegions();
 
   std::byte* base() const { return base_; }
   std::byte* PageAddress(std::uint32_t page) const { return base_ + (std::size_t{page} << kPageShift); }
@@ -74,6 +100,8 @@ class Arena {
     std::uint64_t regions_in_use = 0;    // regions with at least one used page
     std::uint64_t pages_discarded = 0;   // cumulative pages given back
     std::uint64_t discard_failures = 0;  // MADV_DONTNEED calls that failed (the pages stay dirty)
+    std::uint64_t regions_collapsed = 0;   // cumulative CollapseFullRegions successes
+    std::uint64_t collapse_failures = 0;
   };
   Stats stats() const;
 
@@ -82,6 +110,7 @@ class Arena {
     std::bitset<kPagesPerRegion> used;
     std::bitset<kPagesPerRegion> dirty;
     std::uint32_t used_count = 0;  // == used.count(), kept so placement skips full regions cheaply
+    bool collapsed = false;        // on huge pages since it last filled (cleared when a page is freed)
     std::chrono::steady_clock::time_point dirtied{};  // when the newest dirty page was freed
   };
   Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const ArenaOptions& options);
@@ -91,7 +120,7 @@ class Arena {
   // First fit among regions [0, limit_region), growing the arena if `may_grow`.
   bool FindPlacement(std::size_t n, std::uint32_t limit_region, bool may_grow, std::uint32_t* first)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<PageRun> AllocateLocked(Pages n, std::uint32_t limit_region, bool may_grow)
+  absl::StatusOr<PageRun> AllocateLocked(Pages n, std::uint32_t limit_region, bool may_grow, Backing backing)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkUsed(std::uint32_t first, std::size_t n, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsDirty(std::uint32_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -117,6 +146,7 @@ class Arena {
   const std::uint32_t num_regions_max_;
   const std::uint64_t limit_pages_;
   const std::chrono::milliseconds decay_;
+  std::unique_ptr<compactor::MoveEngine> mover_;
 
   mutable Mutex mu_;
   std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);
@@ -124,6 +154,9 @@ class Arena {
   std::uint64_t dirty_pages_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t pages_discarded_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discard_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t regions_collapsed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t collapse_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::chrono::steady_clock::time_point next_purge_scan_ ABSL_GUARDED_BY(mu_){};  // see PurgeLocked
 };
 
 }  // namespace mova::alloc

@@ -88,11 +88,15 @@ struct Block {
 static_assert(sizeof(Block) == kBlockHeaderBytes, "the geometry counts the header's size");
 
 // A huge object: a page run of its own, this descriptor at its start and the object's bytes after it.
+// `movable` registers it with the movable-block framework (driver: alloc/pool_huge_driver.h); its run goes
+// back to the arena when the framework's last reference is dropped.
 struct HugeObject {
   static constexpr std::size_t kHeaderBytes = 64;  // keeps the object 64-byte aligned
   std::uint32_t magic = kBlockMagic;
   PageRun run;
-  std::uint64_t size = 0;  // requested bytes
+  std::uint64_t size = 0;   // requested bytes
+  std::uint32_t owner = 0;  // handle-table index of the object
+  compactor::MovableBlock movable;
   std::uint64_t data_offset() const { return (std::uint64_t{run.first} << kPageShift) + kHeaderBytes; }
 };
 static_assert(sizeof(HugeObject) <= HugeObject::kHeaderBytes);

@@ -5,7 +5,7 @@
 // a cached slot and a cached handle entry and publishes the entry; free retires the entry with one CAS and
 // pushes both back; pin is one CAS on the entry.
 // Lock order: g_registry_mu → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
-//   Impl::caches_mu and HandleTable::mu_ are leaves.
+//   Impl::compact_mu → Impl::huge_mu → Arena::mu_; Impl::caches_mu and HandleTable::mu_ are leaves.
 // Thread exit: a thread's caches go back to every pool still alive (under g_registry_mu, which Pool's
 // destructor takes before it frees anything). Pool ids are never reused, so a cache pointer left in a dead
 // thread-local slot is never matched again.
@@ -26,6 +26,7 @@
 #include "alloc/block.h"
 #include "alloc/page_map.h"
 #include "alloc/pool_block_driver.h"
+#include "alloc/pool_huge_driver.h"
 #include "compactor/region_scan.h"
 #include "alloc/size_class.h"
 #include "alloc/size_class_map.h"
@@ -81,8 +82,10 @@ struct Pool::Impl {
   alloc::SizeClassMap map;
   std::vector<std::unique_ptr<alloc::SizeClass>> classes;
   std::unique_ptr<alloc::PoolBlockDriver> block_driver;  // the pool as a movable-block driver
+  std::unique_ptr<alloc::PoolHugeDriver> huge_driver;    // ... of its huge objects
+  Mutex huge_mu;  // a huge object is validated and isolated, or unregistered by FreeHuge, under it
   compactor::BlockMigrator migrator;                      // used by defragment(), under compact_mu
-  std::atomic<std::uint64_t> defrag_runs{0}, regions_freed{0};
+  std::atomic<std::uint64_t> defrag_runs{0}, regions_freed{0}, huge_migrated{0};
   std::atomic<std::uint64_t> flush_epoch{0};
 
   Mutex caches_mu;
@@ -286,12 +289,15 @@ struct Pool::Impl {
   }
 
   // ---- huge objects ----
-  absl::StatusOr<std::uint64_t> AllocateHuge(std::size_t size) {
+  // A huge object for handle-table index `index`, registered movable.
+  absl::StatusOr<std::uint64_t> AllocateHuge(std::size_t size, std::uint32_t index) {
     absl::StatusOr<alloc::PageRun> run = arena->Allocate(PagesCeil(Bytes(size + alloc::HugeObject::kHeaderBytes)));
     if (!run.ok()) return run.status();
     auto* h = new (arena->PageAddress(run->first)) alloc::HugeObject;
     h->run = *run;
     h->size = size;
+    h->owner = index;
+    h->movable.Register(huge_driver.get(), h);
     huge_objects.fetch_add(1, std::memory_order_relaxed);
     huge_pages.fetch_add(run->count, std::memory_order_relaxed);
     page_map->MapHuge(*run);
@@ -301,10 +307,10 @@ struct Pool::Impl {
   void FreeHuge(alloc::HugeObject* h) {
     huge_objects.fetch_sub(1, std::memory_order_relaxed);
     huge_pages.fetch_sub(h->run.count, std::memory_order_relaxed);
-    const alloc::PageRun run = h->run;
+    MutexLock lock(&huge_mu);
     h->magic = 0;
-    page_map->Unmap(run.first, 1);
-    arena->Free(run);
+    page_map->Unmap(h->run.first, 1);
+    h->movable.Unregister();  // the run goes back now, or when the defragmenter lets go of it
   }
 };
 
@@ -379,7 +385,9 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
     return absl::InternalError("more size classes than the page map can name");
   }
   absl::StatusOr<std::unique_ptr<alloc::Arena>> arena = alloc::Arena::Create(
-      the_os, alloc::ArenaOptions{options.arena_capacity, options.memory_limit, options.decay});
+      the_os, alloc::ArenaOptions{options.arena_capacity, options.memory_limit, options.decay,
+                                  compactor::MoveEngineOptions{.use_userfaultfd = options.move_by_userfaultfd,
+                                                               .use_remap = options.move_by_mremap}});
   if (!arena.ok()) return arena.status();
   impl->arena = std::move(*arena);
   absl::StatusOr<std::unique_ptr<alloc::PageMap>> page_map =
@@ -390,6 +398,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
   impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->arena, impl->classes);
+  impl->huge_driver = std::make_unique<alloc::PoolHugeDriver>(*impl->arena, *impl->page_map, *impl->table);
   for (std::size_t k = 0; k < impl->map.num_classes(); ++k) {
     const ClassId cls(static_cast<std::uint32_t>(k));
     impl->classes.push_back(
@@ -420,10 +429,10 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   std::uint64_t offset;
   std::uint32_t index;
   if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
-    absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size);
+    index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
+    absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size, index);
     if (!off.ok()) return off.status();
     offset = *off;
-    index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
   } else {
     const ClassId cls = p.map.ClassFor(size);
     alloc::ClassSlots& cs = c.classes[cls.value()];
@@ -598,48 +607,71 @@ DefragResult Pool::defragment() {
   const absl::Time start = absl::Now();
   p.RecallThreadCaches();  // cached slots keep their blocks in place
   const compactor::MigrationStats before = p.migrator.stats();
+  const compactor::MoveEngineStats moves_before = p.arena->move_stats();
   auto pages_migrated = [&p] {
-    std::uint64_t n = 0;
+    std::uint64_t n = p.huge_driver->pages_migrated();
     for (const auto& cls : p.classes) n += cls->pages_migrated();
     return n;
   };
   const std::uint64_t pages_before = pages_migrated();
   const std::vector<std::uint32_t> usage_before = p.arena->RegionUsage();
-  alloc::LowerRegionTargets targets(*p.arena);
+  alloc::LowerRegionTargets block_targets(*p.arena, [](compactor::MovableBlock& m) { return alloc::BlockOfMovable(m)->run(); });
+  alloc::LowerRegionTargets huge_targets(*p.arena, [](compactor::MovableBlock& m) { return alloc::HugeOfMovable(m)->run; });
   DefragResult r;
   // The migrate scanner walks regions from the top down to the first `needed` regions, which could hold every
   // page in use (moving blocks among those frees no region); the free scanner (LowerRegionTargets) finds room
-  // below each block.
+  // below each block or huge object.
   const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
   for (std::size_t region = usage_before.size(); region-- > needed;) {
     if (usage_before[region] == 0) continue;
     ++r.regions_scanned;
-    std::vector<compactor::MovableBlock*> isolated;
+    std::vector<compactor::MovableBlock*> blocks, huge;
     const std::uint64_t first = region * alloc::kPagesPerRegion;
     for (std::uint64_t page = first; page < first + alloc::kPagesPerRegion; ++page) {
       const alloc::PageOwner o = p.page_map->Get(page);
-      if (!o.present() || o.huge() || o.page_in_block() != 0) continue;
+      if (!o.present() || o.page_in_block() != 0) continue;
+      void* at = p.arena->PageAddress(static_cast<std::uint32_t>(page));
+      if (o.huge()) {
+        auto* h = static_cast<alloc::HugeObject*>(at);
+        MutexLock huge_lock(&p.huge_mu);  // the run cannot be released while it is validated and isolated
+        if (p.page_map->Get(page).huge() && h->magic == alloc::kBlockMagic && h->run.first == page &&
+            p.migrator.Isolate(h->movable, compactor::MigrateMode::kSyncLight)) {
+          huge.push_back(&h->movable);
+        }
+        continue;
+      }
       alloc::SizeClass& cls = *p.classes[o.cls().value()];
-      auto* b = reinterpret_cast<Block*>(p.arena->PageAddress(static_cast<std::uint32_t>(page)));
+      auto* b = static_cast<Block*>(at);
       MutexLock class_lock(&cls.mu());  // the block cannot be released while it is validated and isolated
       if (cls.LiveBlockAt(b) && p.migrator.Isolate(b->movable, compactor::MigrateMode::kSyncLight)) {
-        isolated.push_back(&b->movable);
+        blocks.push_back(&b->movable);
       }
     }
-    if (!isolated.empty()) {
-      r.blocks_migrated += p.migrator.Migrate(isolated, targets, compactor::MigrateMode::kSyncLight);
+    if (!blocks.empty()) {
+      r.blocks_migrated += p.migrator.Migrate(blocks, block_targets, compactor::MigrateMode::kSyncLight);
+    }
+    if (!huge.empty()) {
+      const std::size_t n = p.migrator.Migrate(huge, huge_targets, compactor::MigrateMode::kSyncLight);
+      r.huge_migrated += n;
+      r.blocks_migrated += n;
     }
   }
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
   p.arena->PurgeDirty(/*force=*/true);
+  if (p.options.collapse_dense_regions) r.regions_collapsed = p.arena->CollapseFullRegions().collapsed;
   const compactor::MigrationStats after = p.migrator.stats();
+  const compactor::MoveEngineStats moves_after = p.arena->move_stats();
   r.blocks_isolated = after.isolated - before.isolated;
   r.isolate_failed = after.isolate_failed - before.isolate_failed;
   r.blocks_failed = after.failed - before.failed;
   r.pages_moved = pages_migrated() - pages_before;
+  r.moves_uffd = moves_after.uffd_moves - moves_before.uffd_moves;
+  r.moves_mremap = moves_after.remap_moves - moves_before.remap_moves;
+  r.moves_copy = moves_after.copy_moves - moves_before.copy_moves;
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   p.defrag_runs.fetch_add(1, std::memory_order_relaxed);
   p.regions_freed.fetch_add(r.regions_freed, std::memory_order_relaxed);
+  p.huge_migrated.fetch_add(r.huge_migrated, std::memory_order_relaxed);
   return r;
 }
 
@@ -714,6 +746,20 @@ PoolStats Pool::stats() const {
   s.blocks_migrated = m.migrated;
   s.blocks_migrate_failed = m.failed;
   s.regions_freed = p.regions_freed.load(std::memory_order_relaxed);
+  s.huge_migrated = p.huge_migrated.load(std::memory_order_relaxed);
+  const compactor::MoveEngineStats e = p.arena->move_stats();
+  s.userfaultfd_ready = e.userfaultfd_ready;
+  s.moves_uffd = e.uffd_moves;
+  s.moves_mremap = e.remap_moves;
+  s.moves_copy = e.copy_moves;
+  s.bytes_moved_uffd = e.uffd_bytes;
+  s.bytes_moved_mremap = e.remap_bytes;
+  s.bytes_moved_copy = e.copy_bytes;
+  s.uffd_busy_fallbacks = e.uffd_busy_fallbacks;
+  s.uffd_other_fallbacks = e.uffd_other_fallbacks;
+  s.mremap_fallbacks = e.remap_fallbacks;
+  s.regions_collapsed = a.regions_collapsed;
+  s.collapse_failures = a.collapse_failures;
   return s;
 }
 

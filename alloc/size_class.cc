@@ -124,12 +124,12 @@ void SizeClass::PutbackBlock(Block* b) {
   Regroup(b);  // an emptied block becomes the spare or is released
 }
 
-compactor::MigrateResult SizeClass::MigrateBlock(Block* src, Block* dst) {
+compactor::MigrateResult SizeClass::MigrateBlock(Block* src, PageRun to) {
   MutexLock lock(&mu_);
   if (!src->movable.movable()) {
     // Emptied and freed while isolated (after the migrator last looked): that counts as migrated, and the
     // target is not needed.
-    arena_.Free(dst->run());
+    arena_.Free(to);
     return compactor::MigrateResult::kSuccess;
   }
   if (src->group != kGroupIsolated) return compactor::MigrateResult::kFail;
@@ -153,15 +153,27 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, Block* dst) {
     }
     claimed.push_back(Claim{owner, w});
   }
-  // Copy the whole block — descriptor, back-map and slots — then make the copy a block of its own.
-  const PageRun to = dst->run();
-  std::memcpy(static_cast<void*>(dst), static_cast<const void*>(src), ToBytes(Pages(src->pages)).value());
+  // Move the whole block — descriptor, back-map and slots — then make the moved copy a block of its own.
+  // The framework still works on src's descriptor after this returns (unlock, drop its reference), so it is
+  // written back after the move: if the first page moved away (all of the block, or a first part of it before
+  // a fallback), that is one fresh page, given back with the run.
+  const PageRun from = src->run();
+  const std::uint64_t from_off = src->offset();
+  alignas(Block) std::byte saved[sizeof(Block)];
+  std::memcpy(saved, static_cast<const void*>(src), sizeof(Block));
+  absl::StatusOr<compactor::MoveOutcome> moved = arena_.MoveRun(to, from, compactor::MoveKind::kBlock);
+  if (!moved.ok()) {
+    release_claims();  // src is intact; the framework puts it back and frees the target
+    return compactor::MigrateResult::kFail;
+  }
+  std::memcpy(static_cast<void*>(src), saved, sizeof(Block));
+  auto* dst = reinterpret_cast<Block*>(arena_.PageAddress(to.first));
   dst->first_page = to.first;
   dst->prev = dst->next = nullptr;
   new (&dst->movable) compactor::MovableBlock();
   dst->movable.Register(ops_, dst);
   page_map_.MapBlock(to, id_);
-  const std::uint64_t from_off = src->offset(), to_off = dst->offset();
+  const std::uint64_t to_off = dst->offset();
   for (const Claim& c : claimed) {
     handles::EndMove(table_.entry(c.index), c.word, handles::OffsetOf(c.word) - from_off + to_off);
   }
@@ -169,7 +181,6 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, Block* dst) {
   Link(dst);
   Regroup(dst);
   // The old place: unmapped, and the driver's reference dropped; the migrator's reference frees the pages.
-  const PageRun from = src->run();
   src->magic = 0;
   page_map_.Unmap(from.first, from.count);
   src->movable.Unregister();

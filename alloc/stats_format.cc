@@ -22,13 +22,19 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                         MiB(s.handle_table_bytes), MiB(s.metadata_bytes));
   absl::StrAppendFormat(&out, "slots       %10.2f MiB of live slots; %u handles in use; table peak %u pages\n",
                         MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak);
-  absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u discard failures\n", s.regions_in_use,
-                        s.regions_touched, s.discard_failures);
+  absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u discard failures; %u regions collapsed to huge pages (%u failed)\n",
+                        s.regions_in_use, s.regions_touched, s.discard_failures, s.regions_collapsed, s.collapse_failures);
   absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
                         s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
-  absl::StrAppendFormat(&out, "defrag      %u runs: %u blocks scanned, %u isolated, %u migrated, %u failed; %u regions freed\n",
-                        s.defrag_runs, s.blocks_scanned, s.blocks_isolated, s.blocks_migrated,
+  absl::StrAppendFormat(&out, "defrag      %u runs: %u blocks scanned, %u isolated, %u migrated (%u huge), %u failed; %u regions freed\n",
+                        s.defrag_runs, s.blocks_scanned, s.blocks_isolated, s.blocks_migrated, s.huge_migrated,
                         s.blocks_migrate_failed, s.regions_freed);
+  absl::StrAppendFormat(&out,
+                        "moves       userfaultfd %s: %u by UFFDIO_MOVE (%.2f MiB), %u by mremap (%.2f MiB), %u by memcpy "
+                        "(%.2f MiB); fallbacks: %u shared pages, %u other, %u mremap\n",
+                        s.userfaultfd_ready ? "ready" : "unavailable", s.moves_uffd, MiB(s.bytes_moved_uffd),
+                        s.moves_mremap, MiB(s.bytes_moved_mremap), s.moves_copy, MiB(s.bytes_moved_copy),
+                        s.uffd_busy_fallbacks, s.uffd_other_fallbacks, s.mremap_fallbacks);
   absl::StrAppendFormat(&out, "%5s %6s %5s %6s %8s %9s %7s  %s\n", "class", "size", "pages", "objs", "blocks", "in_use",
                         "cached", "fullness: empty 0-10% .. 90-99% full");
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
@@ -69,6 +75,19 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("blocks_migrated", s.blocks_migrated);
   field("blocks_migrate_failed", s.blocks_migrate_failed);
   field("regions_freed", s.regions_freed);
+  field("huge_migrated", s.huge_migrated);
+  field("userfaultfd_ready", s.userfaultfd_ready ? 1 : 0);
+  field("moves_uffd", s.moves_uffd);
+  field("moves_mremap", s.moves_mremap);
+  field("moves_copy", s.moves_copy);
+  field("bytes_moved_uffd", s.bytes_moved_uffd);
+  field("bytes_moved_mremap", s.bytes_moved_mremap);
+  field("bytes_moved_copy", s.bytes_moved_copy);
+  field("uffd_busy_fallbacks", s.uffd_busy_fallbacks);
+  field("uffd_other_fallbacks", s.uffd_other_fallbacks);
+  field("mremap_fallbacks", s.mremap_fallbacks);
+  field("regions_collapsed", s.regions_collapsed);
+  field("collapse_failures", s.collapse_failures);
   out += "\"classes\":[";
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
     const ClassStats& c = s.classes[i];

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -61,6 +63,41 @@ absl::StatusOr<std::uint64_t> ResidentBytesIn(const void* start, std::size_t siz
     for (std::size_t i = 0; i < len / page; ++i) resident += (vec[i] & 1) ? page : 0;
   }
   return resident;
+}
+
+absl::StatusOr<std::size_t> MappingsIn(const void* start, std::size_t size) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(start), hi = lo + size;
+  std::ifstream maps("/proc/self/maps");
+  if (!maps) return absl::InternalError("cannot open /proc/self/maps");
+  std::size_t n = 0;
+  for (std::string line; std::getline(maps, line);) {
+    const std::size_t dash = line.find('-'), space = line.find(' ');
+    if (dash == std::string::npos || space == std::string::npos) continue;
+    const std::uintptr_t begin = std::stoull(line.substr(0, dash), nullptr, 16);
+    const std::uintptr_t end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
+    if (begin < hi && end > lo) ++n;
+  }
+  return n;
+}
+
+absl::StatusOr<std::uint64_t> AnonHugeBytesIn(const void* start, std::size_t size) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(start), hi = lo + size;
+  std::ifstream smaps("/proc/self/smaps");
+  if (!smaps) return absl::InternalError("cannot open /proc/self/smaps");
+  std::uint64_t bytes = 0;
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    const std::size_t dash = line.find('-'), space = line.find(' ');
+    if (dash != std::string::npos && space != std::string::npos && dash < space &&
+        line.find_first_not_of("0123456789abcdef") == dash) {  // a mapping's first line: "lo-hi perms ..."
+      const std::uintptr_t begin = std::stoull(line.substr(0, dash), nullptr, 16);
+      const std::uintptr_t end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
+      inside = begin < hi && end > lo;
+    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+      bytes += std::stoull(line.substr(14)) * 1024;  // "AnonHugePages:   2048 kB"
+    }
+  }
+  return bytes;
 }
 
 RssBaseline::RssBaseline() { base_ = AnonRssBytes().value_or(0); }

@@ -1,7 +1,8 @@
 // bench/rss.h — reading how much memory is resident, the same way in every bench, test and note.
 //
 // Functions: ProcessRssBytes and AnonRssBytes (from /proc/self/statm), ResidentBytesIn (mincore over one
-// address range), RssBaseline (the process's anonymous RSS before a workload, subtracted from every later
+// address range), MappingsIn (lines of /proc/self/maps over one address range), AnonHugeBytesIn (transparent
+// huge pages there, from /proc/self/smaps), RssBaseline (the process's anonymous RSS before a workload, subtracted from every later
 // reading). Heap memory is anonymous; the file-backed part of RSS (code and libraries paged in as a workload
 // first runs them) is not memory an allocator holds, so baselines count anonymous pages only.
 #ifndef MOVA_BENCH_RSS_H_
@@ -22,6 +23,14 @@ absl::StatusOr<std::uint64_t> AnonRssBytes();
 
 // Bytes of [start, start + size) that are resident, by mincore (start need not be page aligned).
 absl::StatusOr<std::uint64_t> ResidentBytesIn(const void* start, std::size_t size);
+
+// How many mappings (lines of /proc/self/maps) overlap [start, start + size): what moving pages must not
+// make grow (vm.max_map_count caps a process's mappings).
+absl::StatusOr<std::size_t> MappingsIn(const void* start, std::size_t size);
+
+// Bytes on transparent huge pages in the mappings that overlap [start, start + size) (AnonHugePages of
+// /proc/self/smaps, summed over those mappings).
+absl::StatusOr<std::uint64_t> AnonHugeBytesIn(const void* start, std::size_t size);
 
 // The process's anonymous RSS at construction; Delta() is its growth since (0 if it shrank).
 class RssBaseline {

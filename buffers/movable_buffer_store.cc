@@ -18,7 +18,7 @@ void PinnedBuffer::reset() {
 absl::StatusOr<std::unique_ptr<MovableBufferStore>> MovableBufferStore::Create(Bytes capacity, os::Os* os) {
   os::Os& the_os = os != nullptr ? *os : os::SystemOs();
   absl::StatusOr<std::unique_ptr<alloc::Arena>> arena =
-      alloc::Arena::Create(the_os, alloc::ArenaOptions{capacity, Bytes(~std::size_t{0}), {}});
+      alloc::Arena::Create(the_os, alloc::ArenaOptions{capacity, Bytes(~std::size_t{0}), {}, {}});
   if (!arena.ok()) return arena.status();
   return std::unique_ptr<MovableBufferStore>(new MovableBufferStore(std::move(*arena)));
 }
@@ -162,10 +162,18 @@ compactor::MigrateResult MovableBufferStore::Migrate(compactor::MovableBlock& ds
   Target& t = *static_cast<Target*>(dst.owner());
   if (!ClaimForMove(b)) return compactor::MigrateResult::kAgain;  // pinned since isolation
   const alloc::PageRun from = RunOf(b);
-  std::memcpy(arena_->PageAddress(t.run.first), arena_->PageAddress(from.first), b.size.load(std::memory_order_relaxed));
+  absl::StatusOr<compactor::MoveOutcome> moved = arena_->MoveRun(t.run, from, compactor::MoveKind::kRun);
+  if (!moved.ok()) {  // memory short for a copy: the buffer stays where it is, whole
+    EndMove(b);
+    return compactor::MigrateResult::kFail;
+  }
   SetRun(b, t.run);
   EndMove(b);
-  arena_->Free(from);
+  if (moved->source_vacated) {
+    arena_->FreeMovedOut(from);
+  } else {
+    arena_->Free(from);
+  }
   MutexLock lock(&targets_mu_);
   free_targets_.push_back(&t);  // the run now belongs to the buffer; the target record is reusable
   return compactor::MigrateResult::kSuccess;
@@ -183,7 +191,8 @@ void MovableBufferStore::Release(compactor::MovableBlock& m) {
 compactor::MovableBlock* MovableBufferStore::GetTarget(compactor::MovableBlock& src) {
   const alloc::PageRun run = RunOf(*static_cast<Buffer*>(src.owner()));
   absl::StatusOr<alloc::PageRun> below =
-      arena_->AllocateBelow(Pages(run.count), static_cast<std::uint32_t>(run.first / alloc::kPagesPerRegion));
+      arena_->AllocateBelow(Pages(run.count), static_cast<std::uint32_t>(run.first / alloc::kPagesPerRegion),
+                            alloc::Backing::kEmpty);
   if (!below.ok()) return nullptr;
   MutexLock lock(&targets_mu_);
   Target* t;
@@ -209,6 +218,7 @@ DefragResult MovableBufferStore::Defragment() {
   MutexLock lock(&defrag_mu_);
   const absl::Time start = absl::Now();
   const compactor::MigrationStats before = migrator_.stats();
+  const compactor::MoveEngineStats moves_before = arena_->move_stats();
   const std::vector<std::uint32_t> usage_before = arena_->RegionUsage();
   const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
   // Candidates by region, highest first; records never move, so their addresses stay valid.
@@ -236,6 +246,12 @@ DefragResult MovableBufferStore::Defragment() {
   r.blocks_isolated = after.isolated - before.isolated;
   r.isolate_failed = after.isolate_failed - before.isolate_failed;
   r.blocks_failed = after.failed - before.failed;
+  const compactor::MoveEngineStats moves_after = arena_->move_stats();
+  r.pages_moved = (moves_after.uffd_bytes + moves_after.remap_bytes + moves_after.copy_bytes - moves_before.uffd_bytes -
+                   moves_before.remap_bytes - moves_before.copy_bytes) >> kPageShift;
+  r.moves_uffd = moves_after.uffd_moves - moves_before.uffd_moves;
+  r.moves_mremap = moves_after.remap_moves - moves_before.remap_moves;
+  r.moves_copy = moves_after.copy_moves - moves_before.copy_moves;
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return r;
 }

@@ -41,9 +41,7 @@ absl::Status FaultInjectingOs::Check(OsOp op, const char* name) {
     return absl::OkStatus();
   }
   ++r.failures;
-  std::string msg = absl::StrFormat("injected failure of %s: %s", name, std::strerror(r.err));
-  if (r.err == ENOMEM) return absl::ResourceExhaustedError(msg);
-  return absl::InternalError(msg);
+  return StatusFromErrno(r.err, absl::StrFormat("%s (injected)", name));
 }
 
 absl::StatusOr<std::byte*> FaultInjectingOs::Reserve(Bytes size, Bytes alignment) {
@@ -65,5 +63,35 @@ absl::Status FaultInjectingOs::Discard(std::byte* addr, Bytes size) {
   if (absl::Status s = Check(OsOp::kDiscard, "madvise(MADV_DONTNEED)"); !s.ok()) return s;
   return real_.Discard(addr, size);
 }
+
+absl::Status FaultInjectingOs::CollapseHugepages(std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kCollapseHugepages, "madvise(MADV_COLLAPSE)"); !s.ok()) return s;
+  return real_.CollapseHugepages(addr, size);
+}
+
+absl::Status FaultInjectingOs::Remap(std::byte* dst, std::byte* src, Bytes size) {
+  if (absl::Status s = Check(OsOp::kRemap, "mremap"); !s.ok()) return s;
+  return real_.Remap(dst, src, size);
+}
+
+absl::StatusOr<int> FaultInjectingOs::OpenUserfaultfd() {
+  if (absl::Status s = Check(OsOp::kOpenUserfaultfd, "userfaultfd"); !s.ok()) return s;
+  return real_.OpenUserfaultfd();
+}
+
+absl::Status FaultInjectingOs::RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kRegisterUserfaultfd, "ioctl(UFFDIO_REGISTER)"); !s.ok()) return s;
+  return real_.RegisterUserfaultfd(uffd, addr, size);
+}
+
+absl::Status FaultInjectingOs::MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) {
+  if (absl::Status s = Check(OsOp::kMovePages, "ioctl(UFFDIO_MOVE)"); !s.ok()) {
+    *moved = Bytes(0);
+    return s;
+  }
+  return real_.MovePages(uffd, dst, src, size, moved);
+}
+
+void FaultInjectingOs::CloseUserfaultfd(int uffd) { real_.CloseUserfaultfd(uffd); }
 
 }  // namespace mova::os

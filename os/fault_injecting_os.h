@@ -15,14 +15,25 @@
 
 namespace mova::os {
 
-enum class OsOp : int { kReserve = 0, kUnreserve, kPopulate, kDiscard, kCount };
+enum class OsOp : int {
+  kReserve = 0,
+  kUnreserve,
+  kPopulate,
+  kDiscard,
+  kCollapseHugepages,
+  kRemap,
+  kOpenUserfaultfd,
+  kRegisterUserfaultfd,
+  kMovePages,
+  kCount
+};
 
 class FaultInjectingOs final : public Os {
  public:
   explicit FaultInjectingOs(Os& real = SystemOs()) : real_(real) {}
 
-  // Lets `successes` more calls of `op` through, then fails every later one with `err` (ENOMEM gives
-  // ResourceExhausted, anything else Internal) until Clear(op).
+  // Lets `successes` more calls of `op` through, then fails every later one with `err` (mapped to a status
+  // as the real calls are, by StatusFromErrno) until Clear(op). A failed MovePages moves nothing.
   void FailAfter(OsOp op, std::int64_t successes, int err);
   void Clear(OsOp op);
   std::int64_t calls(OsOp op) const;     // calls made, failed ones included
@@ -32,6 +43,12 @@ class FaultInjectingOs final : public Os {
   absl::Status Unreserve(std::byte* addr, Bytes size) override;
   absl::Status Populate(std::byte* addr, Bytes size) override;
   absl::Status Discard(std::byte* addr, Bytes size) override;
+  absl::Status CollapseHugepages(std::byte* addr, Bytes size) override;
+  absl::Status Remap(std::byte* dst, std::byte* src, Bytes size) override;
+  absl::StatusOr<int> OpenUserfaultfd() override;
+  absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override;
+  absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) override;
+  void CloseUserfaultfd(int uffd) override;
 
  private:
   struct Rule {

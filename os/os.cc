@@ -1,7 +1,12 @@
-// os/os.cc — SystemOs: the real mmap / munmap / madvise behind the Os seam.
+// os/os.cc — SystemOs: the real mmap / munmap / madvise / mremap / userfaultfd behind the Os seam.
 #include "os/os.h"
 
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
@@ -12,14 +17,64 @@
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
 #endif
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+
+// UFFDIO_MOVE (Linux 6.8) is newer than the kernel headers of Debian 12: the ABI, from the kernel's uapi.
+namespace mova::os::uapi {
+inline constexpr std::uint64_t kFeatureMove = std::uint64_t{1} << 16;
+inline constexpr std::uint64_t kMoveModeAllowSrcHoles = std::uint64_t{1} << 1;
+struct UffdioMove {
+  std::uint64_t dst;
+  std::uint64_t src;
+  std::uint64_t len;
+  std::uint64_t mode;
+  std::int64_t move;  // written by the kernel: bytes moved, or -errno
+};
+inline constexpr unsigned long kUffdioMove = _IOWR(UFFDIO, 0x05, UffdioMove);
+}  // namespace mova::os::uapi
 
 namespace mova::os {
+
+absl::Status StatusFromErrno(int err, std::string_view what) {
+  const std::string msg = absl::StrFormat("%s failed: %s", what, std::strerror(err));
+  switch (err) {
+    case ENOMEM:
+    case EAGAIN:
+      return absl::ResourceExhaustedError(msg);
+    case EBUSY:
+      return absl::UnavailableError(msg);
+    case EPERM:
+    case EACCES:
+      return absl::PermissionDeniedError(msg);
+    case EEXIST:
+      return absl::AlreadyExistsError(msg);
+    case ENOENT:
+      return absl::NotFoundError(msg);
+    case EINVAL:
+      return absl::InvalidArgumentError(msg);
+    case ENOSYS:
+    case ENOTTY:
+      return absl::UnimplementedError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
 namespace {
 
 absl::Status ErrnoStatus(int err, const char* what, const void* addr, std::size_t size) {
-  std::string msg = absl::StrFormat("%s(%p, %u bytes) failed: %s", what, addr, size, std::strerror(err));
-  if (err == ENOMEM || err == EAGAIN) return absl::ResourceExhaustedError(msg);
-  return absl::InternalError(msg);
+  return StatusFromErrno(err, absl::StrFormat("%s(%p, %u bytes)", what, addr, size));
 }
 
 class SystemOsImpl final : public Os {
@@ -62,6 +117,69 @@ class SystemOsImpl final : public Os {
     }
     return absl::OkStatus();
   }
+
+  absl::Status CollapseHugepages(std::byte* addr, Bytes size) override {
+    if (madvise(addr, size.value(), MADV_COLLAPSE) != 0) return ErrnoStatus(errno, "madvise(MADV_COLLAPSE)", addr, size.value());
+    return absl::OkStatus();
+  }
+
+  absl::Status Remap(std::byte* dst, std::byte* src, Bytes size) override {
+    void* p = mremap(src, size.value(), size.value(), MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, dst);
+    if (p == MAP_FAILED) return ErrnoStatus(errno, "mremap", src, size.value());
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<int> OpenUserfaultfd() override {
+    int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+    if (fd < 0 && (errno == EPERM || errno == EINVAL || errno == ENOSYS)) {
+      // Where the syscall is refused, /dev/userfaultfd may still be allowed by its file permissions.
+      const int saved = errno;
+      const int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+      if (dev >= 0) {
+        fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+        close(dev);
+      }
+      if (fd < 0) errno = saved;
+    }
+    if (fd < 0) return StatusFromErrno(errno, "userfaultfd");
+    uffdio_api api{};
+    api.api = UFFD_API;
+    api.features = uapi::kFeatureMove;
+    if (ioctl(fd, UFFDIO_API, &api) != 0) {
+      const int err = errno;
+      close(fd);
+      // A kernel without UFFD_FEATURE_MOVE refuses the feature bit with EINVAL.
+      if (err == EINVAL) return absl::UnimplementedError("userfaultfd: the kernel has no UFFDIO_MOVE (Linux 6.8+)");
+      return StatusFromErrno(err, "ioctl(UFFDIO_API)");
+    }
+    return fd;
+  }
+
+  absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override {
+    uffdio_register reg{};
+    reg.range.start = reinterpret_cast<std::uintptr_t>(addr);
+    reg.range.len = size.value();
+    reg.mode = UFFDIO_REGISTER_MODE_WP;
+    if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return ErrnoStatus(errno, "ioctl(UFFDIO_REGISTER)", addr, size.value());
+    return absl::OkStatus();
+  }
+
+  absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) override {
+    uapi::UffdioMove mv{};
+    mv.dst = reinterpret_cast<std::uintptr_t>(dst);
+    mv.src = reinterpret_cast<std::uintptr_t>(src);
+    mv.len = size.value();
+    mv.mode = uapi::kMoveModeAllowSrcHoles;
+    if (ioctl(uffd, uapi::kUffdioMove, &mv) == 0) {
+      *moved = size;
+      return absl::OkStatus();
+    }
+    const int err = errno;
+    *moved = Bytes(mv.move > 0 ? static_cast<std::size_t>(mv.move) : 0);
+    return ErrnoStatus(err, "ioctl(UFFDIO_MOVE)", src, size.value());
+  }
+
+  void CloseUserfaultfd(int uffd) override { close(uffd); }
 };
 
 }  // namespace

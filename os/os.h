@@ -1,12 +1,15 @@
 // os/os.h — the one seam between mova and the kernel's memory calls.
 //
-// Types: Os (the interface every component calls), SystemOs() (the real one: mmap, munmap, madvise).
-// Every mmap / madvise in mova goes through an Os, so tests can inject failures (see fault_injecting_os.h)
-// and check that no error path loses a live object's bytes. Implementations must be thread-safe.
+// Types: Os (the interface every component calls), SystemOs() (the real one: mmap, munmap, madvise, mremap,
+// userfaultfd), StatusFromErrno (one errno → status mapping for every implementation).
+// Every mmap / madvise / mremap / userfaultfd call in mova goes through an Os, so tests can inject failures
+// (see fault_injecting_os.h) and check that no error path loses a live object's bytes. Implementations must be
+// thread-safe.
 #ifndef MOVA_OS_OS_H_
 #define MOVA_OS_OS_H_
 
 #include <cstddef>
+#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -33,7 +36,35 @@ class Os {
   // Gives a page-aligned range's memory back to the kernel (MADV_DONTNEED): RSS drops at once and the
   // next touch reads zeros.
   virtual absl::Status Discard(std::byte* addr, Bytes size) = 0;
+
+  // Puts the present pages of a range aligned to 2 MiB on transparent huge pages now (MADV_COLLAPSE,
+  // Linux 6.1+), without changing the mapping's flags (so no mapping is split, and khugepaged does not later
+  // fill the range's holes). ResourceExhausted / Unavailable when no huge page could be had now.
+  virtual absl::Status CollapseHugepages(std::byte* addr, Bytes size) = 0;
+
+  // Moves the pages of [src, src + size) to dst by moving page tables (mremap with MREMAP_FIXED and
+  // MREMAP_DONTUNMAP): src stays mapped with no pages; whatever was mapped at dst is replaced. The kernel
+  // gives the moved range a mapping of its own (up to two more lines in /proc/self/maps).
+  virtual absl::Status Remap(std::byte* dst, std::byte* src, Bytes size) = 0;
+
+  // A userfaultfd for this process with UFFD_FEATURE_MOVE (user-mode faults only, so no privilege is needed
+  // where the kernel allows it). Unimplemented when the kernel has no UFFDIO_MOVE (before Linux 6.8),
+  // PermissionDenied when userfaultfd is not allowed.
+  virtual absl::StatusOr<int> OpenUserfaultfd() = 0;
+  // Registers a range for write-protect faults. Nothing is ever write-protected, so no fault reaches a
+  // handler; the registration is what lets UFFDIO_MOVE place pages into the range.
+  virtual absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) = 0;
+  // UFFDIO_MOVE: moves the pages of [src, src + size) to dst (which must have none) without copying; holes
+  // in src stay holes. `*moved` is set to the bytes moved before an error. Unavailable (EBUSY) when a page is
+  // shared with another process (after fork), AlreadyExists when dst has a page.
+  virtual absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) = 0;
+  virtual void CloseUserfaultfd(int uffd) = 0;
 };
+
+// The status for a failed call `what` that set errno `err`: ENOMEM / EAGAIN → ResourceExhausted,
+// EBUSY → Unavailable, EPERM / EACCES → PermissionDenied, EEXIST → AlreadyExists, ENOENT → NotFound,
+// EINVAL → InvalidArgument, ENOSYS / ENOTTY → Unimplemented, anything else → Internal.
+absl::Status StatusFromErrno(int err, std::string_view what);
 
 // The process-wide real implementation.
 Os& SystemOs();

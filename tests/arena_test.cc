@@ -15,7 +15,7 @@ namespace {
 
 std::unique_ptr<Arena> Make(os::Os& os, std::size_t regions, std::chrono::milliseconds decay = {},
                             std::size_t limit = ~std::size_t{0}) {
-  return Arena::Create(os, ArenaOptions{Bytes(regions * kRegionSize), Bytes(limit), decay}).value();
+  return Arena::Create(os, ArenaOptions{Bytes(regions * kRegionSize), Bytes(limit), decay, {}}).value();
 }
 
 TEST(Arena, BaseIsRegionAligned) {
@@ -135,8 +135,59 @@ TEST(Arena, ReservationFailureIsReported) {
   os::FaultInjectingOs fos;
   fos.FailAfter(os::OsOp::kReserve, 0, ENOMEM);
   absl::StatusOr<std::unique_ptr<Arena>> a =
-      Arena::Create(fos, ArenaOptions{Bytes(kRegionSize), Bytes(~std::size_t{0}), {}});
+      Arena::Create(fos, ArenaOptions{Bytes(kRegionSize), Bytes(~std::size_t{0}), {}, {}});
   EXPECT_EQ(a.status().code(), absl::StatusCode::kResourceExhausted);
+}
+
+// A move's destination holds no pages, even where freed pages were still resident (decay): UFFDIO_MOVE
+// refuses a destination page that is present.
+TEST(Arena, EmptyBackingDiscardsDirtyPagesAndPopulatesNothing) {
+  auto a = Make(os::SystemOs(), 2, std::chrono::hours(1));
+  PageRun r = a->Allocate(Pages(8)).value();
+  std::memset(a->PageAddress(r.first), 1, 8 * kPageSize);
+  a->Free(r);
+  EXPECT_EQ(a->stats().dirty_pages, 8u);
+  PageRun e = a->AllocateBelow(Pages(8), 1, Backing::kEmpty).value();
+  EXPECT_EQ(e.first, r.first);  // first fit: the same pages
+  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(e.first), 8 * kPageSize).value(), 0u);
+  // Moved out, the run goes back without anything to discard.
+  a->FreeMovedOut(e);
+  EXPECT_EQ(a->stats().used_pages, 0u);
+  EXPECT_EQ(a->stats().dirty_pages, 0u);
+}
+
+TEST(Arena, MoveRunMovesPagesAndRefusesRunsOfDifferentLengths) {
+  auto a = Make(os::SystemOs(), 2);
+  PageRun src = a->Allocate(Pages(4)).value();
+  std::memset(a->PageAddress(src.first), 7, 4 * kPageSize);
+  PageRun dst = a->AllocateBelow(Pages(4), 2, Backing::kEmpty).value();
+  absl::StatusOr<compactor::MoveOutcome> out = a->MoveRun(dst, src, compactor::MoveKind::kBlock);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(std::to_integer<int>(a->PageAddress(dst.first)[4 * kPageSize - 1]), 7);
+  EXPECT_EQ(a->move_stats().uffd_moves + a->move_stats().copy_moves, 1u);
+  EXPECT_TRUE(absl::IsInvalidArgument(a->MoveRun(PageRun{dst.first, 3}, src, compactor::MoveKind::kBlock).status()));
+}
+
+TEST(Arena, FullRegionsAreCollapsedOnceAndAKernelWithoutCollapseStopsTheScan) {
+  os::FaultInjectingOs fos;
+  auto a = Make(fos, 4);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(a->Allocate(Pages(kPagesPerRegion)).ok());  // three full regions
+  fos.FailAfter(os::OsOp::kCollapseHugepages, 0, EINVAL);
+  Arena::CollapseResult r = a->CollapseFullRegions();
+  EXPECT_EQ(r.collapsed, 0u);
+  EXPECT_EQ(r.failed, 1u);  // stopped after the first refusal
+  EXPECT_EQ(fos.calls(os::OsOp::kCollapseHugepages), 1);
+  fos.FailAfter(os::OsOp::kCollapseHugepages, 1, EAGAIN);  // one succeeds, then no huge page to be had
+  r = a->CollapseFullRegions();
+  EXPECT_EQ(r.collapsed, 1u);
+  EXPECT_EQ(r.failed, 2u);  // transient: the others are tried too
+  fos.Clear(os::OsOp::kCollapseHugepages);
+  r = a->CollapseFullRegions();
+  EXPECT_EQ(r.collapsed, 2u);  // the first is not collapsed twice
+  EXPECT_EQ(a->CollapseFullRegions().collapsed, 0u);
+  EXPECT_EQ(a->stats().regions_collapsed, 3u);
+  EXPECT_EQ(a->stats().collapse_failures, 3u);
 }
 
 }  // namespace

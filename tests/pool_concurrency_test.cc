@@ -134,15 +134,29 @@ TEST(PoolConcurrency, DefragmentWhileThreadsAllocateFreeAndPin) {
   auto pool = Pool::Create().value();
   std::atomic<bool> stop{false};
   std::atomic<int> bad{0};
-  std::atomic<std::uint64_t> migrated{0};
+  std::atomic<std::uint64_t> migrated{0}, huge_migrated{0};
+  std::vector<std::vector<Obj>> owned(2);
+  {
+    // A scattered heap first (dense blocks over many regions, huge objects between them), so the mover has
+    // blocks and huge objects to move while the workers run; the survivors are the first worker's.
+    std::vector<Handle> spacers;
+    for (int i = 0; i < 8; ++i) {
+      owned[0].push_back({AllocFilled(*pool, 70000 + 1000 * i, 77 + i), 70000u + 1000 * i, 77u + i});
+      spacers.push_back(pool->allocate(300000).value());
+    }
+    for (Handle h : spacers) ASSERT_TRUE(pool->free(h).ok());
+    std::vector<Obj> dense = testing::ScatteredDenseBlocks(*pool, 99, 16u << 20);
+    owned[0].insert(owned[0].end(), dense.begin(), dense.end());
+  }
   std::thread mover([&] {
     while (!stop.load()) {
+      const DefragResult r = pool->defragment();
+      migrated += r.blocks_migrated;
+      huge_migrated += r.huge_migrated;
       pool->compact();
-      migrated += pool->defragment().blocks_migrated;
     }
   });
   std::vector<std::thread> workers;
-  std::vector<std::vector<Obj>> owned(2);
   for (int t = 0; t < 2; ++t) {
     workers.emplace_back([&, t] {
       std::mt19937_64 rng(100 + t);
@@ -150,7 +164,8 @@ TEST(PoolConcurrency, DefragmentWhileThreadsAllocateFreeAndPin) {
       for (int op = 0; op < kOpsPerThread; ++op) {
         const int what = rng() % 8;
         if (what < 4 || mine.empty()) {
-          const std::size_t size = 16 + rng() % 800;
+          // One in 256 is a huge object (its own page run, moved whole).
+          const std::size_t size = rng() % 256 == 0 ? 66000 + rng() % 100000 : 16 + rng() % 800;
           const std::uint64_t seed = rng();
           mine.push_back({AllocFilled(*pool, size, seed), size, seed});
         } else if (what < 7) {
@@ -175,7 +190,9 @@ TEST(PoolConcurrency, DefragmentWhileThreadsAllocateFreeAndPin) {
   for (auto& v : owned) {
     for (const Obj& o : v) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
   }
-  std::printf("blocks migrated while the workers ran: %lu\n", static_cast<unsigned long>(migrated.load()));
+  std::printf("blocks migrated while the workers ran: %lu (%lu huge objects)\n", static_cast<unsigned long>(migrated.load()),
+              static_cast<unsigned long>(huge_migrated.load()));
+  EXPECT_GT(migrated.load(), 0u);
 }
 
 TEST(PoolConcurrency, ManyPinnersOneObject) {

@@ -3,7 +3,6 @@
 // high regions empty out, and moves add no mappings.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -20,44 +19,10 @@ namespace {
 using testing::AllocFilled;
 using testing::Intact;
 using testing::Obj;
+using testing::ScatteredDenseBlocks;
 
-// ~40 MiB of objects of four sizes, interleaved so every class's blocks spread over all regions; then 90% freed
-// at random and the rest compacted inside their classes: dense blocks, scattered over many regions.
-std::vector<Obj> ScatteredDenseBlocks(Pool& pool, std::uint32_t seed) {
-  std::mt19937_64 rng(seed);
-  const std::size_t sizes[] = {48, 200, 700, 3000};
-  std::vector<Obj> all;
-  std::size_t bytes = 0;
-  for (std::size_t i = 0; bytes < (40u << 20); ++i) {
-    const std::size_t s = sizes[i % 4];
-    all.push_back({AllocFilled(pool, s, i * 7919), s, i * 7919});
-    bytes += s;
-  }
-  std::vector<Obj> kept;
-  for (const Obj& o : all) {
-    if (rng() % 10 == 0) {
-      kept.push_back(o);
-    } else {
-      EXPECT_TRUE(pool.free(o.h).ok());
-    }
-  }
-  pool.compact();
-  return kept;
-}
-
-// How many mappings of /proc/self/maps overlap `range` (sanitizers and malloc map memory of their own
-// elsewhere; only the pool's ranges matter here).
-std::size_t MappingsOverlapping(const Pool::AddressRange& range) {
-  const auto lo = reinterpret_cast<std::uintptr_t>(range.start), hi = lo + range.size;
-  std::ifstream maps("/proc/self/maps");
-  std::size_t n = 0;
-  for (std::string line; std::getline(maps, line);) {
-    const std::uintptr_t start = std::stoull(line.substr(0, line.find('-')), nullptr, 16);
-    const std::uintptr_t end = std::stoull(line.substr(line.find('-') + 1, line.find(' ')), nullptr, 16);
-    if (start < hi && end > lo) ++n;
-  }
-  return n;
-}
+// Mappings over one of the pool's ranges (sanitizers and malloc map memory of their own elsewhere).
+std::size_t MappingsOverlapping(const Pool::AddressRange& range) { return bench::MappingsIn(range.start, range.size).value(); }
 
 TEST(PoolDefrag, HighRegionsEmptyOutAndEverythingSurvives) {
   auto pool = Pool::Create().value();
@@ -78,6 +43,12 @@ TEST(PoolDefrag, HighRegionsEmptyOutAndEverythingSurvives) {
 
   EXPECT_GT(r.blocks_migrated, 0u);
   EXPECT_GE(r.pages_moved, r.blocks_migrated);  // every block is at least a page
+  // Each block moved one way, counted: zero-copy where the kernel allows it (CI's does), else memcpy.
+  EXPECT_EQ(r.moves_uffd + r.moves_copy, r.blocks_migrated);
+  EXPECT_EQ(r.moves_mremap, 0u);  // blocks never go by mremap
+  if (after.userfaultfd_ready) {
+    EXPECT_EQ(r.moves_uffd, r.blocks_migrated);
+  }
   EXPECT_GT(r.regions_freed, 0u);
   EXPECT_LT(after.regions_in_use, before.regions_in_use);
   // First fit packs the blocks: at most two regions more than their pages need.

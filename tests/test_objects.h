@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <cstring>
+#include <random>
+#include <vector>
 
 #include "mova/pool.h"
 
@@ -48,6 +50,30 @@ inline Handle AllocFilled(Pool& pool, std::size_t size, std::uint64_t seed) {
 inline bool Intact(Pool& pool, Handle h, std::size_t size, std::uint64_t seed) {
   absl::StatusOr<Pinned> p = pool.pin(h, Access::kRead);
   return p.ok() && p->size() == size && Matches(p->bytes(), seed);
+}
+
+// ~`bytes` of objects of four sizes, interleaved so every class's blocks spread over all regions; then 90%
+// freed at random and the rest compacted inside their classes: dense blocks, scattered over many regions.
+inline std::vector<Obj> ScatteredDenseBlocks(Pool& pool, std::uint32_t seed, std::size_t bytes = 40u << 20) {
+  std::mt19937_64 rng(seed);
+  const std::size_t sizes[] = {48, 200, 700, 3000};
+  std::vector<Obj> all;
+  std::size_t total = 0;
+  for (std::size_t i = 0; total < bytes; ++i) {
+    const std::size_t s = sizes[i % 4];
+    all.push_back({AllocFilled(pool, s, i * 7919), s, i * 7919});
+    total += s;
+  }
+  std::vector<Obj> kept;
+  for (const Obj& o : all) {
+    if (rng() % 10 == 0) {
+      kept.push_back(o);
+    } else {
+      EXPECT_TRUE(pool.free(o.h).ok());
+    }
+  }
+  pool.compact();
+  return kept;
 }
 
 }  // namespace mova::testing

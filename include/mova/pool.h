@@ -53,6 +53,15 @@ struct PoolOptions {
   std::uint32_t max_handles = (1u << 28) - 1;   // handle-table capacity (at most 2^28 - 1; 8 B of address space each)
   bool checked = false;                         // abort on handle misuse, naming the handle
   os::Os* os = nullptr;                         // the OS seam; nullptr is the real kernel
+  // How defragment() may move pages. Each way falls back to memcpy where the kernel refuses it; stats()
+  // counts which way every move went.
+  bool move_by_userfaultfd = true;  // UFFDIO_MOVE (Linux 6.8+): zero-copy, the mappings stay as they are
+  bool move_by_mremap = true;       // huge objects, where there is no UFFDIO_MOVE: at most 256 of them in the
+                                    // pool's lifetime (the kernel gives each a mapping of its own)
+  // After defragment(), put every 2 MiB region that is full on a transparent huge page (MADV_COLLAPSE,
+  // Linux 6.1+; no mapping changes): fewer TLB misses on live data, and huge objects then move as one page-table
+  // entry. Costs about 1.5 ms per region collapsed here, so it is off unless asked for.
+  bool collapse_dense_regions = false;
 };
 
 // A pinned object: its bytes stay at data() and the object is not moved until the Pinned is destroyed or

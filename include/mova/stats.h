@@ -45,7 +45,12 @@ struct DefragResult {
   std::uint64_t blocks_migrated = 0;  // including blocks freed while isolated
   std::uint64_t blocks_failed = 0;    // isolated but put back: no room below, or still busy after the retries
   std::uint64_t regions_freed = 0;    // regions that held blocks before and none after
-  std::uint64_t pages_moved = 0;      // pages of the blocks migrated (copied)
+  std::uint64_t huge_migrated = 0;    // huge objects moved (counted in blocks_migrated too)
+  std::uint64_t pages_moved = 0;      // pages of the blocks and huge objects migrated
+  std::uint64_t moves_uffd = 0;       // of the moves: by UFFDIO_MOVE (zero-copy)
+  std::uint64_t moves_mremap = 0;     //               by mremap (huge objects, no UFFDIO_MOVE)
+  std::uint64_t moves_copy = 0;       //               by memcpy (fallbacks included)
+  std::uint64_t regions_collapsed = 0;  // full regions put on transparent huge pages (collapse_dense_regions)
   double seconds = 0;
 };
 
@@ -81,6 +86,20 @@ struct PoolStats {
   std::uint64_t blocks_migrated = 0;
   std::uint64_t blocks_migrate_failed = 0;
   std::uint64_t regions_freed = 0;
+  std::uint64_t huge_migrated = 0;
+  // The move engine, cumulative: which way pages moved (see PoolOptions::move_by_*).
+  bool userfaultfd_ready = false;          // UFFDIO_MOVE usable in this process (not in a forked child)
+  std::uint64_t moves_uffd = 0;
+  std::uint64_t moves_mremap = 0;
+  std::uint64_t moves_copy = 0;
+  std::uint64_t bytes_moved_uffd = 0;
+  std::uint64_t bytes_moved_mremap = 0;
+  std::uint64_t bytes_moved_copy = 0;
+  std::uint64_t uffd_busy_fallbacks = 0;   // pages shared with another process (after fork): memcpy instead
+  std::uint64_t uffd_other_fallbacks = 0;
+  std::uint64_t mremap_fallbacks = 0;      // mremap failed or its budget was spent: memcpy instead
+  std::uint64_t regions_collapsed = 0;     // full regions put on transparent huge pages, cumulative
+  std::uint64_t collapse_failures = 0;
 
   std::vector<ClassStats> classes;      // every size class, in size order
 };

@@ -1,0 +1,84 @@
+// alloc/pool_huge_driver.h — the pool's huge objects as movable blocks.
+//
+// Types: PoolHugeDriver (MovableOps for huge objects: a huge object moves as one page run — UFFDIO_MOVE, or
+// mremap where there is none, or memcpy — and its handle is republished at the new place).
+// Isolation refuses an object that is pinned or moving; migrate claims the handle entry (MOVING) so pins and
+// frees wait until the object is published at its new place, and answers Again if it is pinned meanwhile.
+// Contract: the pool validates a huge object and isolates it under its huge-object lock, which FreeHuge also
+// takes, so the run cannot be released in between. The framework works on the source's descriptor after a
+// successful migrate: the descriptor is written back after the move (if the first page moved away, into a
+// fresh page, given back with the run on Release).
+#ifndef MOVA_ALLOC_POOL_HUGE_DRIVER_H_
+#define MOVA_ALLOC_POOL_HUGE_DRIVER_H_
+
+#include <atomic>
+#include <cstring>
+#include <new>
+
+#include "alloc/arena.h"
+#include "alloc/block.h"
+#include "alloc/page_map.h"
+#include "alloc/pool_block_driver.h"
+#include "compactor/movable_block.h"
+#include "handles/entry_word.h"
+#include "handles/handle_table.h"
+
+namespace mova::alloc {
+
+inline HugeObject* HugeOfMovable(compactor::MovableBlock& m) { return static_cast<HugeObject*>(m.owner()); }
+
+class PoolHugeDriver final : public compactor::MovableOps {
+ public:
+  PoolHugeDriver(Arena& arena, PageMap& page_map, handles::HandleTable& table)
+      : arena_(arena), page_map_(page_map), table_(table) {}
+
+  bool Isolate(compactor::MovableBlock& m, compactor::MigrateMode) override {
+    const HugeObject* h = HugeOfMovable(m);
+    const handles::Word w = table_.entry(h->owner).load(std::memory_order_acquire);
+    return handles::IsLiveGen(handles::GenOf(w)) && handles::OffsetOf(w) == h->data_offset() &&
+           handles::PinsOf(w) == 0 && !handles::IsMoving(w);
+  }
+
+  compactor::MigrateResult Migrate(compactor::MovableBlock& dst, compactor::MovableBlock& src,
+                                   compactor::MigrateMode) override {
+    HugeObject* h = HugeOfMovable(src);
+    const PageRun to = TargetRun(dst), from = h->run;
+    handles::EntryAtomic& e = table_.entry(h->owner);
+    handles::Word claimed;
+    if (!handles::BeginMove(e, h->data_offset(), &claimed)) return compactor::MigrateResult::kAgain;
+    alignas(HugeObject) std::byte saved[sizeof(HugeObject)];
+    std::memcpy(saved, static_cast<const void*>(h), sizeof(HugeObject));
+    absl::StatusOr<compactor::MoveOutcome> moved = arena_.MoveRun(to, from, compactor::MoveKind::kRun);
+    if (!moved.ok()) {
+      handles::EndMove(e, claimed, handles::OffsetOf(claimed));
+      return compactor::MigrateResult::kFail;
+    }
+    std::memcpy(static_cast<void*>(h), saved, sizeof(HugeObject));  // the first page may have moved away
+    auto* n = reinterpret_cast<HugeObject*>(arena_.PageAddress(to.first));
+    n->run = to;
+    new (&n->movable) compactor::MovableBlock();
+    n->movable.Register(this, n);
+    page_map_.MapHuge(to);
+    handles::EndMove(e, claimed, n->data_offset());
+    h->magic = 0;
+    page_map_.Unmap(from.first, 1);
+    h->movable.Unregister();
+    pages_migrated_.fetch_add(to.count, std::memory_order_relaxed);
+    return compactor::MigrateResult::kSuccess;
+  }
+
+  void Putback(compactor::MovableBlock&) override {}  // isolation changed nothing of the object
+  void Release(compactor::MovableBlock& m) override { arena_.Free(HugeOfMovable(m)->run); }
+
+  std::uint64_t pages_migrated() const { return pages_migrated_.load(std::memory_order_relaxed); }
+
+ private:
+  Arena& arena_;
+  PageMap& page_map_;
+  handles::HandleTable& table_;
+  std::atomic<std::uint64_t> pages_migrated_{0};
+};
+
+}  // namespace mova::alloc
+
+#endif  // MOVA_ALLOC_POOL_HUGE_DRIVER_H_

@@ -1,0 +1,110 @@
+// compactor/move_engine.cc — see move_engine.h.
+#include "compactor/move_engine.h"
+
+#include <unistd.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace mova::compactor {
+
+MoveEngine::MoveEngine(os::Os& os, std::byte* base, Bytes size, const MoveEngineOptions& options)
+    : os_(os), options_(options), remaps_left_(options.remap_budget) {
+  if (!options.use_userfaultfd) {
+    uffd_reason_ = "turned off by the options";
+    return;
+  }
+  absl::StatusOr<int> fd = os_.OpenUserfaultfd();
+  if (!fd.ok()) {
+    uffd_reason_ = std::string(fd.status().message());
+    return;
+  }
+  if (absl::Status s = os_.RegisterUserfaultfd(*fd, base, size); !s.ok()) {
+    os_.CloseUserfaultfd(*fd);
+    uffd_reason_ = std::string(s.message());
+    return;
+  }
+  uffd_ = *fd;
+  owner_pid_ = getpid();
+}
+
+MoveEngine::~MoveEngine() {
+  // In a forked child the descriptor is the child's copy; closing it leaves the parent's alone.
+  if (uffd_ >= 0) os_.CloseUserfaultfd(uffd_);
+}
+
+int MoveEngine::UsableUffd() const {
+  if (uffd_ < 0 || getpid() != owner_pid_) return -1;
+  return uffd_;
+}
+
+absl::Status MoveEngine::Copy(std::byte* dst, std::byte* src, Bytes size) {
+  if (absl::Status s = os_.Populate(dst, size); !s.ok()) return s;
+  std::memcpy(dst, src, size.value());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Bytes size, MoveKind kind) {
+  if (size.value() == 0) return MoveOutcome{MoveWay::kCopy, true};
+  const int uffd = UsableUffd();
+  std::size_t moved = 0;
+  if (uffd >= 0) {
+    absl::Status st;
+    while (moved < size.value()) {
+      Bytes step(0);
+      st = os_.MovePages(uffd, dst + moved, src + moved, Bytes(size.value() - moved), &step);
+      moved += step.value();
+      if (st.ok() || step.value() == 0) break;  // done, or no progress: the rest goes by memcpy
+    }
+    c_.uffd_bytes.fetch_add(moved, std::memory_order_relaxed);
+    if (moved == size.value()) {
+      c_.uffd_moves.fetch_add(1, std::memory_order_relaxed);
+      return MoveOutcome{MoveWay::kUffdMove, true};
+    }
+    (absl::IsUnavailable(st) ? c_.uffd_busy_fallbacks : c_.uffd_other_fallbacks).fetch_add(1, std::memory_order_relaxed);
+  } else if (kind == MoveKind::kRun && options_.use_remap) {
+    std::uint64_t left = remaps_left_.load(std::memory_order_relaxed);
+    while (left > 0 && !remaps_left_.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) {
+    }
+    if (left > 0 && os_.Remap(dst, src, size).ok()) {
+      c_.remap_moves.fetch_add(1, std::memory_order_relaxed);
+      c_.remap_bytes.fetch_add(size.value(), std::memory_order_relaxed);
+      return MoveOutcome{MoveWay::kRemap, true};
+    }
+    c_.remap_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  }
+  const Bytes rest(size.value() - moved);
+  if (absl::Status s = Copy(dst + moved, src + moved, rest); !s.ok()) {
+    if (moved > 0) {
+      // Put the pages that did move back where they were, so the source is whole again.
+      Bytes back(0);
+      if (!os_.MovePages(uffd, src, dst, Bytes(moved), &back).ok()) {
+        std::memcpy(src + back.value(), dst + back.value(), moved - back.value());
+      }
+    }
+    c_.failures.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
+  c_.copy_moves.fetch_add(1, std::memory_order_relaxed);
+  c_.copy_bytes.fetch_add(rest.value(), std::memory_order_relaxed);
+  return MoveOutcome{MoveWay::kCopy, false};
+}
+
+MoveEngineStats MoveEngine::stats() const {
+  MoveEngineStats s;
+  s.userfaultfd_ready = UsableUffd() >= 0;
+  s.uffd_moves = c_.uffd_moves.load(std::memory_order_relaxed);
+  s.uffd_bytes = c_.uffd_bytes.load(std::memory_order_relaxed);
+  s.remap_moves = c_.remap_moves.load(std::memory_order_relaxed);
+  s.remap_bytes = c_.remap_bytes.load(std::memory_order_relaxed);
+  s.copy_moves = c_.copy_moves.load(std::memory_order_relaxed);
+  s.copy_bytes = c_.copy_bytes.load(std::memory_order_relaxed);
+  s.uffd_busy_fallbacks = c_.uffd_busy_fallbacks.load(std::memory_order_relaxed);
+  s.uffd_other_fallbacks = c_.uffd_other_fallbacks.load(std::memory_order_relaxed);
+  s.remap_fallbacks = c_.remap_fallbacks.load(std::memory_order_relaxed);
+  s.failures = c_.failures.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace mova::compactor

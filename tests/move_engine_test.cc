@@ -1,0 +1,351 @@
+// The move engine on real memory: UFFDIO_MOVE takes pages without copying and leaves the source empty;
+// without userfaultfd, runs go by mremap within a budget and everything else by memcpy; a page shared with a
+// forked child makes UFFDIO_MOVE answer EBUSY and the move finishes by memcpy; a copy that cannot get memory
+// leaves the source whole (moving back what had moved); 100k random moves keep every byte and add no mappings.
+#include "compactor/move_engine.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "bench/rss.h"
+#include "os/fault_injecting_os.h"
+#include "os/os.h"
+
+namespace mova::compactor {
+namespace {
+
+constexpr std::size_t kRangeBytes = std::size_t{64} << 20;
+
+// A reserved range (as an arena's) that unreserves itself.
+struct Range {
+  explicit Range(os::Os& the_os, std::size_t size = kRangeBytes)
+      : os(the_os), base(the_os.Reserve(Bytes(size), Bytes(std::size_t{2} << 20)).value()), size(size) {}
+  ~Range() { (void)os.Unreserve(base, Bytes(size)); }
+  std::byte* page(std::size_t i) const { return base + i * kPageSize; }
+  os::Os& os;
+  std::byte* base;
+  std::size_t size;
+};
+
+// Page i of a run filled from `seed` holds (seed, i, offset) in every word.
+void FillPages(std::byte* p, std::size_t pages, std::uint64_t seed) {
+  auto* w = reinterpret_cast<std::uint64_t*>(p);
+  for (std::size_t i = 0; i < pages * kPageSize / 8; ++i) w[i] = seed * 0x9E3779B97F4A7C15ull + i;
+}
+bool PagesMatch(const std::byte* p, std::size_t pages, std::uint64_t seed) {
+  const auto* w = reinterpret_cast<const std::uint64_t*>(p);
+  for (std::size_t i = 0; i < pages * kPageSize / 8; ++i) {
+    if (w[i] != seed * 0x9E3779B97F4A7C15ull + i) return false;
+  }
+  return true;
+}
+std::uint64_t Resident(const std::byte* p, std::size_t pages) {
+  return bench::ResidentBytesIn(p, pages * kPageSize).value();
+}
+
+// Skips when this kernel or process cannot use UFFDIO_MOVE, naming why (CI's machine can: Linux 6.18, root).
+#define REQUIRE_UFFD(engine)                                                                        \
+  if (!(engine).stats().userfaultfd_ready) {                                                       \
+    GTEST_SKIP() << "UFFDIO_MOVE unavailable: " << (engine).userfaultfd_unavailable_reason(); \
+  }
+
+TEST(MoveEngine, UffdMoveTakesThePagesWithoutCopying) {
+  Range r(os::SystemOs());
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  REQUIRE_UFFD(engine);
+  for (std::size_t pages : {1u, 16u, 512u}) {
+    std::byte* src = r.page(0);
+    std::byte* dst = r.page(4096);
+    ASSERT_TRUE(os::SystemOs().Populate(src, Bytes(pages * kPageSize)).ok());
+    FillPages(src, pages, pages);
+    const MoveEngineStats before = engine.stats();
+    absl::StatusOr<MoveOutcome> out = engine.Move(dst, src, Bytes(pages * kPageSize), MoveKind::kBlock);
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_EQ(out->way, MoveWay::kUffdMove);
+    EXPECT_TRUE(out->source_vacated);
+    EXPECT_TRUE(PagesMatch(dst, pages, pages));
+    EXPECT_EQ(Resident(src, pages), 0u) << "the source's pages moved: nothing left to discard";
+    EXPECT_EQ(Resident(dst, pages), pages * kPageSize);
+    const MoveEngineStats after = engine.stats();
+    EXPECT_EQ(after.uffd_moves - before.uffd_moves, 1u);
+    EXPECT_EQ(after.uffd_bytes - before.uffd_bytes, pages * kPageSize);
+    EXPECT_EQ(after.copy_moves, before.copy_moves);
+    ASSERT_TRUE(os::SystemOs().Discard(dst, Bytes(pages * kPageSize)).ok());
+  }
+}
+
+TEST(MoveEngine, HolesInTheSourceStayHoles) {
+  Range r(os::SystemOs());
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  REQUIRE_UFFD(engine);
+  ASSERT_TRUE(os::SystemOs().Populate(r.page(0), Bytes(kPageSize)).ok());
+  FillPages(r.page(0), 1, 7);
+  // Page 1 never touched: a hole.
+  ASSERT_TRUE(engine.Move(r.page(100), r.page(0), Bytes(2 * kPageSize), MoveKind::kBlock).ok());
+  EXPECT_TRUE(PagesMatch(r.page(100), 1, 7));
+  EXPECT_EQ(Resident(r.page(101), 1), 0u);
+  EXPECT_EQ(engine.stats().uffd_moves, 1u);
+}
+
+TEST(MoveEngine, WithoutUserfaultfdBlocksAreCopiedAndTheReasonIsKept) {
+  os::FaultInjectingOs fos;
+  fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size));
+  EXPECT_FALSE(engine.stats().userfaultfd_ready);
+  EXPECT_NE(engine.userfaultfd_unavailable_reason().find("userfaultfd"), std::string::npos)
+      << engine.userfaultfd_unavailable_reason();
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(4 * kPageSize)).ok());
+  FillPages(r.page(0), 4, 3);
+  absl::StatusOr<MoveOutcome> out = engine.Move(r.page(64), r.page(0), Bytes(4 * kPageSize), MoveKind::kBlock);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->way, MoveWay::kCopy);
+  EXPECT_FALSE(out->source_vacated);
+  EXPECT_TRUE(PagesMatch(r.page(64), 4, 3));
+  EXPECT_EQ(engine.stats().copy_moves, 1u);
+  EXPECT_EQ(engine.stats().copy_bytes, 4 * kPageSize);
+  EXPECT_EQ(fos.calls(os::OsOp::kMovePages), 0);
+}
+
+TEST(MoveEngine, RegistrationFailureFallsBackQuietly) {
+  os::FaultInjectingOs fos;
+  fos.FailAfter(os::OsOp::kRegisterUserfaultfd, 0, EINVAL);
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size));
+  EXPECT_FALSE(engine.stats().userfaultfd_ready);
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(kPageSize)).ok());
+  FillPages(r.page(0), 1, 5);
+  ASSERT_TRUE(engine.Move(r.page(1), r.page(0), Bytes(kPageSize), MoveKind::kBlock).ok());
+  EXPECT_TRUE(PagesMatch(r.page(1), 1, 5));
+}
+
+TEST(MoveEngine, RunsGoByMremapWithinTheBudgetThenByMemcpy) {
+  os::FaultInjectingOs fos;
+  fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, ENOSYS);
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size), MoveEngineOptions{.remap_budget = 2});
+  const std::size_t pages = 32;
+  std::vector<MoveWay> ways;
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    std::byte* src = r.page(i * 1024);
+    std::byte* dst = r.page(i * 1024 + 512);
+    ASSERT_TRUE(fos.Populate(src, Bytes(pages * kPageSize)).ok());
+    FillPages(src, pages, 100 + i);
+    absl::StatusOr<MoveOutcome> out = engine.Move(dst, src, Bytes(pages * kPageSize), MoveKind::kRun);
+    ASSERT_TRUE(out.ok()) << out.status();
+    ways.push_back(out->way);
+    EXPECT_TRUE(PagesMatch(dst, pages, 100 + i));
+    if (out->way == MoveWay::kRemap) {
+      EXPECT_EQ(Resident(src, pages), 0u);
+      // The source stays mapped (MREMAP_DONTUNMAP): touching it reads zeros, not a fault.
+      EXPECT_EQ(std::to_integer<int>(src[123]), 0);
+    }
+  }
+  EXPECT_EQ(ways, (std::vector<MoveWay>{MoveWay::kRemap, MoveWay::kRemap, MoveWay::kCopy}));
+  const MoveEngineStats s = engine.stats();
+  EXPECT_EQ(s.remap_moves, 2u);
+  EXPECT_EQ(s.remap_bytes, 2 * pages * kPageSize);
+  EXPECT_EQ(s.remap_fallbacks, 1u);
+  EXPECT_EQ(s.copy_moves, 1u);
+}
+
+TEST(MoveEngine, FailedMremapFallsBackToMemcpy) {
+  os::FaultInjectingOs fos;
+  fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
+  fos.FailAfter(os::OsOp::kRemap, 0, ENOMEM);
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size));
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(8 * kPageSize)).ok());
+  FillPages(r.page(0), 8, 9);
+  absl::StatusOr<MoveOutcome> out = engine.Move(r.page(8), r.page(0), Bytes(8 * kPageSize), MoveKind::kRun);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->way, MoveWay::kCopy);
+  EXPECT_TRUE(PagesMatch(r.page(8), 8, 9));
+  EXPECT_EQ(engine.stats().remap_fallbacks, 1u);
+}
+
+TEST(MoveEngine, AnInjectedMoveFailureFinishesByMemcpy) {
+  os::FaultInjectingOs fos;
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size));
+  REQUIRE_UFFD(engine);
+  fos.FailAfter(os::OsOp::kMovePages, 0, EBUSY);
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(4 * kPageSize)).ok());
+  FillPages(r.page(0), 4, 11);
+  absl::StatusOr<MoveOutcome> out = engine.Move(r.page(4), r.page(0), Bytes(4 * kPageSize), MoveKind::kBlock);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->way, MoveWay::kCopy);
+  EXPECT_TRUE(PagesMatch(r.page(4), 4, 11));
+  EXPECT_EQ(engine.stats().uffd_busy_fallbacks, 1u);
+}
+
+TEST(MoveEngine, NoMemoryForACopyLeavesTheSourceWhole) {
+  os::FaultInjectingOs fos;
+  fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size));
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(4 * kPageSize)).ok());
+  FillPages(r.page(0), 4, 13);
+  fos.FailAfter(os::OsOp::kPopulate, 0, ENOMEM);
+  absl::StatusOr<MoveOutcome> out = engine.Move(r.page(4), r.page(0), Bytes(4 * kPageSize), MoveKind::kBlock);
+  EXPECT_TRUE(absl::IsResourceExhausted(out.status())) << out.status();
+  EXPECT_TRUE(PagesMatch(r.page(0), 4, 13));
+  EXPECT_EQ(engine.stats().failures, 1u);
+}
+
+// Pages shared with a forked child: UFFDIO_MOVE refuses them (EBUSY) — part way, when the first pages of the
+// run are the parent's alone. The rest goes by memcpy; if that cannot get memory, the moved part goes back.
+TEST(MoveEngine, PagesSharedAfterForkAreCopiedAndAFailedCopyMovesTheRestBack) {
+  os::FaultInjectingOs fos;
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size));
+  REQUIRE_UFFD(engine);
+  std::byte* src = r.page(0);
+  ASSERT_TRUE(fos.Populate(src + 2 * kPageSize, Bytes(2 * kPageSize)).ok());  // pages 2, 3: shared after fork
+  FillPages(src, 4, 17);  // pages 0, 1 faulted in here, before the fork too — made private again below
+  int to_child[2];
+  ASSERT_EQ(pipe(to_child), 0);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {  // keeps the pages shared until told to go
+    char c;
+    (void)!read(to_child[0], &c, 1);
+    _exit(0);
+  }
+  // Writing pages 0 and 1 breaks their sharing (copy-on-write): they are the parent's alone again.
+  FillPages(src, 2, 17);
+
+  // First: the copy of the shared rest fails, so the moved pages 0, 1 go back.
+  fos.FailAfter(os::OsOp::kPopulate, 0, ENOMEM);
+  absl::StatusOr<MoveOutcome> failed = engine.Move(r.page(100), src, Bytes(4 * kPageSize), MoveKind::kBlock);
+  EXPECT_TRUE(absl::IsResourceExhausted(failed.status())) << failed.status();
+  EXPECT_TRUE(PagesMatch(src, 4, 17)) << "the source must be whole after a failed move";
+  EXPECT_EQ(Resident(r.page(100), 2), 0u) << "the moved pages went back";
+  fos.Clear(os::OsOp::kPopulate);
+
+  // Then for real: pages 0, 1 by UFFDIO_MOVE, pages 2, 3 by memcpy.
+  absl::StatusOr<MoveOutcome> out = engine.Move(r.page(200), src, Bytes(4 * kPageSize), MoveKind::kBlock);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->way, MoveWay::kCopy);
+  EXPECT_FALSE(out->source_vacated);
+  EXPECT_TRUE(PagesMatch(r.page(200), 4, 17));
+  const MoveEngineStats s = engine.stats();
+  EXPECT_EQ(s.uffd_busy_fallbacks, 2u);
+  EXPECT_EQ(s.copy_moves, 1u);
+  EXPECT_EQ(s.copy_bytes, 2 * kPageSize);
+
+  ASSERT_EQ(write(to_child[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(to_child[0]);
+  close(to_child[1]);
+}
+
+// In a forked child the userfaultfd names the parent's memory: the child's engine must not use it.
+TEST(MoveEngine, AForkedChildMovesByMemcpy) {
+  Range r(os::SystemOs());
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  REQUIRE_UFFD(engine);
+  ASSERT_TRUE(os::SystemOs().Populate(r.page(0), Bytes(4 * kPageSize)).ok());
+  FillPages(r.page(0), 4, 19);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    int code = 0;
+    if (engine.stats().userfaultfd_ready) code = 1;
+    absl::StatusOr<MoveOutcome> out = engine.Move(r.page(64), r.page(0), Bytes(4 * kPageSize), MoveKind::kBlock);
+    if (!out.ok() || out->way != MoveWay::kCopy) code = 2;
+    if (!PagesMatch(r.page(64), 4, 19)) code = 3;
+    _exit(code);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  // The parent's memory is untouched by the child's move, and its engine still works.
+  EXPECT_TRUE(PagesMatch(r.page(0), 4, 19));
+  EXPECT_EQ(Resident(r.page(64), 4), 0u);
+  EXPECT_TRUE(engine.stats().userfaultfd_ready);
+}
+
+// 100k moves of runs of 1..16 pages between random free places: every byte survives and the number of
+// mappings over the range does not change.
+TEST(MoveEngine, HundredThousandRandomMovesKeepEveryByteAndAddNoMappings) {
+  Range r(os::SystemOs());
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  REQUIRE_UFFD(engine);
+  constexpr std::size_t kSlots = 1024, kSlotPages = 16;  // 1024 places of 16 pages = 64 MiB
+  struct Run {
+    std::size_t slot, pages;
+    std::uint64_t seed;
+  };
+  std::mt19937_64 rng(42);
+  std::vector<bool> used(kSlots, false);
+  std::vector<Run> runs;
+  for (std::size_t i = 0; i < 256; ++i) {
+    std::size_t slot;
+    do slot = rng() % kSlots;
+    while (used[slot]);
+    used[slot] = true;
+    const Run run{slot, 1 + rng() % kSlotPages, i};
+    ASSERT_TRUE(os::SystemOs().Populate(r.page(slot * kSlotPages), Bytes(run.pages * kPageSize)).ok());
+    FillPages(r.page(slot * kSlotPages), run.pages, run.seed);
+    runs.push_back(run);
+  }
+  const std::size_t mappings_before = bench::MappingsIn(r.base, r.size).value();
+  for (int move = 0; move < 100000; ++move) {
+    Run& run = runs[rng() % runs.size()];
+    std::size_t to;
+    do to = rng() % kSlots;
+    while (used[to]);
+    absl::StatusOr<MoveOutcome> out = engine.Move(r.page(to * kSlotPages), r.page(run.slot * kSlotPages),
+                                                  Bytes(run.pages * kPageSize), MoveKind::kBlock);
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_EQ(out->way, MoveWay::kUffdMove);
+    used[run.slot] = false;
+    used[to] = true;
+    run.slot = to;
+    if (move % 10000 == 0) {
+      for (const Run& x : runs) ASSERT_TRUE(PagesMatch(r.page(x.slot * kSlotPages), x.pages, x.seed));
+    }
+  }
+  for (const Run& x : runs) ASSERT_TRUE(PagesMatch(r.page(x.slot * kSlotPages), x.pages, x.seed));
+  std::uint64_t live_pages = 0;
+  for (const Run& x : runs) live_pages += x.pages;
+  EXPECT_EQ(Resident(r.base, r.size / kPageSize), live_pages * kPageSize) << "moved-from pages hold nothing";
+  EXPECT_EQ(bench::MappingsIn(r.base, r.size).value(), mappings_before);
+  EXPECT_EQ(engine.stats().uffd_moves, 100000u);
+}
+
+// Without userfaultfd, runs move by mremap: each adds mappings, so the budget bounds them however many moves.
+TEST(MoveEngine, MremapMovesAddBoundedMappings) {
+  os::FaultInjectingOs fos;
+  fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
+  Range r(fos);
+  const std::uint64_t budget = 64;
+  MoveEngine engine(fos, r.base, Bytes(r.size), MoveEngineOptions{.remap_budget = budget});
+  const std::size_t mappings_before = bench::MappingsIn(r.base, r.size).value();
+  constexpr std::size_t kRunPages = 32, kSlots = 64;
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(kRunPages * kPageSize)).ok());
+  FillPages(r.page(0), kRunPages, 23);
+  std::size_t at = 0;
+  for (std::size_t i = 1; i <= 2000; ++i) {
+    const std::size_t to = (at + 1 + i % 7) % kSlots;
+    ASSERT_TRUE(engine.Move(r.page(to * kRunPages), r.page(at * kRunPages), Bytes(kRunPages * kPageSize), MoveKind::kRun).ok());
+    (void)fos.Discard(r.page(at * kRunPages), Bytes(kRunPages * kPageSize));  // as the arena frees a copied-from run
+    at = to;
+  }
+  EXPECT_TRUE(PagesMatch(r.page(at * kRunPages), kRunPages, 23));
+  EXPECT_EQ(engine.stats().remap_moves, budget);
+  EXPECT_LE(bench::MappingsIn(r.base, r.size).value(), mappings_before + 2 * budget);
+}
+
+}  // namespace
+}  // namespace mova::compactor
