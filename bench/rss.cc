@@ -22,6 +22,20 @@ struct Statm {
   std::uint64_t shared = 0;    // bytes resident that are file-backed or shared memory
 };
 
+// For the first line of a mapping in /proc/self/maps or smaps ("lo-hi perms ..."): true, and whether the
+// mapping overlaps [lo, hi). False for any other line (smaps' field lines).
+bool MappingLine(const std::string& line, std::uintptr_t lo, std::uintptr_t hi, bool* overlaps) {
+  const std::size_t dash = line.find('-'), space = line.find(' ');
+  if (dash == std::string::npos || space == std::string::npos || dash > space ||
+      line.find_first_not_of("0123456789abcdef") != dash) {
+    return false;
+  }
+  const std::uintptr_t begin = std::stoull(line.substr(0, dash), nullptr, 16);
+  const std::uintptr_t end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
+  *overlaps = begin < hi && end > lo;
+  return true;
+}
+
 absl::StatusOr<Statm> ReadStatm() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) return absl::InternalError(absl::StrFormat("open /proc/self/statm: %s", std::strerror(errno)));
@@ -66,34 +80,25 @@ absl::StatusOr<std::uint64_t> ResidentBytesIn(const void* start, std::size_t siz
 }
 
 absl::StatusOr<std::size_t> MappingsIn(const void* start, std::size_t size) {
-  const auto lo = reinterpret_cast<std::uintptr_t>(start), hi = lo + size;
+  const auto lo = reinterpret_cast<std::uintptr_t>(start);
   std::ifstream maps("/proc/self/maps");
   if (!maps) return absl::InternalError("cannot open /proc/self/maps");
   std::size_t n = 0;
+  bool overlaps = false;
   for (std::string line; std::getline(maps, line);) {
-    const std::size_t dash = line.find('-'), space = line.find(' ');
-    if (dash == std::string::npos || space == std::string::npos) continue;
-    const std::uintptr_t begin = std::stoull(line.substr(0, dash), nullptr, 16);
-    const std::uintptr_t end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
-    if (begin < hi && end > lo) ++n;
+    if (MappingLine(line, lo, lo + size, &overlaps) && overlaps) ++n;
   }
   return n;
 }
 
 absl::StatusOr<std::uint64_t> AnonHugeBytesIn(const void* start, std::size_t size) {
-  const auto lo = reinterpret_cast<std::uintptr_t>(start), hi = lo + size;
+  const auto lo = reinterpret_cast<std::uintptr_t>(start);
   std::ifstream smaps("/proc/self/smaps");
   if (!smaps) return absl::InternalError("cannot open /proc/self/smaps");
   std::uint64_t bytes = 0;
   bool inside = false;
   for (std::string line; std::getline(smaps, line);) {
-    const std::size_t dash = line.find('-'), space = line.find(' ');
-    if (dash != std::string::npos && space != std::string::npos && dash < space &&
-        line.find_first_not_of("0123456789abcdef") == dash) {  // a mapping's first line: "lo-hi perms ..."
-      const std::uintptr_t begin = std::stoull(line.substr(0, dash), nullptr, 16);
-      const std::uintptr_t end = std::stoull(line.substr(dash + 1, space - dash - 1), nullptr, 16);
-      inside = begin < hi && end > lo;
-    } else if (inside && line.rfind("AnonHugePages:", 0) == 0) {
+    if (!MappingLine(line, lo, lo + size, &inside) && inside && line.rfind("AnonHugePages:", 0) == 0) {
       bytes += std::stoull(line.substr(14)) * 1024;  // "AnonHugePages:   2048 kB"
     }
   }

@@ -1,4 +1,5 @@
-// The measuring code itself: RSS from /proc and residency by mincore follow a known allocation pattern.
+// The measuring code itself: RSS from /proc, residency by mincore, mappings from /proc/self/maps and huge
+// pages from /proc/self/smaps follow a known pattern.
 #include "bench/rss.h"
 
 #include <gtest/gtest.h>
@@ -26,6 +27,23 @@ TEST(RssReader, FollowsTouchedAndReleasedPages) {
   // Unaligned ranges are widened to whole pages.
   EXPECT_EQ(ResidentBytesIn(static_cast<char*>(p) + kSize / 4 + 100, 10).value(), 4096u);
   munmap(p, kSize);
+}
+
+TEST(RssReader, CountsMappingsAndHugePagesInARange) {
+  constexpr std::size_t kHuge = 2 << 20, kSize = 4 * kHuge;
+  void* raw = mmap(nullptr, kSize + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(raw, MAP_FAILED);
+  auto* p = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(raw) + kHuge - 1) & ~(kHuge - 1));
+  EXPECT_EQ(MappingsIn(p, kSize).value(), 1u);
+  ASSERT_EQ(mprotect(p + kHuge, 4096, PROT_READ), 0);  // splits the mapping in three
+  EXPECT_EQ(MappingsIn(p, kSize).value(), 3u);
+  EXPECT_EQ(MappingsIn(p, 4096).value(), 1u);
+  EXPECT_EQ(AnonHugeBytesIn(p, kSize).value(), 0u);
+  std::memset(p + 2 * kHuge, 1, kHuge);
+  if (madvise(p + 2 * kHuge, kHuge, 25 /* MADV_COLLAPSE */) == 0) {
+    EXPECT_EQ(AnonHugeBytesIn(p + 2 * kHuge, 1).value(), kHuge);
+  }
+  munmap(raw, kSize + kHuge);
 }
 
 }  // namespace
