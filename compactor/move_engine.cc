@@ -30,8 +30,8 @@ MoveEngine::MoveEngine(os::Os& os, std::byte* base, Bytes size, const MoveEngine
 }
 
 MoveEngine::~MoveEngine() {
-  // In a forked child the descriptor is the child's copy; closing it leaves the parent's alone.
-  if (uffd_ >= 0) os_.CloseUserfaultfd(uffd_);
+  // In a forked child the descriptor is the parent's process-wide one: it is not this engine's to give back.
+  if (uffd_ >= 0 && getpid() == owner_pid_) os_.CloseUserfaultfd(uffd_);
 }
 
 int MoveEngine::UsableUffd() const {

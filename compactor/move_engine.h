@@ -2,7 +2,7 @@
 // tables (UFFDIO_MOVE, mremap) where the kernel allows it, by memcpy where it does not.
 //
 // Types: MoveEngine (one per reserved range — an arena — since UFFDIO_MOVE needs its destination registered
-// with the same userfaultfd), MoveEngineOptions, MoveKind, MoveWay, MoveOutcome, MoveEngineStats.
+// with the userfaultfd it is called on; the descriptor itself is the process's one, Os::OpenUserfaultfd), MoveEngineOptions, MoveKind, MoveWay, MoveOutcome, MoveEngineStats.
 // Ways, in order of preference (figures measured on this machine are in bench/RESULTS.md):
 //   UFFDIO_MOVE   — zero-copy, one call for the whole range (a block is 1..16 pages, a run up to megabytes);
 //                   leaves the mappings alone. The range is registered once, in write-protect mode with

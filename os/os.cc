@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "absl/strings/str_format.h"
+#include "base/mutex.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23
@@ -130,6 +131,34 @@ class SystemOsImpl final : public Os {
   }
 
   absl::StatusOr<int> OpenUserfaultfd() override {
+    MutexLock lock(&uffd_mu_);
+    if (uffd_ >= 0 && uffd_pid_ != getpid()) {
+      // Inherited across fork: it names the parent's memory. The child's copy goes; the parent's stays open.
+      close(uffd_);
+      uffd_ = -1;
+      uffd_users_ = 0;
+    }
+    if (uffd_ < 0) {
+      absl::StatusOr<int> fd = NewUserfaultfd();
+      if (!fd.ok()) return fd.status();
+      uffd_ = *fd;
+      uffd_pid_ = getpid();
+    }
+    ++uffd_users_;
+    return uffd_;
+  }
+
+  void CloseUserfaultfd(int uffd) override {
+    MutexLock lock(&uffd_mu_);
+    if (uffd != uffd_ || uffd_pid_ != getpid() || uffd_users_ == 0) return;
+    if (--uffd_users_ == 0) {
+      close(uffd_);
+      uffd_ = -1;
+    }
+  }
+
+ private:
+  static absl::StatusOr<int> NewUserfaultfd() {
     int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
     if (fd < 0 && (errno == EPERM || errno == EINVAL || errno == ENOSYS)) {
       // Where the syscall is refused, /dev/userfaultfd may still be allowed by its file permissions.
@@ -155,6 +184,12 @@ class SystemOsImpl final : public Os {
     return fd;
   }
 
+  Mutex uffd_mu_;
+  int uffd_ ABSL_GUARDED_BY(uffd_mu_) = -1;
+  pid_t uffd_pid_ ABSL_GUARDED_BY(uffd_mu_) = 0;
+  std::uint64_t uffd_users_ ABSL_GUARDED_BY(uffd_mu_) = 0;
+
+ public:
   absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override {
     uffdio_register reg{};
     reg.range.start = reinterpret_cast<std::uintptr_t>(addr);
@@ -179,7 +214,6 @@ class SystemOsImpl final : public Os {
     return ErrnoStatus(err, "ioctl(UFFDIO_MOVE)", src, size.value());
   }
 
-  void CloseUserfaultfd(int uffd) override { close(uffd); }
 };
 
 }  // namespace

@@ -47,9 +47,11 @@ class Os {
   // gives the moved range a mapping of its own (up to two more lines in /proc/self/maps).
   virtual absl::Status Remap(std::byte* dst, std::byte* src, Bytes size) = 0;
 
-  // A userfaultfd for this process with UFFD_FEATURE_MOVE (user-mode faults only, so no privilege is needed
-  // where the kernel allows it). Unimplemented when the kernel has no UFFDIO_MOVE (before Linux 6.8),
-  // PermissionDenied when userfaultfd is not allowed.
+  // This process's userfaultfd with UFFD_FEATURE_MOVE (user-mode faults only, so no privilege is needed
+  // where the kernel allows it): one descriptor shared by every caller, counted, closed by the last
+  // CloseUserfaultfd — a process with a thousand pools holds one, not a thousand. A forked child gets one of its
+  // own (the inherited one names the parent's memory). Unimplemented when the kernel has no UFFDIO_MOVE
+  // (before Linux 6.8), PermissionDenied when userfaultfd is not allowed.
   virtual absl::StatusOr<int> OpenUserfaultfd() = 0;
   // Registers a range for write-protect faults. Nothing is ever write-protected, so no fault reaches a
   // handler; the registration is what lets UFFDIO_MOVE place pages into the range.
@@ -58,6 +60,7 @@ class Os {
   // in src stay holes. `*moved` is set to the bytes moved before an error. Unavailable (EBUSY) when a page is
   // shared with another process (after fork), AlreadyExists when dst has a page.
   virtual absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) = 0;
+  // Gives back what OpenUserfaultfd returned, in the process that opened it.
   virtual void CloseUserfaultfd(int uffd) = 0;
 };
 

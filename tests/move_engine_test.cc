@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 #include <memory>
 #include <random>
 #include <vector>
@@ -273,6 +274,36 @@ TEST(MoveEngine, AForkedChildMovesByMemcpy) {
   EXPECT_TRUE(PagesMatch(r.page(0), 4, 19));
   EXPECT_EQ(Resident(r.page(64), 4), 0u);
   EXPECT_TRUE(engine.stats().userfaultfd_ready);
+}
+
+std::size_t OpenDescriptors() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) ++n;
+  return n;
+}
+
+// One userfaultfd per process, however many engines (pools) there are; the last one out closes it.
+TEST(MoveEngine, EnginesShareOneUserfaultfd) {
+  const std::size_t before = OpenDescriptors();
+  std::vector<std::unique_ptr<Range>> ranges;
+  std::vector<std::unique_ptr<MoveEngine>> engines;
+  for (int i = 0; i < 50; ++i) {
+    ranges.push_back(std::make_unique<Range>(os::SystemOs(), std::size_t{2} << 20));
+    engines.push_back(std::make_unique<MoveEngine>(os::SystemOs(), ranges.back()->base, Bytes(ranges.back()->size)));
+  }
+  REQUIRE_UFFD(*engines.front());
+  EXPECT_LE(OpenDescriptors(), before + 1);
+  // Each engine moves within its own range through the shared descriptor.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_TRUE(os::SystemOs().Populate(ranges[i]->page(0), Bytes(kPageSize)).ok());
+    FillPages(ranges[i]->page(0), 1, i);
+    absl::StatusOr<MoveOutcome> out = engines[i]->Move(ranges[i]->page(1), ranges[i]->page(0), Bytes(kPageSize), MoveKind::kBlock);
+    ASSERT_TRUE(out.ok());
+    EXPECT_EQ(out->way, MoveWay::kUffdMove);
+    EXPECT_TRUE(PagesMatch(ranges[i]->page(1), 1, i));
+  }
+  engines.clear();
+  EXPECT_EQ(OpenDescriptors(), before);
 }
 
 // 100k moves of runs of 1..16 pages between random free places: every byte survives and the number of

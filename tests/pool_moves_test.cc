@@ -177,6 +177,14 @@ TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
     if (r.moves_uffd != 0) _exit(15);
     if (r.moves_copy != r.blocks_migrated) _exit(16);
     if (!AllIntact(*pool, mine)) _exit(17);
+    // A pool made in the child gets a userfaultfd of the child's own: its moves are zero-copy, in the
+    // child's memory (the parent checks below that its own objects did not change).
+    auto fresh = Pool::Create().value();
+    if (!fresh->stats().userfaultfd_ready) _exit(18);
+    std::vector<Obj> theirs = ScatteredDenseBlocks(*fresh, 41, 8u << 20);
+    const DefragResult fr = fresh->defragment();
+    if (fr.blocks_migrated == 0 || fr.moves_uffd != fr.blocks_migrated) _exit(19);
+    if (!AllIntact(*fresh, theirs) || !AllIntact(*pool, mine)) _exit(20);
     _exit(0);
   }
   // The parent defragments while every page is shared with the child.
@@ -195,6 +203,7 @@ TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
   ASSERT_EQ(waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's pool failed at step " << WEXITSTATUS(status);
+  EXPECT_TRUE(AllIntact(*pool, kept)) << "the child's moves touched the parent's memory";
   close(go[0]);
   close(go[1]);
   // The parent goes on using the pool (its pages stay marked shared until written, so moves of them still
