@@ -23,6 +23,7 @@
 #include "base/mutex.h"
 #include "absl/time/clock.h"
 #include "alloc/arena.h"
+#include "alloc/background_compactor.h"
 #include "alloc/block.h"
 #include "alloc/page_map.h"
 #include "alloc/pool_block_driver.h"
@@ -100,6 +101,18 @@ struct Pool::Impl {
 
   Mutex compact_mu;
   std::atomic<std::uint64_t> compactions{0}, objects_moved{0}, bytes_moved{0}, pages_compacted{0};
+  std::unique_ptr<alloc::BackgroundCompactor> background;  // stopped first thing in ~Impl
+
+  // Bytes of class blocks, and of the slots in them holding live objects or cached by threads: what the
+  // background compactor weighs.
+  void ClassBytes(std::uint64_t* block_bytes, std::uint64_t* slot_bytes) const {
+    for (std::size_t k = 0; k < map.num_classes(); ++k) {
+      const alloc::SizeClassInfo& info = map.info(ClassId(static_cast<std::uint32_t>(k)));
+      const alloc::ClassSnapshot snap = classes[k]->Snapshot();
+      *block_bytes += snap.blocks * info.block_bytes().value();
+      *slot_bytes += snap.slots_in_use * info.slot_size;
+    }
+  }
 
   // ---- thread caches ----
   ThreadCache* NewCache() {
@@ -355,6 +368,7 @@ ThreadCaches::~ThreadCaches() {
 }  // namespace
 
 Pool::Impl::~Impl() {
+  background.reset();  // its thread calls into the pool: stop it before anything goes
   {
     MutexLock lock(&g_registry_mu);
     LivePools().erase(id);
@@ -409,7 +423,23 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
     MutexLock lock(&g_registry_mu);
     LivePools()[impl->id] = impl.get();
   }
-  return std::unique_ptr<Pool>(new Pool(std::move(impl)));
+  auto pool = std::unique_ptr<Pool>(new Pool(std::move(impl)));
+  if (options.background_interval.count() > 0) {
+    Pool* self = pool.get();
+    const double threshold = options.background_threshold;
+    self->impl_->background = std::make_unique<alloc::BackgroundCompactor>(
+        absl::FromChrono(options.background_interval),
+        [self, threshold] {
+          std::uint64_t block_bytes = 0, slot_bytes = 0;
+          self->impl_->ClassBytes(&block_bytes, &slot_bytes);
+          return block_bytes > 0 && static_cast<double>(block_bytes - slot_bytes) > threshold * block_bytes;
+        },
+        [self] {
+          self->compact();
+          self->defragment();
+        });
+  }
+  return pool;
 }
 
 Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -760,6 +790,11 @@ PoolStats Pool::stats() const {
   s.mremap_fallbacks = e.remap_fallbacks;
   s.regions_collapsed = a.regions_collapsed;
   s.collapse_failures = a.collapse_failures;
+  if (p.background != nullptr) {
+    s.background_running = p.background->running();
+    s.background_wakeups = p.background->wakeups();
+    s.background_runs = p.background->runs();
+  }
   return s;
 }
 

@@ -24,6 +24,11 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                         MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak);
   absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u discard failures; %u regions collapsed to huge pages (%u failed)\n",
                         s.regions_in_use, s.regions_touched, s.discard_failures, s.regions_collapsed, s.collapse_failures);
+  if (s.background_running || s.background_wakeups > 0) {
+    absl::StrAppendFormat(&out, "background  %s: %u wakeups, %u of them compacted\n",
+                          s.background_running ? "running" : "not running in this process", s.background_wakeups,
+                          s.background_runs);
+  }
   absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
                         s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
   absl::StrAppendFormat(&out, "defrag      %u runs: %u blocks scanned, %u isolated, %u migrated (%u huge), %u failed; %u regions freed\n",
@@ -88,6 +93,9 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("mremap_fallbacks", s.mremap_fallbacks);
   field("regions_collapsed", s.regions_collapsed);
   field("collapse_failures", s.collapse_failures);
+  field("background_running", s.background_running ? 1 : 0);
+  field("background_wakeups", s.background_wakeups);
+  field("background_runs", s.background_runs);
   out += "\"classes\":[";
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
     const ClassStats& c = s.classes[i];

@@ -1,7 +1,7 @@
 // base/mutex.h — the lock every mova component uses: absl::Mutex with thread annotations, made visible to
 // ThreadSanitizer.
 //
-// Types: Mutex, MutexLock. Debian's Abseil is built without TSan instrumentation, so TSan cannot see the
+// Types: Mutex (Lock, Unlock, AwaitWithTimeout), MutexLock. Debian's Abseil is built without TSan instrumentation, so TSan cannot see the
 // happens-before edges of absl::Mutex by itself; in TSan builds Lock/Unlock add the acquire/release
 // annotations that TSan's interface provides. In other builds they compile to absl::Mutex calls.
 #ifndef MOVA_BASE_MUTEX_H_
@@ -44,6 +44,17 @@ class ABSL_LOCKABLE Mutex {
     mu_.Unlock();
   }
   void AssertHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK() { mu_.AssertHeld(); }
+  // Lets the lock go until `cond` holds or `timeout` has passed, then holds it again; true if `cond` holds.
+  bool AwaitWithTimeout(const absl::Condition& cond, absl::Duration timeout) ABSL_EXCLUSIVE_LOCKS_REQUIRED(this) {
+#ifdef MOVA_TSAN
+    __tsan_release(this);
+#endif
+    const bool met = mu_.AwaitWithTimeout(cond, timeout);
+#ifdef MOVA_TSAN
+    __tsan_acquire(this);
+#endif
+    return met;
+  }
 
  private:
   absl::Mutex mu_;

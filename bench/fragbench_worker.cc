@@ -12,7 +12,8 @@
 #include "bench/heap.h"
 #include "bench/workloads.h"
 
-ABSL_FLAG(std::string, allocator, "", "mova, mova-periodic, or the malloc this binary is linked with");
+ABSL_FLAG(std::string, allocator, "",
+          "mova, mova-periodic, mova-background, or the malloc this binary is linked with");
 ABSL_FLAG(std::string, workload, "thin-out", "which workload");
 ABSL_FLAG(std::uint64_t, live_mib, 64, "live size the workload is scaled to, MiB");
 ABSL_FLAG(std::uint64_t, seed, 1, "random seed");
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
     heap = MakeMovaHeap();
   } else if (allocator == "mova-periodic") {
     heap = MakeMovaHeap(params.live_bytes / 2);  // compact after allocating half the live size
+  } else if (allocator == "mova-background") {
+    heap = MakeMovaBackgroundHeap(std::chrono::milliseconds(10));
   } else {
     heap = MakeMallocHeap(allocator);
   }

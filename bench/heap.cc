@@ -53,9 +53,9 @@ class MallocHeap final : public Heap {
 
 class MovaHeap final : public Heap {
  public:
-  explicit MovaHeap(std::uint64_t compact_every_bytes)
-      : pool_(Pool::Create().value()), compact_every_(compact_every_bytes) {}
-  std::string name() const override { return compact_every_ == 0 ? "mova" : "mova-periodic"; }
+  MovaHeap(std::string name, const PoolOptions& options, std::uint64_t compact_every_bytes)
+      : name_(std::move(name)), pool_(Pool::Create(options).value()), compact_every_(compact_every_bytes) {}
+  std::string name() const override { return name_; }
   std::uint64_t Allocate(std::size_t size) override {
     if (compact_every_ != 0 && (since_compact_ += size) >= compact_every_) {
       since_compact_ = 0;
@@ -84,6 +84,7 @@ class MovaHeap final : public Heap {
   void BestEffort() override { pool_->compact(); }
 
  private:
+  const std::string name_;
   std::unique_ptr<Pool> pool_;
   const std::uint64_t compact_every_;
   std::uint64_t since_compact_ = 0;
@@ -108,7 +109,14 @@ std::unique_ptr<Heap> MakeMallocHeap(const std::string& expected) {
 }
 
 std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes) {
-  return std::make_unique<MovaHeap>(compact_every_bytes);
+  return std::make_unique<MovaHeap>(compact_every_bytes == 0 ? "mova" : "mova-periodic", PoolOptions{},
+                                    compact_every_bytes);
+}
+
+std::unique_ptr<Heap> MakeMovaBackgroundHeap(std::chrono::milliseconds interval) {
+  PoolOptions options;
+  options.background_interval = interval;
+  return std::make_unique<MovaHeap>("mova-background", options, 0);
 }
 
 }  // namespace mova::bench

@@ -7,6 +7,7 @@
 #ifndef MOVA_BENCH_HEAP_H_
 #define MOVA_BENCH_HEAP_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -35,6 +36,8 @@ std::string DetectMalloc();
 // A mova::Pool; with compact_every_bytes > 0 it also compacts each time that many bytes were allocated
 // (standing in for a service's periodic compaction), and calls itself "mova-periodic".
 std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes = 0);
+// A mova::Pool with its background compactor on (PoolOptions::background_interval), "mova-background".
+std::unique_ptr<Heap> MakeMovaBackgroundHeap(std::chrono::milliseconds interval);
 
 }  // namespace mova::bench
 

@@ -223,6 +223,41 @@ TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
   EXPECT_TRUE(AllIntact(*pool, kept));
 }
 
+// fork() waits until the background compactor is between jobs, so the child never finds a lock that thread
+// held: twenty forks while it compacts without pause, and every child uses its pool and exits.
+TEST(PoolMoves, ForkWhileTheBackgroundCompactorRunsLeavesTheChildAWorkingPool) {
+  PoolOptions options;
+  options.background_interval = std::chrono::milliseconds(1);
+  options.background_threshold = 0;  // compact at every wakeup
+  auto pool = Pool::Create(options).value();
+  std::vector<Obj> kept = ScatteredDenseBlocks(*pool, 51, 8u << 20);
+  for (int round = 0; round < 20; ++round) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      alarm(20);  // a deadlocked child dies instead of hanging the test
+      if (pool->stats().background_running) _exit(30);
+      std::vector<Handle> tmp;
+      for (int i = 0; i < 1000; ++i) tmp.push_back(pool->allocate(100 + i).value());
+      for (Handle h : tmp) {
+        if (!pool->free(h).ok()) _exit(31);
+      }
+      pool->compact();
+      pool->defragment();
+      if (!AllIntact(*pool, kept)) _exit(32);
+      pool.reset();  // no thread to join in the child: returns at once
+      _exit(0);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "round " << round << ": the child died (signal " << WTERMSIG(status) << ")";
+    ASSERT_EQ(WEXITSTATUS(status), 0) << "round " << round;
+  }
+  EXPECT_TRUE(pool->stats().background_running);
+  EXPECT_GT(pool->stats().background_runs, 0u);
+  EXPECT_TRUE(AllIntact(*pool, kept));
+}
+
 // A move that cannot finish (UFFDIO_MOVE refused and no memory for the copy) fails cleanly: the block is
 // put back where it was, whole, and the next defragment() moves it.
 TEST(PoolMoves, AMoveThatCannotFinishPutsTheBlockBackWhole) {

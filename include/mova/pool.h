@@ -62,6 +62,12 @@ struct PoolOptions {
   // Linux 6.1+; no mapping changes): fewer TLB misses on live data, and huge objects then move as one page-table
   // entry. Costs about 1.5 ms per region collapsed here, so it is off unless asked for.
   bool collapse_dense_regions = false;
+  // A background compactor (the kernel's kcompactd): a thread of the pool's own that wakes every
+  // `background_interval` and, when more than `background_threshold` of the class blocks' bytes are not live
+  // slots, runs compact() and then defragment(). Zero: no thread (compact when you choose). A forked child's
+  // copy of the pool has no background thread.
+  std::chrono::milliseconds background_interval{0};
+  double background_threshold = 0.25;
 };
 
 // A pinned object: its bytes stay at data() and the object is not moved until the Pinned is destroyed or

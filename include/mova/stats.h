@@ -100,6 +100,10 @@ struct PoolStats {
   std::uint64_t mremap_fallbacks = 0;      // mremap failed or its budget was spent: memcpy instead
   std::uint64_t regions_collapsed = 0;     // full regions put on transparent huge pages, cumulative
   std::uint64_t collapse_failures = 0;
+  // The background compactor (PoolOptions::background_interval).
+  bool background_running = false;
+  std::uint64_t background_wakeups = 0;
+  std::uint64_t background_runs = 0;       // wakeups that found enough to do and compacted
 
   std::vector<ClassStats> classes;      // every size class, in size order
 };
