@@ -51,6 +51,11 @@ void mova_options_init(mova_options* o) {
   o->decay_ms = static_cast<uint32_t>(d.decay.count());
   o->max_handles = d.max_handles;
   o->checked = d.checked ? 1 : 0;
+  o->move_by_userfaultfd = d.move_by_userfaultfd ? 1 : 0;
+  o->move_by_mremap = d.move_by_mremap ? 1 : 0;
+  o->collapse_dense_regions = d.collapse_dense_regions ? 1 : 0;
+  o->background_interval_ms = static_cast<uint32_t>(d.background_interval.count());
+  o->background_threshold = d.background_threshold;
 }
 
 mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
@@ -62,6 +67,11 @@ mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
     o.decay = std::chrono::milliseconds(options->decay_ms);
     o.max_handles = options->max_handles;
     o.checked = options->checked != 0;
+    o.move_by_userfaultfd = options->move_by_userfaultfd != 0;
+    o.move_by_mremap = options->move_by_mremap != 0;
+    o.collapse_dense_regions = options->collapse_dense_regions != 0;
+    o.background_interval = std::chrono::milliseconds(options->background_interval_ms);
+    o.background_threshold = options->background_threshold;
   }
   absl::StatusOr<std::unique_ptr<mova::Pool>> pool = mova::Pool::Create(o);
   if (!pool.ok()) return Report(pool.status());
@@ -117,6 +127,16 @@ mova_status mova_compact(mova_pool* pool, mova_compact_result* result) {
   if (result != nullptr) {
     *result = mova_compact_result{r.objects_moved, r.bytes_moved, r.blocks_released, r.pages_released,
                                   r.objects_skipped, r.seconds};
+  }
+  return MOVA_OK;
+}
+
+mova_status mova_defragment(mova_pool* pool, mova_defrag_result* result) {
+  if (pool == nullptr) return NullArgument("pool");
+  const mova::DefragResult r = pool->pool->defragment();
+  if (result != nullptr) {
+    *result = mova_defrag_result{r.regions_freed, r.blocks_migrated, r.blocks_failed, r.pages_moved,
+                                 r.moves_uffd,    r.moves_mremap,    r.moves_copy,    r.seconds};
   }
   return MOVA_OK;
 }

@@ -393,6 +393,13 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (options.max_handles == 0 || options.max_handles > alloc::kMaxHandleIndex) {
     return absl::InvalidArgumentError(absl::StrFormat("max_handles must be in 1..%u", alloc::kMaxHandleIndex));
   }
+  if (options.background_interval.count() < 0) {
+    return absl::InvalidArgumentError("background_interval must not be negative (0: no background compactor)");
+  }
+  if (!(options.background_threshold >= 0 && options.background_threshold <= 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat("background_threshold must be in [0, 1], not %g",
+                                                      options.background_threshold));
+  }
   os::Os& the_os = options.os != nullptr ? *options.os : os::SystemOs();
   auto impl = std::make_unique<Impl>(g_next_pool_id.fetch_add(1), options, the_os);
   if (impl->map.num_classes() > alloc::PageOwner::kMaxClasses) {

@@ -1,4 +1,4 @@
-/* The C API, compiled as C: every call, its error codes, and contents surviving a compaction. */
+/* The C API, compiled as C: every call, its error codes, and contents surviving compaction and defragmentation. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +19,12 @@ int main(void) {
   mova_options o;
   mova_options_init(&o);
   CHECK(o.max_handles > 0 && o.checked == 0 && o.decay_ms == 0);
+  CHECK(o.move_by_userfaultfd == 1 && o.move_by_mremap == 1 && o.collapse_dense_regions == 0);
+  CHECK(o.background_interval_ms == 0 && o.background_threshold > 0 && o.background_threshold < 1);
+  o.background_threshold = 2;
+  mova_pool* bad = NULL;
+  CHECK(mova_pool_create(&o, &bad) == MOVA_INVALID_ARGUMENT && bad == NULL);
+  mova_options_init(&o);
   o.max_handles = 0;
   mova_pool* pool = NULL;
   CHECK(mova_pool_create(&o, &pool) == MOVA_INVALID_ARGUMENT);
@@ -42,6 +48,10 @@ int main(void) {
   mova_compact_result r;
   CHECK(mova_compact(pool, &r) == MOVA_OK);
   CHECK(r.objects_moved > 0 && r.pages_released > 0);
+  mova_defrag_result d;
+  CHECK(mova_defragment(pool, &d) == MOVA_OK);
+  CHECK(d.moves_uffd + d.moves_mremap + d.moves_copy <= d.blocks_migrated);
+  CHECK(mova_defragment(NULL, &d) == MOVA_INVALID_ARGUMENT);
   for (int i = 0; i < N; i += 8) {
     void* p;
     size_t n;

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -94,6 +95,14 @@ TEST(PoolErrors, InvalidOptions) {
   o = PoolOptions{};
   o.max_handles = 0;
   EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o = PoolOptions{};
+  o.background_interval = std::chrono::milliseconds(-1);
+  EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+  for (double bad : {-0.1, 1.5, std::numeric_limits<double>::quiet_NaN()}) {
+    o = PoolOptions{};
+    o.background_threshold = bad;
+    EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 TEST(PoolErrors, ReservationFailureFailsCreate) {

@@ -1,8 +1,9 @@
 /* mova/mova.h — the C API: a pool of movable objects behind handles, for C callers.
  *
  * Types: mova_pool (opaque), mova_handle (the 64-bit handle of mova/handle.h), mova_options, mova_status,
- * mova_compact_result. Every function returns a mova_status; MOVA_OK is 0. The semantics are those of the C++
- * API (mova/pool.h): a pinned object stays put until unpinned; mova_compact may move any other object.
+ * mova_compact_result, mova_defrag_result. Every function returns a mova_status; MOVA_OK is 0. The semantics
+ * are those of the C++ API (mova/pool.h): a pinned object stays put until unpinned; mova_compact and
+ * mova_defragment (and a background compactor, if the options ask for one) may move any other object.
  *
  *   mova_pool* pool;
  *   mova_pool_create(NULL, &pool);
@@ -43,7 +44,23 @@ typedef struct mova_options {
   uint32_t decay_ms;       /* freed pages stay resident this long; 0 gives them back at once */
   uint32_t max_handles;    /* handle-table capacity, at most 2^28 - 1 */
   int checked;             /* nonzero: abort on handle misuse, naming the handle */
+  int move_by_userfaultfd; /* nonzero: defragmentation may move pages by UFFDIO_MOVE */
+  int move_by_mremap;      /* nonzero: ... huge objects by mremap where there is no UFFDIO_MOVE */
+  int collapse_dense_regions; /* nonzero: full 2 MiB regions go on transparent huge pages after defragmenting */
+  uint32_t background_interval_ms; /* nonzero: a background compactor wakes this often */
+  double background_threshold;     /* ... and compacts when more than this share of block bytes is not live */
 } mova_options;
+
+typedef struct mova_defrag_result {
+  uint64_t regions_freed;    /* 2 MiB regions emptied */
+  uint64_t blocks_migrated;  /* blocks and huge objects moved (or freed while isolated) */
+  uint64_t blocks_failed;    /* isolated but put back */
+  uint64_t pages_moved;
+  uint64_t moves_uffd;       /* of the moves: by UFFDIO_MOVE, by mremap, by memcpy */
+  uint64_t moves_mremap;
+  uint64_t moves_copy;
+  double seconds;
+} mova_defrag_result;
 
 typedef struct mova_compact_result {
   uint64_t objects_moved;
@@ -71,6 +88,8 @@ mova_status mova_unpin(mova_pool* pool, mova_handle handle);
 
 /* result may be NULL. */
 mova_status mova_compact(mova_pool* pool, mova_compact_result* result);
+/* Moves whole blocks and huge objects down the arena so high regions empty out. result may be NULL. */
+mova_status mova_defragment(mova_pool* pool, mova_defrag_result* result);
 /* Writes the pool's stats as JSON (NUL-terminated) if it fits in `capacity` bytes; *needed is the length
  * without the NUL. MOVA_EXHAUSTED if it did not fit (call again with *needed + 1). */
 mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed);
