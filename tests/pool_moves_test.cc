@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -256,6 +257,55 @@ TEST(PoolMoves, ForkWhileTheBackgroundCompactorRunsLeavesTheChildAWorkingPool) {
   EXPECT_TRUE(pool->stats().background_running);
   EXPECT_GT(pool->stats().background_runs, 0u);
   EXPECT_TRUE(AllIntact(*pool, kept));
+}
+
+// 100k block migrations through the pool. Objects of 4000 B fill one-page blocks alone, so freeing one frees
+// its block, and 3584 of them fill exactly seven regions: every round allocates 50 objects (new blocks in the
+// eighth region), frees 50 others at random (holes below), returns the caches and the spare block, and
+// defragment() moves the top blocks down into the holes. Every object is checked every 100 rounds and at the
+// end, and the mappings over the arena are counted before and after.
+TEST(PoolMoves, HundredThousandBlockMigrationsKeepEveryObject) {
+  auto pool = Pool::Create().value();
+  constexpr std::size_t kSize = 4000;
+  constexpr std::uint64_t kTarget = 100000;
+  std::mt19937_64 rng(61);
+  std::uint64_t next_seed = 1;
+  std::vector<Obj> objs;
+  auto alloc = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i, ++next_seed) objs.push_back({AllocFilled(*pool, kSize, next_seed), kSize, next_seed});
+  };
+  alloc(3584);
+  for (const ClassStats& c : pool->stats().classes) {
+    if (c.slot_size >= kSize && c.blocks > 0) {
+      ASSERT_EQ(c.objects_per_block, 1u) << "the test needs one object per block";
+    }
+  }
+  const Pool::AddressRange arena = pool->reserved_ranges()[0];
+  const std::size_t mappings_before = bench::MappingsIn(arena.start, arena.size).value();
+  std::uint64_t migrated = 0, uffd = 0, rounds = 0;
+  while (migrated < kTarget) {
+    alloc(50);
+    for (int k = 0; k < 50; ++k) {
+      const std::size_t i = rng() % objs.size();
+      ASSERT_TRUE(pool->free(objs[i].h).ok());
+      objs[i] = objs.back();
+      objs.pop_back();
+    }
+    pool->flush_thread_cache();  // the freed slots go back to their blocks, which are released
+    pool->compact();             // and the class's spare block too
+    const DefragResult r = pool->defragment();
+    migrated += r.blocks_migrated;
+    uffd += r.moves_uffd;
+    if (++rounds % 100 == 0) {
+      ASSERT_TRUE(AllIntact(*pool, objs)) << "after round " << rounds;
+    }
+    ASSERT_LT(rounds, 10000u) << "migrations stalled at " << migrated;
+  }
+  std::printf("%lu block migrations (%lu by UFFDIO_MOVE) in %lu rounds\n", (unsigned long)migrated,
+              (unsigned long)uffd, (unsigned long)rounds);
+  EXPECT_TRUE(AllIntact(*pool, objs));
+  EXPECT_EQ(pool->stats().live_objects, objs.size());
+  EXPECT_EQ(bench::MappingsIn(arena.start, arena.size).value(), mappings_before) << "moves must add no mapping";
 }
 
 // A move that cannot finish (UFFDIO_MOVE refused and no memory for the copy) fails cleanly: the block is
