@@ -155,13 +155,7 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
       if (!IsDirty(p)) continue;
       std::uint32_t q = p;
       while (q < end && IsDirty(q)) ++q;
-      if (absl::Status s = os_.Discard(PageAddress(p), ToBytes(Pages(q - p))); !s.ok()) {
-        ++discard_failures_;
-        return s;
-      }
-      for (std::uint32_t k = p; k < q; ++k) regions_[k / kPagesPerRegion].dirty[k % kPagesPerRegion] = false;
-      dirty_pages_ -= q - p;
-      pages_discarded_ += q - p;
+      if (absl::Status s = DiscardDirtyRun(p, q); !s.ok()) return s;
       p = q;
     }
     MarkUsed(first, n.value(), true);
@@ -239,19 +233,24 @@ void Arena::PurgeLocked(bool force) {
   }
 }
 
+absl::Status Arena::DiscardDirtyRun(std::uint32_t first, std::uint32_t end) {
+  if (absl::Status s = os_.Discard(PageAddress(first), ToBytes(Pages(end - first))); !s.ok()) {
+    ++discard_failures_;  // the pages stay dirty (resident) and are tried again later
+    return s;
+  }
+  for (std::uint32_t p = first; p < end; ++p) regions_[p / kPagesPerRegion].dirty[p % kPagesPerRegion] = false;
+  dirty_pages_ -= end - first;
+  pages_discarded_ += end - first;
+  return absl::OkStatus();
+}
+
 void Arena::DiscardRegionDirty(std::uint32_t ri) {
-  Region& r = regions_[ri];
+  const Region& r = regions_[ri];
   const std::bitset<kPagesPerRegion> clean = ~r.dirty;
   for (std::size_t i = r.dirty._Find_first(); i < kPagesPerRegion;) {
     const std::size_t j = clean._Find_next(i);  // end of this dirty run
-    const std::uint32_t first = static_cast<std::uint32_t>(ri * kPagesPerRegion + i);
-    if (os_.Discard(PageAddress(first), ToBytes(Pages(j - i))).ok()) {
-      for (std::size_t k = i; k < j; ++k) r.dirty[k] = false;
-      dirty_pages_ -= j - i;
-      pages_discarded_ += j - i;
-    } else {
-      ++discard_failures_;  // the pages stay dirty (resident) and are tried again later
-    }
+    const auto base = static_cast<std::uint32_t>(ri * kPagesPerRegion);
+    (void)DiscardDirtyRun(base + static_cast<std::uint32_t>(i), base + static_cast<std::uint32_t>(j));
     if (j >= kPagesPerRegion) break;
     i = r.dirty._Find_next(j);
   }

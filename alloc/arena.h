@@ -138,6 +138,8 @@ class Arena {
       p = q;
     }
   }
+  // Discards the pages [first, end), all dirty: they become clean, or stay dirty and the failure is counted.
+  absl::Status DiscardDirtyRun(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DiscardRegionDirty(std::uint32_t region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
