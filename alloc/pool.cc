@@ -26,6 +26,7 @@
 #include "alloc/background_compactor.h"
 #include "alloc/block.h"
 #include "alloc/page_map.h"
+#include "alloc/lower_region_targets.h"
 #include "alloc/pool_block_driver.h"
 #include "alloc/pool_huge_driver.h"
 #include "compactor/region_scan.h"

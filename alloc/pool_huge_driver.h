@@ -18,7 +18,7 @@
 #include "alloc/arena.h"
 #include "alloc/block.h"
 #include "alloc/page_map.h"
-#include "alloc/pool_block_driver.h"
+#include "alloc/lower_region_targets.h"
 #include "compactor/movable_block.h"
 #include "handles/entry_word.h"
 #include "handles/handle_table.h"

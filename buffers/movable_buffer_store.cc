@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
+#include "alloc/lower_region_targets.h"
 #include "compactor/region_scan.h"
 
 namespace mova::buffers {
@@ -159,23 +160,21 @@ bool MovableBufferStore::Isolate(compactor::MovableBlock& m, compactor::MigrateM
 compactor::MigrateResult MovableBufferStore::Migrate(compactor::MovableBlock& dst, compactor::MovableBlock& src,
                                                      compactor::MigrateMode) {
   Buffer& b = *static_cast<Buffer*>(src.owner());
-  Target& t = *static_cast<Target*>(dst.owner());
+  const alloc::PageRun to = alloc::TargetRun(dst);
   if (!ClaimForMove(b)) return compactor::MigrateResult::kAgain;  // pinned since isolation
   const alloc::PageRun from = RunOf(b);
-  absl::StatusOr<compactor::MoveOutcome> moved = arena_->MoveRun(t.run, from, compactor::MoveKind::kRun);
+  absl::StatusOr<compactor::MoveOutcome> moved = arena_->MoveRun(to, from, compactor::MoveKind::kRun);
   if (!moved.ok()) {  // memory short for a copy: the buffer stays where it is, whole
     EndMove(b);
     return compactor::MigrateResult::kFail;
   }
-  SetRun(b, t.run);
+  SetRun(b, to);
   EndMove(b);
   if (moved->source_vacated) {
     arena_->FreeMovedOut(from);
   } else {
     arena_->Free(from);
   }
-  MutexLock lock(&targets_mu_);
-  free_targets_.push_back(&t);  // the run now belongs to the buffer; the target record is reusable
   return compactor::MigrateResult::kSuccess;
 }
 
@@ -186,32 +185,6 @@ void MovableBufferStore::Release(compactor::MovableBlock& m) {
   arena_->Free(RunOf(b));
   MutexLock lock(&records_mu_);
   free_records_.push_back(b.index);  // reusable now that no one refers to it
-}
-
-compactor::MovableBlock* MovableBufferStore::GetTarget(compactor::MovableBlock& src) {
-  const alloc::PageRun run = RunOf(*static_cast<Buffer*>(src.owner()));
-  absl::StatusOr<alloc::PageRun> below =
-      arena_->AllocateBelow(Pages(run.count), static_cast<std::uint32_t>(run.first / alloc::kPagesPerRegion),
-                            alloc::Backing::kEmpty);
-  if (!below.ok()) return nullptr;
-  MutexLock lock(&targets_mu_);
-  Target* t;
-  if (!free_targets_.empty()) {
-    t = free_targets_.back();
-    free_targets_.pop_back();
-  } else {
-    t = &targets_.emplace_back();
-  }
-  t->run = *below;
-  t->movable.SetOwner(t);
-  return &t->movable;
-}
-
-void MovableBufferStore::PutTarget(compactor::MovableBlock* m) {
-  Target* t = static_cast<Target*>(m->owner());
-  arena_->Free(t->run);
-  MutexLock lock(&targets_mu_);
-  free_targets_.push_back(t);
 }
 
 DefragResult MovableBufferStore::Defragment() {
@@ -231,6 +204,7 @@ DefragResult MovableBufferStore::Defragment() {
       if (region >= needed && region < by_region.size()) by_region[region].push_back(&b);
     }
   }
+  alloc::LowerRegionTargets targets(*arena_, [](compactor::MovableBlock& m) { return RunOf(*static_cast<Buffer*>(m.owner())); });
   DefragResult r;
   for (std::size_t region = by_region.size(); region-- > needed;) {
     if (by_region[region].empty()) continue;
@@ -239,7 +213,7 @@ DefragResult MovableBufferStore::Defragment() {
     for (Buffer* b : by_region[region]) {
       if (migrator_.Isolate(b->movable, compactor::MigrateMode::kSyncLight)) isolated.push_back(&b->movable);
     }
-    if (!isolated.empty()) r.blocks_migrated += migrator_.Migrate(isolated, *this, compactor::MigrateMode::kSyncLight);
+    if (!isolated.empty()) r.blocks_migrated += migrator_.Migrate(isolated, targets, compactor::MigrateMode::kSyncLight);
   }
   r.regions_freed = compactor::RegionsFreed(usage_before, arena_->RegionUsage());
   const compactor::MigrationStats after = migrator_.stats();

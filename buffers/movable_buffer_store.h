@@ -65,7 +65,7 @@ class PinnedBuffer {
   std::span<std::byte> bytes_;
 };
 
-class MovableBufferStore final : public compactor::MovableOps, public compactor::TargetSource {
+class MovableBufferStore final : public compactor::MovableOps {
  public:
   static absl::StatusOr<std::unique_ptr<MovableBufferStore>> Create(Bytes capacity, os::Os* os = nullptr);
   ~MovableBufferStore() override;
@@ -91,9 +91,6 @@ class MovableBufferStore final : public compactor::MovableOps, public compactor:
                                    compactor::MigrateMode mode) override;
   void Putback(compactor::MovableBlock& block) override;
   void Release(compactor::MovableBlock& block) override;
-  // compactor::TargetSource: a run below the buffer's region.
-  compactor::MovableBlock* GetTarget(compactor::MovableBlock& src) override;
-  void PutTarget(compactor::MovableBlock* target) override;
 
  private:
   static constexpr std::uint64_t kPinOne = 1;
@@ -109,13 +106,6 @@ class MovableBufferStore final : public compactor::MovableOps, public compactor:
     std::atomic<std::size_t> size{0};          // bytes in use; changed under the block lock
     std::uint32_t index = 0;                   // in records_
   };
-  // A migration target: a run reserved below the source, described by a MovableBlock the framework passes
-  // back to Migrate.
-  struct Target {
-    compactor::MovableBlock movable;
-    alloc::PageRun run;
-  };
-
   explicit MovableBufferStore(std::unique_ptr<alloc::Arena> arena) : arena_(std::move(arena)) {}
   Buffer* Find(BufferId id);
   // Claims `b` for a move (zero pins → MOVING); false if pinned or dead.
@@ -135,9 +125,6 @@ class MovableBufferStore final : public compactor::MovableOps, public compactor:
   Mutex records_mu_;
   std::deque<Buffer> records_ ABSL_GUARDED_BY(records_mu_);  // never shrinks: records never move
   std::vector<std::uint32_t> free_records_ ABSL_GUARDED_BY(records_mu_);
-  Mutex targets_mu_;
-  std::deque<Target> targets_ ABSL_GUARDED_BY(targets_mu_);
-  std::vector<Target*> free_targets_ ABSL_GUARDED_BY(targets_mu_);
   Mutex defrag_mu_;  // one Defragment at a time
 };
 
