@@ -2,6 +2,8 @@
 #include "alloc/arena.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "handles/entry_word.h"
@@ -120,9 +122,17 @@ absl::StatusOr<PageRun> Arena::AllocateBelow(Pages n, std::uint32_t limit_region
   return AllocateLocked(n, limit_region, /*may_grow=*/false, backing);
 }
 
-absl::StatusOr<compactor::MoveOutcome> Arena::MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind) {
+absl::StatusOr<compactor::MoveOutcome> Arena::MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind,
+                                                      Bytes keep_head) {
   if (dst.count != src.count) return absl::InvalidArgumentError("MoveRun: runs of different lengths");
-  return mover_->Move(PageAddress(dst.first), PageAddress(src.first), ToBytes(Pages(src.count)), kind);
+  if (keep_head.value() > kMaxKeptHead) return absl::InvalidArgumentError("MoveRun: keep_head over kMaxKeptHead");
+  std::byte* const from = PageAddress(src.first);
+  alignas(std::max_align_t) std::byte head[kMaxKeptHead];
+  std::memcpy(head, from, keep_head.value());
+  absl::StatusOr<compactor::MoveOutcome> moved =
+      mover_->Move(PageAddress(dst.first), from, ToBytes(Pages(src.count)), kind);
+  if (moved.ok()) std::memcpy(from, head, keep_head.value());
+  return moved;
 }
 
 std::vector<std::uint32_t> Arena::RegionUsage() const {

@@ -72,8 +72,13 @@ class Arena {
   // Gives back a run whose pages a move took away (MoveOutcome::source_vacated): nothing to discard.
   void FreeMovedOut(PageRun run);
   // Moves the pages of `src` into `dst` (same length, dst allocated with Backing::kEmpty) by the engine's best
-  // way. On error src is intact and dst may hold pages (free it with Free).
-  absl::StatusOr<compactor::MoveOutcome> MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind);
+  // way. On error src is intact and dst may hold pages (free it with Free). The first `keep_head` bytes of src
+  // (at most kMaxKeptHead) stay readable at src after a move that took its first page: they are written back
+  // (one fresh page, given back with src's run) — for a driver whose descriptor lives in the block's first bytes
+  // and that the framework still works on after Migrate.
+  static constexpr std::size_t kMaxKeptHead = 64;
+  absl::StatusOr<compactor::MoveOutcome> MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind,
+                                                 Bytes keep_head = Bytes(0));
   compactor::MoveEngineStats move_stats() const { return mover_->stats(); }
   const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.

@@ -6,13 +6,11 @@
 // frees wait until the object is published at its new place, and answers Again if it is pinned meanwhile.
 // Contract: the pool validates a huge object and isolates it under its huge-object lock, which FreeHuge also
 // takes, so the run cannot be released in between. The framework works on the source's descriptor after a
-// successful migrate: the descriptor is written back after the move (if the first page moved away, into a
-// fresh page, given back with the run on Release).
+// successful migrate: the move keeps the descriptor readable there (Arena::MoveRun's keep_head).
 #ifndef MOVA_ALLOC_POOL_HUGE_DRIVER_H_
 #define MOVA_ALLOC_POOL_HUGE_DRIVER_H_
 
 #include <atomic>
-#include <cstring>
 #include <new>
 
 #include "alloc/arena.h"
@@ -46,14 +44,12 @@ class PoolHugeDriver final : public compactor::MovableOps {
     handles::EntryAtomic& e = table_.entry(h->owner);
     handles::Word claimed;
     if (!handles::BeginMove(e, h->data_offset(), &claimed)) return compactor::MigrateResult::kAgain;
-    alignas(HugeObject) std::byte saved[sizeof(HugeObject)];
-    std::memcpy(saved, static_cast<const void*>(h), sizeof(HugeObject));
-    absl::StatusOr<compactor::MoveOutcome> moved = arena_.MoveRun(to, from, compactor::MoveKind::kRun);
+    absl::StatusOr<compactor::MoveOutcome> moved =
+        arena_.MoveRun(to, from, compactor::MoveKind::kRun, Bytes(sizeof(HugeObject)));  // h stays readable
     if (!moved.ok()) {
       handles::EndMove(e, claimed, handles::OffsetOf(claimed));
       return compactor::MigrateResult::kFail;
     }
-    std::memcpy(static_cast<void*>(h), saved, sizeof(HugeObject));  // the first page may have moved away
     auto* n = reinterpret_cast<HugeObject*>(arena_.PageAddress(to.first));
     n->run = to;
     new (&n->movable) compactor::MovableBlock();

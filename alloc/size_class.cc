@@ -154,19 +154,16 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, PageRun to) {
     claimed.push_back(Claim{owner, w});
   }
   // Move the whole block — descriptor, back-map and slots — then make the moved copy a block of its own.
-  // The framework still works on src's descriptor after this returns (unlock, drop its reference), so it is
-  // written back after the move: if the first page moved away (all of the block, or a first part of it before
-  // a fallback), that is one fresh page, given back with the run.
+  // The framework still works on src's descriptor after this returns (unlock, drop its reference), so the
+  // move keeps it readable at src.
   const PageRun from = src->run();
   const std::uint64_t from_off = src->offset();
-  alignas(Block) std::byte saved[sizeof(Block)];
-  std::memcpy(saved, static_cast<const void*>(src), sizeof(Block));
-  absl::StatusOr<compactor::MoveOutcome> moved = arena_.MoveRun(to, from, compactor::MoveKind::kBlock);
+  absl::StatusOr<compactor::MoveOutcome> moved =
+      arena_.MoveRun(to, from, compactor::MoveKind::kBlock, Bytes(sizeof(Block)));
   if (!moved.ok()) {
     release_claims();  // src is intact; the framework puts it back and frees the target
     return compactor::MigrateResult::kFail;
   }
-  std::memcpy(static_cast<void*>(src), saved, sizeof(Block));
   auto* dst = reinterpret_cast<Block*>(arena_.PageAddress(to.first));
   dst->first_page = to.first;
   dst->prev = dst->next = nullptr;

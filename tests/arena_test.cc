@@ -169,6 +169,20 @@ TEST(Arena, MoveRunMovesPagesAndRefusesRunsOfDifferentLengths) {
   EXPECT_TRUE(absl::IsInvalidArgument(a->MoveRun(PageRun{dst.first, 3}, src, compactor::MoveKind::kBlock).status()));
 }
 
+// A driver whose descriptor lives in its block's first bytes keeps it readable at the source after the move.
+TEST(Arena, MoveRunKeepsTheSourceHeadReadable) {
+  auto a = Make(os::SystemOs(), 2);
+  PageRun src = a->Allocate(Pages(2)).value();
+  std::memset(a->PageAddress(src.first), 9, 2 * kPageSize);
+  PageRun dst = a->AllocateBelow(Pages(2), 2, Backing::kEmpty).value();
+  ASSERT_TRUE(a->MoveRun(dst, src, compactor::MoveKind::kBlock, Bytes(Arena::kMaxKeptHead)).ok());
+  for (std::size_t i = 0; i < Arena::kMaxKeptHead; ++i) ASSERT_EQ(std::to_integer<int>(a->PageAddress(src.first)[i]), 9);
+  EXPECT_EQ(std::to_integer<int>(a->PageAddress(dst.first)[2 * kPageSize - 1]), 9);
+  PageRun back = a->AllocateBelow(Pages(2), 2, Backing::kEmpty).value();
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      a->MoveRun(back, dst, compactor::MoveKind::kBlock, Bytes(Arena::kMaxKeptHead + 1)).status()));
+}
+
 TEST(Arena, FullRegionsAreCollapsedOnceAndAKernelWithoutCollapseStopsTheScan) {
   os::FaultInjectingOs fos;
   auto a = Make(fos, 4);
