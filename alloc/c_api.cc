@@ -107,12 +107,11 @@ mova_status mova_size_of(mova_pool* pool, mova_handle handle, size_t* size) {
 mova_status mova_pin(mova_pool* pool, mova_handle handle, int writable, void** data, size_t* size) {
   if (pool == nullptr) return NullArgument("pool");
   if (data == nullptr) return NullArgument("data");
-  absl::StatusOr<mova::Pinned> p =
-      pool->pool->pin(mova::Handle{handle}, writable ? mova::Access::kReadWrite : mova::Access::kRead);
+  absl::StatusOr<std::span<std::byte>> p =
+      pool->pool->pin_detached(mova::Handle{handle}, writable ? mova::Access::kReadWrite : mova::Access::kRead);
   if (!p.ok()) return Report(p.status());
-  *data = const_cast<std::byte*>(p->data());
+  *data = p->data();
   if (size != nullptr) *size = p->size();
-  p->release();  // the caller unpins with mova_unpin
   return MOVA_OK;
 }
 

@@ -4,8 +4,13 @@
 // Fast paths (allocate / free with a warm cache, pin, unpin) take no lock and make no syscall: allocate pops
 // a cached slot and a cached handle entry and publishes the entry; free retires the entry with one CAS and
 // pushes both back; pin is one CAS on the entry.
+// Validation: every entry point that takes a handle goes through Impl::Resolve (the handle table opens the
+// handle's check to its entry and generation) and the entry operation's generation compare; a refusal is
+// classified (stale or never issued) on the slow path. Pins taken by pin_detached are counted in a ledger,
+// so unpin(h) can drop only those, never a Pinned's.
 // Lock order: g_registry_mu → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
-//   Impl::compact_mu → Impl::huge_mu → Arena::mu_; Impl::caches_mu and HandleTable::mu_ are leaves.
+//   Impl::compact_mu → Impl::huge_mu → Arena::mu_; Impl::caches_mu, Impl::detached_mu and HandleTable::mu_
+//   are leaves.
 // Thread exit: a thread's caches go back to every pool still alive (under g_registry_mu, which Pool's
 // destructor takes before it frees anything). Pool ids are never reused, so a cache pointer left in a dead
 // thread-local slot is never matched again.
@@ -13,6 +18,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <span>
 #include <vector>
 
@@ -47,6 +53,17 @@ static_assert(Pinned::PinUnit() == handles::kPinOne, "Pinned must unpin the way 
 namespace {
 
 std::atomic<std::uint64_t> g_next_pool_id{1};
+
+// The salt of a pool's handle keys (handles/handle_seal.h): a per-process random seed, so that handles kept
+// from another process (or another run) are refused, plus the pool id times an odd constant, so that pools of
+// this process have different keys until 2^20 pools later.
+std::uint64_t PoolSalt(std::uint64_t pool_id) {
+  static const std::uint64_t seed = [] {
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) ^ rd();
+  }();
+  return seed + pool_id * handles::kPoolMul;
+}
 ABSL_CONST_INIT Mutex g_registry_mu(absl::kConstInit);
 absl::flat_hash_map<std::uint64_t, Pool::Impl*>& LivePools() ABSL_EXCLUSIVE_LOCKS_REQUIRED(g_registry_mu) {
   static auto* pools = new absl::flat_hash_map<std::uint64_t, Pool::Impl*>();
@@ -69,13 +86,10 @@ thread_local ThreadCaches tls_caches;
 }  // namespace
 
 struct Pool::Impl {
-  Impl(std::uint64_t pool_id, const PoolOptions& opts, os::Os& the_os) : id(pool_id), options(opts), os(the_os) {
-    tag = static_cast<std::uint8_t>(pool_id % 15 + 1);
-  }
+  Impl(std::uint64_t pool_id, const PoolOptions& opts, os::Os& the_os) : id(pool_id), options(opts), os(the_os) {}
   ~Impl();
 
   const std::uint64_t id;
-  std::uint8_t tag = 0;  // 1..15, the top four bits of every handle this pool issues
   const PoolOptions options;
   os::Os& os;
   std::unique_ptr<alloc::Arena> arena;
@@ -89,6 +103,10 @@ struct Pool::Impl {
   compactor::BlockMigrator migrator;                      // used by defragment(), under compact_mu
   std::atomic<std::uint64_t> defrag_runs{0}, regions_freed{0}, huge_migrated{0};
   std::atomic<std::uint64_t> flush_epoch{0};
+
+  // Pins handed out by pin_detached and not yet dropped by unpin, by handle-table index.
+  Mutex detached_mu;
+  absl::flat_hash_map<std::uint32_t, std::uint32_t> detached ABSL_GUARDED_BY(detached_mu);
 
   Mutex caches_mu;
   std::vector<ThreadCache*> caches ABSL_GUARDED_BY(caches_mu);
@@ -236,17 +254,24 @@ struct Pool::Impl {
     return s;
   }
 
-  // The entry of a handle this pool issued, or nullptr.
-  handles::EntryAtomic* EntryOf(Handle h) const {
-    if (h.pool_tag() != tag || !table->Issued(h.index())) return nullptr;
-    return &table->entry(h.index());
+  // The one validation routine's first half, for every entry point that takes a handle: the entry the
+  // handle names and the generation it claims (loads only), or an InvalidArgument error.
+  absl::StatusOr<handles::HandleRef> Resolve(const char* op, Handle h) const {
+    const handles::HandleRef r = table->Open(h);
+    if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return NotIssued(op, h);
+    return r;
+  }
+  // Its second half: an entry operation found another generation than the handle's. Slow path.
+  [[gnu::noinline]] absl::Status Rejected(const char* op, Handle h) const {
+    if (table->Classify(h) == handles::HandleVerdict::kStale) return Stale(op, h);
+    return NotIssued(op, h);
   }
 
-  absl::Status NotIssued(const char* op, Handle h) const {
-    return Misuse(absl::InvalidArgumentError(
-        absl::StrFormat("%s: handle %#x was not issued by this pool (null, forged or another pool's)", op, h.raw)));
+  [[gnu::noinline]] absl::Status NotIssued(const char* op, Handle h) const {
+    return Misuse(absl::InvalidArgumentError(absl::StrFormat(
+        "%s: handle %#x was not issued by this pool (null, forged, corrupted or another pool's)", op, h.raw)));
   }
-  absl::Status Stale(const char* op, Handle h) const {
+  [[gnu::noinline]] absl::Status Stale(const char* op, Handle h) const {
     return Misuse(absl::NotFoundError(
         absl::StrFormat("%s: handle %#x is stale: its object was freed (double free or use after free)", op, h.raw)));
   }
@@ -391,6 +416,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (options.arena_capacity.value() == 0 || options.arena_capacity.value() > handles::kMaxArenaBytes) {
     return absl::InvalidArgumentError(absl::StrFormat("arena_capacity must be in 1..%u bytes", handles::kMaxArenaBytes));
   }
+  static_assert(alloc::kMaxHandleIndex == Handle::kIndexMask, "the back-map holds any handle index");
   if (options.max_handles == 0 || options.max_handles > alloc::kMaxHandleIndex) {
     return absl::InvalidArgumentError(absl::StrFormat("max_handles must be in 1..%u", alloc::kMaxHandleIndex));
   }
@@ -416,7 +442,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
       alloc::PageMap::Create(the_os, impl->arena->capacity().value() >> kPageShift);
   if (!page_map.ok()) return page_map.status();
   impl->page_map = std::move(*page_map);
-  absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles);
+  absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles, PoolSalt(impl->id));
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
   impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->arena, impl->classes);
@@ -492,34 +518,34 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   c.alloc_bytes.Add(size);
   const std::uint16_t size_field =
       size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
-  return Handle::Make(p.tag, gen, size_field, index);
+  return p.table->MakeHandle(index, gen, size_field);
 }
 
 absl::Status Pool::free(Handle h) {
   Impl& p = *impl_;
-  handles::EntryAtomic* e = p.EntryOf(h);
-  if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("free", h);
+  absl::StatusOr<handles::HandleRef> r = p.Resolve("free", h);
+  if (ABSL_PREDICT_FALSE(!r.ok())) return r.status();
+  handles::EntryAtomic* e = r->entry;
   const handles::Word now = e->load(std::memory_order_acquire);
   Impl::Located at;
-  if (handles::GenOf(now) == h.generation()) {
+  if (handles::GenOf(now) == r->gen) {
     at = p.Locate(handles::OffsetOf(now));
     if (!p.SizeFieldMatches(h, handles::OffsetOf(now), at)) {
       return p.NotIssued("free", h);  // moves keep an object's class, so the check holds across them
     }
   }
   handles::Word before;
-  switch (handles::Retire(*e, h.generation(), &before)) {
+  switch (handles::Retire(*e, r->gen, &before)) {
     case handles::EntryResult::kOk:
       break;
     case handles::EntryResult::kPinned:
       return p.Misuse(absl::FailedPreconditionError(
           absl::StrFormat("free: handle %#x: the object is pinned; unpin it before freeing", h.raw)));
     default:
-      return p.Stale("free", h);
+      return p.Rejected("free", h);
   }
   const std::uint64_t offset = handles::OffsetOf(before);
-  // Locate again if it moved since the check, or if the check did not run (the generation read before
-  // Retire was another's: only possible across a generation wrap).
+  // Locate again if it moved since the check, or if the check did not run (the entry was moving then).
   if (offset != handles::OffsetOf(now) || (at.block == nullptr && at.huge == nullptr)) at = p.Locate(offset);
   if (ABSL_PREDICT_FALSE(p.options.checked)) {
     if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) return s;
@@ -534,7 +560,12 @@ absl::Status Pool::free(Handle h) {
     // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
     p.PushSlot(c, at.cls, alloc::PackSlot(at.block, at.slot));
   }
-  p.PushHandle(c, h.index());
+  if (ABSL_PREDICT_FALSE(handles::IsLastLife(r->gen))) {
+    const std::uint32_t index = h.index();
+    p.table->Return(std::span<const std::uint32_t>(&index, 1));  // it rests there
+  } else {
+    p.PushHandle(c, h.index());
+  }
   c.frees.Add(1);
   c.free_bytes.Add(size);
   return absl::OkStatus();
@@ -542,17 +573,18 @@ absl::Status Pool::free(Handle h) {
 
 absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
   Impl& p = *impl_;
-  handles::EntryAtomic* e = p.EntryOf(h);
-  if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("pin", h);
+  absl::StatusOr<handles::HandleRef> r = p.Resolve("pin", h);
+  if (ABSL_PREDICT_FALSE(!r.ok())) return r.status();
+  handles::EntryAtomic* e = r->entry;
   handles::Word w;
-  switch (handles::Pin(*e, h.generation(), &w)) {
+  switch (handles::Pin(*e, r->gen, &w)) {
     case handles::EntryResult::kOk:
       break;
     case handles::EntryResult::kTooManyPins:
       return absl::ResourceExhaustedError(
           absl::StrFormat("pin: handle %#x is pinned %u times already", h.raw, handles::kMaxPins));
     default:
-      return p.Stale("pin", h);
+      return p.Rejected("pin", h);
   }
   const std::uint64_t offset = handles::OffsetOf(w);
   const Impl::Located at = p.Locate(offset);
@@ -575,20 +607,37 @@ absl::StatusOr<std::size_t> Pool::size_of(Handle h) {
   return pinned->size();
 }
 
+absl::StatusOr<std::span<std::byte>> Pool::pin_detached(Handle h, Access access) {
+  absl::StatusOr<Pinned> pinned = pin(h, access);
+  if (!pinned.ok()) return pinned.status();
+  Impl& p = *impl_;
+  {
+    MutexLock lock(&p.detached_mu);
+    ++p.detached[h.index()];
+  }
+  const std::span<std::byte> bytes(const_cast<std::byte*>(pinned->data()), pinned->size());
+  pinned->entry_ = nullptr;  // the pin stays; the ledger owes it to unpin(h)
+  return bytes;
+}
+
 absl::Status Pool::unpin(Handle h) {
   Impl& p = *impl_;
-  handles::EntryAtomic* e = p.EntryOf(h);
-  if (ABSL_PREDICT_FALSE(e == nullptr)) return p.NotIssued("unpin", h);
-  handles::Word w = e->load(std::memory_order_acquire);
-  for (;;) {
-    if (handles::GenOf(w) != h.generation() || !handles::IsLiveGen(h.generation())) return p.Stale("unpin", h);
-    if (handles::PinsOf(w) == 0) {
-      return p.Misuse(absl::FailedPreconditionError(absl::StrFormat("unpin: handle %#x is not pinned", h.raw)));
+  absl::StatusOr<handles::HandleRef> r = p.Resolve("unpin", h);
+  if (ABSL_PREDICT_FALSE(!r.ok())) return r.status();
+  const handles::Word w = r->entry->load(std::memory_order_acquire);
+  if (handles::GenOf(w) != r->gen) return p.Rejected("unpin", h);
+  {
+    // A pin recorded here keeps the object live and its generation r->gen until it is dropped below.
+    MutexLock lock(&p.detached_mu);
+    auto it = p.detached.find(h.index());
+    if (it == p.detached.end()) {
+      return p.Misuse(absl::FailedPreconditionError(absl::StrFormat(
+          "unpin: handle %#x holds no pin taken by pin_detached (a Pinned's pin is dropped by the Pinned)", h.raw)));
     }
-    if (e->compare_exchange_weak(w, w - handles::kPinOne, std::memory_order_release, std::memory_order_acquire)) {
-      return absl::OkStatus();
-    }
+    if (--it->second == 0) p.detached.erase(it);
   }
+  handles::Unpin(*r->entry);
+  return absl::OkStatus();
 }
 
 std::byte* Pinned::mutable_data() const {
@@ -635,6 +684,7 @@ std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
       {p.arena->base(), p.arena->capacity().value(), "objects"},
       {reinterpret_cast<const std::byte*>(&p.table->entry(0)), std::size_t{p.table->capacity()} * sizeof(handles::Word),
        "handle table"},
+      {p.table->keys_base(), p.table->keys_bytes().value(), "handle keys"},
       {p.page_map->base(), p.page_map->reserved_bytes().value(), "page map"},
   };
 }
@@ -769,9 +819,13 @@ PoolStats Pool::stats() const {
   // The page map is backed where regions were touched: 2 B per page, a quarter page of map per region.
   s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint16_t);
   const handles::HandleTable::Stats t = p.table->stats();
+  // The handle table's page keys: 4 B per table page ever opened.
+  s.metadata_bytes += ToBytes(PagesCeil(Bytes(t.pages_opened * sizeof(std::uint32_t)))).value();
   s.handles_in_use = t.entries_in_use;
   s.handle_table_bytes = t.resident_bytes().value();
   s.handle_table_pages_peak = t.pages_opened;
+  s.handles_rested = t.entries_rested;
+  s.handle_pages_rekeyed = t.pages_rekeyed;
   s.resident_bytes = s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes;
   s.compactions = p.compactions.load(std::memory_order_relaxed);
   s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);

@@ -20,8 +20,9 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
   absl::StrAppendFormat(&out, "resident    %10.2f MiB = blocks %.2f + huge %.2f + dirty %.2f + handle table %.2f + metadata %.2f\n",
                         MiB(s.resident_bytes), MiB(s.block_bytes), MiB(s.huge_bytes), MiB(s.dirty_bytes),
                         MiB(s.handle_table_bytes), MiB(s.metadata_bytes));
-  absl::StrAppendFormat(&out, "slots       %10.2f MiB of live slots; %u handles in use; table peak %u pages\n",
-                        MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak);
+  absl::StrAppendFormat(&out, "slots       %10.2f MiB of live slots; %u handles in use; table peak %u pages; %u entries rested, %u pages re-keyed\n",
+                        MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak, s.handles_rested,
+                        s.handle_pages_rekeyed);
   absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u discard failures; %u regions collapsed to huge pages (%u failed)\n",
                         s.regions_in_use, s.regions_touched, s.discard_failures, s.regions_collapsed, s.collapse_failures);
   if (s.background_running || s.background_wakeups > 0) {
@@ -67,6 +68,8 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("resident_bytes", s.resident_bytes);
   field("handles_in_use", s.handles_in_use);
   field("handle_table_pages_peak", s.handle_table_pages_peak);
+  field("handles_rested", s.handles_rested);
+  field("handle_pages_rekeyed", s.handle_pages_rekeyed);
   field("regions_in_use", s.regions_in_use);
   field("regions_touched", s.regions_touched);
   field("compactions", s.compactions);

@@ -5,7 +5,8 @@
 //                while free, the next free entry of the same table page (kNoNext ends the list)
 //   bits 36..46  pin count (at most kMaxPins)
 //   bit  47      MOVING: a mover owns the object; pinners and freers wait until it clears
-//   bits 48..63  generation: odd while the object lives, even while the entry is free
+//   bits 48..63  generation: odd while the object lives, even while the entry is free; an entry lives at most
+//                kLastLiveGen, and rests at kRestGen afterwards until its table page is re-keyed (handle_table.h)
 // Invariants: pins > 0 implies !MOVING and generation odd; MOVING is only set from pins == 0; a free entry has
 // pins == 0 and !MOVING. Every change of a live entry is a CAS or an RMW on the whole word, so a pin, a free
 // and a move of one object are totally ordered. Waiters block with std::atomic::wait and are woken by EndMove.
@@ -29,6 +30,8 @@ inline constexpr Word kPinMask = kMaxPins << kPinShift;
 inline constexpr Word kMovingBit = Word{1} << 47;
 inline constexpr unsigned kGenShift = 48;
 inline constexpr std::uint64_t kLocationAlign = 16;
+inline constexpr std::uint16_t kLastLiveGen = 0xFFFD;  // the last life an entry is given
+inline constexpr std::uint16_t kRestGen = 0xFFFE;      // a free entry at this generation is never handed out
 inline constexpr std::uint64_t kMaxArenaBytes = (Word{1} << kLocationBits) * kLocationAlign;
 
 constexpr std::uint64_t LocationOf(Word w) { return w & kLocationMask; }
@@ -58,6 +61,10 @@ inline std::uint16_t Publish(EntryAtomic& e, std::uint64_t offset) {
   e.store(MakeWord(gen, offset), std::memory_order_release);
   return gen;
 }
+
+// True when the live generation `gen` is an entry's last life: once retired, the entry must go back to its
+// table (HandleTable::Return rests it), never to a cache that would publish it again.
+constexpr bool IsLastLife(std::uint16_t gen) { return gen >= kLastLiveGen; }
 
 // Waits while the object of `w` (the entry's last loaded word) moves, reloading `w`; false when `w` is not
 // the live entry of generation `gen` (stale, double-freed or forged). The waiting half is out of line.

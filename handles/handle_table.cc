@@ -8,19 +8,30 @@
 
 namespace mova::handles {
 
-absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std::uint32_t max_entries) {
-  if (max_entries == 0) return absl::InvalidArgumentError("handle table needs at least one entry");
-  const std::uint64_t pages = (std::uint64_t{max_entries} + kEntriesPerPage - 1) / kEntriesPerPage;
-  const std::uint64_t capacity64 = std::min<std::uint64_t>(pages * kEntriesPerPage, 0xFFFFFFFFull);
+absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std::uint32_t max_entries,
+                                                                std::uint64_t salt) {
+  if (max_entries == 0 || max_entries > Handle::kIndexMask) {
+    return absl::InvalidArgumentError(absl::StrFormat("handle table entries must be in 1..%u", Handle::kIndexMask));
+  }
+  // Pages for max_entries (index 0 is never issued), twice over so that entries resting in pages that are
+  // not yet empty do not cut the capacity; at most the 2^28 indices a handle can name.
+  const std::uint64_t needed = (std::uint64_t{max_entries} + 1 + kEntriesPerPage - 1) / kEntriesPerPage;
+  const auto pages = static_cast<std::uint32_t>(std::min<std::uint64_t>(2 * needed, kMaxPages));
   absl::StatusOr<std::byte*> mem = os.Reserve(ToBytes(Pages(pages)), Bytes(kPageSize));
   if (!mem.ok()) return mem.status();
+  absl::StatusOr<std::byte*> keys = os.Reserve(ToBytes(PagesCeil(Bytes(pages * sizeof(std::uint32_t)))), Bytes(kPageSize));
+  if (!keys.ok()) {
+    (void)os.Unreserve(*mem, ToBytes(Pages(pages)));
+    return keys.status();
+  }
   return std::unique_ptr<HandleTable>(new HandleTable(os, reinterpret_cast<EntryAtomic*>(*mem),
-                                                      static_cast<std::uint32_t>(capacity64),
-                                                      static_cast<std::uint32_t>(pages)));
+                                                      reinterpret_cast<std::atomic<std::uint32_t>*>(*keys),
+                                                      max_entries, pages, salt));
 }
 
-HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::uint32_t capacity, std::uint32_t max_pages)
-    : os_(os), entries_(entries), capacity_(capacity), max_pages_(max_pages) {
+HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys,
+                         std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt)
+    : os_(os), entries_(entries), keys_(keys), max_entries_(max_entries), max_pages_(max_pages), salt_(salt) {
   buckets_.fill(kNoPage);
 }
 
@@ -56,36 +67,59 @@ std::uint32_t HandleTable::DensestAvailable() const {
 
 HandleTable::~HandleTable() {
   (void)os_.Unreserve(reinterpret_cast<std::byte*>(entries_), ToBytes(Pages(max_pages_)));
+  (void)os_.Unreserve(reinterpret_cast<std::byte*>(keys_), keys_bytes());
 }
 
 absl::Status HandleTable::OpenPage(std::uint32_t p) {
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{p} * kEntriesPerPage);
   if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) return s;
+  ThreadFreeList(p);
+  pages_[p].resident = true;
+  ++resident_;
+  return absl::OkStatus();
+}
+
+void HandleTable::ThreadFreeList(std::uint32_t p) {
   PageState& st = pages_[p];
   const std::uint32_t first = p * kEntriesPerPage;
-  for (std::uint32_t i = 0; i < kEntriesPerPage; ++i) {
+  const std::uint32_t skip = p == 0 ? 1 : 0;  // index 0 is never issued
+  for (std::uint32_t i = skip; i < kEntriesPerPage; ++i) {
     std::uint16_t next = i + 1 < kEntriesPerPage ? static_cast<std::uint16_t>(i + 1) : kNoNext;
     // Location bits hold the next free entry; offsets are stored / 16, so scale the link up.
     entries_[first + i].store(MakeWord(st.restart_gen, std::uint64_t{next} * kLocationAlign),
                               std::memory_order_relaxed);
   }
-  st.free_head = 0;
+  st.free_head = static_cast<std::uint16_t>(skip);
   st.used = 0;
-  st.resident = true;
-  ++resident_;
-  return absl::OkStatus();
+  rested_ -= st.rested;
+  st.rested = 0;
 }
 
-void HandleTable::DiscardPage(std::uint32_t p) {
+void HandleTable::RetirePage(std::uint32_t p) {
   PageState& st = pages_[p];
   const std::uint32_t first = p * kEntriesPerPage;
   std::uint16_t max_gen = 0;
   for (std::uint32_t i = 0; i < kEntriesPerPage; ++i) {
     max_gen = std::max(max_gen, GenOf(entries_[first + i].load(std::memory_order_relaxed)));
   }
+  // Restart above every generation issued under this key; when that is no longer possible (an entry rested,
+  // or one is near the end), take the next key and restart at 0: handles of the old key open to other values.
+  if (st.rested > 0 || max_gen >= kRestGen - 2) {
+    ++st.epoch;
+    keys_[p].store(PageKey(salt_, p, st.epoch), std::memory_order_relaxed);
+    st.restart_gen = 0;
+    ++rekeyed_;
+  } else {
+    st.restart_gen = static_cast<std::uint16_t>(max_gen + 2);
+  }
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + first);
-  if (!os_.Discard(addr, Bytes(kPageSize)).ok()) return;  // keep the page: it stays usable and counted
-  st.restart_gen = static_cast<std::uint16_t>((max_gen + 2) & ~1u);
+  if (!os_.Discard(addr, Bytes(kPageSize)).ok()) {
+    ThreadFreeList(p);  // keep the page: it stays usable and counted, its entries at the restart generation
+    return;
+  }
+  rested_ -= st.rested;
+  st.rested = 0;
+  st.free_head = 0;  // all free: OpenPage threads them when the page is used again
   st.resident = false;
   --resident_;
   ++discarded_;
@@ -94,7 +128,7 @@ void HandleTable::DiscardPage(std::uint32_t p) {
 absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
   MutexLock lock(&mu_);
   std::size_t n = 0;
-  while (n < out.size()) {
+  while (n < out.size() && in_use_ < max_entries_) {
     std::uint32_t p = DensestAvailable();
     if (p != kNoPage) {
       BucketRemove(p);
@@ -102,6 +136,7 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
       const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
       if (opened == max_pages_) break;
       pages_.emplace_back();
+      keys_[opened].store(PageKey(salt_, opened, 0), std::memory_order_relaxed);
       if (absl::Status s = OpenPage(opened); !s.ok()) {
         pages_.pop_back();
         if (n > 0) break;
@@ -119,12 +154,8 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
       }
     }
     const std::uint32_t first = p * kEntriesPerPage;
-    while (n < out.size() && st.free_head != kNoNext) {
+    while (n < out.size() && in_use_ < max_entries_ && st.free_head != kNoNext) {
       const std::uint32_t idx = first + st.free_head;
-      if (idx >= capacity_) {  // the last page may be partly beyond capacity (capacity < 2^32)
-        st.free_head = kNoNext;
-        break;
-      }
       st.free_head = static_cast<std::uint16_t>(OffsetOf(entries_[idx].load(std::memory_order_relaxed)) /
                                                 kLocationAlign);
       ++st.used;
@@ -134,8 +165,13 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
     if (st.free_head != kNoNext) BucketInsert(p);
   }
   if (n == 0) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("handle table full: all %u entries are in use", capacity_));
+    if (in_use_ == max_entries_) {
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("handle table full: all %u entries (max_handles) are in use", max_entries_));
+    }
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "handle table full: %u entries in use and %u resting after their last generation, in all %u pages",
+        in_use_, rested_, max_pages_));
   }
   return n;
 }
@@ -159,20 +195,40 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
     for (; i < indices.size() && sorted[i] / kEntriesPerPage == p; ++i) {
       EntryAtomic& e = entries_[sorted[i]];
       const std::uint16_t gen = GenOf(e.load(std::memory_order_relaxed));
-      e.store(MakeWord(gen, std::uint64_t{st.free_head} * kLocationAlign), std::memory_order_relaxed);
-      st.free_head = static_cast<std::uint16_t>(sorted[i] - p * kEntriesPerPage);
       --st.used;
       --in_use_;
+      if (gen >= kRestGen) {  // its last life is over: it rests until the page empties and is re-keyed
+        ++st.rested;
+        ++rested_;
+        continue;
+      }
+      e.store(MakeWord(gen, std::uint64_t{st.free_head} * kLocationAlign), std::memory_order_relaxed);
+      st.free_head = static_cast<std::uint16_t>(sorted[i] - p * kEntriesPerPage);
     }
-    if (st.used == 0) DiscardPage(p);
-    BucketInsert(p);
+    if (st.used == 0) RetirePage(p);
+    if (st.free_head != kNoNext) BucketInsert(p);
   }
+}
+
+HandleVerdict HandleTable::Classify(Handle h) const {
+  const std::uint32_t index = h.index();
+  if (!Issued(index)) return HandleVerdict::kNotIssued;
+  MutexLock lock(&mu_);
+  const std::uint32_t p = index / kEntriesPerPage;
+  const std::uint32_t gen = handles::Open(h.check(), KeyOf(index), h.size_field(), index % kEntriesPerPage);
+  if (!OpensToLiveGen(gen)) return HandleVerdict::kNotIssued;
+  // Generations only grow under one key: an earlier one is a handle this entry issued and retired.
+  const PageState& st = pages_[p];
+  const std::uint32_t now = st.resident ? GenOf(entries_[index].load(std::memory_order_acquire)) : st.restart_gen;
+  return gen < now ? HandleVerdict::kStale : HandleVerdict::kNotIssued;
 }
 
 HandleTable::Stats HandleTable::stats() const {
   MutexLock lock(&mu_);
   Stats s;
   s.entries_in_use = in_use_;
+  s.entries_rested = rested_;
+  s.pages_rekeyed = rekeyed_;
   s.pages_opened = opened_pages_.load(std::memory_order_relaxed);
   s.pages_resident = resident_;
   s.pages_discarded = discarded_;

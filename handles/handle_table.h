@@ -1,17 +1,25 @@
-// handles/handle_table.h — the table of handle entries: entries never move, freed entries are reused.
+// handles/handle_table.h — the table of handle entries: entries never move, freed entries are reused, and
+// handles are made and checked here (the only place that knows how a handle names its entry).
 //
-// Types: HandleTable. Entries are EntryAtomic words (entry_word.h) in one reserved range of address space,
-// grouped in table pages of kEntriesPerPage. Each table page keeps its own free list threaded through the
-// location bits of its free entries, and a count of entries in use (handed out by Acquire and not yet
-// Returned: live objects plus entries cached by threads).
-// Invariants (under mu_): used(p) + length of free list(p) == kEntriesPerPage for every opened page p;
+// Types: HandleTable, HandleRef, HandleVerdict. Entries are EntryAtomic words (entry_word.h) in one reserved
+// range of address space, grouped in table pages of kEntriesPerPage. Each table page keeps its own free list
+// threaded through the location bits of its free entries, a count of entries in use (handed out by Acquire
+// and not yet Returned: live objects plus entries cached by threads), a count of rested entries, and a key
+// (handle_seal.h) kept outside the page so that it survives the page being given back.
+// Invariants (under mu_): for every opened page p, used(p) + rested(p) + length of free list(p) ==
+//   kEntriesPerPage, less one for page 0 (index 0 is never issued, so no handle is 0);
+//   in_use_ == Σ used(p) <= max_entries_;
 //   a page whose used(p) == 0 is discarded (its memory given back) unless the discard failed;
-//   every opened page with used < kEntriesPerPage is on exactly one density bucket, buckets_[used(p)], and
-//   nonempty_ has bit u set exactly when buckets_[u] is non-empty. Acquire takes from the fullest bucket
-//   (O(1) per page), so it reuses entries in the densest part of the table and fully free pages stay free.
-// A discarded page reads as zeros; when it is opened again its entries restart at a generation above any
-// it issued before, so handles issued from it earlier stay stale.
-// Locks: mu_ is a leaf lock. Entry words are read and CASed without it (entry_word.h).
+//   a page is on exactly one density bucket, buckets_[used(p)], iff it has a free entry (a discarded page
+//   counts as all free), and nonempty_ has bit u set exactly when buckets_[u] is non-empty. Acquire takes
+//   from the fullest bucket (O(1) per page), so it reuses entries in the densest part of the table and fully
+//   free pages stay free.
+// Generations: within one key epoch of a page, an entry's generations only grow: a discarded page's entries
+//   restart above any generation it issued. An entry freed at kRestGen (after kLastLiveGen) rests: it is not
+//   handed out again until its page is empty; then the page takes a new key and its generations restart at 0.
+//   So a stale handle is recognised for certain until its entry has had 32767 lives and its page was
+//   emptied after that; then it opens under the new key with a chance of about 2^-20 of matching.
+// Locks: mu_ is a leaf lock. Entry words are read and CASed without it (entry_word.h); keys are read without it.
 #ifndef MOVA_HANDLES_HANDLE_TABLE_H_
 #define MOVA_HANDLES_HANDLE_TABLE_H_
 
@@ -27,42 +35,86 @@
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
 #include "handles/entry_word.h"
+#include "handles/handle_seal.h"
+#include "mova/handle.h"
 #include "mova/units.h"
 #include "os/os.h"
 
 namespace mova::handles {
 
+// What a handle claims: its entry, and the generation its check opened to. entry == nullptr when the handle
+// cannot be one this table issued (index never issued, or a check that opens to no live generation).
+struct HandleRef {
+  EntryAtomic* entry = nullptr;
+  std::uint16_t gen = 0;
+};
+
+// Why a handle whose generation does not match its entry was refused.
+enum class HandleVerdict {
+  kStale,      // an earlier generation of this entry: freed (double free, use after free)
+  kNotIssued,  // never a handle of this table: null, forged, corrupted, another pool's, or from before a re-key
+};
+
 class HandleTable {
  public:
   static constexpr std::uint32_t kEntriesPerPage = kPageSize / sizeof(Word);
+  static constexpr std::uint32_t kMaxPages = (std::uint32_t{1} << Handle::kIndexBits) / kEntriesPerPage;
 
-  // Reserves address space for `max_entries` entries (rounded up to whole pages).
-  static absl::StatusOr<std::unique_ptr<HandleTable>> Create(os::Os& os, std::uint32_t max_entries);
+  // A table for at most `max_entries` entries in use at once (exactly; at most 2^28 - 1). `salt` keys the
+  // handles (handle_seal.h): tables with different salts refuse each other's handles.
+  static absl::StatusOr<std::unique_ptr<HandleTable>> Create(os::Os& os, std::uint32_t max_entries,
+                                                             std::uint64_t salt);
   ~HandleTable();
   HandleTable(const HandleTable&) = delete;
   HandleTable& operator=(const HandleTable&) = delete;
 
   // Hands out up to out.size() free entries (at least one on success), from the densest table page that
   // has any. The entries stay free (even generation) until the caller Publishes them.
-  // ResourceExhausted when all max_entries are in use or the OS cannot back a new table page.
+  // ResourceExhausted when max_entries are in use, or no page has a free entry and no more may be opened,
+  // or the OS cannot back a new table page.
   absl::StatusOr<std::size_t> Acquire(std::span<std::uint32_t> out);
 
-  // Takes back entries that are free (even generation) and no longer referenced by the caller.
+  // Takes back entries that are free (even generation) and no longer referenced by the caller. An entry at
+  // kRestGen rests (see above).
   void Return(std::span<const std::uint32_t> indices);
+
+  // The handle for entry `index`, live at generation `gen`, of an object whose size field is `size_field`.
+  Handle MakeHandle(std::uint32_t index, std::uint16_t gen, std::uint16_t size_field) const {
+    return Handle::Make(index, Seal(gen, KeyOf(index), size_field, index % kEntriesPerPage), size_field);
+  }
+  // Opens a handle (loads only): its entry and claimed generation, or entry == nullptr. The caller then
+  // compares the generation with the entry's (Pin, Retire, ...).
+  HandleRef Open(Handle h) const {
+    const std::uint32_t index = h.index();
+    if (!Issued(index)) [[unlikely]] return {};
+    const std::uint32_t gen = handles::Open(h.check(), KeyOf(index), h.size_field(), index % kEntriesPerPage);
+    if (!OpensToLiveGen(gen)) [[unlikely]] return {};
+    return HandleRef{&entries_[index], static_cast<std::uint16_t>(gen)};
+  }
+  // For a handle an operation refused because its generation did not match (slow path; takes mu_): was it
+  // issued by this table earlier, or never?
+  HandleVerdict Classify(Handle h) const;
 
   // The entry of `index`; valid for any index < capacity().
   EntryAtomic& entry(std::uint32_t index) const { return entries_[index]; }
-  // True for indices in pages that were ever opened: anything else cannot be a handle this table issued.
+  // True for indices in pages that were ever opened, but 0: anything else cannot be a handle this table issued.
   bool Issued(std::uint32_t index) const {
-    return index < opened_pages_.load(std::memory_order_acquire) * kEntriesPerPage;
+    return index != 0 && index < opened_pages_.load(std::memory_order_acquire) * kEntriesPerPage;
   }
-  std::uint32_t capacity() const { return capacity_; }
+  // Entries of address space reserved (max_pages × kEntriesPerPage).
+  std::uint32_t capacity() const { return max_pages_ * kEntriesPerPage; }
+  std::uint32_t max_entries() const { return max_entries_; }
+  // The range of the page keys (4 B per table page).
+  const std::byte* keys_base() const { return reinterpret_cast<const std::byte*>(keys_); }
+  Bytes keys_bytes() const { return ToBytes(PagesCeil(Bytes(max_pages_ * sizeof(std::uint32_t)))); }
 
   struct Stats {
     std::uint64_t entries_in_use = 0;  // handed out and not returned (live handles + thread-cached entries)
+    std::uint64_t entries_rested = 0;  // at kRestGen, waiting for their page to empty
     std::uint64_t pages_opened = 0;    // pages ever opened (the table's high-water mark)
     std::uint64_t pages_resident = 0;  // opened pages not given back
     std::uint64_t pages_discarded = 0; // cumulative count of pages given back
+    std::uint64_t pages_rekeyed = 0;   // cumulative count of new page keys
     Bytes resident_bytes() const { return ToBytes(Pages(pages_resident)); }
   };
   Stats stats() const;
@@ -70,8 +122,10 @@ class HandleTable {
  private:
   struct PageState {
     std::uint16_t used = 0;           // entries handed out
+    std::uint16_t rested = 0;         // entries at kRestGen, on no list
     std::uint16_t free_head = 0;      // first free entry (index within page), kNoNext if none
     std::uint16_t restart_gen = 0;    // even generation the page's entries start from when reopened
+    std::uint32_t epoch = 0;          // key epoch (keys_ holds PageKey(salt, page, epoch))
     bool resident = false;
     std::uint32_t prev = kNoPage;     // density bucket list
     std::uint32_t next = kNoPage;
@@ -80,10 +134,17 @@ class HandleTable {
   static constexpr std::uint32_t kNoPage = 0xFFFFFFFF;
   static constexpr std::size_t kBucketWords = (kEntriesPerPage + 63) / 64;  // buckets 0 .. kEntriesPerPage - 1
 
-  HandleTable(os::Os& os, EntryAtomic* entries, std::uint32_t capacity, std::uint32_t max_pages);
+  HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys, std::uint32_t max_entries,
+              std::uint32_t max_pages, std::uint64_t salt);
+  std::uint32_t KeyOf(std::uint32_t index) const {
+    return keys_[index / kEntriesPerPage].load(std::memory_order_relaxed);
+  }
   // Makes page p's memory present and threads all its entries onto its free list.
   absl::Status OpenPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DiscardPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Threads every entry of page p (all free) onto its free list at the page's restart generation.
+  void ThreadFreeList(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Page p has no entry in use: picks the generation (and key) its entries restart at, gives its memory back.
+  void RetirePage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BucketInsert(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void BucketRemove(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The page with the most entries in use that still has a free one, or kNoPage.
@@ -91,8 +152,10 @@ class HandleTable {
 
   os::Os& os_;
   EntryAtomic* const entries_;
-  const std::uint32_t capacity_;
+  std::atomic<std::uint32_t>* const keys_;  // one per page, in a range of its own (never discarded)
+  const std::uint32_t max_entries_;
   const std::uint32_t max_pages_;
+  const std::uint64_t salt_;
   std::atomic<std::uint32_t> opened_pages_{0};
 
   mutable Mutex mu_;
@@ -100,8 +163,10 @@ class HandleTable {
   std::array<std::uint32_t, kEntriesPerPage> buckets_ ABSL_GUARDED_BY(mu_);  // heads, by entries in use
   std::array<std::uint64_t, kBucketWords> nonempty_ ABSL_GUARDED_BY(mu_){};
   std::uint64_t in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t rested_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t resident_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discarded_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t rekeyed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace mova::handles

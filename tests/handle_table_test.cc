@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -14,6 +15,7 @@ namespace mova::handles {
 namespace {
 
 constexpr std::uint32_t kPer = HandleTable::kEntriesPerPage;
+constexpr std::uint64_t kSalt = 0x1234567;
 
 std::vector<std::uint32_t> AcquireN(HandleTable& t, std::size_t n) {
   std::vector<std::uint32_t> out(n);
@@ -38,23 +40,26 @@ void Release(HandleTable& t, std::span<const std::uint32_t> idx) {
 }
 
 TEST(HandleTable, HandsOutDistinctEntriesAndCountsThem) {
-  auto t = HandleTable::Create(os::SystemOs(), 4 * kPer).value();
-  std::vector<std::uint32_t> a = AcquireN(*t, 3 * kPer);
+  auto t = HandleTable::Create(os::SystemOs(), 4 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 3 * kPer - 1);  // index 0 is never handed out
   EXPECT_EQ(std::set<std::uint32_t>(a.begin(), a.end()).size(), a.size());
-  EXPECT_EQ(t->stats().entries_in_use, 3 * kPer);
+  EXPECT_EQ(std::count(a.begin(), a.end(), 0u), 0);
+  EXPECT_EQ(t->stats().entries_in_use, 3 * kPer - 1);
   EXPECT_EQ(t->stats().pages_opened, 3u);
   for (std::uint32_t i : a) { EXPECT_TRUE(t->Issued(i)); }
+  EXPECT_FALSE(t->Issued(0));
   EXPECT_FALSE(t->Issued(3 * kPer));
 }
 
 TEST(HandleTable, ReusesTheDensestPageFirst) {
-  auto t = HandleTable::Create(os::SystemOs(), 8 * kPer).value();
-  std::vector<std::uint32_t> a = AcquireN(*t, 3 * kPer);
+  auto t = HandleTable::Create(os::SystemOs(), 8 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 3 * kPer - 1);
+  std::sort(a.begin(), a.end());  // a[i] == i + 1
   // Page 0 keeps 1 entry, page 1 keeps kPer - 10, page 2 keeps 100.
   std::vector<std::uint32_t> drop;
-  for (std::uint32_t i = 1; i < kPer; ++i) drop.push_back(a[i]);
-  for (std::uint32_t i = 0; i < 10; ++i) drop.push_back(a[kPer + i]);
-  for (std::uint32_t i = 100; i < kPer; ++i) drop.push_back(a[2 * kPer + i]);
+  for (std::uint32_t i = 2; i < kPer; ++i) drop.push_back(i);
+  for (std::uint32_t i = 0; i < 10; ++i) drop.push_back(kPer + i);
+  for (std::uint32_t i = 100; i < kPer; ++i) drop.push_back(2 * kPer + i);
   Release(*t, drop);
   std::vector<std::uint32_t> again = AcquireN(*t, 12);
   for (int i = 0; i < 10; ++i) EXPECT_EQ(again[i] / kPer, 1u) << i;  // the densest page fills first
@@ -63,10 +68,11 @@ TEST(HandleTable, ReusesTheDensestPageFirst) {
 }
 
 TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
-  auto t = HandleTable::Create(os::SystemOs(), 64 * kPer).value();
-  std::vector<std::uint32_t> a = AcquireN(*t, 32 * kPer);
+  auto t = HandleTable::Create(os::SystemOs(), 64 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 32 * kPer - 1);
   for (std::uint32_t i : a) (void)Publish(t->entry(i), 16);
   const std::uint16_t old_gen = GenOf(t->entry(a[0]).load());
+  const Handle old_handle = t->MakeHandle(a[0], old_gen, 99);
   const std::uint64_t table_bytes = std::uint64_t{32} * kPer * sizeof(Word);
   const std::uint64_t resident_full = bench::ResidentBytesIn(&t->entry(0), table_bytes).value();
   EXPECT_EQ(resident_full, table_bytes);
@@ -82,10 +88,13 @@ TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
   EXPECT_GT(new_gen, old_gen);
   Word w = 0;
   EXPECT_EQ(Pin(t->entry(b[0]), old_gen, &w), EntryResult::kStale);
+  // Discarded without a re-key: an old handle of a page given back is still known as stale.
+  EXPECT_EQ(t->stats().pages_rekeyed, 0u);
+  EXPECT_EQ(t->Classify(old_handle), HandleVerdict::kStale);
 }
 
 TEST(HandleTable, ExhaustionIsAnError) {
-  auto t = HandleTable::Create(os::SystemOs(), kPer).value();
+  auto t = HandleTable::Create(os::SystemOs(), kPer, kSalt).value();
   std::vector<std::uint32_t> a = AcquireN(*t, kPer);
   std::uint32_t one;
   absl::StatusOr<std::size_t> r = t->Acquire(std::span<std::uint32_t>(&one, 1));
@@ -96,7 +105,7 @@ TEST(HandleTable, ExhaustionIsAnError) {
 
 TEST(HandleTable, PopulateFailureIsReportedAndRecoverable) {
   os::FaultInjectingOs fos;
-  auto t = HandleTable::Create(fos, 4 * kPer).value();
+  auto t = HandleTable::Create(fos, 4 * kPer, kSalt).value();
   fos.FailAfter(os::OsOp::kPopulate, 0, ENOMEM);
   std::uint32_t one;
   absl::StatusOr<std::size_t> r = t->Acquire(std::span<std::uint32_t>(&one, 1));
@@ -109,15 +118,145 @@ TEST(HandleTable, PopulateFailureIsReportedAndRecoverable) {
 
 TEST(HandleTable, DiscardFailureKeepsThePageUsable) {
   os::FaultInjectingOs fos;
-  auto t = HandleTable::Create(fos, 4 * kPer).value();
-  std::vector<std::uint32_t> a = AcquireN(*t, kPer);
+  auto t = HandleTable::Create(fos, 4 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, kPer - 1);  // all of page 0
   for (std::uint32_t i : a) (void)Publish(t->entry(i), 16);
   fos.FailAfter(os::OsOp::kDiscard, 0, EINVAL);
   Release(*t, a);
   EXPECT_EQ(fos.failures(os::OsOp::kDiscard), 1);
   EXPECT_EQ(t->stats().pages_resident, 1u);  // kept, still counted
-  std::vector<std::uint32_t> b = AcquireN(*t, kPer);
+  std::vector<std::uint32_t> b = AcquireN(*t, kPer - 1);
   EXPECT_EQ(t->stats().pages_opened, 1u);    // and reused
+}
+
+TEST(HandleTable, CapacityIsExactlyMaxEntries) {
+  auto t = HandleTable::Create(os::SystemOs(), 600, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 600);
+  std::uint32_t one;
+  absl::StatusOr<std::size_t> r = t->Acquire(std::span<std::uint32_t>(&one, 1));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_NE(r.status().message().find("600"), std::string::npos) << r.status();
+  EXPECT_EQ(t->stats().entries_in_use, 600u);
+  Release(*t, std::span<const std::uint32_t>(a.data(), 1));
+  EXPECT_EQ(t->Acquire(std::span<std::uint32_t>(&one, 1)).value(), 1u);
+  EXPECT_EQ(HandleTable::Create(os::SystemOs(), 0, kSalt).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(HandleTable::Create(os::SystemOs(), 1u << 28, kSalt).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// One life of entry `i`: published, sealed into a handle, retired, returned.
+Handle OneLife(HandleTable& t, std::uint32_t i, std::uint16_t size_field) {
+  const std::uint16_t gen = Publish(t.entry(i), 16);
+  const Handle h = t.MakeHandle(i, gen, size_field);
+  Word w = 0;
+  EXPECT_EQ(Retire(t.entry(i), gen, &w), EntryResult::kOk);
+  t.Return(std::span<const std::uint32_t>(&i, 1));
+  return h;
+}
+
+bool Accepted(const HandleTable& t, Handle h) {
+  const HandleRef r = t.Open(h);
+  return r.entry != nullptr && GenOf(r.entry->load()) == r.gen;
+}
+
+TEST(HandleTable, HandlesOpenToTheirEntryAndAChangedSizeFieldNever) {
+  auto t = HandleTable::Create(os::SystemOs(), 4 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 3);
+  const std::uint16_t gen = Publish(t->entry(a[1]), 16);
+  const Handle h = t->MakeHandle(a[1], gen, 1234);
+  EXPECT_EQ(h.index(), a[1]);
+  EXPECT_EQ(h.size_field(), 1234);
+  const HandleRef r = t->Open(h);
+  ASSERT_EQ(r.entry, &t->entry(a[1]));
+  EXPECT_EQ(r.gen, gen);
+  // Every other size field opens to another generation: the size is sealed into the check.
+  for (std::uint32_t size = 0; size <= 0xFFFF; ++size) {
+    if (size == 1234) continue;
+    const Handle forged = Handle::Make(h.index(), h.check(), static_cast<std::uint16_t>(size));
+    ASSERT_FALSE(Accepted(*t, forged)) << size;
+  }
+  // Another index of the same page, same check: refused too (it opens with another mask).
+  for (std::uint32_t other : {a[0], a[2]}) {
+    (void)Publish(t->entry(other), 16);
+    EXPECT_FALSE(Accepted(*t, Handle::Make(other, h.check(), h.size_field())));
+  }
+  EXPECT_EQ(t->Open(kNullHandle).entry, nullptr);
+}
+
+TEST(HandleTable, TablesWithDifferentSaltsRefuseEachOthersHandles) {
+  // Pools get salts that differ by a multiple of kPoolMul: a thousand consecutive ones.
+  auto mine = HandleTable::Create(os::SystemOs(), kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*mine, 8);
+  for (std::uint32_t i : a) (void)Publish(mine->entry(i), 16);
+  for (std::uint64_t k = 1; k <= 1000; ++k) {
+    auto theirs = HandleTable::Create(os::SystemOs(), kPer, kSalt + k * kPoolMul).value();
+    std::vector<std::uint32_t> b = AcquireN(*theirs, 8);
+    for (std::size_t j = 0; j < b.size(); ++j) {
+      ASSERT_EQ(b[j], a[j]);  // same indices, same (first) generation
+      const Handle their_handle = theirs->MakeHandle(b[j], Publish(theirs->entry(b[j]), 16), 63);
+      const Handle my_handle = mine->MakeHandle(a[j], GenOf(mine->entry(a[j]).load()), 63);
+      ASSERT_NE(their_handle, my_handle);
+      ASSERT_FALSE(Accepted(*mine, their_handle)) << k;
+      ASSERT_FALSE(Accepted(*theirs, my_handle)) << k;
+    }
+  }
+}
+
+TEST(HandleTable, EntriesRestAfterTheirLastGenerationAndTheirPageIsRekeyed) {
+  auto t = HandleTable::Create(os::SystemOs(), 4 * kPer, kSalt).value();
+  std::vector<std::uint32_t> keep = AcquireN(*t, 1);  // keeps page 0 in use
+  (void)Publish(t->entry(keep[0]), 16);
+  std::uint32_t i = AcquireN(*t, 1)[0];
+  ASSERT_EQ(i / kPer, 0u);
+  t->Return(std::span<const std::uint32_t>(&i, 1));
+  // Every life of one entry, until it rests: each handle it issued is refused as stale afterwards.
+  std::vector<Handle> lives;
+  for (;;) {
+    std::uint32_t got = AcquireN(*t, 1)[0];
+    if (got != i) {  // i rested; another entry is handed out instead
+      t->Return(std::span<const std::uint32_t>(&got, 1));
+      break;
+    }
+    lives.push_back(OneLife(*t, i, 7));
+    ASSERT_LE(lives.size(), 32767u);
+  }
+  EXPECT_EQ(lives.size(), 32767u);
+  EXPECT_EQ(GenOf(t->entry(i).load()), kRestGen);
+  EXPECT_EQ(t->stats().entries_rested, 1u);
+  for (const Handle& h : lives) {
+    ASSERT_FALSE(Accepted(*t, h));
+    ASSERT_EQ(t->Classify(h), HandleVerdict::kStale) << h.raw;
+  }
+  // The page empties: it takes a new key, the rested entry comes back, generations restart.
+  Release(*t, keep);
+  EXPECT_EQ(t->stats().pages_rekeyed, 1u);
+  EXPECT_EQ(t->stats().entries_rested, 0u);
+  bool reused = false;
+  std::vector<std::uint32_t> again = AcquireN(*t, kPer - 1);
+  for (std::uint32_t j : again) {
+    const std::uint16_t gen = Publish(t->entry(j), 16);
+    EXPECT_EQ(gen, 1);
+    reused |= j == i;
+  }
+  EXPECT_TRUE(reused);
+  // Handles of the old key: none opens to a live generation (each could, with a chance of about 2^-20;
+  // with this salt none does).
+  for (const Handle& h : lives) ASSERT_FALSE(Accepted(*t, h)) << h.raw;
+}
+
+TEST(HandleTable, ClassifiesRefusedHandles) {
+  auto t = HandleTable::Create(os::SystemOs(), 4 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 2);
+  const Handle live = t->MakeHandle(a[0], Publish(t->entry(a[0]), 16), 5);
+  (void)Publish(t->entry(a[1]), 16);
+  Word w;
+  const std::uint16_t gen = GenOf(t->entry(a[0]).load());
+  ASSERT_EQ(Retire(t->entry(a[0]), gen, &w), EntryResult::kOk);
+  EXPECT_EQ(t->Classify(live), HandleVerdict::kStale);
+  // A generation from the future of this entry is a forgery.
+  const Handle future = t->MakeHandle(a[0], static_cast<std::uint16_t>(gen + 4), 5);
+  EXPECT_EQ(t->Classify(future), HandleVerdict::kNotIssued);
+  EXPECT_EQ(t->Classify(Handle::Make(3 * kPer, 1, 5)), HandleVerdict::kNotIssued);
+  EXPECT_EQ(t->Classify(kNullHandle), HandleVerdict::kNotIssued);
 }
 
 }  // namespace

@@ -7,6 +7,8 @@
 
 #include <cstring>
 
+#include "tests/sanitizers.h"
+
 namespace mova::bench {
 namespace {
 
@@ -19,11 +21,15 @@ TEST(RssReader, FollowsTouchedAndReleasedPages) {
   std::memset(p, 1, kSize / 2);
   EXPECT_EQ(ResidentBytesIn(p, kSize).value(), kSize / 2);
   const std::uint64_t grown = base.Delta();
-  EXPECT_GE(grown, kSize / 2 - (1 << 20));
-  EXPECT_LE(grown, kSize / 2 + (4 << 20));
   ASSERT_EQ(madvise(p, kSize / 4, MADV_DONTNEED), 0);
   EXPECT_EQ(ResidentBytesIn(p, kSize).value(), kSize / 4);
-  EXPECT_LE(base.Delta(), kSize / 4 + (4 << 20));
+  // The process's RSS counts what else it maps: a sanitizer's allocator and shadow memory grow it by their
+  // own amounts (an ASan build once read 37.9 MB for 32 MiB + 4 MiB), so it is bounded only without one.
+  if (!::mova::testing::kSanitized) {
+    EXPECT_GE(grown, kSize / 2 - (1 << 20));
+    EXPECT_LE(grown, kSize / 2 + (4 << 20));
+    EXPECT_LE(base.Delta(), kSize / 4 + (4 << 20));
+  }
   // Unaligned ranges are widened to whole pages.
   EXPECT_EQ(ResidentBytesIn(static_cast<char*>(p) + kSize / 4 + 100, 10).value(), 4096u);
   munmap(p, kSize);

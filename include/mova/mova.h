@@ -32,7 +32,7 @@ typedef enum mova_status {
   MOVA_OK = 0,
   MOVA_INVALID_ARGUMENT = 1, /* size 0 or too large; a handle this pool never issued; bad options */
   MOVA_STALE_HANDLE = 2,     /* the handle's object was freed (double free, use after free) */
-  MOVA_PINNED = 3,           /* freeing a pinned object; unpinning one that is not pinned */
+  MOVA_PINNED = 3,           /* freeing a pinned object; mova_unpin of a handle with no mova_pin to undo */
   MOVA_EXHAUSTED = 4,        /* memory limit, address space, handle table or the kernel's memory */
   MOVA_DATA_LOSS = 5,        /* checked mode found a block descriptor overwritten */
   MOVA_INTERNAL = 6          /* an OS call failed unexpectedly */

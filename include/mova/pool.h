@@ -10,13 +10,28 @@
 //   pool->free(h);
 //
 // Errors (absl::Status codes): size 0 or above kMaxObjectSize → kInvalidArgument; a handle this pool never
-// issued (null, forged, another pool's) → kInvalidArgument; a stale or double-freed handle → kNotFound;
-// freeing a pinned object → kFailedPrecondition; memory limit, address space, handle table or OS memory
-// exhausted → kResourceExhausted; pin count saturated (2047 pins of one object) → kResourceExhausted.
-// In checked mode (PoolOptions::checked) every handle misuse aborts the process with a message naming the
-// handle instead of returning a status; exhaustion is still returned. Checked mode also verifies, on every
-// free and pin, that the descriptor of the object's block was not overwritten (kDataLoss, an abort naming
-// the handle) — a write out of bounds of a neighbouring object shows up there.
+// issued (null, forged, corrupted, another pool's) → kInvalidArgument; a stale or double-freed handle →
+// kNotFound; freeing a pinned object, or unpin() of a handle that holds no pin_detached pin →
+// kFailedPrecondition; memory limit, address space, handle table or OS memory exhausted →
+// kResourceExhausted; pin count saturated (2047 pins of one object) → kResourceExhausted.
+//
+// What handle validation detects (free, pin, pin_detached, unpin and size_of all use one routine):
+//  - a stale handle (the object was freed: double free, use after free) → kNotFound, for certain while its
+//    handle-table entry has had fewer than 32,767 further lives; an entry that reaches its last generation
+//    rests until its table page empties, and the page then takes a new key (handles/handle_table.h). A stale
+//    handle from before that re-key is refused as not issued, except with a chance of about 2^-20;
+//  - a handle whose size field was changed → refused, for certain (the size is sealed into the check);
+//  - the null handle, an index the pool never issued → kInvalidArgument, for certain;
+//  - a handle of another pool of this process → refused, for certain when both handles' entries are on their
+//    first generation, else except with a chance of about 2^-20 (pools have different keys until 2^20 pools
+//    later); a handle kept from another process or run → refused except with a chance of about 2^-20;
+//  - any other forged or corrupted bits → refused except with a chance of about 2^-20 (the 20-bit check),
+//    lowered further by the size class check on free and pin.
+// A refused handle changes nothing. In checked mode (PoolOptions::checked) every handle misuse aborts the
+// process with a message naming the handle instead of returning a status; exhaustion is still returned.
+// Checked mode also verifies, on every free and pin, that the descriptor of the object's block was not
+// overwritten (kDataLoss, an abort naming the handle) — a write out of bounds of a neighbouring object shows
+// up there.
 //
 // Thread safety: all members may be called from any thread at once, except that the Pool must outlive
 // every call and every Pinned it issued. Each thread keeps a small cache of free slots and handle entries
@@ -50,7 +65,9 @@ struct PoolOptions {
   Bytes arena_capacity{std::size_t{64} << 30};  // address space reserved for objects (at most 1 TiB)
   Bytes memory_limit{~std::size_t{0}};          // most bytes of object pages at once
   std::chrono::milliseconds decay{0};           // freed pages stay resident this long (0: give back at once)
-  std::uint32_t max_handles = (1u << 28) - 1;   // handle-table capacity (at most 2^28 - 1; 8 B of address space each)
+  // Most handles in use at once, exactly (live objects plus entries the threads' caches hold; at most
+  // 2^28 - 1). The table reserves 16 B of address space per handle; memory is used only where entries are.
+  std::uint32_t max_handles = (1u << 28) - 1;
   bool checked = false;                         // abort on handle misuse, naming the handle
   os::Os* os = nullptr;                         // the OS seam; nullptr is the real kernel
   // How defragment() may move pages. Each way falls back to memcpy where the kernel refuses it; stats()
@@ -100,8 +117,6 @@ class Pinned {
   Access access() const { return access_; }
   bool valid() const { return entry_ != nullptr; }
   static constexpr std::uint64_t PinUnit() { return kPinOne; }
-  // Gives up the pin without unpinning: the caller owes one Pool::unpin for it (the C API does this).
-  void release() { entry_ = nullptr; }
   // Unpins now.
   void reset() {
     if (entry_ != nullptr) entry_->fetch_sub(kPinOne, std::memory_order_release);
@@ -137,8 +152,11 @@ class Pool {
   absl::StatusOr<Pinned> pin(Handle h, Access access);
   // The size requested when the object was allocated.
   absl::StatusOr<std::size_t> size_of(Handle h);
-  // Drops one pin of a Pinned that was release()d (for callers that cannot hold a Pinned, like the C API).
-  // kFailedPrecondition if the object is not pinned.
+  // For callers that cannot hold a Pinned (the C API, a callback chain): pins as pin() does and records the
+  // pin with the pool; the bytes stay put until unpin(h). Writing is allowed only with kWrite / kReadWrite.
+  absl::StatusOr<std::span<std::byte>> pin_detached(Handle h, Access access);
+  // Drops one pin taken by pin_detached(h). kFailedPrecondition if the handle holds none: a Pinned's pin is
+  // dropped only by that Pinned.
   absl::Status unpin(Handle h);
 
   // Object compaction (zsmalloc's zs_compact): in every class, moves objects from the emptiest blocks into
@@ -155,8 +173,8 @@ class Pool {
   void flush_thread_cache();
   PoolStats stats() const;
 
-  // The address ranges the pool reserved, by role ("objects", "handle table", "page map"), for tools that
-  // measure residency (mincore, smaps).
+  // The address ranges the pool reserved, by role ("objects", "handle table", "handle keys", "page map"), for
+  // tools that measure residency (mincore, smaps).
   struct AddressRange {
     const std::byte* start = nullptr;
     std::size_t size = 0;

@@ -65,11 +65,13 @@ struct PoolStats {
   std::uint64_t huge_bytes = 0;         // pages of huge objects
   std::uint64_t dirty_bytes = 0;        // freed pages kept resident for the decay delay
   std::uint64_t handle_table_bytes = 0; // the price of movability: resident handle-table pages
-  std::uint64_t metadata_bytes = 0;     // block descriptors, back-maps, page map
+  std::uint64_t metadata_bytes = 0;     // page map, handle-table page keys
   std::uint64_t resident_bytes = 0;     // the sum of the five above
   // Handles.
   std::uint64_t handles_in_use = 0;     // live handles plus entries cached by threads
   std::uint64_t handle_table_pages_peak = 0;
+  std::uint64_t handles_rested = 0;     // entries past their last generation, waiting for their page to empty
+  std::uint64_t handle_pages_rekeyed = 0;  // table pages that took a new key (cumulative)
   // Arena.
   std::uint64_t regions_in_use = 0;
   std::uint64_t regions_touched = 0;
