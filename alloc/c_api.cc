@@ -5,11 +5,8 @@
 #include <memory>
 #include <string>
 
+#include "alloc/c_api_pool.h"
 #include "mova/pool.h"
-
-struct mova_pool {
-  std::unique_ptr<mova::Pool> pool;
-};
 
 namespace {
 

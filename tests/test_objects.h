@@ -11,27 +11,13 @@
 #include <vector>
 
 #include "mova/pool.h"
+#include "stress/content.h"
 
 namespace mova::testing {
 
-inline std::uint64_t Mix(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
-
-inline void Fill(std::span<std::byte> bytes, std::uint64_t seed) {
-  for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = std::byte(Mix(seed + i / 8) >> (8 * (i % 8)));
-}
-
-// True when every byte is as Fill wrote it.
-inline bool Matches(std::span<const std::byte> bytes, std::uint64_t seed) {
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (bytes[i] != std::byte(Mix(seed + i / 8) >> (8 * (i % 8)))) return false;
-  }
-  return true;
-}
+using stress::Fill;
+using stress::Matches;
+using stress::Mix;
 
 // An object a test allocated, with what it needs to check the contents later.
 struct Obj {
