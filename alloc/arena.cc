@@ -94,6 +94,7 @@ void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
       if (r.dirty[bit]) {
         r.dirty[bit] = false;
         --dirty_pages_;
+        if (r.dirty.none()) dirty_regions_[page / kPagesPerRegion / 64] &= ~(std::uint64_t{1} << (page / kPagesPerRegion % 64));
       }
       r.used[bit] = true;
       ++r.used_count;
@@ -148,6 +149,8 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
     return absl::ResourceExhaustedError(absl::StrFormat(
         "memory limit reached: %u pages in use, %u more asked, limit %u", used_pages_, n.value(), limit_pages_));
   }
+  // Dirty pages are resident too: the limit gets them back before they would take it over.
+  if (used_pages_ + dirty_pages_ + n.value() > limit_pages_) PurgeLocked(/*force=*/true);
   std::uint32_t first;
   if (!FindPlacement(n.value(), limit_region, may_grow, &first)) {
     if (!may_grow) return absl::NotFoundError(absl::StrFormat("no run of %u pages below region %u", n.value(), limit_region));
@@ -156,8 +159,10 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
   }
   const std::size_t last_region = (first + n.value() - 1) / kPagesPerRegion;
   const std::size_t old_regions = regions_.size();
-  if (regions_.size() <= last_region) regions_.resize(last_region + 1);
-  // Populate the pages that are not resident already (dirty pages are: reusing them costs no syscall).
+  if (regions_.size() <= last_region) {
+    regions_.resize(last_region + 1);
+    dirty_regions_.resize((regions_.size() + 63) / 64);
+  }
   const std::uint32_t end = first + static_cast<std::uint32_t>(n.value());
   if (backing == Backing::kEmpty) {
     // A move's destination: no page may be present, so the dirty ones are discarded now.
@@ -165,15 +170,32 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
       if (!IsDirty(p)) continue;
       std::uint32_t q = p;
       while (q < end && IsDirty(q)) ++q;
-      if (absl::Status s = DiscardDirtyRun(p, q); !s.ok()) return s;
+      if (absl::Status s = DiscardFreeRun(p, q); !s.ok()) return s;
       p = q;
     }
     MarkUsed(first, n.value(), true);
     return PageRun{first, static_cast<std::uint32_t>(n.value())};
   }
+  // Populate the pages that are not resident already (dirty pages are: reusing them costs no syscall). With a
+  // decay delay, free clean pages after the run are populated in the same call and left dirty, for the next
+  // allocations; never beyond the run's last region, nor past the memory limit.
+  bool needs_populate = false;
+  ForEachCleanRun(first, end, [&](std::uint32_t, std::uint32_t) { return !(needs_populate = true); });
+  std::uint32_t ahead_end = end;
+  if (needs_populate && decay_.count() != 0) {
+    const std::uint32_t region_end = static_cast<std::uint32_t>((last_region + 1) * kPagesPerRegion);
+    const std::uint64_t room = limit_pages_ - std::min(limit_pages_, used_pages_ + dirty_pages_ + n.value());
+    const std::uint32_t cap = static_cast<std::uint32_t>(std::min<std::uint64_t>(kPopulateAhead, room));
+    const Region& r = regions_[last_region];
+    while (ahead_end < region_end && ahead_end - end < cap && !r.used[ahead_end % kPagesPerRegion] &&
+           !r.dirty[ahead_end % kPagesPerRegion]) {
+      ++ahead_end;
+    }
+  }
   absl::Status failure;
   std::uint32_t reached = first;
-  ForEachCleanRun(first, end, [&](std::uint32_t p, std::uint32_t q) {
+  ForEachCleanRun(first, ahead_end, [&](std::uint32_t p, std::uint32_t q) {
+    ++populate_calls_;
     failure = os_.Populate(PageAddress(p), ToBytes(Pages(q - p)));
     reached = q;
     return failure.ok();
@@ -181,13 +203,16 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
   if (!failure.ok()) {
     // Give back what this call populated: the clean pages up to where it failed (in part, perhaps).
     ForEachCleanRun(first, reached, [&](std::uint32_t p, std::uint32_t q) {
+      ++discard_calls_;
       (void)os_.Discard(PageAddress(p), ToBytes(Pages(q - p)));
       return true;
     });
     regions_.resize(old_regions);
+    dirty_regions_.resize((regions_.size() + 63) / 64);
     return failure;
   }
   MarkUsed(first, n.value(), true);
+  if (ahead_end > end) MarkDirty(end, ahead_end, std::chrono::steady_clock::now());
   return PageRun{first, static_cast<std::uint32_t>(n.value())};
 }
 
@@ -196,21 +221,31 @@ bool Arena::IsDirty(std::uint32_t page) const {
   return ri < regions_.size() && regions_[ri].dirty[page % kPagesPerRegion];
 }
 
+void Arena::MarkDirty(std::uint32_t first, std::uint32_t end, std::chrono::steady_clock::time_point now) {
+  const std::uint32_t ri = first / kPagesPerRegion;
+  Region& r = regions_[ri];
+  if (r.dirty.none()) {
+    r.first_dirtied = now;
+    dirty_regions_[ri / 64] |= std::uint64_t{1} << (ri % 64);
+  }
+  for (std::uint32_t p = first; p < end; ++p) r.dirty[p % kPagesPerRegion] = true;
+  dirty_pages_ += end - first;
+}
+
 void Arena::Free(PageRun run) {
   MutexLock lock(&mu_);
   MarkUsed(run.first, run.count, false);
   const auto now = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < run.count; ++i) {
-    const std::size_t page = run.first + i;
-    Region& r = regions_[page / kPagesPerRegion];
-    r.dirty[page % kPagesPerRegion] = true;
-    r.dirtied = now;
+  const std::uint32_t end = run.first + run.count;
+  for (std::uint32_t p = run.first; p < end;) {  // region by region
+    const std::uint32_t q = std::min<std::uint32_t>(end, (p / kPagesPerRegion + 1) * kPagesPerRegion);
+    MarkDirty(p, q, now);
+    p = q;
   }
-  dirty_pages_ += run.count;
   if (decay_.count() == 0) {
-    // Only this run's pages are dirty: discard them now, region by region, without looking at the others.
-    const std::uint32_t last = (run.first + run.count - 1) / kPagesPerRegion;
-    for (std::uint32_t ri = run.first / kPagesPerRegion; ri <= last; ++ri) DiscardRegionDirty(ri);
+    // Only this run's regions have dirty pages: discard them now, without looking at the others.
+    DiscardDirtyRegions(run.first / kPagesPerRegion, (end - 1) / kPagesPerRegion + 1,
+                        [](std::uint32_t) { return true; });
   } else {
     PurgeLocked(/*force=*/false);
   }
@@ -236,34 +271,60 @@ void Arena::PurgeLocked(bool force) {
     if (now < next_purge_scan_) return;
     next_purge_scan_ = now + decay_ / 8;
   }
-  for (std::uint32_t ri = 0; ri < regions_.size(); ++ri) {
-    Region& r = regions_[ri];
-    if (r.dirty.none()) continue;
-    if (force || decay_.count() == 0 || now - r.dirtied >= decay_) DiscardRegionDirty(ri);
-  }
+  DiscardDirtyRegions(0, static_cast<std::uint32_t>(regions_.size()), [&](std::uint32_t ri) {
+    return force || decay_.count() == 0 || now - regions_[ri].first_dirtied >= decay_;
+  });
 }
 
-absl::Status Arena::DiscardDirtyRun(std::uint32_t first, std::uint32_t end) {
+template <typename Due>
+void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region, Due due) {
+  constexpr std::uint32_t kNone = ~0u;
+  std::uint32_t run_first = kNone, run_end = 0;  // the merged run not yet discarded
+  auto flush = [&] {
+    if (run_first != kNone) (void)DiscardFreeRun(run_first, run_end);
+    run_first = kNone;
+  };
+  for (std::uint32_t ri = first_region; ri < end_region; ++ri) {
+    if ((dirty_regions_[ri / 64] >> (ri % 64) & 1) == 0 || !due(ri)) {
+      flush();
+      continue;
+    }
+    const Region& r = regions_[ri];
+    const std::bitset<kPagesPerRegion> free = ~r.used;
+    const std::uint32_t base = ri * static_cast<std::uint32_t>(kPagesPerRegion);
+    for (std::size_t start = free._Find_first(); start < kPagesPerRegion;) {
+      const std::size_t stop = r.used._Find_next(start);  // end of this free run
+      const std::size_t dirty = start == 0 ? r.dirty._Find_first() : r.dirty._Find_next(start - 1);
+      if (dirty < stop) {  // the run holds a dirty page: discard all of it, merged with the one before
+        if (run_first == kNone || run_end != base + start) {
+          flush();
+          run_first = base + static_cast<std::uint32_t>(start);
+        }
+        run_end = base + static_cast<std::uint32_t>(stop);
+      }
+      if (stop >= kPagesPerRegion) break;
+      start = free._Find_next(stop);
+    }
+  }
+  flush();
+}
+
+absl::Status Arena::DiscardFreeRun(std::uint32_t first, std::uint32_t end) {
+  ++discard_calls_;
   if (absl::Status s = os_.Discard(PageAddress(first), ToBytes(Pages(end - first))); !s.ok()) {
     ++discard_failures_;  // the pages stay dirty (resident) and are tried again later
     return s;
   }
-  for (std::uint32_t p = first; p < end; ++p) regions_[p / kPagesPerRegion].dirty[p % kPagesPerRegion] = false;
-  dirty_pages_ -= end - first;
-  pages_discarded_ += end - first;
-  return absl::OkStatus();
-}
-
-void Arena::DiscardRegionDirty(std::uint32_t ri) {
-  const Region& r = regions_[ri];
-  const std::bitset<kPagesPerRegion> clean = ~r.dirty;
-  for (std::size_t i = r.dirty._Find_first(); i < kPagesPerRegion;) {
-    const std::size_t j = clean._Find_next(i);  // end of this dirty run
-    const auto base = static_cast<std::uint32_t>(ri * kPagesPerRegion);
-    (void)DiscardDirtyRun(base + static_cast<std::uint32_t>(i), base + static_cast<std::uint32_t>(j));
-    if (j >= kPagesPerRegion) break;
-    i = r.dirty._Find_next(j);
+  for (std::uint32_t p = first; p < end; ++p) {
+    const std::uint32_t ri = p / kPagesPerRegion;
+    Region& r = regions_[ri];
+    if (!r.dirty[p % kPagesPerRegion]) continue;
+    r.dirty[p % kPagesPerRegion] = false;
+    --dirty_pages_;
+    ++pages_discarded_;
+    if (r.dirty.none()) dirty_regions_[ri / 64] &= ~(std::uint64_t{1} << (ri % 64));
   }
+  return absl::OkStatus();
 }
 
 Arena::CollapseResult Arena::CollapseFullRegions() {
@@ -301,6 +362,8 @@ Arena::Stats Arena::stats() const {
   for (const Region& r : regions_) s.regions_in_use += r.used_count > 0 ? 1 : 0;
   s.pages_discarded = pages_discarded_;
   s.discard_failures = discard_failures_;
+  s.discard_calls = discard_calls_;
+  s.populate_calls = populate_calls_;
   s.regions_collapsed = regions_collapsed_;
   s.collapse_failures = collapse_failures_;
   return s;

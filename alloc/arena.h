@@ -4,14 +4,21 @@
 // Types: Arena, ArenaOptions, PageRun. A page is named by its index from the arena base (arena page index).
 // Placement is address-ordered first fit, so live runs gather in low regions and high regions empty out.
 // Freed pages are discarded (MADV_DONTNEED) at once when the decay delay is zero; otherwise they stay
-// resident as "dirty" pages that a later allocation reuses without a fault, and are discarded once they have
-// been free for the delay (looked for by allocations and frees at most every delay/8, and by PurgeDirty).
+// resident as "dirty" pages that a later allocation reuses without a fault or syscall, and a region's dirty
+// pages are discarded once the oldest of them has been dirty for the delay (looked for by allocations and frees
+// at most every delay/8), when the memory limit needs them, and by PurgeDirty. A purge discards few, large
+// runs: each maximal run of free pages (dirty or not; a free clean page has nothing to discard, so including
+// it costs nothing) that holds a dirty page, merged across region boundaries, is one Os::Discard — MADV_DONTNEED
+// costs 6–20 µs per call here but ~0.3 µs per page in long runs. With a decay delay, an allocation that must
+// populate fresh pages populates up to kPopulateAhead free pages after them too (left dirty, for the next
+// blocks), so a growing class makes one populate call per kPopulateAhead pages, not one per block.
 // Moving runs: the arena owns the MoveEngine for its range (UFFDIO_MOVE needs the whole range registered
 // once); MoveRun moves a run's pages into a run allocated with Backing::kEmpty, and FreeMovedOut gives back a
 // run whose pages a move took away.
 // Invariants (under mu_): for each region, used and dirty are disjoint, used_count == popcount(used);
-//   used_pages_ == Σ used_count;
-//   dirty_pages_ == Σ popcount(dirty); used_pages_ <= limit_pages_.
+//   used_pages_ == Σ used_count; dirty_pages_ == Σ popcount(dirty); used_pages_ <= limit_pages_;
+//   bit r of dirty_regions_ is set iff region r has a dirty page, and then first_dirtied is when the oldest
+//   of them became dirty (or earlier).
 // Locks: mu_ is a leaf lock (Os calls are made under it).
 #ifndef MOVA_ALLOC_ARENA_H_
 #define MOVA_ALLOC_ARENA_H_
@@ -44,6 +51,7 @@ struct ArenaOptions {
   Bytes capacity{std::size_t{64} << 30};     // address space reserved (rounded up to whole regions)
   Bytes memory_limit{~std::size_t{0}};       // most bytes in use at once; beyond it allocation fails
   std::chrono::milliseconds decay{0};        // how long freed pages stay resident before being discarded
+                                             // (the memory limit counts them: they go at once when it needs them)
   compactor::MoveEngineOptions moves;        // which ways MoveRun may use
 };
 
@@ -83,8 +91,11 @@ class Arena {
   const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.
   std::vector<std::uint32_t> RegionUsage() const;
-  // Discards dirty pages: all of them if `force`, else those free for at least the decay delay.
+  // Discards dirty pages: all of them if `force`, else those of regions whose oldest dirty page has been
+  // dirty for the decay delay.
   void PurgeDirty(bool force);
+  // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
+  static constexpr std::uint32_t kPopulateAhead = 32;
   // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge
   // pages (Os::CollapseHugepages: no mapping changes). The Os calls run without the arena lock (about 1.5 ms
   // per region here). A region that loses a page is collapsed again only after it fills again.
@@ -105,6 +116,8 @@ class Arena {
     std::uint64_t regions_in_use = 0;    // regions with at least one used page
     std::uint64_t pages_discarded = 0;   // cumulative pages given back
     std::uint64_t discard_failures = 0;  // MADV_DONTNEED calls that failed (the pages stay dirty)
+    std::uint64_t discard_calls = 0;     // Os::Discard calls, cumulative (failed ones included)
+    std::uint64_t populate_calls = 0;    // Os::Populate calls, cumulative
     std::uint64_t regions_collapsed = 0;   // cumulative CollapseFullRegions successes
     std::uint64_t collapse_failures = 0;
   };
@@ -116,7 +129,7 @@ class Arena {
     std::bitset<kPagesPerRegion> dirty;
     std::uint32_t used_count = 0;  // == used.count(), kept so placement skips full regions cheaply
     bool collapsed = false;        // on huge pages since it last filled (cleared when a page is freed)
-    std::chrono::steady_clock::time_point dirtied{};  // when the newest dirty page was freed
+    std::chrono::steady_clock::time_point first_dirtied{};  // when it last went from no dirty page to some
   };
   Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const ArenaOptions& options);
 
@@ -143,9 +156,16 @@ class Arena {
       p = q;
     }
   }
-  // Discards the pages [first, end), all dirty: they become clean, or stay dirty and the failure is counted.
-  absl::Status DiscardDirtyRun(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void DiscardRegionDirty(std::uint32_t region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks pages [first, end) of one region dirty (they are free), keeping the region's purge clock.
+  void MarkDirty(std::uint32_t first, std::uint32_t end, std::chrono::steady_clock::time_point now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards the free pages [first, end) (dirty or clean, none used): the dirty ones become clean, or all stay
+  // as they were and the failure is counted.
+  absl::Status DiscardFreeRun(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards the dirty pages of the regions `due` says, in maximal free runs merged across regions.
+  template <typename Due>
+  void DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region, Due due)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   os::Os& os_;
@@ -161,6 +181,9 @@ class Arena {
   std::uint64_t dirty_pages_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t pages_discarded_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discard_failures_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t discard_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t populate_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::uint64_t> dirty_regions_ ABSL_GUARDED_BY(mu_);  // bit per region: has dirty pages
   std::uint64_t regions_collapsed_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t collapse_failures_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point next_purge_scan_ ABSL_GUARDED_BY(mu_){};  // see PurgeLocked

@@ -255,12 +255,8 @@ struct Pool::Impl {
   }
 
   // The one validation routine's first half, for every entry point that takes a handle: the entry the
-  // handle names and the generation it claims (loads only), or an InvalidArgument error.
-  absl::StatusOr<handles::HandleRef> Resolve(const char* op, Handle h) const {
-    const handles::HandleRef r = table->Open(h);
-    if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return NotIssued(op, h);
-    return r;
-  }
+  // handle names and the generation it claims (loads only); entry == nullptr: answer NotIssued(op, h).
+  handles::HandleRef Resolve(Handle h) const { return table->Open(h); }
   // Its second half: an entry operation found another generation than the handle's. Slow path.
   [[gnu::noinline]] absl::Status Rejected(const char* op, Handle h) const {
     if (table->Classify(h) == handles::HandleVerdict::kStale) return Stale(op, h);
@@ -523,19 +519,19 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
 
 absl::Status Pool::free(Handle h) {
   Impl& p = *impl_;
-  absl::StatusOr<handles::HandleRef> r = p.Resolve("free", h);
-  if (ABSL_PREDICT_FALSE(!r.ok())) return r.status();
-  handles::EntryAtomic* e = r->entry;
+  const handles::HandleRef r = p.Resolve(h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("free", h);
+  handles::EntryAtomic* e = r.entry;
   const handles::Word now = e->load(std::memory_order_acquire);
   Impl::Located at;
-  if (handles::GenOf(now) == r->gen) {
+  if (handles::GenOf(now) == r.gen) {
     at = p.Locate(handles::OffsetOf(now));
     if (!p.SizeFieldMatches(h, handles::OffsetOf(now), at)) {
       return p.NotIssued("free", h);  // moves keep an object's class, so the check holds across them
     }
   }
   handles::Word before;
-  switch (handles::Retire(*e, r->gen, &before)) {
+  switch (handles::Retire(*e, r.gen, &before)) {
     case handles::EntryResult::kOk:
       break;
     case handles::EntryResult::kPinned:
@@ -545,7 +541,8 @@ absl::Status Pool::free(Handle h) {
       return p.Rejected("free", h);
   }
   const std::uint64_t offset = handles::OffsetOf(before);
-  // Locate again if it moved since the check, or if the check did not run (the entry was moving then).
+  // Locate again if it moved since the check. (Defensive: the check always runs for a handle Retire accepts,
+  // since generations only grow under one key.)
   if (offset != handles::OffsetOf(now) || (at.block == nullptr && at.huge == nullptr)) at = p.Locate(offset);
   if (ABSL_PREDICT_FALSE(p.options.checked)) {
     if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) return s;
@@ -560,7 +557,7 @@ absl::Status Pool::free(Handle h) {
     // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
     p.PushSlot(c, at.cls, alloc::PackSlot(at.block, at.slot));
   }
-  if (ABSL_PREDICT_FALSE(handles::IsLastLife(r->gen))) {
+  if (ABSL_PREDICT_FALSE(handles::IsLastLife(r.gen))) {
     const std::uint32_t index = h.index();
     p.table->Return(std::span<const std::uint32_t>(&index, 1));  // it rests there
   } else {
@@ -573,11 +570,11 @@ absl::Status Pool::free(Handle h) {
 
 absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
   Impl& p = *impl_;
-  absl::StatusOr<handles::HandleRef> r = p.Resolve("pin", h);
-  if (ABSL_PREDICT_FALSE(!r.ok())) return r.status();
-  handles::EntryAtomic* e = r->entry;
+  const handles::HandleRef r = p.Resolve(h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin", h);
+  handles::EntryAtomic* e = r.entry;
   handles::Word w;
-  switch (handles::Pin(*e, r->gen, &w)) {
+  switch (handles::Pin(*e, r.gen, &w)) {
     case handles::EntryResult::kOk:
       break;
     case handles::EntryResult::kTooManyPins:
@@ -622,12 +619,12 @@ absl::StatusOr<std::span<std::byte>> Pool::pin_detached(Handle h, Access access)
 
 absl::Status Pool::unpin(Handle h) {
   Impl& p = *impl_;
-  absl::StatusOr<handles::HandleRef> r = p.Resolve("unpin", h);
-  if (ABSL_PREDICT_FALSE(!r.ok())) return r.status();
-  const handles::Word w = r->entry->load(std::memory_order_acquire);
-  if (handles::GenOf(w) != r->gen) return p.Rejected("unpin", h);
+  const handles::HandleRef r = p.Resolve(h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("unpin", h);
+  const handles::Word w = r.entry->load(std::memory_order_acquire);
+  if (handles::GenOf(w) != r.gen) return p.Rejected("unpin", h);
   {
-    // A pin recorded here keeps the object live and its generation r->gen until it is dropped below.
+    // A pin recorded here keeps the object live and its generation r.gen until it is dropped below.
     MutexLock lock(&p.detached_mu);
     auto it = p.detached.find(h.index());
     if (it == p.detached.end()) {
@@ -636,7 +633,7 @@ absl::Status Pool::unpin(Handle h) {
     }
     if (--it->second == 0) p.detached.erase(it);
   }
-  handles::Unpin(*r->entry);
+  handles::Unpin(*r.entry);
   return absl::OkStatus();
 }
 
@@ -816,6 +813,8 @@ PoolStats Pool::stats() const {
   s.regions_in_use = a.regions_in_use;
   s.regions_touched = a.regions_touched;
   s.discard_failures = a.discard_failures;
+  s.populate_calls = a.populate_calls;
+  s.discard_calls = a.discard_calls;
   // The page map is backed where regions were touched: 2 B per page, a quarter page of map per region.
   s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint16_t);
   const handles::HandleTable::Stats t = p.table->stats();

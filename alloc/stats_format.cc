@@ -23,8 +23,9 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
   absl::StrAppendFormat(&out, "slots       %10.2f MiB of live slots; %u handles in use; table peak %u pages; %u entries rested, %u pages re-keyed\n",
                         MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak, s.handles_rested,
                         s.handle_pages_rekeyed);
-  absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u discard failures; %u regions collapsed to huge pages (%u failed)\n",
-                        s.regions_in_use, s.regions_touched, s.discard_failures, s.regions_collapsed, s.collapse_failures);
+  absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u populate and %u discard calls (%u failed); %u regions collapsed to huge pages (%u failed)\n",
+                        s.regions_in_use, s.regions_touched, s.populate_calls, s.discard_calls, s.discard_failures,
+                        s.regions_collapsed, s.collapse_failures);
   if (s.background_running || s.background_wakeups > 0) {
     absl::StrAppendFormat(&out, "background  %s: %u wakeups, %u of them compacted\n",
                           s.background_running ? "running" : "not running in this process", s.background_wakeups,
@@ -72,6 +73,8 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("handle_pages_rekeyed", s.handle_pages_rekeyed);
   field("regions_in_use", s.regions_in_use);
   field("regions_touched", s.regions_touched);
+  field("populate_calls", s.populate_calls);
+  field("discard_calls", s.discard_calls);
   field("compactions", s.compactions);
   field("objects_moved", s.objects_moved);
   field("bytes_moved", s.bytes_moved);

@@ -35,6 +35,7 @@ ABSL_FLAG(bool, json, false, "print one JSON object per row instead of the table
 ABSL_FLAG(std::string, plot, "fragbench-rss.png", "PNG plot of RSS over time (empty: none)");
 ABSL_FLAG(std::string, plot_workload, "churn", "the workload the plot shows");
 ABSL_FLAG(std::uint64_t, seed, 1, "random seed (the same for every allocator)");
+ABSL_FLAG(std::int64_t, mova_decay_ms, -1, "mova rows: PoolOptions::decay in ms (-1: the default)");
 
 namespace {
 
@@ -61,9 +62,10 @@ bool RunWorker(const std::string& dir, const std::string& allocator, const std::
                Row* row) {
   const bool mova = allocator.rfind("mova", 0) == 0;
   const std::string binary = dir + "/mova_fragbench_worker_" + (mova ? "glibc" : allocator);
-  const std::string cmd = absl::StrFormat("'%s' --allocator=%s --workload=%s --live_mib=%u --seed=%u%s", binary,
-                                          allocator, workload, absl::GetFlag(FLAGS_live_mib),
-                                          absl::GetFlag(FLAGS_seed), series ? " --series" : "");
+  const std::string cmd = absl::StrFormat("'%s' --allocator=%s --workload=%s --live_mib=%u --seed=%u --mova_decay_ms=%d%s",
+                                          binary, allocator, workload, absl::GetFlag(FLAGS_live_mib),
+                                          absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_mova_decay_ms),
+                                          series ? " --series" : "");
   std::FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return false;
   char line[4096];
@@ -150,8 +152,8 @@ int main(int argc, char** argv) {
                 "the workload,\nread after each allocator's best effort (mova: compact(); jemalloc: arena.4096.purge; "
                 "mimalloc: mi_collect(true);\ntcmalloc: MallocExtension_ReleaseFreeMemory(); glibc: malloc_trim(0)).\n\n",
                 static_cast<unsigned long>(absl::GetFlag(FLAGS_live_mib)));
-    std::printf("%-10s %-15s %9s %9s %8s %9s %8s %8s\n", "workload", "allocator", "live MiB", "RSS MiB", "RSS/live",
-                "peak MiB", "time s", "effort s");
+    std::printf("%-10s %-15s %9s %9s %8s %9s %8s %8s %9s %9s\n", "workload", "allocator", "live MiB", "RSS MiB",
+                "RSS/live", "peak MiB", "time s", "effort s", "Mops/s", "sys/Mop");
   }
   std::vector<Row> rows;
   bool ok = true;
@@ -171,14 +173,18 @@ int main(int argc, char** argv) {
       if (json) {
         std::printf("{\"allocator\":\"%s\",\"workload\":\"%s\",\"live_bytes\":%.0f,\"rss_bytes\":%.0f,"
                     "\"rss_before_best_effort\":%.0f,\"peak_rss_bytes\":%.0f,\"seconds\":%.6f,"
-                    "\"best_effort_seconds\":%.6f,\"live_objects\":%.0f,\"rss_over_live\":%.4f}\n",
+                    "\"best_effort_seconds\":%.6f,\"live_objects\":%.0f,\"rss_over_live\":%.4f,\"ops\":%.0f,"
+                    "\"syscalls\":%.0f}\n",
                     a.c_str(), w.c_str(), live, rss, row.Num("rss_before_best_effort"), row.Num("peak_rss_bytes"),
                     row.Num("seconds"), row.Num("best_effort_seconds"), row.Num("live_objects"),
-                    live > 0 ? rss / live : 0.0);
+                    live > 0 ? rss / live : 0.0, row.Num("ops"), row.Num("syscalls"));
       } else {
-        std::printf("%-10s %-15s %9.1f %9.1f %8.2f %9.1f %8.2f %8.3f\n", w.c_str(), a.c_str(), live / 1048576.0,
-                    rss / 1048576.0, live > 0 ? rss / live : 0.0, row.Num("peak_rss_bytes") / 1048576.0,
-                    row.Num("seconds"), row.Num("best_effort_seconds"));
+        const double ops = row.Num("ops"), secs = row.Num("seconds"), sys = row.Num("syscalls");
+        const std::string per_mop = sys >= 0 && ops > 0 ? absl::StrFormat("%9.0f", sys / ops * 1e6) : "        -";
+        std::printf("%-10s %-15s %9.1f %9.1f %8.2f %9.1f %8.2f %8.3f %9.2f %s\n", w.c_str(), a.c_str(),
+                    live / 1048576.0, rss / 1048576.0, live > 0 ? rss / live : 0.0,
+                    row.Num("peak_rss_bytes") / 1048576.0, secs, row.Num("best_effort_seconds"),
+                    secs > 0 ? ops / secs / 1e6 : 0.0, per_mop.c_str());
       }
       std::fflush(stdout);
       rows.push_back(std::move(row));

@@ -18,6 +18,7 @@ ABSL_FLAG(std::string, workload, "thin-out", "which workload");
 ABSL_FLAG(std::uint64_t, live_mib, 64, "live size the workload is scaled to, MiB");
 ABSL_FLAG(std::uint64_t, seed, 1, "random seed");
 ABSL_FLAG(bool, series, false, "print the RSS samples over time");
+ABSL_FLAG(std::int64_t, mova_decay_ms, -1, "mova rows: PoolOptions::decay in ms (-1: the default)");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -39,11 +40,11 @@ int main(int argc, char** argv) {
   recorder.Start();
   std::unique_ptr<Heap> heap;
   if (allocator == "mova") {
-    heap = MakeMovaHeap();
+    heap = MakeMovaHeap(0, absl::GetFlag(FLAGS_mova_decay_ms));
   } else if (allocator == "mova-periodic") {
-    heap = MakeMovaHeap(params.live_bytes / 2);  // compact after allocating half the live size
+    heap = MakeMovaHeap(params.live_bytes / 2, absl::GetFlag(FLAGS_mova_decay_ms));  // compact after half the live size
   } else if (allocator == "mova-background") {
-    heap = MakeMovaBackgroundHeap(std::chrono::milliseconds(10));
+    heap = MakeMovaBackgroundHeap(std::chrono::milliseconds(10), absl::GetFlag(FLAGS_mova_decay_ms));
   } else {
     heap = MakeMallocHeap(allocator);
   }
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   const WorkloadOutcome out = RunWorkload(workload, *heap, recorder, objects, params);
   const auto t1 = std::chrono::steady_clock::now();
+  const std::int64_t syscalls = heap->SystemCalls();  // during the workload, before the best effort
   const std::uint64_t rss_before = recorder.Delta();
   heap->BestEffort();
   const auto t2 = std::chrono::steady_clock::now();
@@ -58,11 +60,13 @@ int main(int argc, char** argv) {
   const std::uint64_t rss = recorder.Delta();
 
   std::printf("result allocator=%s workload=%s live_bytes=%llu live_objects=%llu rss_bytes=%llu "
-              "rss_before_best_effort=%llu peak_rss_bytes=%llu seconds=%.6f best_effort_seconds=%.6f\n",
+              "rss_before_best_effort=%llu peak_rss_bytes=%llu seconds=%.6f best_effort_seconds=%.6f ops=%llu "
+              "syscalls=%lld\n",
               heap->name().c_str(), workload.c_str(), static_cast<unsigned long long>(out.live_bytes),
               static_cast<unsigned long long>(out.live_objects), static_cast<unsigned long long>(rss),
               static_cast<unsigned long long>(rss_before), static_cast<unsigned long long>(recorder.peak()),
-              std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(t2 - t1).count());
+              std::chrono::duration<double>(t1 - t0).count(), std::chrono::duration<double>(t2 - t1).count(),
+              static_cast<unsigned long long>(recorder.ops()), static_cast<long long>(syscalls));
   if (absl::GetFlag(FLAGS_series)) {
     for (const Recorder::Point& p : recorder.series()) {
       std::printf("series %.6f %llu\n", p.seconds, static_cast<unsigned long long>(p.rss_bytes));

@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "bench/counting_os.h"
 #include "mova/pool.h"
 
 namespace mova::bench {
@@ -53,8 +54,8 @@ class MallocHeap final : public Heap {
 
 class MovaHeap final : public Heap {
  public:
-  MovaHeap(std::string name, const PoolOptions& options, std::uint64_t compact_every_bytes)
-      : name_(std::move(name)), pool_(Pool::Create(options).value()), compact_every_(compact_every_bytes) {}
+  MovaHeap(std::string name, PoolOptions options, std::uint64_t compact_every_bytes)
+      : name_(std::move(name)), pool_(Create(options, os_)), compact_every_(compact_every_bytes) {}
   std::string name() const override { return name_; }
   std::uint64_t Allocate(std::size_t size) override {
     if (compact_every_ != 0 && (since_compact_ += size) >= compact_every_) {
@@ -82,8 +83,14 @@ class MovaHeap final : public Heap {
     return static_cast<std::uint8_t>(p.data()[0]);
   }
   void BestEffort() override { pool_->compact(); }
+  std::int64_t SystemCalls() const override { return static_cast<std::int64_t>(os_.calls()); }
 
  private:
+  static std::unique_ptr<Pool> Create(PoolOptions options, CountingOs& os) {
+    options.os = &os;
+    return Pool::Create(options).value();
+  }
+  CountingOs os_;  // before pool_: it outlives the pool
   const std::string name_;
   std::unique_ptr<Pool> pool_;
   const std::uint64_t compact_every_;
@@ -108,13 +115,21 @@ std::unique_ptr<Heap> MakeMallocHeap(const std::string& expected) {
   return std::make_unique<MallocHeap>(found);
 }
 
-std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes) {
-  return std::make_unique<MovaHeap>(compact_every_bytes == 0 ? "mova" : "mova-periodic", PoolOptions{},
+namespace {
+PoolOptions WithDecay(std::int64_t decay_ms) {
+  PoolOptions options;
+  if (decay_ms >= 0) options.decay = std::chrono::milliseconds(decay_ms);
+  return options;
+}
+}  // namespace
+
+std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes, std::int64_t decay_ms) {
+  return std::make_unique<MovaHeap>(compact_every_bytes == 0 ? "mova" : "mova-periodic", WithDecay(decay_ms),
                                     compact_every_bytes);
 }
 
-std::unique_ptr<Heap> MakeMovaBackgroundHeap(std::chrono::milliseconds interval) {
-  PoolOptions options;
+std::unique_ptr<Heap> MakeMovaBackgroundHeap(std::chrono::milliseconds interval, std::int64_t decay_ms) {
+  PoolOptions options = WithDecay(decay_ms);
   options.background_interval = interval;
   return std::make_unique<MovaHeap>("mova-background", options, 0);
 }

@@ -26,6 +26,8 @@ class Heap {
   virtual std::uint8_t Touch(std::uint64_t token) = 0;
   // The allocator's own best effort to return free memory to the OS.
   virtual void BestEffort() = 0;
+  // System calls the allocator made, where it can tell (mova: every call through its OS seam); -1 if not.
+  virtual std::int64_t SystemCalls() const { return -1; }
 };
 
 // The malloc this process runs on. `expected` ("glibc", "jemalloc", "mimalloc", "tcmalloc") must match what
@@ -35,9 +37,10 @@ std::unique_ptr<Heap> MakeMallocHeap(const std::string& expected);
 std::string DetectMalloc();
 // A mova::Pool; with compact_every_bytes > 0 it also compacts each time that many bytes were allocated
 // (standing in for a service's periodic compaction), and calls itself "mova-periodic".
-std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes = 0);
+// `decay_ms` >= 0 overrides PoolOptions::decay (for choosing its default; -1 keeps it).
+std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes = 0, std::int64_t decay_ms = -1);
 // A mova::Pool with its background compactor on (PoolOptions::background_interval), "mova-background".
-std::unique_ptr<Heap> MakeMovaBackgroundHeap(std::chrono::milliseconds interval);
+std::unique_ptr<Heap> MakeMovaBackgroundHeap(std::chrono::milliseconds interval, std::int64_t decay_ms = -1);
 
 }  // namespace mova::bench
 

@@ -88,6 +88,24 @@ WorkloadOutcome Churn(Live& live, Rng& rng, std::uint64_t target) {
   return live.Outcome();
 }
 
+// Operations-heavy churn: replaces objects one at a time, 4x the object count at fill, while sizes drift
+// from 16-128 B to 512-2048 B; live bytes stay at the target (each new object first frees random ones until it
+// fits). Most operations are small, so this is where an allocator's per-operation cost and its page traffic
+// (blocks emptied and refilled) show.
+WorkloadOutcome ChurnOps(Live& live, Rng& rng, std::uint64_t target) {
+  while (live.bytes < target) live.Add(Uniform(rng, 16, 128));
+  live.rec.Sample();
+  const std::uint64_t total = 4 * live.objs.size();
+  for (std::uint64_t i = 0; i < total; ++i) {
+    const double f = static_cast<double>(i) / total;
+    const std::uint32_t size = Uniform(rng, static_cast<std::uint32_t>(16 + f * (512 - 16)),
+                                       static_cast<std::uint32_t>(128 + f * (2048 - 128)));
+    while (live.bytes + size > target && live.objs.size() > 0) live.RemoveAt(rng() % live.objs.size());
+    live.Add(size);
+  }
+  return live.Outcome();
+}
+
 WorkloadOutcome ScatteredSurvivors(Live& live, Rng&, std::uint64_t target) {
   while (live.bytes < target) live.Add(64);
   live.rec.Sample();
@@ -173,6 +191,7 @@ const std::vector<WorkloadInfo>& Workloads() {
       {"thin-out", "fill with 16-512 B, free 90% at random"},
       {"size-shift", "fill with 16-256 B, free 90%, refill to the same live bytes with 1-4 KiB"},
       {"churn", "16-128 B, random replacement of 4x the live bytes drifting to 512-2048 B"},
+      {"churn-ops", "16-128 B, random replacement of 4x the object count drifting to 512-2048 B"},
       {"scattered", "64 B objects, 1 in 16 survives"},
       {"mesh", "512 B, free every other; then 1 KiB, free every other"},
       {"lru-cache", "LRU cache at a byte budget, values drifting from 32-256 B to 256-2048 B"},
@@ -207,6 +226,7 @@ std::size_t BookkeepingCapacity(const std::string& name, const WorkloadParams& p
   if (name == "thin-out") return l / 16 + 1024;
   if (name == "size-shift") return l / 16 + 1024;
   if (name == "churn") return l / 16 + 1024;
+  if (name == "churn-ops") return l / 16 + 1024;
   if (name == "scattered") return l / 64 + 1024;
   if (name == "mesh") return l / 512 + l / 1024 + 1024;
   if (name == "lru-cache") return 2 * (l / 600) + 1024;  // keys: twice what the budget holds at mid-drift
@@ -222,6 +242,7 @@ WorkloadOutcome RunWorkload(const std::string& name, Heap& heap, Recorder& recor
   if (name == "thin-out") out = ThinOut(live, rng, l);
   else if (name == "size-shift") out = SizeShift(live, rng, l);
   else if (name == "churn") out = Churn(live, rng, l);
+  else if (name == "churn-ops") out = ChurnOps(live, rng, l);
   else if (name == "scattered") out = ScatteredSurvivors(live, rng, l);
   else if (name == "mesh") out = MeshAdversarial(live, rng, l);
   else if (name == "lru-cache") out = LruCache(live, rng, l, objects);

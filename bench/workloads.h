@@ -46,6 +46,7 @@ class Recorder {
   }
   void Sample();
   std::uint64_t peak() const { return peak_; }
+  std::uint64_t ops() const { return ops_; }  // allocations and frees the workload made
   const MmapArray<Point>& series() const { return series_; }
 
  private:

@@ -4,9 +4,10 @@
 // and opens what it is handed).
 //
 //   check = generation XOR Mask(page key, size field, index in page)
-//   Mask(k, s, i) = P20((k + s + i * kIndexMul) mod 2^20)
+//   Mask(k, s, i) = Q20((k + s + i * kIndexMul) mod 2^20)
 //   page key      = P20((pool salt + page * kPageMul + epoch * kEpochMul) mod 2^20)
-// P20 is a permutation of 20-bit values (odd multiplies and xor-shifts, each invertible mod 2^20), so:
+// P20 and Q20 are permutations of 20-bit values (odd multiplies and xor-shifts, each invertible mod 2^20; Q20,
+// on every handle operation, is one multiply and one shift; P20, once per page key, two of each), so:
 //  - for one key and index, Mask is one-to-one in the size field: a handle whose size field was changed opens
 //    to another generation, always (never to the live one);
 //  - two pools whose salts differ by less than 2^20 have different keys for every (page, epoch); the salt is
@@ -46,8 +47,14 @@ constexpr std::uint32_t PageKey(std::uint64_t salt, std::uint32_t page, std::uin
   return Permute20(static_cast<std::uint32_t>(salt + std::uint64_t{page} * kPageMul + std::uint64_t{epoch} * kEpochMul));
 }
 
+// The cheaper permutation for the per-operation mask: nonlinear in the key, one-to-one in its argument.
+constexpr std::uint32_t Mix20(std::uint32_t x) {
+  x = (x * 0xE3A49u) & kSealMask;
+  return x ^ (x >> 10);
+}
+
 constexpr std::uint32_t SealMask(std::uint32_t key, std::uint16_t size_field, std::uint32_t index_in_page) {
-  return Permute20(key + size_field + index_in_page * kIndexMul);
+  return Mix20(key + size_field + index_in_page * kIndexMul);
 }
 
 // Sealing and opening are the same XOR.

@@ -47,16 +47,22 @@ TEST(Arena, FreedPagesLeaveTheResidentSetAtOnceWithoutDecay) {
   EXPECT_EQ(a->stats().pages_discarded, 64u);
 }
 
+constexpr std::uint64_t kAhead = Arena::kPopulateAhead;
+
 TEST(Arena, DecayKeepsPagesUntilTheDelayPasses) {
   auto a = Make(os::SystemOs(), 2, std::chrono::milliseconds(50));
   PageRun r = a->Allocate(Pages(16)).value();
+  EXPECT_EQ(a->stats().dirty_pages, kAhead);  // populated ahead for the next runs
   std::memset(a->PageAddress(r.first), 1, 16 * kPageSize);
   a->Free(r);
-  EXPECT_EQ(a->stats().dirty_pages, 16u);
-  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(r.first), 16 * kPageSize).value(), 16 * kPageSize);
+  EXPECT_EQ(a->stats().dirty_pages, 16u + kAhead);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(r.first), (16 + kAhead) * kPageSize).value(),
+            (16 + kAhead) * kPageSize);
   std::this_thread::sleep_for(std::chrono::milliseconds(80));
-  PageRun other = a->Allocate(Pages(1)).value();  // any allocation purges what has decayed
-  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  PageRun other = a->Allocate(Pages(1)).value();  // any allocation purges what has decayed (then populates ahead)
+  EXPECT_EQ(a->stats().dirty_pages, kAhead);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(r.first), (16 + kAhead) * kPageSize).value(),
+            (1 + kAhead) * kPageSize);
   a->Free(other);
   a->PurgeDirty(/*force=*/true);
   EXPECT_EQ(a->stats().dirty_pages, 0u);
@@ -66,11 +72,64 @@ TEST(Arena, ReusingDirtyPagesClearsThem) {
   auto a = Make(os::SystemOs(), 2, std::chrono::hours(1));
   PageRun r = a->Allocate(Pages(8)).value();
   a->Free(r);
-  EXPECT_EQ(a->stats().dirty_pages, 8u);
+  EXPECT_EQ(a->stats().dirty_pages, 8u + kAhead);
+  const std::uint64_t populates = a->stats().populate_calls;
   PageRun again = a->Allocate(Pages(8)).value();
   EXPECT_EQ(again.first, r.first);
-  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(a->stats().dirty_pages, kAhead);
   EXPECT_EQ(a->stats().used_pages, 8u);
+  EXPECT_EQ(a->stats().populate_calls, populates);  // resident already: no syscall
+}
+
+// With a decay delay, a class growing block by block populates kPopulateAhead pages per call, not one block.
+TEST(Arena, PopulatesAheadInFewCalls) {
+  auto a = Make(os::SystemOs(), 2, std::chrono::hours(1));
+  for (std::uint64_t i = 0; i < 4 * (kAhead + 1); ++i) ASSERT_TRUE(a->Allocate(Pages(1)).ok());
+  EXPECT_EQ(a->stats().populate_calls, 4u);
+  EXPECT_EQ(a->stats().dirty_pages, 0u);  // every page populated ahead was used
+  // Without a decay delay nothing is populated beyond the run.
+  auto b = Make(os::SystemOs(), 2);
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(b->Allocate(Pages(1)).ok());
+  EXPECT_EQ(b->stats().populate_calls, 10u);
+  EXPECT_EQ(b->stats().dirty_pages, 0u);
+  // Nor past the memory limit.
+  auto c = Make(os::SystemOs(), 2, std::chrono::hours(1), 4 * kPageSize);
+  ASSERT_TRUE(c->Allocate(Pages(1)).ok());
+  EXPECT_EQ(c->stats().dirty_pages, 3u);
+}
+
+// A purge discards each maximal free run holding dirty pages in one call, merged across region boundaries,
+// however the frees interleaved.
+TEST(Arena, PurgeDiscardsLargeRunsInFewCalls) {
+  auto a = Make(os::SystemOs(), 4, std::chrono::hours(1));
+  std::vector<PageRun> runs;
+  for (std::size_t i = 0; i < 2 * kPagesPerRegion; ++i) runs.push_back(a->Allocate(Pages(1)).value());
+  PageRun keep = a->Allocate(Pages(1)).value();  // in region 2: ends the run
+  for (std::size_t i = 0; i < runs.size(); i += 2) a->Free(runs[i]);
+  for (std::size_t i = 1; i < runs.size(); i += 2) a->Free(runs[i]);
+  const std::uint64_t calls = a->stats().discard_calls;
+  a->PurgeDirty(/*force=*/true);
+  EXPECT_EQ(a->stats().discard_calls - calls, 2u);  // regions 0-1 in one run; region 2's pages after `keep`
+  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(0), 2 * kRegionSize).value(), 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(keep.first), kPageSize).value(), kPageSize);
+  a->Free(keep);
+}
+
+// Dirty pages count against the memory limit: when an allocation would take resident pages over it, the
+// dirty ones go back first.
+TEST(Arena, TheMemoryLimitReclaimsDirtyPages) {
+  auto a = Make(os::SystemOs(), 4, std::chrono::hours(1), 64 * kPageSize);
+  PageRun r = a->Allocate(Pages(40)).value();
+  EXPECT_EQ(a->stats().dirty_pages, 24u);  // populated ahead only up to the limit
+  a->Free(r);
+  EXPECT_EQ(a->stats().dirty_pages, 64u);
+  // 50 more would take used + dirty over the limit: the dirty pages go back first.
+  PageRun s = a->Allocate(Pages(50)).value();
+  EXPECT_LE(a->stats().used_pages + a->stats().dirty_pages, 64u);
+  EXPECT_EQ(a->stats().dirty_pages, 14u);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(0), kRegionSize).value(), 64 * kPageSize);
+  a->Free(s);
 }
 
 TEST(Arena, RunsLargerThanARegionSpanWholeRegions) {
@@ -146,15 +205,15 @@ TEST(Arena, EmptyBackingDiscardsDirtyPagesAndPopulatesNothing) {
   PageRun r = a->Allocate(Pages(8)).value();
   std::memset(a->PageAddress(r.first), 1, 8 * kPageSize);
   a->Free(r);
-  EXPECT_EQ(a->stats().dirty_pages, 8u);
+  EXPECT_EQ(a->stats().dirty_pages, 8u + kAhead);
   PageRun e = a->AllocateBelow(Pages(8), 1, Backing::kEmpty).value();
   EXPECT_EQ(e.first, r.first);  // first fit: the same pages
-  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(a->stats().dirty_pages, kAhead);
   EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(e.first), 8 * kPageSize).value(), 0u);
   // Moved out, the run goes back without anything to discard.
   a->FreeMovedOut(e);
   EXPECT_EQ(a->stats().used_pages, 0u);
-  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(a->stats().dirty_pages, kAhead);
 }
 
 TEST(Arena, MoveRunMovesPagesAndRefusesRunsOfDifferentLengths) {

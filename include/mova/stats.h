@@ -75,6 +75,8 @@ struct PoolStats {
   // Arena.
   std::uint64_t regions_in_use = 0;
   std::uint64_t regions_touched = 0;
+  std::uint64_t populate_calls = 0;     // Os::Populate calls for object pages (MADV_POPULATE_WRITE), cumulative
+  std::uint64_t discard_calls = 0;      // Os::Discard calls for object pages (MADV_DONTNEED), cumulative
   // Compaction, cumulative.
   std::uint64_t compactions = 0;
   std::uint64_t objects_moved = 0;
