@@ -95,7 +95,7 @@ class Arena {
   // dirty for the decay delay.
   void PurgeDirty(bool force);
   // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
-  static constexpr std::uint32_t kPopulateAhead = 32;
+  static constexpr std::uint32_t kPopulateAhead = 128;
   // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge
   // pages (Os::CollapseHugepages: no mapping changes). The Os calls run without the arena lock (about 1.5 ms
   // per region here). A region that loses a page is collapsed again only after it fills again.

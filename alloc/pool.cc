@@ -20,6 +20,7 @@
 #include <cstdlib>
 #include <random>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/base/optimization.h"
@@ -473,7 +474,14 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
 }
 
 Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Pool::~Pool() = default;
+Pool::~Pool() {
+  // MOVA_SHOW_STATS=1 (any value but empty or 0): the pool's stats on stderr when it goes, as mimalloc's
+  // MIMALLOC_SHOW_STATS does.
+  if (const char* show = std::getenv("MOVA_SHOW_STATS"); show != nullptr && *show != '\0' && std::string_view(show) != "0") {
+    std::fprintf(stderr, "mova: stats of pool %llu at its destruction\n%s", static_cast<unsigned long long>(impl_->id),
+                 FormatStatsText(stats()).c_str());
+  }
+}
 
 absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   Impl& p = *impl_;
@@ -668,10 +676,11 @@ CompactResult Pool::compact() {
   }
   p.arena->PurgeDirty(/*force=*/true);
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-  p.compactions.fetch_add(1, std::memory_order_relaxed);
   p.objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
   p.bytes_moved.fetch_add(r.bytes_moved, std::memory_order_relaxed);
   p.pages_compacted.fetch_add(r.pages_released, std::memory_order_relaxed);
+  // Last, and released: a stats() reader that sees this compaction counted sees what it moved too.
+  p.compactions.fetch_add(1, std::memory_order_release);
   return r;
 }
 
@@ -826,7 +835,7 @@ PoolStats Pool::stats() const {
   s.handles_rested = t.entries_rested;
   s.handle_pages_rekeyed = t.pages_rekeyed;
   s.resident_bytes = s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes;
-  s.compactions = p.compactions.load(std::memory_order_relaxed);
+  s.compactions = p.compactions.load(std::memory_order_acquire);  // before the counters it publishes
   s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);
   s.bytes_moved = p.bytes_moved.load(std::memory_order_relaxed);
   s.pages_compacted = p.pages_compacted.load(std::memory_order_relaxed);

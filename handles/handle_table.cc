@@ -72,7 +72,19 @@ HandleTable::~HandleTable() {
 
 absl::Status HandleTable::OpenPage(std::uint32_t p) {
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{p} * kEntriesPerPage);
-  if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) return s;
+  const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
+  if (p >= opened && p < populated_end_) {
+    // Populated ahead with an earlier page.
+  } else if (p >= opened) {  // a page never opened: populate the next ones too, in the same call
+    const std::uint32_t n = std::min(kOpenAhead, max_pages_ - p);
+    if (os_.Populate(addr, ToBytes(Pages(n))).ok()) {
+      populated_end_ = p + n;
+    } else if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) {
+      return s;
+    }
+  } else if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) {
+    return s;
+  }
   ThreadFreeList(p);
   pages_[p].resident = true;
   ++resident_;
@@ -230,7 +242,8 @@ HandleTable::Stats HandleTable::stats() const {
   s.entries_rested = rested_;
   s.pages_rekeyed = rekeyed_;
   s.pages_opened = opened_pages_.load(std::memory_order_relaxed);
-  s.pages_resident = resident_;
+  s.pages_populated_ahead = populated_end_ > s.pages_opened ? populated_end_ - s.pages_opened : 0;
+  s.pages_resident = resident_ + s.pages_populated_ahead;
   s.pages_discarded = discarded_;
   return s;
 }

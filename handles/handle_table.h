@@ -19,6 +19,8 @@
 //   handed out again until its page is empty; then the page takes a new key and its generations restart at 0.
 //   So a stale handle is recognised for certain until its entry has had 32767 lives and its page was
 //   emptied after that; then it opens under the new key with a chance of about 2^-20 of matching.
+// Pages never opened before are populated kOpenAhead at a time (one syscall per 64 KiB of table, not per
+// page); those populated ahead and not yet opened count as resident.
 // Locks: mu_ is a leaf lock. Entry words are read and CASed without it (entry_word.h); keys are read without it.
 #ifndef MOVA_HANDLES_HANDLE_TABLE_H_
 #define MOVA_HANDLES_HANDLE_TABLE_H_
@@ -59,6 +61,7 @@ class HandleTable {
  public:
   static constexpr std::uint32_t kEntriesPerPage = kPageSize / sizeof(Word);
   static constexpr std::uint32_t kMaxPages = (std::uint32_t{1} << Handle::kIndexBits) / kEntriesPerPage;
+  static constexpr std::uint32_t kOpenAhead = 16;
 
   // A table for at most `max_entries` entries in use at once (exactly; at most 2^28 - 1). `salt` keys the
   // handles (handle_seal.h): tables with different salts refuse each other's handles.
@@ -112,7 +115,8 @@ class HandleTable {
     std::uint64_t entries_in_use = 0;  // handed out and not returned (live handles + thread-cached entries)
     std::uint64_t entries_rested = 0;  // at kRestGen, waiting for their page to empty
     std::uint64_t pages_opened = 0;    // pages ever opened (the table's high-water mark)
-    std::uint64_t pages_resident = 0;  // opened pages not given back
+    std::uint64_t pages_resident = 0;  // opened pages not given back, and pages populated ahead
+    std::uint64_t pages_populated_ahead = 0;  // populated, not yet opened
     std::uint64_t pages_discarded = 0; // cumulative count of pages given back
     std::uint64_t pages_rekeyed = 0;   // cumulative count of new page keys
     Bytes resident_bytes() const { return ToBytes(Pages(pages_resident)); }
@@ -139,7 +143,8 @@ class HandleTable {
   std::uint32_t KeyOf(std::uint32_t index) const {
     return keys_[index / kEntriesPerPage].load(std::memory_order_relaxed);
   }
-  // Makes page p's memory present and threads all its entries onto its free list.
+  // Makes page p's memory present (unless it was populated ahead) and threads all its entries onto its free
+  // list.
   absl::Status OpenPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Threads every entry of page p (all free) onto its free list at the page's restart generation.
   void ThreadFreeList(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -167,6 +172,7 @@ class HandleTable {
   std::uint64_t resident_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discarded_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t rekeyed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint32_t populated_end_ ABSL_GUARDED_BY(mu_) = 0;  // pages below it were populated when first opened
 };
 
 }  // namespace mova::handles

@@ -18,7 +18,7 @@ static int failures = 0;
 int main(void) {
   mova_options o;
   mova_options_init(&o);
-  CHECK(o.max_handles > 0 && o.checked == 0 && o.decay_ms == 0);
+  CHECK(o.max_handles > 0 && o.checked == 0 && o.decay_ms == 1000);
   CHECK(o.move_by_userfaultfd == 1 && o.move_by_mremap == 1 && o.collapse_dense_regions == 0);
   CHECK(o.background_interval_ms == 0 && o.background_threshold > 0 && o.background_threshold < 1);
   o.background_threshold = 2;

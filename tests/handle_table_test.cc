@@ -124,9 +124,22 @@ TEST(HandleTable, DiscardFailureKeepsThePageUsable) {
   fos.FailAfter(os::OsOp::kDiscard, 0, EINVAL);
   Release(*t, a);
   EXPECT_EQ(fos.failures(os::OsOp::kDiscard), 1);
-  EXPECT_EQ(t->stats().pages_resident, 1u);  // kept, still counted
+  EXPECT_EQ(t->stats().pages_resident - t->stats().pages_populated_ahead, 1u);  // kept, still counted
   std::vector<std::uint32_t> b = AcquireN(*t, kPer - 1);
   EXPECT_EQ(t->stats().pages_opened, 1u);    // and reused
+}
+
+// A growing table makes one Populate call per kOpenAhead new pages, and counts what it populated ahead.
+TEST(HandleTable, NewPagesArePopulatedInBatches) {
+  os::FaultInjectingOs fos;
+  auto t = HandleTable::Create(fos, 64 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 40 * kPer - 1);  // 40 pages
+  EXPECT_EQ(t->stats().pages_opened, 40u);
+  EXPECT_EQ(fos.calls(os::OsOp::kPopulate), 3);  // pages 0-15, 16-31, 32-47
+  EXPECT_EQ(t->stats().pages_populated_ahead, 8u);
+  EXPECT_EQ(t->stats().pages_resident, 48u);
+  const std::uint64_t table_bytes = std::uint64_t{64} * kPer * sizeof(Word);
+  EXPECT_EQ(bench::ResidentBytesIn(&t->entry(0), table_bytes).value(), 48 * kPageSize);
 }
 
 TEST(HandleTable, CapacityIsExactlyMaxEntries) {
