@@ -675,6 +675,7 @@ CompactResult Pool::compact() {
     r.blocks_skipped += c.blocks_skipped;
   }
   p.arena->PurgeDirty(/*force=*/true);
+  p.table->ReleaseAhead();
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   p.objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
   p.bytes_moved.fetch_add(r.bytes_moved, std::memory_order_relaxed);
@@ -772,6 +773,7 @@ DefragResult Pool::defragment() {
 void Pool::release_free_memory() {
   for (auto& cls : impl_->classes) cls->ReleaseSpare();
   impl_->arena->PurgeDirty(/*force=*/true);
+  impl_->table->ReleaseAhead();
 }
 
 void Pool::flush_thread_cache() {

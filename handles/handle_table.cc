@@ -222,6 +222,14 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
   }
 }
 
+void HandleTable::ReleaseAhead() {
+  MutexLock lock(&mu_);
+  const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
+  if (populated_end_ <= opened) return;
+  std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{opened} * kEntriesPerPage);
+  if (os_.Discard(addr, ToBytes(Pages(populated_end_ - opened))).ok()) populated_end_ = opened;
+}
+
 HandleVerdict HandleTable::Classify(Handle h) const {
   const std::uint32_t index = h.index();
   if (!Issued(index)) return HandleVerdict::kNotIssued;

@@ -80,6 +80,8 @@ class HandleTable {
   // Takes back entries that are free (even generation) and no longer referenced by the caller. An entry at
   // kRestGen rests (see above).
   void Return(std::span<const std::uint32_t> indices);
+  // Gives back the pages populated ahead and not yet opened (compaction and release_free_memory call it).
+  void ReleaseAhead();
 
   // The handle for entry `index`, live at generation `gen`, of an object whose size field is `size_field`.
   Handle MakeHandle(std::uint32_t index, std::uint16_t gen, std::uint16_t size_field) const {

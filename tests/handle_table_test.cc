@@ -140,6 +140,12 @@ TEST(HandleTable, NewPagesArePopulatedInBatches) {
   EXPECT_EQ(t->stats().pages_resident, 48u);
   const std::uint64_t table_bytes = std::uint64_t{64} * kPer * sizeof(Word);
   EXPECT_EQ(bench::ResidentBytesIn(&t->entry(0), table_bytes).value(), 48 * kPageSize);
+  t->ReleaseAhead();  // what compaction does: the pages populated ahead go back
+  EXPECT_EQ(t->stats().pages_populated_ahead, 0u);
+  EXPECT_EQ(t->stats().pages_resident, 40u);
+  EXPECT_EQ(bench::ResidentBytesIn(&t->entry(0), table_bytes).value(), 40 * kPageSize);
+  std::vector<std::uint32_t> b = AcquireN(*t, kPer);  // a new page is populated again when needed
+  EXPECT_EQ(t->stats().pages_opened, 41u);
 }
 
 TEST(HandleTable, CapacityIsExactlyMaxEntries) {
