@@ -94,6 +94,7 @@ void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
       if (r.dirty[bit]) {
         r.dirty[bit] = false;
         --dirty_pages_;
+        NoteDirtyDropped();
         if (r.dirty.none()) dirty_regions_[page / kPagesPerRegion / 64] &= ~(std::uint64_t{1} << (page / kPagesPerRegion % 64));
       }
       r.used[bit] = true;
@@ -192,17 +193,22 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
       ++ahead_end;
     }
   }
-  absl::Status failure;
-  std::uint32_t reached = first;
+  // One call from the first clean page to the last: populating a page that is present already (dirty) only
+  // walks its page table, which is cheaper here than a second call.
+  std::uint32_t clean_first = ahead_end, clean_end = first;
   ForEachCleanRun(first, ahead_end, [&](std::uint32_t p, std::uint32_t q) {
-    ++populate_calls_;
-    failure = os_.Populate(PageAddress(p), ToBytes(Pages(q - p)));
-    reached = q;
-    return failure.ok();
+    clean_first = std::min(clean_first, p);
+    clean_end = q;
+    return true;
   });
+  absl::Status failure;
+  if (clean_first < clean_end) {
+    ++populate_calls_;
+    failure = os_.Populate(PageAddress(clean_first), ToBytes(Pages(clean_end - clean_first)));
+  }
   if (!failure.ok()) {
-    // Give back what this call populated: the clean pages up to where it failed (in part, perhaps).
-    ForEachCleanRun(first, reached, [&](std::uint32_t p, std::uint32_t q) {
+    // Give back what this call may have populated (in part, perhaps): its clean pages, not the dirty ones.
+    ForEachCleanRun(clean_first, clean_end, [&](std::uint32_t p, std::uint32_t q) {
       ++discard_calls_;
       (void)os_.Discard(PageAddress(p), ToBytes(Pages(q - p)));
       return true;
@@ -212,7 +218,7 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
     return failure;
   }
   MarkUsed(first, n.value(), true);
-  if (ahead_end > end) MarkDirty(end, ahead_end, std::chrono::steady_clock::now());
+  if (ahead_end > end) MarkDirty(end, ahead_end);
   return PageRun{first, static_cast<std::uint32_t>(n.value())};
 }
 
@@ -221,13 +227,10 @@ bool Arena::IsDirty(std::uint32_t page) const {
   return ri < regions_.size() && regions_[ri].dirty[page % kPagesPerRegion];
 }
 
-void Arena::MarkDirty(std::uint32_t first, std::uint32_t end, std::chrono::steady_clock::time_point now) {
+void Arena::MarkDirty(std::uint32_t first, std::uint32_t end) {
   const std::uint32_t ri = first / kPagesPerRegion;
   Region& r = regions_[ri];
-  if (r.dirty.none()) {
-    r.first_dirtied = now;
-    dirty_regions_[ri / 64] |= std::uint64_t{1} << (ri % 64);
-  }
+  dirty_regions_[ri / 64] |= std::uint64_t{1} << (ri % 64);
   for (std::uint32_t p = first; p < end; ++p) r.dirty[p % kPagesPerRegion] = true;
   dirty_pages_ += end - first;
 }
@@ -235,11 +238,10 @@ void Arena::MarkDirty(std::uint32_t first, std::uint32_t end, std::chrono::stead
 void Arena::Free(PageRun run) {
   MutexLock lock(&mu_);
   MarkUsed(run.first, run.count, false);
-  const auto now = std::chrono::steady_clock::now();
   const std::uint32_t end = run.first + run.count;
   for (std::uint32_t p = run.first; p < end;) {  // region by region
     const std::uint32_t q = std::min<std::uint32_t>(end, (p / kPagesPerRegion + 1) * kPagesPerRegion);
-    MarkDirty(p, q, now);
+    MarkDirty(p, q);
     p = q;
   }
   if (decay_.count() == 0) {
@@ -263,17 +265,29 @@ void Arena::PurgeDirty(bool force) {
 }
 
 void Arena::PurgeLocked(bool force) {
-  if (dirty_pages_ == 0) return;
-  const auto now = std::chrono::steady_clock::now();
-  // Without `force`, look over the regions at most every decay/8: a page is then discarded within 9/8 of the
-  // delay, and a free costs O(1) instead of O(regions).
-  if (!force && decay_.count() != 0) {
-    if (now < next_purge_scan_) return;
-    next_purge_scan_ = now + decay_ / 8;
+  if (force || decay_.count() == 0) {
+    if (dirty_pages_ != 0) DiscardTopDirty(dirty_pages_);
+    return;
   }
-  DiscardDirtyRegions(0, static_cast<std::uint32_t>(regions_.size()), [&](std::uint32_t ri) {
-    return force || decay_.count() == 0 || now - regions_[ri].first_dirtied >= decay_;
-  });
+  // Look at the clock at most every decay/8, so a free costs O(1).
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_purge_scan_) return;
+  next_purge_scan_ = now + decay_ / 8;
+  if (now - interval_start_ < decay_) return;
+  // A decay interval has passed: the pages that stayed dirty all through it were not needed.
+  if (const std::uint64_t unused = std::min(low_water_, dirty_pages_); unused > 0) DiscardTopDirty(unused);
+  interval_start_ = now;
+  low_water_ = dirty_pages_;
+}
+
+void Arena::DiscardTopDirty(std::uint64_t pages) {
+  std::uint32_t cut = static_cast<std::uint32_t>(regions_.size());
+  std::uint64_t found = 0;
+  while (cut > 0 && found < pages) {
+    --cut;
+    if ((dirty_regions_[cut / 64] >> (cut % 64) & 1) != 0) found += regions_[cut].dirty.count();
+  }
+  DiscardDirtyRegions(cut, static_cast<std::uint32_t>(regions_.size()), [](std::uint32_t) { return true; });
 }
 
 template <typename Due>
@@ -321,6 +335,7 @@ absl::Status Arena::DiscardFreeRun(std::uint32_t first, std::uint32_t end) {
     if (!r.dirty[p % kPagesPerRegion]) continue;
     r.dirty[p % kPagesPerRegion] = false;
     --dirty_pages_;
+    NoteDirtyDropped();
     ++pages_discarded_;
     if (r.dirty.none()) dirty_regions_[ri / 64] &= ~(std::uint64_t{1} << (ri % 64));
   }

@@ -4,9 +4,12 @@
 // Types: Arena, ArenaOptions, PageRun. A page is named by its index from the arena base (arena page index).
 // Placement is address-ordered first fit, so live runs gather in low regions and high regions empty out.
 // Freed pages are discarded (MADV_DONTNEED) at once when the decay delay is zero; otherwise they stay
-// resident as "dirty" pages that a later allocation reuses without a fault or syscall, and a region's dirty
-// pages are discarded once the oldest of them has been dirty for the delay (looked for by allocations and frees
-// at most every delay/8), when the memory limit needs them, and by PurgeDirty. A purge discards few, large
+// resident as "dirty" pages that a later allocation reuses without a fault or syscall. Each decay interval,
+// as many dirty pages as were never reused during it (the low-water mark of the dirty count: pages a churning
+// workload did not need) are discarded, from the top of the arena down, where first fit reuses last; so an
+// unused freed page goes back within two intervals, and pages that churn keeps reusing are not discarded only
+// to be populated again. Dirty pages also go when the memory limit needs them and by PurgeDirty(force). (Looked
+// for by allocations and frees at most every delay/8.) A purge discards few, large
 // runs: each maximal run of free pages (dirty or not; a free clean page has nothing to discard, so including
 // it costs nothing) that holds a dirty page, merged across region boundaries, is one Os::Discard — MADV_DONTNEED
 // costs 6–20 µs per call here but ~0.3 µs per page in long runs. With a decay delay, an allocation that must
@@ -17,8 +20,7 @@
 // run whose pages a move took away.
 // Invariants (under mu_): for each region, used and dirty are disjoint, used_count == popcount(used);
 //   used_pages_ == Σ used_count; dirty_pages_ == Σ popcount(dirty); used_pages_ <= limit_pages_;
-//   bit r of dirty_regions_ is set iff region r has a dirty page, and then first_dirtied is when the oldest
-//   of them became dirty (or earlier).
+//   bit r of dirty_regions_ is set iff region r has a dirty page; low_water_ <= dirty_pages_.
 // Locks: mu_ is a leaf lock (Os calls are made under it).
 #ifndef MOVA_ALLOC_ARENA_H_
 #define MOVA_ALLOC_ARENA_H_
@@ -91,8 +93,8 @@ class Arena {
   const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.
   std::vector<std::uint32_t> RegionUsage() const;
-  // Discards dirty pages: all of them if `force`, else those of regions whose oldest dirty page has been
-  // dirty for the decay delay.
+  // Discards dirty pages: all of them if `force`, else, once a decay interval has passed, those that were not
+  // reused during it.
   void PurgeDirty(bool force);
   // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
   static constexpr std::uint32_t kPopulateAhead = 128;
@@ -129,7 +131,6 @@ class Arena {
     std::bitset<kPagesPerRegion> dirty;
     std::uint32_t used_count = 0;  // == used.count(), kept so placement skips full regions cheaply
     bool collapsed = false;        // on huge pages since it last filled (cleared when a page is freed)
-    std::chrono::steady_clock::time_point first_dirtied{};  // when it last went from no dirty page to some
   };
   Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const ArenaOptions& options);
 
@@ -156,9 +157,11 @@ class Arena {
       p = q;
     }
   }
-  // Marks pages [first, end) of one region dirty (they are free), keeping the region's purge clock.
-  void MarkDirty(std::uint32_t first, std::uint32_t end, std::chrono::steady_clock::time_point now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks pages [first, end) of one region dirty (they are free).
+  void MarkDirty(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards at least `pages` dirty pages (or all), whole regions' worth from the top of the arena down.
+  void DiscardTopDirty(std::uint64_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void NoteDirtyDropped() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { low_water_ = std::min(low_water_, dirty_pages_); }
   // Discards the free pages [first, end) (dirty or clean, none used): the dirty ones become clean, or all stay
   // as they were and the failure is counted.
   absl::Status DiscardFreeRun(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -187,6 +190,8 @@ class Arena {
   std::uint64_t regions_collapsed_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t collapse_failures_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point next_purge_scan_ ABSL_GUARDED_BY(mu_){};  // see PurgeLocked
+  std::chrono::steady_clock::time_point interval_start_ ABSL_GUARDED_BY(mu_){};  // the decay interval's start
+  std::uint64_t low_water_ ABSL_GUARDED_BY(mu_) = 0;  // fewest dirty pages since interval_start_
 };
 
 }  // namespace mova::alloc

@@ -58,14 +58,42 @@ TEST(Arena, DecayKeepsPagesUntilTheDelayPasses) {
   EXPECT_EQ(a->stats().dirty_pages, 16u + kAhead);
   EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(r.first), (16 + kAhead) * kPageSize).value(),
             (16 + kAhead) * kPageSize);
+  // One interval later: the pages were not dirty all through an interval yet, so they stay.
   std::this_thread::sleep_for(std::chrono::milliseconds(80));
-  PageRun other = a->Allocate(Pages(1)).value();  // any allocation purges what has decayed (then populates ahead)
-  EXPECT_EQ(a->stats().dirty_pages, kAhead);
-  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(r.first), (16 + kAhead) * kPageSize).value(),
-            (1 + kAhead) * kPageSize);
-  a->Free(other);
-  a->PurgeDirty(/*force=*/true);
+  a->PurgeDirty(/*force=*/false);
+  EXPECT_EQ(a->stats().dirty_pages, 16u + kAhead);
+  // Two: nothing reused them during a whole interval, so they go.
+  std::this_thread::sleep_for(std::chrono::milliseconds(80));
+  a->PurgeDirty(/*force=*/false);
   EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(r.first), (16 + kAhead) * kPageSize).value(), 0u);
+}
+
+// Pages that churn keeps reusing are not discarded: each interval only as many go as stayed unused through it,
+// from the top of the arena down.
+TEST(Arena, DecayDiscardsOnlyWhatAnIntervalDidNotReuse) {
+  auto a = Make(os::SystemOs(), 4, std::chrono::milliseconds(40));
+  PageRun low = a->Allocate(Pages(kPagesPerRegion)).value();   // region 0
+  PageRun high = a->Allocate(Pages(kPagesPerRegion)).value();  // region 1
+  a->Free(low);
+  a->Free(high);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  a->PurgeDirty(/*force=*/false);  // starts an interval with 2 regions dirty
+  ASSERT_EQ(a->stats().dirty_pages, 2 * kPagesPerRegion);
+  // During the interval a workload reuses region 0's pages and frees them again.
+  for (int i = 0; i < 3; ++i) {
+    PageRun again = a->Allocate(Pages(kPagesPerRegion)).value();
+    ASSERT_EQ(again.first, low.first);
+    a->Free(again);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  const std::uint64_t calls = a->stats().discard_calls;
+  a->PurgeDirty(/*force=*/false);
+  // Region 1 stayed unused all interval long: it goes, in one call; region 0, reused, stays.
+  EXPECT_EQ(a->stats().discard_calls - calls, 1u);
+  EXPECT_EQ(a->stats().dirty_pages, kPagesPerRegion);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(high.first), kRegionSize).value(), 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(low.first), kRegionSize).value(), kRegionSize);
 }
 
 TEST(Arena, ReusingDirtyPagesClearsThem) {
