@@ -246,8 +246,7 @@ void Arena::Free(PageRun run) {
   }
   if (decay_.count() == 0) {
     // Only this run's regions have dirty pages: discard them now, without looking at the others.
-    DiscardDirtyRegions(run.first / kPagesPerRegion, (end - 1) / kPagesPerRegion + 1,
-                        [](std::uint32_t) { return true; });
+    DiscardDirtyRegions(run.first / kPagesPerRegion, (end - 1) / kPagesPerRegion + 1);
   } else {
     PurgeLocked(/*force=*/false);
   }
@@ -287,11 +286,10 @@ void Arena::DiscardTopDirty(std::uint64_t pages) {
     --cut;
     if ((dirty_regions_[cut / 64] >> (cut % 64) & 1) != 0) found += regions_[cut].dirty.count();
   }
-  DiscardDirtyRegions(cut, static_cast<std::uint32_t>(regions_.size()), [](std::uint32_t) { return true; });
+  DiscardDirtyRegions(cut, static_cast<std::uint32_t>(regions_.size()));
 }
 
-template <typename Due>
-void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region, Due due) {
+void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region) {
   constexpr std::uint32_t kNone = ~0u;
   std::uint32_t run_first = kNone, run_end = 0;  // the merged run not yet discarded
   auto flush = [&] {
@@ -299,7 +297,7 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
     run_first = kNone;
   };
   for (std::uint32_t ri = first_region; ri < end_region; ++ri) {
-    if ((dirty_regions_[ri / 64] >> (ri % 64) & 1) == 0 || !due(ri)) {
+    if ((dirty_regions_[ri / 64] >> (ri % 64) & 1) == 0) {
       flush();
       continue;
     }

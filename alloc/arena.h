@@ -165,10 +165,8 @@ class Arena {
   // Discards the free pages [first, end) (dirty or clean, none used): the dirty ones become clean, or all stay
   // as they were and the failure is counted.
   absl::Status DiscardFreeRun(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Discards the dirty pages of the regions `due` says, in maximal free runs merged across regions.
-  template <typename Due>
-  void DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region, Due due)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards the dirty pages of regions [first_region, end_region), in maximal free runs merged across regions.
+  void DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   os::Os& os_;
