@@ -91,12 +91,7 @@ void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
     Region& r = regions_[page / kPagesPerRegion];
     const std::size_t bit = page % kPagesPerRegion;
     if (used) {
-      if (r.dirty[bit]) {
-        r.dirty[bit] = false;
-        --dirty_pages_;
-        NoteDirtyDropped();
-        if (r.dirty.none()) dirty_regions_[page / kPagesPerRegion / 64] &= ~(std::uint64_t{1} << (page / kPagesPerRegion % 64));
-      }
+      if (r.dirty[bit]) ClearDirty(static_cast<std::uint32_t>(page));
       r.used[bit] = true;
       ++r.used_count;
     } else {
@@ -180,10 +175,16 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
   // Populate the pages that are not resident already (dirty pages are: reusing them costs no syscall). With a
   // decay delay, free clean pages after the run are populated in the same call and left dirty, for the next
   // allocations; never beyond the run's last region, nor past the memory limit.
-  bool needs_populate = false;
-  ForEachCleanRun(first, end, [&](std::uint32_t, std::uint32_t) { return !(needs_populate = true); });
+  // One call from the first clean page to the last: populating a page that is present already (dirty) only
+  // walks its page table, which is cheaper here than a second call.
+  std::uint32_t clean_first = end, clean_end = first;
+  ForEachCleanRun(first, end, [&](std::uint32_t p, std::uint32_t q) {
+    clean_first = std::min(clean_first, p);
+    clean_end = q;
+    return true;
+  });
   std::uint32_t ahead_end = end;
-  if (needs_populate && decay_.count() != 0) {
+  if (clean_first < clean_end && decay_.count() != 0) {
     const std::uint32_t region_end = static_cast<std::uint32_t>((last_region + 1) * kPagesPerRegion);
     const std::uint64_t room = limit_pages_ - std::min(limit_pages_, used_pages_ + dirty_pages_ + n.value());
     const std::uint32_t cap = static_cast<std::uint32_t>(std::min<std::uint64_t>(kPopulateAhead, room));
@@ -192,15 +193,8 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
            !r.dirty[ahead_end % kPagesPerRegion]) {
       ++ahead_end;
     }
+    clean_end = ahead_end;  // the pages ahead are clean: the same call populates them
   }
-  // One call from the first clean page to the last: populating a page that is present already (dirty) only
-  // walks its page table, which is cheaper here than a second call.
-  std::uint32_t clean_first = ahead_end, clean_end = first;
-  ForEachCleanRun(first, ahead_end, [&](std::uint32_t p, std::uint32_t q) {
-    clean_first = std::min(clean_first, p);
-    clean_end = q;
-    return true;
-  });
   absl::Status failure;
   if (clean_first < clean_end) {
     ++populate_calls_;
@@ -225,6 +219,15 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
 bool Arena::IsDirty(std::uint32_t page) const {
   const std::size_t ri = page / kPagesPerRegion;
   return ri < regions_.size() && regions_[ri].dirty[page % kPagesPerRegion];
+}
+
+void Arena::ClearDirty(std::uint32_t page) {
+  const std::uint32_t ri = page / kPagesPerRegion;
+  Region& r = regions_[ri];
+  r.dirty[page % kPagesPerRegion] = false;
+  --dirty_pages_;
+  low_water_ = std::min(low_water_, dirty_pages_);
+  if (r.dirty.none()) dirty_regions_[ri / 64] &= ~(std::uint64_t{1} << (ri % 64));
 }
 
 void Arena::MarkDirty(std::uint32_t first, std::uint32_t end) {
@@ -284,7 +287,7 @@ void Arena::DiscardTopDirty(std::uint64_t pages) {
   std::uint64_t found = 0;
   while (cut > 0 && found < pages) {
     --cut;
-    if ((dirty_regions_[cut / 64] >> (cut % 64) & 1) != 0) found += regions_[cut].dirty.count();
+    if (RegionHasDirty(cut)) found += regions_[cut].dirty.count();
   }
   DiscardDirtyRegions(cut, static_cast<std::uint32_t>(regions_.size()));
 }
@@ -297,7 +300,7 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
     run_first = kNone;
   };
   for (std::uint32_t ri = first_region; ri < end_region; ++ri) {
-    if ((dirty_regions_[ri / 64] >> (ri % 64) & 1) == 0) {
+    if (!RegionHasDirty(ri)) {
       flush();
       continue;
     }
@@ -328,14 +331,9 @@ absl::Status Arena::DiscardFreeRun(std::uint32_t first, std::uint32_t end) {
     return s;
   }
   for (std::uint32_t p = first; p < end; ++p) {
-    const std::uint32_t ri = p / kPagesPerRegion;
-    Region& r = regions_[ri];
-    if (!r.dirty[p % kPagesPerRegion]) continue;
-    r.dirty[p % kPagesPerRegion] = false;
-    --dirty_pages_;
-    NoteDirtyDropped();
+    if (!IsDirty(p)) continue;
+    ClearDirty(p);
     ++pages_discarded_;
-    if (r.dirty.none()) dirty_regions_[ri / 64] &= ~(std::uint64_t{1} << (ri % 64));
   }
   return absl::OkStatus();
 }

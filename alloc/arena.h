@@ -161,7 +161,11 @@ class Arena {
   void MarkDirty(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Discards at least `pages` dirty pages (or all), whole regions' worth from the top of the arena down.
   void DiscardTopDirty(std::uint64_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void NoteDirtyDropped() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { low_water_ = std::min(low_water_, dirty_pages_); }
+  // Page `page`, dirty, is dirty no more (reused or discarded): counts, low-water mark and region bit follow.
+  void ClearDirty(std::uint32_t page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool RegionHasDirty(std::uint32_t ri) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return (dirty_regions_[ri / 64] >> (ri % 64) & 1) != 0;
+  }
   // Discards the free pages [first, end) (dirty or clean, none used): the dirty ones become clean, or all stay
   // as they were and the failure is counted.
   absl::Status DiscardFreeRun(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

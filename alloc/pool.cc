@@ -830,7 +830,7 @@ PoolStats Pool::stats() const {
   s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint16_t);
   const handles::HandleTable::Stats t = p.table->stats();
   // The handle table's page keys: 4 B per table page ever opened.
-  s.metadata_bytes += ToBytes(PagesCeil(Bytes(t.pages_opened * sizeof(std::uint32_t)))).value();
+  s.metadata_bytes += handles::HandleTable::KeysBytes(t.pages_opened).value();
   s.handles_in_use = t.entries_in_use;
   s.handle_table_bytes = t.resident_bytes().value();
   s.handle_table_pages_peak = t.pages_opened;

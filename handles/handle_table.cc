@@ -19,7 +19,7 @@ absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std
   const auto pages = static_cast<std::uint32_t>(std::min<std::uint64_t>(2 * needed, kMaxPages));
   absl::StatusOr<std::byte*> mem = os.Reserve(ToBytes(Pages(pages)), Bytes(kPageSize));
   if (!mem.ok()) return mem.status();
-  absl::StatusOr<std::byte*> keys = os.Reserve(ToBytes(PagesCeil(Bytes(pages * sizeof(std::uint32_t)))), Bytes(kPageSize));
+  absl::StatusOr<std::byte*> keys = os.Reserve(KeysBytes(pages), Bytes(kPageSize));
   if (!keys.ok()) {
     (void)os.Unreserve(*mem, ToBytes(Pages(pages)));
     return keys.status();
@@ -72,18 +72,15 @@ HandleTable::~HandleTable() {
 
 absl::Status HandleTable::OpenPage(std::uint32_t p) {
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{p} * kEntriesPerPage);
-  const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
-  if (p >= opened && p < populated_end_) {
-    // Populated ahead with an earlier page.
-  } else if (p >= opened) {  // a page never opened: populate the next ones too, in the same call
+  const bool never_opened = p >= opened_pages_.load(std::memory_order_relaxed);
+  bool present = never_opened && p < populated_end_;  // populated ahead with an earlier page
+  if (never_opened && !present) {  // populate the next pages too, in the same call
     const std::uint32_t n = std::min(kOpenAhead, max_pages_ - p);
-    if (os_.Populate(addr, ToBytes(Pages(n))).ok()) {
-      populated_end_ = p + n;
-    } else if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) {
-      return s;
-    }
-  } else if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) {
-    return s;
+    present = os_.Populate(addr, ToBytes(Pages(n))).ok();
+    if (present) populated_end_ = p + n;
+  }
+  if (!present) {
+    if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) return s;
   }
   ThreadFreeList(p);
   pages_[p].resident = true;
@@ -103,8 +100,6 @@ void HandleTable::ThreadFreeList(std::uint32_t p) {
   }
   st.free_head = static_cast<std::uint16_t>(skip);
   st.used = 0;
-  rested_ -= st.rested;
-  st.rested = 0;
 }
 
 void HandleTable::RetirePage(std::uint32_t p) {
@@ -124,13 +119,13 @@ void HandleTable::RetirePage(std::uint32_t p) {
   } else {
     st.restart_gen = static_cast<std::uint16_t>(max_gen + 2);
   }
+  rested_ -= st.rested;  // rested entries are free again from the restart generation on
+  st.rested = 0;
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + first);
   if (!os_.Discard(addr, Bytes(kPageSize)).ok()) {
     ThreadFreeList(p);  // keep the page: it stays usable and counted, its entries at the restart generation
     return;
   }
-  rested_ -= st.rested;
-  st.rested = 0;
   st.free_head = 0;  // all free: OpenPage threads them when the page is used again
   st.resident = false;
   --resident_;
@@ -231,16 +226,13 @@ void HandleTable::ReleaseAhead() {
 }
 
 HandleVerdict HandleTable::Classify(Handle h) const {
-  const std::uint32_t index = h.index();
-  if (!Issued(index)) return HandleVerdict::kNotIssued;
-  MutexLock lock(&mu_);
-  const std::uint32_t p = index / kEntriesPerPage;
-  const std::uint32_t gen = handles::Open(h.check(), KeyOf(index), h.size_field(), index % kEntriesPerPage);
-  if (!OpensToLiveGen(gen)) return HandleVerdict::kNotIssued;
+  MutexLock lock(&mu_);  // the page's key, resident state and restart generation hold still
+  const HandleRef r = Open(h);
+  if (r.entry == nullptr) return HandleVerdict::kNotIssued;
   // Generations only grow under one key: an earlier one is a handle this entry issued and retired.
-  const PageState& st = pages_[p];
-  const std::uint32_t now = st.resident ? GenOf(entries_[index].load(std::memory_order_acquire)) : st.restart_gen;
-  return gen < now ? HandleVerdict::kStale : HandleVerdict::kNotIssued;
+  const PageState& st = pages_[h.index() / kEntriesPerPage];
+  const std::uint16_t now = st.resident ? GenOf(r.entry->load(std::memory_order_acquire)) : st.restart_gen;
+  return r.gen < now ? HandleVerdict::kStale : HandleVerdict::kNotIssued;
 }
 
 HandleTable::Stats HandleTable::stats() const {

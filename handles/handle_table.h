@@ -109,9 +109,10 @@ class HandleTable {
   // Entries of address space reserved (max_pages × kEntriesPerPage).
   std::uint32_t capacity() const { return max_pages_ * kEntriesPerPage; }
   std::uint32_t max_entries() const { return max_entries_; }
-  // The range of the page keys (4 B per table page).
+  // The range of the page keys (4 B per table page), and the whole pages `pages` table pages' keys take.
   const std::byte* keys_base() const { return reinterpret_cast<const std::byte*>(keys_); }
-  Bytes keys_bytes() const { return ToBytes(PagesCeil(Bytes(max_pages_ * sizeof(std::uint32_t)))); }
+  Bytes keys_bytes() const { return KeysBytes(max_pages_); }
+  static Bytes KeysBytes(std::uint64_t pages) { return ToBytes(PagesCeil(Bytes(pages * sizeof(std::uint32_t)))); }
 
   struct Stats {
     std::uint64_t entries_in_use = 0;  // handed out and not returned (live handles + thread-cached entries)
