@@ -40,6 +40,8 @@ mova_status NullArgument(const char* what) {
 
 extern "C" {
 
+const char* mova_version(void) { return MOVA_VERSION_STRING; }
+
 void mova_options_init(mova_options* o) {
   if (o == nullptr) return;
   const mova::PoolOptions d;
@@ -53,6 +55,8 @@ void mova_options_init(mova_options* o) {
   o->collapse_dense_regions = d.collapse_dense_regions ? 1 : 0;
   o->background_interval_ms = static_cast<uint32_t>(d.background_interval.count());
   o->background_threshold = d.background_threshold;
+  o->include_in_core_dumps = d.include_in_core_dumps ? 1 : 0;
+  o->show_stats = static_cast<int>(d.show_stats);
 }
 
 mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
@@ -69,6 +73,12 @@ mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
     o.collapse_dense_regions = options->collapse_dense_regions != 0;
     o.background_interval = std::chrono::milliseconds(options->background_interval_ms);
     o.background_threshold = options->background_threshold;
+    o.include_in_core_dumps = options->include_in_core_dumps != 0;
+    if (options->show_stats < 0 || options->show_stats > 2) {
+      tls_last_error = "show_stats must be 0 (nothing), 1 (text) or 2 (JSON)";
+      return MOVA_INVALID_ARGUMENT;
+    }
+    o.show_stats = static_cast<mova::StatsOutput>(options->show_stats);
   }
   absl::StatusOr<std::unique_ptr<mova::Pool>> pool = mova::Pool::Create(o);
   if (!pool.ok()) return Report(pool.status());

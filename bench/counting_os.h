@@ -22,6 +22,9 @@ class CountingOs final : public os::Os {
   absl::Status Unreserve(std::byte* addr, Bytes size) override { return (Count(), real_.Unreserve(addr, size)); }
   absl::Status Populate(std::byte* addr, Bytes size) override { return (Count(), real_.Populate(addr, size)); }
   absl::Status Discard(std::byte* addr, Bytes size) override { return (Count(), real_.Discard(addr, size)); }
+  absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override {
+    return (Count(), real_.ExcludeFromCoreDumps(addr, size));
+  }
   absl::Status CollapseHugepages(std::byte* addr, Bytes size) override {
     return (Count(), real_.CollapseHugepages(addr, size));
   }

@@ -58,10 +58,14 @@ std::string SelfDir() {
   return path.substr(0, path.rfind('/'));
 }
 
+std::string WorkerBinary(const std::string& dir, const std::string& allocator) {
+  const bool mova = allocator.rfind("mova", 0) == 0;
+  return dir + "/mova_fragbench_worker_" + (mova ? "glibc" : allocator);
+}
+
 bool RunWorker(const std::string& dir, const std::string& allocator, const std::string& workload, bool series,
                Row* row) {
-  const bool mova = allocator.rfind("mova", 0) == 0;
-  const std::string binary = dir + "/mova_fragbench_worker_" + (mova ? "glibc" : allocator);
+  const std::string binary = WorkerBinary(dir, allocator);
   const std::string cmd = absl::StrFormat("'%s' --allocator=%s --workload=%s --live_mib=%u --seed=%u --mova_decay_ms=%d%s",
                                           binary, allocator, workload, absl::GetFlag(FLAGS_live_mib),
                                           absl::GetFlag(FLAGS_seed), absl::GetFlag(FLAGS_mova_decay_ms),
@@ -142,8 +146,17 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const std::vector<std::string> allocators = absl::StrSplit(absl::GetFlag(FLAGS_allocators), ',', absl::SkipEmpty());
   const std::string dir = SelfDir();
+  // A competitor that was not installed when mova was configured has no worker: its rows are left out.
+  std::vector<std::string> allocators;
+  for (const std::string& a : std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_allocators), ',', absl::SkipEmpty()))) {
+    if (access(WorkerBinary(dir, a).c_str(), X_OK) == 0) {
+      allocators.push_back(a);
+    } else {
+      std::fprintf(stderr, "mova-fragbench: skipping %s: %s was not built (not installed when mova was configured)\n",
+                   a.c_str(), WorkerBinary(dir, a).c_str());
+    }
+  }
   const bool json = absl::GetFlag(FLAGS_json);
   const std::string plot_workload = absl::GetFlag(FLAGS_plot_workload);
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -103,6 +104,25 @@ absl::StatusOr<std::uint64_t> AnonHugeBytesIn(const void* start, std::size_t siz
     }
   }
   return bytes;
+}
+
+absl::StatusOr<FlaggedMappings> MappingsWithFlag(const void* start, std::size_t size, std::string_view flag) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(start);
+  std::ifstream smaps("/proc/self/smaps");
+  if (!smaps) return absl::InternalError("cannot open /proc/self/smaps");
+  FlaggedMappings out;
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    if (MappingLine(line, lo, lo + size, &inside)) {
+      if (inside) ++out.mappings;
+    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
+      std::istringstream flags(line.substr(8));
+      for (std::string f; flags >> f;) {
+        if (f == flag) ++out.flagged;
+      }
+    }
+  }
+  return out;
 }
 
 RssBaseline::RssBaseline() { base_ = AnonRssBytes().value_or(0); }

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
@@ -31,6 +32,14 @@ absl::StatusOr<std::size_t> MappingsIn(const void* start, std::size_t size);
 // Bytes on transparent huge pages in the mappings that overlap [start, start + size) (AnonHugePages of
 // /proc/self/smaps, summed over those mappings).
 absl::StatusOr<std::uint64_t> AnonHugeBytesIn(const void* start, std::size_t size);
+
+// The mappings that overlap [start, start + size): how many there are and how many carry `flag` among their
+// VmFlags in /proc/self/smaps ("dd": left out of core dumps, "hg": MADV_HUGEPAGE, ...).
+struct FlaggedMappings {
+  std::size_t mappings = 0;
+  std::size_t flagged = 0;
+};
+absl::StatusOr<FlaggedMappings> MappingsWithFlag(const void* start, std::size_t size, std::string_view flag);
 
 // The process's anonymous RSS at construction; Delta() is its growth since (0 if it shrank).
 class RssBaseline {

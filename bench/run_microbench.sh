@@ -10,7 +10,12 @@ bash scripts/install-deps.sh
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DMOVA_TESTS=OFF > /dev/null
 cmake --build "$build" -j "$(nproc)" > /dev/null
 out=$(mktemp -d)
+[ -x "$build/bench/mova_microbench_glibc" ] || { echo "no microbenchmarks in $build (Google Benchmark missing?)" >&2; exit 1; }
 for kind in glibc jemalloc mimalloc tcmalloc; do
+  if [ ! -x "$build/bench/mova_microbench_$kind" ]; then
+    echo "skipping $kind: not built (it was not installed when mova was configured)" >&2
+    continue
+  fi
   extra=""
   [ "$kind" = glibc ] && extra="--with_mova"
   "$build/bench/mova_microbench_$kind" $extra --benchmark_repetitions="$reps" \

@@ -64,6 +64,11 @@ absl::Status FaultInjectingOs::Discard(std::byte* addr, Bytes size) {
   return real_.Discard(addr, size);
 }
 
+absl::Status FaultInjectingOs::ExcludeFromCoreDumps(std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kExcludeFromCoreDumps, "madvise(MADV_DONTDUMP)"); !s.ok()) return s;
+  return real_.ExcludeFromCoreDumps(addr, size);
+}
+
 absl::Status FaultInjectingOs::CollapseHugepages(std::byte* addr, Bytes size) {
   if (absl::Status s = Check(OsOp::kCollapseHugepages, "madvise(MADV_COLLAPSE)"); !s.ok()) return s;
   return real_.CollapseHugepages(addr, size);

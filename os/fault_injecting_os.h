@@ -21,6 +21,7 @@ enum class OsOp : int {
   kPopulate,
   kDiscard,
   kCollapseHugepages,
+  kExcludeFromCoreDumps,
   kRemap,
   kOpenUserfaultfd,
   kRegisterUserfaultfd,
@@ -44,6 +45,7 @@ class FaultInjectingOs final : public Os {
   absl::Status Populate(std::byte* addr, Bytes size) override;
   absl::Status Discard(std::byte* addr, Bytes size) override;
   absl::Status CollapseHugepages(std::byte* addr, Bytes size) override;
+  absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override;
   absl::Status Remap(std::byte* dst, std::byte* src, Bytes size) override;
   absl::StatusOr<int> OpenUserfaultfd() override;
   absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override;

@@ -119,6 +119,11 @@ class SystemOsImpl final : public Os {
     return absl::OkStatus();
   }
 
+  absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override {
+    if (madvise(addr, size.value(), MADV_DONTDUMP) != 0) return ErrnoStatus(errno, "madvise(MADV_DONTDUMP)", addr, size.value());
+    return absl::OkStatus();
+  }
+
   absl::Status CollapseHugepages(std::byte* addr, Bytes size) override {
     if (madvise(addr, size.value(), MADV_COLLAPSE) != 0) return ErrnoStatus(errno, "madvise(MADV_COLLAPSE)", addr, size.value());
     return absl::OkStatus();

@@ -37,6 +37,10 @@ class Os {
   // next touch reads zeros.
   virtual absl::Status Discard(std::byte* addr, Bytes size) = 0;
 
+  // Leaves a page-aligned range out of the process's core dumps (MADV_DONTDUMP); the flag stays with the
+  // range's pages wherever they are moved within it.
+  virtual absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) = 0;
+
   // Puts the present pages of a range aligned to 2 MiB on transparent huge pages now (MADV_COLLAPSE,
   // Linux 6.1+), without changing the mapping's flags (so no mapping is split, and khugepaged does not later
   // fill the range's holes). ResourceExhausted / Unavailable when no huge page could be had now.

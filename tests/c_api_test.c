@@ -21,6 +21,16 @@ int main(void) {
   CHECK(o.max_handles > 0 && o.checked == 0 && o.decay_ms == 1000);
   CHECK(o.move_by_userfaultfd == 1 && o.move_by_mremap == 1 && o.collapse_dense_regions == 0);
   CHECK(o.background_interval_ms == 0 && o.background_threshold > 0 && o.background_threshold < 1);
+  CHECK(o.include_in_core_dumps == 0 && o.show_stats == 0);
+  CHECK(strcmp(mova_version(), MOVA_VERSION_STRING) == 0);
+  CHECK(MOVA_VERSION == MOVA_VERSION_MAJOR * 10000 + MOVA_VERSION_MINOR * 100 + MOVA_VERSION_PATCH);
+  o.show_stats = 3;
+  {
+    mova_pool* refused = NULL;
+    CHECK(mova_pool_create(&o, &refused) == MOVA_INVALID_ARGUMENT && refused == NULL);
+    CHECK(strstr(mova_last_error(), "show_stats") != NULL);
+  }
+  mova_options_init(&o);
   o.background_threshold = 2;
   mova_pool* bad = NULL;
   CHECK(mova_pool_create(&o, &bad) == MOVA_INVALID_ARGUMENT && bad == NULL);

@@ -21,6 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mova/export.h"
+#include "mova/version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -49,6 +52,8 @@ typedef struct mova_options {
   int collapse_dense_regions; /* nonzero: full 2 MiB regions go on transparent huge pages after defragmenting */
   uint32_t background_interval_ms; /* nonzero: a background compactor wakes this often */
   double background_threshold;     /* ... and compacts when more than this share of block bytes is not live */
+  int include_in_core_dumps;       /* nonzero: the pool's reserved ranges stay in core dumps (MADV_DONTDUMP otherwise) */
+  int show_stats;                  /* 0: nothing; 1: stats as text on stderr when the pool is destroyed; 2: as JSON */
 } mova_options;
 
 typedef struct mova_defrag_result {
@@ -71,30 +76,32 @@ typedef struct mova_compact_result {
   double seconds;
 } mova_compact_result;
 
-/* The defaults of mova::PoolOptions. */
-void mova_options_init(mova_options* options);
-/* options may be NULL for the defaults. */
-mova_status mova_pool_create(const mova_options* options, mova_pool** out);
+/* The version of the library linked (MOVA_VERSION_STRING is the headers'). */
+MOVA_API const char* mova_version(void);
+/* The defaults of mova::PoolOptions: built in, with MOVA_OPTIONS and MOVA_SHOW_STATS applied (mova/pool_options.h). */
+MOVA_API void mova_options_init(mova_options* options);
+/* options may be NULL for the defaults. MOVA_INVALID_ARGUMENT for a bad option or a bad MOVA_OPTIONS. */
+MOVA_API mova_status mova_pool_create(const mova_options* options, mova_pool** out);
 /* Frees the pool and every object in it. No call on it may be running or follow. */
-void mova_pool_destroy(mova_pool* pool);
+MOVA_API void mova_pool_destroy(mova_pool* pool);
 
-mova_status mova_alloc(mova_pool* pool, size_t size, mova_handle* out);
-mova_status mova_free(mova_pool* pool, mova_handle handle);
-mova_status mova_size_of(mova_pool* pool, mova_handle handle, size_t* size);
+MOVA_API mova_status mova_alloc(mova_pool* pool, size_t size, mova_handle* out);
+MOVA_API mova_status mova_free(mova_pool* pool, mova_handle handle);
+MOVA_API mova_status mova_size_of(mova_pool* pool, mova_handle handle, size_t* size);
 /* Pins the object (writable: nonzero to write through *data) and returns where its bytes are. Every
  * successful mova_pin needs one mova_unpin. */
-mova_status mova_pin(mova_pool* pool, mova_handle handle, int writable, void** data, size_t* size);
-mova_status mova_unpin(mova_pool* pool, mova_handle handle);
+MOVA_API mova_status mova_pin(mova_pool* pool, mova_handle handle, int writable, void** data, size_t* size);
+MOVA_API mova_status mova_unpin(mova_pool* pool, mova_handle handle);
 
 /* result may be NULL. */
-mova_status mova_compact(mova_pool* pool, mova_compact_result* result);
+MOVA_API mova_status mova_compact(mova_pool* pool, mova_compact_result* result);
 /* Moves whole blocks and huge objects down the arena so high regions empty out. result may be NULL. */
-mova_status mova_defragment(mova_pool* pool, mova_defrag_result* result);
+MOVA_API mova_status mova_defragment(mova_pool* pool, mova_defrag_result* result);
 /* Writes the pool's stats as JSON (NUL-terminated) if it fits in `capacity` bytes; *needed is the length
  * without the NUL. MOVA_EXHAUSTED if it did not fit (call again with *needed + 1). */
-mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed);
+MOVA_API mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed);
 /* The message of the last failed call on this thread (empty if none). */
-const char* mova_last_error(void);
+MOVA_API const char* mova_last_error(void);
 
 #ifdef __cplusplus
 }

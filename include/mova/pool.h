@@ -1,6 +1,6 @@
 // mova/pool.h — the public C++ API: a pool of movable objects behind handles.
 //
-// Types: Pool, PoolOptions, Access, Pinned. A Pool hands out Handles to objects of any size; it may move
+// Types: Pool, Access, Pinned (PoolOptions: mova/pool_options.h). A Pool hands out Handles to objects of any size; it may move
 // an object whenever nobody has it pinned (compact()), and gives emptied memory back to the OS.
 //
 //   auto pool = mova::Pool::Create().value();
@@ -49,47 +49,15 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "mova/export.h"
 #include "mova/handle.h"
+#include "mova/pool_options.h"
 #include "mova/stats.h"
 #include "mova/units.h"
 
 namespace mova {
 
-namespace os {
-class Os;
-}
-
 enum class Access { kRead, kWrite, kReadWrite };
-
-struct PoolOptions {
-  Bytes arena_capacity{std::size_t{64} << 30};  // address space reserved for objects (at most 1 TiB)
-  Bytes memory_limit{~std::size_t{0}};          // most bytes of object pages at once
-  // Freed pages stay resident this long before they go back to the kernel, so that churn reuses them without
-  // a syscall or a page fault (0: give back at once). compact(), release_free_memory() and the memory limit
-  // give them back at once. 1 s: on the churn-ops workload (64 MiB) it cut the time from 3.3 to 2.2 s and the
-  // syscalls from 5,859 to ~150 per million operations, for +5% peak RSS (bench/RESULTS.md).
-  std::chrono::milliseconds decay{1000};
-  // Most handles in use at once, exactly (live objects plus entries the threads' caches hold; at most
-  // 2^28 - 1). The table reserves 16 B of address space per handle; memory is used only where entries are.
-  std::uint32_t max_handles = (1u << 28) - 1;
-  bool checked = false;                         // abort on handle misuse, naming the handle
-  os::Os* os = nullptr;                         // the OS seam; nullptr is the real kernel
-  // How defragment() may move pages. Each way falls back to memcpy where the kernel refuses it; stats()
-  // counts which way every move went.
-  bool move_by_userfaultfd = true;  // UFFDIO_MOVE (Linux 6.8+): zero-copy, the mappings stay as they are
-  bool move_by_mremap = true;       // huge objects, where there is no UFFDIO_MOVE: at most 256 of them in the
-                                    // pool's lifetime (the kernel gives each a mapping of its own)
-  // After defragment(), put every 2 MiB region that is full on a transparent huge page (MADV_COLLAPSE,
-  // Linux 6.1+; no mapping changes): fewer TLB misses on live data, and huge objects then move as one page-table
-  // entry. Costs about 1.5 ms per region collapsed here, so it is off unless asked for.
-  bool collapse_dense_regions = false;
-  // A background compactor (the kernel's kcompactd): a thread of the pool's own that wakes every
-  // `background_interval` and, when more than `background_threshold` of the class blocks' bytes are not live
-  // slots, runs compact() and then defragment(). Zero: no thread (compact when you choose). A forked child's
-  // copy of the pool has no background thread.
-  std::chrono::milliseconds background_interval{0};
-  double background_threshold = 0.25;
-};
 
 // A pinned object: its bytes stay at data() and the object is not moved until the Pinned is destroyed or
 // reset. Move-only.
@@ -114,7 +82,7 @@ class Pinned {
 
   const std::byte* data() const { return data_; }
   // The writable bytes; only for a pin taken with kWrite or kReadWrite (checked: aborts otherwise).
-  std::byte* mutable_data() const;
+  MOVA_API std::byte* mutable_data() const;
   std::span<const std::byte> bytes() const { return {data_, size_}; }
   std::span<std::byte> mutable_bytes() const { return {mutable_data(), size_}; }
   std::size_t size() const { return size_; }  // the size requested at allocation
@@ -143,39 +111,39 @@ class Pool {
  public:
   static constexpr std::size_t kMaxObjectSize = std::size_t{1} << 40;
 
-  static absl::StatusOr<std::unique_ptr<Pool>> Create(const PoolOptions& options = {});
-  ~Pool();
+  MOVA_API static absl::StatusOr<std::unique_ptr<Pool>> Create(const PoolOptions& options = {});
+  MOVA_API ~Pool();
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
   // A new object of `size` bytes (contents unspecified).
-  absl::StatusOr<Handle> allocate(std::size_t size);
+  MOVA_API absl::StatusOr<Handle> allocate(std::size_t size);
   // Frees the object; the handle becomes stale.
-  absl::Status free(Handle h);
+  MOVA_API absl::Status free(Handle h);
   // Pins the object and returns where its bytes are; it is not moved while pinned.
-  absl::StatusOr<Pinned> pin(Handle h, Access access);
+  MOVA_API absl::StatusOr<Pinned> pin(Handle h, Access access);
   // The size requested when the object was allocated.
-  absl::StatusOr<std::size_t> size_of(Handle h);
+  MOVA_API absl::StatusOr<std::size_t> size_of(Handle h);
   // For callers that cannot hold a Pinned (the C API, a callback chain): pins as pin() does and records the
   // pin with the pool; the bytes stay put until unpin(h). Writing is allowed only with kWrite / kReadWrite.
-  absl::StatusOr<std::span<std::byte>> pin_detached(Handle h, Access access);
+  MOVA_API absl::StatusOr<std::span<std::byte>> pin_detached(Handle h, Access access);
   // Drops one pin taken by pin_detached(h). kFailedPrecondition if the handle holds none: a Pinned's pin is
   // dropped only by that Pinned.
-  absl::Status unpin(Handle h);
+  MOVA_API absl::Status unpin(Handle h);
 
   // Object compaction (zsmalloc's zs_compact): in every class, moves objects from the emptiest blocks into
   // the fullest, skipping pinned ones, and releases emptied blocks; then gives freed pages back.
-  CompactResult compact();
+  MOVA_API CompactResult compact();
   // Arena defragmentation with the movable-block framework (compactor/): from the highest region down,
   // isolates whole blocks (never one with a pinned object or a slot in a thread cache), moves each into room
   // in a lower region and republishes its handles, so high regions empty out. Run compact() first to make
   // the blocks dense; defragment() then makes the regions dense. Blocks move by memcpy for now.
-  DefragResult defragment();
+  MOVA_API DefragResult defragment();
   // Gives back every freed page now, ignoring the decay delay, and each class's spare empty block.
-  void release_free_memory();
+  MOVA_API void release_free_memory();
   // Returns this thread's cached slots and handle entries to the pool.
-  void flush_thread_cache();
-  PoolStats stats() const;
+  MOVA_API void flush_thread_cache();
+  MOVA_API PoolStats stats() const;
 
   // The address ranges the pool reserved, by role ("objects", "handle table", "handle keys", "page map"), for
   // tools that measure residency (mincore, smaps).
@@ -184,7 +152,7 @@ class Pool {
     std::size_t size = 0;
     const char* role = "";
   };
-  std::vector<AddressRange> reserved_ranges() const;
+  MOVA_API std::vector<AddressRange> reserved_ranges() const;
 
   struct Impl;
 

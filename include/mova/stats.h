@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "mova/export.h"
+
 namespace mova {
 
 inline constexpr int kFullnessGroups = 12;  // empty, (0,10%], ..., (90%,100%), full
@@ -113,9 +115,9 @@ struct PoolStats {
 };
 
 // A table a person reads: totals, then one row per class that has blocks (all classes if `all_classes`).
-std::string FormatStatsText(const PoolStats& s, bool all_classes = false);
+MOVA_API std::string FormatStatsText(const PoolStats& s, bool all_classes = false);
 // One JSON object: the totals as fields and "classes" as an array of objects.
-std::string FormatStatsJson(const PoolStats& s);
+MOVA_API std::string FormatStatsJson(const PoolStats& s);
 
 }  // namespace mova
 
