@@ -50,8 +50,11 @@ cmake --build "$work/cxx" -j "$(nproc)" > "$work/cxx.build.log" 2>&1 \
   || { cat "$work/cxx.build.log"; fail "find_package(mova) consumer did not build"; }
 "$work/cxx/consumer_shared"
 "$work/cxx/consumer_static"
-ldd "$work/cxx/consumer_shared" | grep -q "$libdir/$soname" || fail "consumer_shared does not load the installed $soname"
-! readelf -d "$work/cxx/consumer_static" | grep -q 'libmova' || fail "consumer_static needs libmova.so"
+# (Outputs are read whole before grep: with pipefail, grep -q closing the pipe early would fail the pipeline.)
+loads() { local out; out=$(ldd "$1"); grep -q "$libdir/$soname" <<< "$out"; }
+needs_libmova() { local out; out=$(readelf -d "$1"); grep -q 'libmova' <<< "$out"; }
+loads "$work/cxx/consumer_shared" || fail "consumer_shared does not load the installed $soname"
+! needs_libmova "$work/cxx/consumer_static" || fail "consumer_static needs libmova.so"
 
 # C with pkg-config.
 export PKG_CONFIG_PATH="$libdir/pkgconfig"
@@ -62,11 +65,11 @@ src=$here/c_consumer
 cc -std=c11 -Wall -Werror $(pkg-config --cflags mova) "$src/main.c" "$src/consumer.c" -o "$work/c_shared" \
   $(pkg-config --libs mova) -Wl,-rpath,"$libdir"
 "$work/c_shared"
-ldd "$work/c_shared" | grep -q "$libdir/$soname" || fail "c_shared does not load the installed $soname"
+loads "$work/c_shared" || fail "c_shared does not load the installed $soname"
 static_libs=$(pkg-config --static --libs mova | sed 's/-lmova\b/-l:libmova.a/')
 cc -std=c11 -Wall -Werror $(pkg-config --cflags mova) "$src/main.c" "$src/consumer.c" -o "$work/c_static" $static_libs
 "$work/c_static"
-! readelf -d "$work/c_static" | grep -q 'libmova' || fail "c_static needs libmova.so"
+! needs_libmova "$work/c_static" || fail "c_static needs libmova.so"
 
 # A shared object made from libmova.a (a Redis module, a Python extension), loaded with dlopen.
 cc -std=c11 -shared -fPIC $(pkg-config --cflags mova) "$src/consumer.c" -o "$work/libplugin.so" \
