@@ -36,7 +36,7 @@ cat "$out"/*.csv | awk -F, '
     if (!(bench in seen)) { seen[bench] = 1; order[++n] = bench }
   }
   END {
-    cols = "mova mova-decay1s glibc jemalloc mimalloc tcmalloc"
+    cols = "mova mova-decay0 glibc jemalloc mimalloc tcmalloc"
     k = split(cols, c, " ")
     printf "%-22s", "benchmark"
     for (i = 1; i <= k; i++) printf " %18s", c[i]
