@@ -46,6 +46,20 @@ struct MovaApiT {
 using MovaApi = MovaApiT<-1>;
 using MovaDecay0Api = MovaApiT<0>;
 
+// One pool for every thread of a multi-threaded run (default options), each thread on its own objects: what
+// two threads of a service share. Never destroyed (threads of later runs use it too).
+mova::Pool& SharedPool() {
+  static mova::Pool* const pool = mova::Pool::Create().value().release();
+  return *pool;
+}
+struct MovaSharedApi {
+  using Token = mova::Handle;
+  mova::Pool* pool = nullptr;
+  static MovaSharedApi* Make() { return new MovaSharedApi{&SharedPool()}; }
+  Token Alloc(std::size_t n) { return pool->allocate(n).value(); }
+  void Free(Token t) { (void)pool->free(t); }
+};
+
 // An alloc+free pair of one size, hot.
 template <typename Api>
 void AllocFree(benchmark::State& state) {
@@ -105,6 +119,18 @@ void MovaPinUnpin(benchmark::State& state) {
     mova::Pinned p = pool->pin(h, mova::Access::kRead).value();
     benchmark::DoNotOptimize(p.data());
   }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// pin + unpin of a thread's own object in the shared pool (the two-thread rows).
+void MovaSharedPinUnpin(benchmark::State& state) {
+  mova::Pool& pool = SharedPool();
+  mova::Handle h = pool.allocate(64).value();
+  for (auto _ : state) {
+    mova::Pinned p = pool.pin(h, mova::Access::kRead).value();
+    benchmark::DoNotOptimize(p.data());
+  }
+  (void)pool.free(h);
   state.SetItemsProcessed(state.iterations());
 }
 
@@ -174,6 +200,13 @@ void MovaDefragment(benchmark::State& state) {
   state.SetLabel(std::to_string(regions / std::max<std::uint64_t>(1, state.iterations())) + " regions freed per run");
 }
 
+template <typename Api, typename Reg>
+void RegisterThreaded(Reg& reg) {
+  reg("AllocFreeMT", AllocFree<Api>)->Arg(64)->Threads(1)->Threads(2)->UseRealTime();
+  reg("Batch1000MT", Batch1000<Api>)->Arg(64)->Threads(1)->Threads(2)->UseRealTime();
+  reg("RandomReplaceMT", RandomReplace<Api>)->Threads(1)->Threads(2)->UseRealTime();
+}
+
 void Register(const std::string& who, bool mova) {
   auto reg = [&](const char* name, auto fn) { return benchmark::RegisterBenchmark((who + "/" + name).c_str(), fn); };
   if (mova) {
@@ -186,10 +219,17 @@ void Register(const std::string& who, bool mova) {
     reg("AtomicPairFloor", AtomicPair);
     reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
     reg("Defragment", MovaDefragment)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+    reg("PinUnpinMT", MovaSharedPinUnpin)->Threads(1)->Threads(2)->UseRealTime();
+  }
+  // One and two threads, each on its own objects, one shared pool (mova) or the process's malloc: the time is
+  // per operation of all threads together, so two threads that scale perfectly show half the one-thread figure.
+  if (mova) {
+    RegisterThreaded<MovaSharedApi>(reg);
   } else {
     reg("AllocFree", AllocFree<MallocApi>)->Arg(16)->Arg(64)->Arg(256)->Arg(1024)->Arg(4096);
     reg("Batch1000", Batch1000<MallocApi>)->Arg(64);
     reg("RandomReplace", RandomReplace<MallocApi>);
+    RegisterThreaded<MallocApi>(reg);
   }
 }
 

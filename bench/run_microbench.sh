@@ -28,7 +28,7 @@ cat "$out"/*.csv | awk -F, '
   /_median"?,/ {
     name = $1; gsub(/"/, "", name); sub(/_median$/, "", name)
     split(name, parts, "/"); who = parts[1]; bench = substr(name, length(who) + 2)
-    sub(/\/iterations:[0-9]+/, "", bench); sub(/\/manual_time/, "", bench)
+    sub(/\/iterations:[0-9]+/, "", bench); sub(/\/manual_time/, "", bench); sub(/\/real_time/, "", bench)
     ips = $7
     if (ips != "" && ips != 0) ns[bench, who] = 1e9 / ips
     else if ($6 != "") { mbps[bench, who] = $6 / 1048576; label[bench, who] = $8; gsub(/"/, "", label[bench, who]) }
