@@ -74,11 +74,7 @@ mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
     o.background_interval = std::chrono::milliseconds(options->background_interval_ms);
     o.background_threshold = options->background_threshold;
     o.include_in_core_dumps = options->include_in_core_dumps != 0;
-    if (options->show_stats < 0 || options->show_stats > 2) {
-      tls_last_error = "show_stats must be 0 (nothing), 1 (text) or 2 (JSON)";
-      return MOVA_INVALID_ARGUMENT;
-    }
-    o.show_stats = static_cast<mova::StatsOutput>(options->show_stats);
+    o.show_stats = static_cast<mova::StatsOutput>(options->show_stats);  // Create refuses values out of range
   }
   absl::StatusOr<std::unique_ptr<mova::Pool>> pool = mova::Pool::Create(o);
   if (!pool.ok()) return Report(pool.status());

@@ -70,6 +70,19 @@ absl::StatusOr<Bytes> ParseBytes(std::string_view name, std::string_view v) {
   return Bytes(static_cast<std::size_t>(*n << shift));
 }
 
+absl::StatusOr<std::uint32_t> ParseUint32(std::string_view name, std::string_view v) {
+  absl::StatusOr<std::uint64_t> n = ParseUnsigned(name, v);
+  if (!n.ok()) return n.status();
+  if (*n > std::numeric_limits<std::uint32_t>::max()) return Bad(name, v, "too large");
+  return static_cast<std::uint32_t>(*n);
+}
+
+absl::StatusOr<double> ParseNumber(std::string_view name, std::string_view v) {
+  double d = 0;
+  if (!ParseAll(v, d)) return Bad(name, v, "expected a number");
+  return d;
+}
+
 absl::StatusOr<std::chrono::milliseconds> ParseMillis(std::string_view name, std::string_view v) {
   absl::StatusOr<std::uint64_t> n = ParseUnsigned(name, v);
   if (!n.ok()) return n.status();
@@ -104,14 +117,7 @@ constexpr OptionField kFields[] = {
     {"arena_capacity", [](auto n, auto v, PoolOptions& o) { return Set(o.arena_capacity, ParseBytes, n, v); }},
     {"memory_limit", [](auto n, auto v, PoolOptions& o) { return Set(o.memory_limit, ParseBytes, n, v); }},
     {"decay_ms", [](auto n, auto v, PoolOptions& o) { return Set(o.decay, ParseMillis, n, v); }},
-    {"max_handles",
-     [](auto n, auto v, PoolOptions& o) {
-       absl::StatusOr<std::uint64_t> k = ParseUnsigned(n, v);
-       if (!k.ok()) return k.status();
-       if (*k > std::numeric_limits<std::uint32_t>::max()) return Bad(n, v, "too large");
-       o.max_handles = static_cast<std::uint32_t>(*k);
-       return absl::OkStatus();
-     }},
+    {"max_handles", [](auto n, auto v, PoolOptions& o) { return Set(o.max_handles, ParseUint32, n, v); }},
     {"checked", [](auto n, auto v, PoolOptions& o) { return Set(o.checked, ParseBool, n, v); }},
     {"move_by_userfaultfd", [](auto n, auto v, PoolOptions& o) { return Set(o.move_by_userfaultfd, ParseBool, n, v); }},
     {"move_by_mremap", [](auto n, auto v, PoolOptions& o) { return Set(o.move_by_mremap, ParseBool, n, v); }},
@@ -120,12 +126,7 @@ constexpr OptionField kFields[] = {
     {"background_interval_ms",
      [](auto n, auto v, PoolOptions& o) { return Set(o.background_interval, ParseMillis, n, v); }},
     {"background_threshold",
-     [](auto n, auto v, PoolOptions& o) {
-       double d = 0;
-       if (!ParseAll(v, d)) return Bad(n, v, "expected a number");
-       o.background_threshold = d;
-       return absl::OkStatus();
-     }},
+     [](auto n, auto v, PoolOptions& o) { return Set(o.background_threshold, ParseNumber, n, v); }},
     {"include_in_core_dumps",
      [](auto n, auto v, PoolOptions& o) { return Set(o.include_in_core_dumps, ParseBool, n, v); }},
     {"show_stats", [](auto n, auto v, PoolOptions& o) { return Set(o.show_stats, ParseStatsOutput, n, v); }},

@@ -150,11 +150,12 @@ int main(int argc, char** argv) {
   // A competitor that was not installed when mova was configured has no worker: its rows are left out.
   std::vector<std::string> allocators;
   for (const std::string& a : std::vector<std::string>(absl::StrSplit(absl::GetFlag(FLAGS_allocators), ',', absl::SkipEmpty()))) {
-    if (access(WorkerBinary(dir, a).c_str(), X_OK) == 0) {
+    const std::string worker = WorkerBinary(dir, a);
+    if (access(worker.c_str(), X_OK) == 0) {
       allocators.push_back(a);
     } else {
       std::fprintf(stderr, "mova-fragbench: skipping %s: %s was not built (not installed when mova was configured)\n",
-                   a.c_str(), WorkerBinary(dir, a).c_str());
+                   a.c_str(), worker.c_str());
     }
   }
   const bool json = absl::GetFlag(FLAGS_json);

@@ -37,6 +37,25 @@ bool MappingLine(const std::string& line, std::uintptr_t lo, std::uintptr_t hi, 
   return true;
 }
 
+// Calls on_field(line) for every field line ("Name: value") of the mappings in /proc/self/smaps that overlap
+// [start, start + size); returns how many mappings overlap.
+template <typename OnField>
+absl::StatusOr<std::size_t> ForEachSmapsFieldIn(const void* start, std::size_t size, OnField on_field) {
+  const auto lo = reinterpret_cast<std::uintptr_t>(start);
+  std::ifstream smaps("/proc/self/smaps");
+  if (!smaps) return absl::InternalError("cannot open /proc/self/smaps");
+  std::size_t mappings = 0;
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    if (MappingLine(line, lo, lo + size, &inside)) {
+      if (inside) ++mappings;
+    } else if (inside) {
+      on_field(line);
+    }
+  }
+  return mappings;
+}
+
 absl::StatusOr<Statm> ReadStatm() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) return absl::InternalError(absl::StrFormat("open /proc/self/statm: %s", std::strerror(errno)));
@@ -93,35 +112,25 @@ absl::StatusOr<std::size_t> MappingsIn(const void* start, std::size_t size) {
 }
 
 absl::StatusOr<std::uint64_t> AnonHugeBytesIn(const void* start, std::size_t size) {
-  const auto lo = reinterpret_cast<std::uintptr_t>(start);
-  std::ifstream smaps("/proc/self/smaps");
-  if (!smaps) return absl::InternalError("cannot open /proc/self/smaps");
   std::uint64_t bytes = 0;
-  bool inside = false;
-  for (std::string line; std::getline(smaps, line);) {
-    if (!MappingLine(line, lo, lo + size, &inside) && inside && line.rfind("AnonHugePages:", 0) == 0) {
-      bytes += std::stoull(line.substr(14)) * 1024;  // "AnonHugePages:   2048 kB"
-    }
-  }
+  absl::StatusOr<std::size_t> mappings = ForEachSmapsFieldIn(start, size, [&](const std::string& line) {
+    if (line.rfind("AnonHugePages:", 0) == 0) bytes += std::stoull(line.substr(14)) * 1024;  // "...:  2048 kB"
+  });
+  if (!mappings.ok()) return mappings.status();
   return bytes;
 }
 
 absl::StatusOr<FlaggedMappings> MappingsWithFlag(const void* start, std::size_t size, std::string_view flag) {
-  const auto lo = reinterpret_cast<std::uintptr_t>(start);
-  std::ifstream smaps("/proc/self/smaps");
-  if (!smaps) return absl::InternalError("cannot open /proc/self/smaps");
   FlaggedMappings out;
-  bool inside = false;
-  for (std::string line; std::getline(smaps, line);) {
-    if (MappingLine(line, lo, lo + size, &inside)) {
-      if (inside) ++out.mappings;
-    } else if (inside && line.rfind("VmFlags:", 0) == 0) {
-      std::istringstream flags(line.substr(8));
-      for (std::string f; flags >> f;) {
-        if (f == flag) ++out.flagged;
-      }
+  absl::StatusOr<std::size_t> mappings = ForEachSmapsFieldIn(start, size, [&](const std::string& line) {
+    if (line.rfind("VmFlags:", 0) != 0) return;
+    std::istringstream flags(line.substr(8));
+    for (std::string f; flags >> f;) {
+      if (f == flag) ++out.flagged;
     }
-  }
+  });
+  if (!mappings.ok()) return mappings.status();
+  out.mappings = *mappings;
   return out;
 }
 

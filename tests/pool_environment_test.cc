@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 #include "mova/mova.h"
@@ -21,6 +22,15 @@ std::string Env(const char* name) {
 
 bool Contains(absl::string_view haystack, const std::string& needle) {
   return std::string(haystack).find(needle) != std::string::npos;
+}
+
+// The environment's refusal: kInvalidArgument whose message says each of `says`, and what every Pool::Create
+// returns while the process runs.
+void ExpectRefused(std::initializer_list<const char*> says) {
+  const absl::Status env = EnvironmentOptionsStatus();
+  EXPECT_EQ(env.code(), absl::StatusCode::kInvalidArgument);
+  for (const char* s : says) EXPECT_TRUE(Contains(env.message(), s)) << env.message();
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(Pool::Create().status(), env);
 }
 
 // MOVA_OPTIONS="decay_ms=5, checked=true,memory_limit=64m" MOVA_SHOW_STATS=json
@@ -56,15 +66,8 @@ TEST(Environment, GoodVariablesAreTheDefaultsAndTheProgramWins) {
 // MOVA_OPTIONS="checked=true,decay_ms=soon"
 TEST(Environment, ABadValueFailsEveryCreateAndNamesTheItem) {
   ASSERT_EQ(Env("MOVA_OPTIONS"), "checked=true,decay_ms=soon");
-  const absl::Status env = EnvironmentOptionsStatus();
-  EXPECT_EQ(env.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(Contains(env.message(), "MOVA_OPTIONS=\"checked=true,decay_ms=soon\"")) << env.message();
-  EXPECT_TRUE(Contains(env.message(), "decay_ms=soon: expected a non-negative whole number")) << env.message();
+  ExpectRefused({"MOVA_OPTIONS=\"checked=true,decay_ms=soon\"", "decay_ms=soon: expected a non-negative whole number"});
   EXPECT_FALSE(PoolOptions().checked);  // nothing of a bad variable is applied
-  for (int i = 0; i < 2; ++i) {
-    const absl::StatusOr<std::unique_ptr<Pool>> pool = Pool::Create();
-    EXPECT_EQ(pool.status(), env);
-  }
   mova_pool* p = nullptr;
   EXPECT_EQ(mova_pool_create(nullptr, &p), MOVA_INVALID_ARGUMENT);
   EXPECT_EQ(p, nullptr);
@@ -74,20 +77,13 @@ TEST(Environment, ABadValueFailsEveryCreateAndNamesTheItem) {
 // MOVA_OPTIONS="dekay_ms=5"
 TEST(Environment, AnUnknownNameListsTheKnownOnes) {
   ASSERT_EQ(Env("MOVA_OPTIONS"), "dekay_ms=5");
-  const absl::Status env = EnvironmentOptionsStatus();
-  EXPECT_EQ(env.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(Contains(env.message(), "unknown option 'dekay_ms' (known: arena_capacity, memory_limit, decay_ms"))
-      << env.message();
-  EXPECT_EQ(Pool::Create().status(), env);
+  ExpectRefused({"unknown option 'dekay_ms' (known: arena_capacity, memory_limit, decay_ms"});
 }
 
 // MOVA_SHOW_STATS=yes
 TEST(Environment, ABadShowStatsFailsEveryCreate) {
   ASSERT_EQ(Env("MOVA_SHOW_STATS"), "yes");
-  const absl::Status env = EnvironmentOptionsStatus();
-  EXPECT_EQ(env.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(Contains(env.message(), "MOVA_SHOW_STATS=yes")) << env.message();
-  EXPECT_EQ(Pool::Create().status(), env);
+  ExpectRefused({"MOVA_SHOW_STATS=yes"});
 }
 
 // MOVA_SHOW_STATS=1, MOVA_OPTIONS="show_stats=json" (MOVA_SHOW_STATS is applied after MOVA_OPTIONS)
