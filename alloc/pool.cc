@@ -310,6 +310,18 @@ struct Pool::Impl {
     return at.block != nullptr && map.ClassFor(std::size_t{h.size_field()} + 1) == at.cls;
   }
 
+  // free's check, confirmed on the slow path: pins the object (so it cannot move), checks the size field
+  // against where it is, unpins. True also when the pin fails (the object was freed meanwhile, or it is
+  // pinned to the limit): then Retire gives the answer.
+  [[gnu::noinline]] bool SizeFieldHoldsWhilePinned(Handle h, handles::HandleRef r) const {
+    handles::Word w;
+    if (handles::Pin(*r.entry, r.gen, &w) != handles::EntryResult::kOk) return true;
+    const std::uint64_t offset = handles::OffsetOf(w);
+    const bool holds = SizeFieldMatches(h, offset, Locate(offset));
+    handles::Unpin(*r.entry);
+    return holds;
+  }
+
   // Checked mode only (it reads the block header, a cache miss of its own): the descriptor of the block or
   // huge object holding a live object must be intact, or something wrote over it (an overflow of a
   // neighbouring object, say) and the pool refuses to go on.
@@ -536,8 +548,11 @@ absl::Status Pool::free(Handle h) {
   Impl::Located at;
   if (handles::GenOf(now) == r.gen) {
     at = p.Locate(handles::OffsetOf(now));
-    if (!p.SizeFieldMatches(h, handles::OffsetOf(now), at)) {
-      return p.NotIssued("free", h);  // moves keep an object's class, so the check holds across them
+    if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, handles::OffsetOf(now), at))) {
+      // `now` may be out of date: since it was loaded the object can have moved and its old block been
+      // released or handed to another class. Only a check made while the object cannot move is a verdict.
+      if (!p.SizeFieldHoldsWhilePinned(h, r)) return p.NotIssued("free", h);
+      at = Impl::Located{};  // located again from the retired word below
     }
   }
   handles::Word before;

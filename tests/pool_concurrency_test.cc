@@ -195,6 +195,62 @@ TEST(PoolConcurrency, DefragmentWhileThreadsAllocateFreeAndPin) {
   EXPECT_GT(migrated.load(), 0u);
 }
 
+TEST(PoolConcurrency, FreesRacingMovesAreNeverRefused) {
+  // free checks a handle's size field against where its entry says the object is, before it retires the
+  // entry. A mover can take the object away between the two, and (decay 0) give the old block's pages back
+  // or to another class at once: a free that then believed the stale location refused a live handle as not
+  // issued. The workers free without pinning first, each survivor of a thinned heap while the mover empties
+  // those very blocks, and allocate other classes into what the mover gave back.
+  PoolOptions options;
+  options.decay = std::chrono::milliseconds{0};
+  auto pool = Pool::Create(options).value();
+  std::atomic<bool> stop{false};
+  std::atomic<int> refused{0}, bad{0};
+  std::atomic<std::uint64_t> moved{0};
+  std::thread mover([&] {
+    while (!stop.load()) {
+      moved += pool->compact().objects_moved;
+      moved += pool->defragment().blocks_migrated;
+    }
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 2; ++t) {
+    workers.emplace_back([&, t] {
+      std::mt19937_64 rng(300 + t);
+      for (int round = 0; round < kOpsPerThread / 2000; ++round) {
+        std::vector<Obj> objs;
+        const std::size_t size = 24 + 40 * (rng() % 12);  // one class a round, a different one next round
+        for (int i = 0; i < 2000; ++i) {
+          const std::uint64_t seed = rng();
+          objs.push_back({AllocFilled(*pool, size, seed), size, seed});
+        }
+        // Thin out to one in four: sparse blocks the mover empties while the rest are freed below.
+        std::vector<Obj> keep;
+        for (std::size_t i = 0; i < objs.size(); ++i) {
+          if (i % 4 == 0) {
+            keep.push_back(objs[i]);
+          } else if (!pool->free(objs[i].h).ok()) {
+            ++bad;
+          }
+        }
+        for (const Obj& o : keep) {
+          const absl::Status s = pool->free(o.h);
+          if (s.code() == absl::StatusCode::kInvalidArgument) ++refused;
+          if (!s.ok()) ++bad;
+        }
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  stop = true;
+  mover.join();
+  EXPECT_EQ(refused.load(), 0) << "live handles refused as not issued";
+  EXPECT_EQ(bad.load(), 0);
+  pool->flush_thread_cache();
+  EXPECT_EQ(pool->stats().live_objects, 0u);
+  std::printf("moves while the workers freed: %lu\n", static_cast<unsigned long>(moved.load()));
+}
+
 TEST(PoolConcurrency, ManyPinnersOneObject) {
   auto pool = Pool::Create().value();
   Handle h = AllocFilled(*pool, 256, 42);
