@@ -7,6 +7,8 @@
 #include <mutex>
 #include <vector>
 
+#include "absl/time/clock.h"
+
 namespace mova::alloc {
 
 // Every live compactor, for fork's handlers: prepare waits until each is between jobs and keeps it there;
@@ -47,11 +49,13 @@ BackgroundCompactor::~BackgroundCompactor() {
   }
   if (!running()) {
     (void)thread_.release();  // a forked child: the thread is the parent's; joining it would never return
+    (void)wake_.release();    // ... and the condition variable may count it as a waiter (see the header)
     return;
   }
   {
     MutexLock lock(&mu_);
     stop_ = true;
+    wake_->SignalAll();
   }
   thread_->join();
 }
@@ -62,7 +66,11 @@ void BackgroundCompactor::Loop() {
   for (;;) {
     {
       MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval_)) return;
+      const absl::Time deadline = absl::Now() + interval_;
+      for (absl::Duration left = interval_; !stop_ && left > absl::ZeroDuration(); left = deadline - absl::Now()) {
+        wake_->WaitWithTimeout(&mu_, left);
+      }
+      if (stop_) return;
     }
     wakeups_.fetch_add(1, std::memory_order_relaxed);
     MutexLock work(&work_mu_);

@@ -49,6 +49,9 @@ class BackgroundCompactor {
   const std::function<void()> job_;
   Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // Signalled when stop_ is set. Held by pointer: a forked child's copy may count the parent's thread as a
+  // waiter, and glibc's pthread_cond_destroy would wait for it forever, so the child leaks it.
+  std::unique_ptr<CondVar> wake_ = std::make_unique<CondVar>();
   Mutex work_mu_;  // held by the thread while it works; by fork's prepare handler until the fork is done
   std::atomic<std::uint64_t> wakeups_{0}, runs_{0};
   const pid_t pid_;  // the process the thread runs in

@@ -21,5 +21,5 @@ cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOVA_BENCH=OFF -DMOVA_T
   > "$dir.cmake.log" 2>&1 || { cat "$dir.cmake.log"; exit 1; }
 cmake --build "$dir" -j "$(nproc)" --target "$tool" > "$dir.build.log" 2>&1 || { tail -50 "$dir.build.log"; exit 1; }
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-export TSAN_OPTIONS=${TSAN_OPTIONS:-"halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-"halt_on_error=1 second_deadlock_stack=1"}
 exec "$dir/$tool" "${args[@]}"
