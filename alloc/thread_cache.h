@@ -2,7 +2,9 @@
 // so that the common allocate / free touches no lock.
 //
 // Types: ThreadCache, ClassSlots. Only the owning thread changes a cache; other threads read its counters
-// (for stats) through relaxed atomics, which is why single-writer counters are atomics.
+// (for stats) through relaxed atomics, which is why single-writer counters are atomics. A cache and each of
+// its class arrays' headers sit on cache lines of their own: two threads' caches written on every operation
+// must not share a line.
 // Invariants: a cached slot's block owner value is kSlotReserved and counts in its block's in_use; a
 // cached handle entry is free (even generation) and counts as in use in the handle table. `epoch` is the
 // pool's flush epoch the cache last synchronised with; when the pool's moves on, the cache empties itself.
@@ -31,7 +33,8 @@ class OwnedCounter {
   std::atomic<std::uint64_t> v_{0};
 };
 
-struct ClassSlots {
+// Each on cache lines of its own (as is the ThreadCache), so that two threads' caches never share a line.
+struct alignas(64) ClassSlots {
   std::unique_ptr<SlotRef[]> slots;  // allocated on first use
   std::uint32_t capacity = 0;
   std::atomic<std::uint32_t> count{0};  // written by the owner only
@@ -43,14 +46,15 @@ struct ClassSlots {
     slots = std::make_unique<SlotRef[]>(capacity);
   }
 
-  // Cache at most ~16 KiB of slots per class, between 2 and 64 slots.
+  // Cache at most ~16 KiB of slots per class, between 2 and 256 slots: a refill or flush moves half of it
+  // under the class lock, so small classes take the lock once per 128 operations.
   static std::uint32_t CapacityFor(std::uint32_t slot_size) {
-    return std::clamp<std::uint32_t>(16384 / slot_size, 2, 64);
+    return std::clamp<std::uint32_t>(16384 / slot_size, 2, 256);
   }
 };
 
-struct ThreadCache {
-  static constexpr std::uint32_t kHandleCapacity = 64;
+struct alignas(64) ThreadCache {
+  static constexpr std::uint32_t kHandleCapacity = 256;  // refills and flushes move half: whole entry lines
 
   explicit ThreadCache(std::size_t num_classes) : classes(num_classes) {}
 

@@ -7,6 +7,10 @@
 // mutex costs the two atomic operations and nothing else, and ThreadSanitizer sees it natively (it
 // intercepts pthread), so no annotations for it are needed either. Clang's -Wthread-safety still checks
 // ABSL_GUARDED_BY / ABSL_EXCLUSIVE_LOCKS_REQUIRED against these types.
+// The mutex is glibc's adaptive kind: a thread that finds it held spins a short while before it sleeps.
+// mova's critical sections are short (a cache refill or flush), and in this VM a futex sleep and wake-up
+// costs tens of microseconds (an IPI through the hypervisor): with two threads refilling from one class,
+// sleeping at every collision cost more than the work (bench/RESULTS.md, "Locks").
 #ifndef MOVA_BASE_MUTEX_H_
 #define MOVA_BASE_MUTEX_H_
 
@@ -14,10 +18,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <mutex>
+#include <ctime>
 
 #include "absl/base/const_init.h"
 #include "absl/base/thread_annotations.h"
@@ -32,13 +35,15 @@ class ABSL_LOCKABLE Mutex {
   Mutex(const Mutex&) = delete;
   Mutex& operator=(const Mutex&) = delete;
 
+  ~Mutex() { pthread_mutex_destroy(&mu_); }
+
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
-    mu_.lock();
+    pthread_mutex_lock(&mu_);
     owner_.store(pthread_self(), std::memory_order_relaxed);
   }
   void Unlock() ABSL_UNLOCK_FUNCTION() {
     owner_.store(pthread_t{}, std::memory_order_relaxed);
-    mu_.unlock();
+    pthread_mutex_unlock(&mu_);
   }
   // Aborts unless the calling thread holds the lock (the owner is written under the lock, so a thread reads
   // its own id there only if it holds it).
@@ -51,7 +56,7 @@ class ABSL_LOCKABLE Mutex {
 
  private:
   friend class CondVar;
-  std::mutex mu_;
+  pthread_mutex_t mu_ = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
   std::atomic<pthread_t> owner_{};
 };
 
@@ -68,19 +73,31 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 
 class CondVar {
  public:
-  void SignalAll() { cv_.notify_all(); }
+  CondVar() {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&cv_, &attr);
+    pthread_condattr_destroy(&attr);
+  }
+  ~CondVar() { pthread_cond_destroy(&cv_); }
+  CondVar(const CondVar&) = delete;
+  CondVar& operator=(const CondVar&) = delete;
+
+  void SignalAll() { pthread_cond_broadcast(&cv_); }
   // Lets `mu` go until SignalAll, `timeout` or a spurious wakeup, then holds it again: callers loop on their
   // condition.
   void WaitWithTimeout(Mutex* mu, absl::Duration timeout) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-    std::unique_lock<std::mutex> lock(mu->mu_, std::adopt_lock);
+    timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline = absl::ToTimespec(absl::DurationFromTimespec(deadline) + timeout);
     mu->owner_.store(pthread_t{}, std::memory_order_relaxed);
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout));
+    pthread_cond_timedwait(&cv_, &mu->mu_, &deadline);
     mu->owner_.store(pthread_self(), std::memory_order_relaxed);
-    lock.release();  // still held, by the caller's MutexLock
   }
 
  private:
-  std::condition_variable cv_;
+  pthread_cond_t cv_;
 };
 
 }  // namespace mova

@@ -2,7 +2,7 @@
 //
 // Layout (bit 0 is least significant):
 //   bits  0..35  location: arena byte offset / 16 while live (objects are 16-byte aligned, so 1 TiB of arena);
-//                while free, the next free entry of the same table page (kNoNext ends the list)
+//                while free, 0 (the table keeps its free entries in a bitmap per page)
 //   bits 36..46  pin count (at most kMaxPins)
 //   bit  47      MOVING: a mover owns the object; pinners and freers wait until it clears
 //   bits 48..63  generation: odd while the object lives, even while the entry is free; an entry lives at most

@@ -31,38 +31,68 @@ absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std
 
 HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys,
                          std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt)
-    : os_(os), entries_(entries), keys_(keys), max_entries_(max_entries), max_pages_(max_pages), salt_(salt) {
-  buckets_.fill(kNoPage);
-}
+    : os_(os), entries_(entries), keys_(keys), max_entries_(max_entries), max_pages_(max_pages), salt_(salt) {}
 
-void HandleTable::BucketInsert(std::uint32_t p) {
+void HandleTable::Relist(std::uint32_t p) {
   PageState& st = pages_[p];
-  const std::uint16_t b = st.used;
-  st.prev = kNoPage;
-  st.next = buckets_[b];
-  if (st.next != kNoPage) pages_[st.next].prev = p;
-  buckets_[b] = p;
-  nonempty_[b / 64] |= std::uint64_t{1} << (b % 64);
-}
-
-void HandleTable::BucketRemove(std::uint32_t p) {
-  PageState& st = pages_[p];
-  const std::uint16_t b = st.used;
-  if (st.prev != kNoPage) {
-    pages_[st.prev].next = st.next;
-  } else {
-    buckets_[b] = st.next;
+  const bool belongs[2] = {st.free_count > 0, st.free_lines > 0};
+  for (int k = 0; k < 2; ++k) {
+    if (!belongs[k]) continue;
+    DensityLists& l = lists_[k];
+    const std::uint16_t b = st.used;
+    st.prev[k] = kNoPage;
+    st.next[k] = l.heads[b];
+    if (st.next[k] != kNoPage) pages_[st.next[k]].prev[k] = p;
+    l.heads[b] = p;
+    l.nonempty[b / 64] |= std::uint64_t{1} << (b % 64);
+    st.listed[k] = true;
   }
-  if (st.next != kNoPage) pages_[st.next].prev = st.prev;
-  if (buckets_[b] == kNoPage) nonempty_[b / 64] &= ~(std::uint64_t{1} << (b % 64));
-  st.prev = st.next = kNoPage;
 }
 
-std::uint32_t HandleTable::DensestAvailable() const {
+void HandleTable::Unlist(std::uint32_t p) {
+  PageState& st = pages_[p];
+  for (int k = 0; k < 2; ++k) {
+    if (!st.listed[k]) continue;
+    DensityLists& l = lists_[k];
+    const std::uint16_t b = st.used;
+    if (st.prev[k] != kNoPage) {
+      pages_[st.prev[k]].next[k] = st.next[k];
+    } else {
+      l.heads[b] = st.next[k];
+    }
+    if (st.next[k] != kNoPage) pages_[st.next[k]].prev[k] = st.prev[k];
+    if (l.heads[b] == kNoPage) l.nonempty[b / 64] &= ~(std::uint64_t{1} << (b % 64));
+    st.prev[k] = st.next[k] = kNoPage;
+    st.listed[k] = false;
+  }
+}
+
+std::uint32_t HandleTable::Densest(ListKind kind) const {
+  const DensityLists& l = lists_[kind];
   for (std::size_t w = kBucketWords; w-- > 0;) {
-    if (nonempty_[w] != 0) return buckets_[w * 64 + 63 - std::countl_zero(nonempty_[w])];
+    if (l.nonempty[w] != 0) return l.heads[w * 64 + 63 - std::countl_zero(l.nonempty[w])];
   }
   return kNoPage;
+}
+
+namespace {
+constexpr std::uint64_t kLineBits = 0xFF;  // one line's entries in a bitmap word (kEntriesPerLine == 8)
+}  // namespace
+
+void HandleTable::MarkFree(PageState& st, std::uint32_t i) {
+  std::uint64_t& word = st.free[i / 64];
+  word |= std::uint64_t{1} << (i % 64);
+  ++st.free_count;
+  const unsigned shift = (i % 64) / kEntriesPerLine * kEntriesPerLine;
+  if (((word >> shift) & kLineBits) == kLineBits) ++st.free_lines;
+}
+
+void HandleTable::MarkTaken(PageState& st, std::uint32_t i) {
+  std::uint64_t& word = st.free[i / 64];
+  const unsigned shift = (i % 64) / kEntriesPerLine * kEntriesPerLine;
+  if (((word >> shift) & kLineBits) == kLineBits) --st.free_lines;
+  word &= ~(std::uint64_t{1} << (i % 64));
+  --st.free_count;
 }
 
 HandleTable::~HandleTable() {
@@ -89,17 +119,54 @@ absl::Status HandleTable::OpenPage(std::uint32_t p) {
 }
 
 void HandleTable::ThreadFreeList(std::uint32_t p) {
+  static_assert(kEntriesPerLine == 8 && kEntriesPerPage % 64 == 0, "a line is one byte of the bitmap");
   PageState& st = pages_[p];
   const std::uint32_t first = p * kEntriesPerPage;
   const std::uint32_t skip = p == 0 ? 1 : 0;  // index 0 is never issued
   for (std::uint32_t i = skip; i < kEntriesPerPage; ++i) {
-    std::uint16_t next = i + 1 < kEntriesPerPage ? static_cast<std::uint16_t>(i + 1) : kNoNext;
-    // Location bits hold the next free entry; offsets are stored / 16, so scale the link up.
-    entries_[first + i].store(MakeWord(st.restart_gen, std::uint64_t{next} * kLocationAlign),
-                              std::memory_order_relaxed);
+    entries_[first + i].store(MakeWord(st.restart_gen, 0), std::memory_order_relaxed);
   }
-  st.free_head = static_cast<std::uint16_t>(skip);
+  st.free.fill(~std::uint64_t{0});
+  st.free[0] &= ~std::uint64_t{skip};
+  st.free_count = static_cast<std::uint16_t>(kEntriesPerPage - skip);
+  st.free_lines = static_cast<std::uint16_t>(kLinesPerPage - skip);
   st.used = 0;
+}
+
+void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only) {
+  PageState& st = pages_[p];
+  const std::uint32_t first = p * kEntriesPerPage;
+  auto take = [&](std::uint32_t i) {
+    MarkTaken(st, i);
+    ++st.used;
+    ++in_use_;
+    out[n++] = first + i;
+  };
+  auto line_wanted = [&] {
+    return st.free_lines > 0 && out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
+  };
+  // Whole lines while a whole line is wanted (and allowed).
+  for (std::uint32_t w = 0; w < kBitmapWords && line_wanted(); ++w) {
+    for (unsigned b = 0; b < 64 && line_wanted(); b += kEntriesPerLine) {
+      if (((st.free[w] >> b) & kLineBits) != kLineBits) continue;
+      for (unsigned e = 0; e < kEntriesPerLine; ++e) take(w * 64 + b + e);
+    }
+  }
+  // Single entries: those of partly used lines first, so whole lines stay whole. Not while whole lines are
+  // still wanted and another page may have them.
+  if (lines_only && out.size() - n >= kEntriesPerLine) return;
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::uint32_t w = 0; w < kBitmapWords; ++w) {
+      for (unsigned b = 0; b < 64 && st.free[w] != 0; b += kEntriesPerLine) {
+        const std::uint64_t line = (st.free[w] >> b) & kLineBits;
+        if (line == 0 || (pass == 0 && line == kLineBits)) continue;
+        for (unsigned e = 0; e < kEntriesPerLine; ++e) {
+          if (n == out.size() || in_use_ == max_entries_) return;
+          if ((line >> e) & 1) take(w * 64 + b + e);
+        }
+      }
+    }
+  }
 }
 
 void HandleTable::RetirePage(std::uint32_t p) {
@@ -126,7 +193,12 @@ void HandleTable::RetirePage(std::uint32_t p) {
     ThreadFreeList(p);  // keep the page: it stays usable and counted, its entries at the restart generation
     return;
   }
-  st.free_head = 0;  // all free: OpenPage threads them when the page is used again
+  // All free: OpenPage writes the entries' words when the page is used again.
+  const std::uint32_t skip = p == 0 ? 1 : 0;
+  st.free.fill(~std::uint64_t{0});
+  st.free[0] &= ~std::uint64_t{skip};
+  st.free_count = static_cast<std::uint16_t>(kEntriesPerPage - skip);
+  st.free_lines = static_cast<std::uint16_t>(kLinesPerPage - skip);
   st.resident = false;
   --resident_;
   ++discarded_;
@@ -136,10 +208,11 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
   MutexLock lock(&mu_);
   std::size_t n = 0;
   while (n < out.size() && in_use_ < max_entries_) {
-    std::uint32_t p = DensestAvailable();
-    if (p != kNoPage) {
-      BucketRemove(p);
-    } else {
+    const bool want_line = out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
+    std::uint32_t p = want_line ? Densest(kLineFree) : kNoPage;
+    const bool lines_only = p != kNoPage;
+    if (p == kNoPage) p = Densest(kAnyFree);
+    if (p == kNoPage) {
       const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
       if (opened == max_pages_) break;
       pages_.emplace_back();
@@ -151,25 +224,18 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
       }
       opened_pages_.store(opened + 1, std::memory_order_release);
       p = opened;
-    }
-    PageState& st = pages_[p];
-    if (!st.resident) {
-      if (absl::Status s = OpenPage(p); !s.ok()) {
-        BucketInsert(p);
-        if (n > 0) break;
-        return s;
+    } else {
+      Unlist(p);
+      if (!pages_[p].resident) {
+        if (absl::Status s = OpenPage(p); !s.ok()) {
+          Relist(p);
+          if (n > 0) break;
+          return s;
+        }
       }
     }
-    const std::uint32_t first = p * kEntriesPerPage;
-    while (n < out.size() && in_use_ < max_entries_ && st.free_head != kNoNext) {
-      const std::uint32_t idx = first + st.free_head;
-      st.free_head = static_cast<std::uint16_t>(OffsetOf(entries_[idx].load(std::memory_order_relaxed)) /
-                                                kLocationAlign);
-      ++st.used;
-      ++in_use_;
-      out[n++] = idx;
-    }
-    if (st.free_head != kNoNext) BucketInsert(p);
+    TakeFrom(p, out, n, lines_only);
+    Relist(p);
   }
   if (n == 0) {
     if (in_use_ == max_entries_) {
@@ -198,10 +264,9 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
   for (std::size_t i = 0; i < indices.size();) {
     const std::uint32_t p = sorted[i] / kEntriesPerPage;
     PageState& st = pages_[p];
-    if (st.free_head != kNoNext) BucketRemove(p);  // bucketed exactly when it has a free entry
+    Unlist(p);
     for (; i < indices.size() && sorted[i] / kEntriesPerPage == p; ++i) {
-      EntryAtomic& e = entries_[sorted[i]];
-      const std::uint16_t gen = GenOf(e.load(std::memory_order_relaxed));
+      const std::uint16_t gen = GenOf(entries_[sorted[i]].load(std::memory_order_relaxed));
       --st.used;
       --in_use_;
       if (gen >= kRestGen) {  // its last life is over: it rests until the page empties and is re-keyed
@@ -209,11 +274,10 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
         ++rested_;
         continue;
       }
-      e.store(MakeWord(gen, std::uint64_t{st.free_head} * kLocationAlign), std::memory_order_relaxed);
-      st.free_head = static_cast<std::uint16_t>(sorted[i] - p * kEntriesPerPage);
+      MarkFree(st, sorted[i] - p * kEntriesPerPage);
     }
     if (st.used == 0) RetirePage(p);
-    if (st.free_head != kNoNext) BucketInsert(p);
+    Relist(p);
   }
 }
 

@@ -2,18 +2,23 @@
 // handles are made and checked here (the only place that knows how a handle names its entry).
 //
 // Types: HandleTable, HandleRef, HandleVerdict. Entries are EntryAtomic words (entry_word.h) in one reserved
-// range of address space, grouped in table pages of kEntriesPerPage. Each table page keeps its own free list
-// threaded through the location bits of its free entries, a count of entries in use (handed out by Acquire
-// and not yet Returned: live objects plus entries cached by threads), a count of rested entries, and a key
-// (handle_seal.h) kept outside the page so that it survives the page being given back.
-// Invariants (under mu_): for every opened page p, used(p) + rested(p) + length of free list(p) ==
-//   kEntriesPerPage, less one for page 0 (index 0 is never issued, so no handle is 0);
+// range of address space, grouped in table pages of kEntriesPerPage and cache lines of kEntriesPerLine.
+// Each table page keeps a bitmap of its free entries, a count of entries in use (handed out by Acquire and
+// not yet Returned: live objects plus entries cached by threads), a count of rested entries, a count of its
+// wholly free lines, and a key (handle_seal.h) kept outside the page so that it survives the page being
+// given back.
+// Invariants (under mu_): for every opened page p, used(p) + rested(p) + popcount(free(p)) ==
+//   kEntriesPerPage, less one for page 0 (index 0 is never issued, so no handle is 0); free_lines(p) is the
+//   number of lines whose entries are all free;
 //   in_use_ == Σ used(p) <= max_entries_;
 //   a page whose used(p) == 0 is discarded (its memory given back) unless the discard failed;
-//   a page is on exactly one density bucket, buckets_[used(p)], iff it has a free entry (a discarded page
-//   counts as all free), and nonempty_ has bit u set exactly when buckets_[u] is non-empty. Acquire takes
-//   from the fullest bucket (O(1) per page), so it reuses entries in the densest part of the table and fully
-//   free pages stay free.
+//   a page is on the density list any_[used(p)] iff it has a free entry, and on lines_[used(p)] iff it has a
+//   wholly free line (a discarded page counts as all free).
+// Hand-out order: whole free lines first, from the densest page that has one; then single entries from the
+//   densest page with any, those of partly used lines first; a new page only when no page has a free entry.
+//   So entries are reused in the densest part of the table, fully free pages stay free, and two threads'
+//   caches (which refill in whole lines) do not share a cache line of entries while a free line exists:
+//   a pin or free by one does not take the line from under the other.
 // Generations: within one key epoch of a page, an entry's generations only grow: a discarded page's entries
 //   restart above any generation it issued. An entry freed at kRestGen (after kLastLiveGen) rests: it is not
 //   handed out again until its page is empty; then the page takes a new key and its generations restart at 0.
@@ -60,6 +65,7 @@ enum class HandleVerdict {
 class HandleTable {
  public:
   static constexpr std::uint32_t kEntriesPerPage = kPageSize / sizeof(Word);
+  static constexpr std::uint32_t kEntriesPerLine = 64 / sizeof(Word);  // one cache line
   static constexpr std::uint32_t kMaxPages = (std::uint32_t{1} << Handle::kIndexBits) / kEntriesPerPage;
   static constexpr std::uint32_t kOpenAhead = 16;
 
@@ -71,8 +77,9 @@ class HandleTable {
   HandleTable(const HandleTable&) = delete;
   HandleTable& operator=(const HandleTable&) = delete;
 
-  // Hands out up to out.size() free entries (at least one on success), from the densest table page that
-  // has any. The entries stay free (even generation) until the caller Publishes them.
+  // Hands out up to out.size() free entries (at least one on success) in the order above: ask for a
+  // multiple of kEntriesPerLine to get whole lines. The entries stay free (even generation) until the caller
+  // Publishes them.
   // ResourceExhausted when max_entries are in use, or no page has a free entry and no more may be opened,
   // or the OS cannot back a new table page.
   absl::StatusOr<std::size_t> Acquire(std::span<std::uint32_t> out);
@@ -127,19 +134,32 @@ class HandleTable {
   Stats stats() const;
 
  private:
+  static constexpr std::uint32_t kBitmapWords = kEntriesPerPage / 64;
+  static constexpr std::uint32_t kLinesPerPage = kEntriesPerPage / kEntriesPerLine;
+  static constexpr std::uint32_t kNoPage = 0xFFFFFFFF;
+  static constexpr std::size_t kBucketWords = (kEntriesPerPage + 63) / 64;  // buckets 0 .. kEntriesPerPage - 1
+  enum ListKind { kAnyFree = 0, kLineFree = 1 };
+
   struct PageState {
+    std::array<std::uint64_t, kBitmapWords> free{};  // bit i: entry i of the page may be handed out
     std::uint16_t used = 0;           // entries handed out
-    std::uint16_t rested = 0;         // entries at kRestGen, on no list
-    std::uint16_t free_head = 0;      // first free entry (index within page), kNoNext if none
+    std::uint16_t rested = 0;         // entries at kRestGen, neither free nor in use
+    std::uint16_t free_count = 0;     // popcount(free)
+    std::uint16_t free_lines = 0;     // lines whose entries are all free
     std::uint16_t restart_gen = 0;    // even generation the page's entries start from when reopened
     std::uint32_t epoch = 0;          // key epoch (keys_ holds PageKey(salt, page, epoch))
     bool resident = false;
-    std::uint32_t prev = kNoPage;     // density bucket list
-    std::uint32_t next = kNoPage;
+    std::array<std::uint32_t, 2> prev{kNoPage, kNoPage};  // per ListKind
+    std::array<std::uint32_t, 2> next{kNoPage, kNoPage};
+    std::array<bool, 2> listed{false, false};
   };
-  static constexpr std::uint16_t kNoNext = 0xFFFF;
-  static constexpr std::uint32_t kNoPage = 0xFFFFFFFF;
-  static constexpr std::size_t kBucketWords = (kEntriesPerPage + 63) / 64;  // buckets 0 .. kEntriesPerPage - 1
+
+  // Pages by entries in use, for one ListKind: Densest() is O(1) per 64 buckets.
+  struct DensityLists {
+    std::array<std::uint32_t, kEntriesPerPage> heads;
+    std::array<std::uint64_t, kBucketWords> nonempty{};
+    DensityLists() { heads.fill(kNoPage); }
+  };
 
   HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys, std::uint32_t max_entries,
               std::uint32_t max_pages, std::uint64_t salt);
@@ -149,14 +169,25 @@ class HandleTable {
   // Makes page p's memory present (unless it was populated ahead) and threads all its entries onto its free
   // list.
   absl::Status OpenPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Threads every entry of page p (all free) onto its free list at the page's restart generation.
+  // Marks every entry of page p free, each word at the page's restart generation.
   void ThreadFreeList(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes free entries of resident page p into out[n..] (n advances): whole lines while at least a line is
+  // wanted, then single entries, those of partly used lines first; with `lines_only`, single entries only
+  // for a remainder smaller than a line.
+  void TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks entry i of page p free again.
+  void MarkFree(PageState& st, std::uint32_t i);
+  // Takes entry i (free) of page p out of its bitmap.
+  void MarkTaken(PageState& st, std::uint32_t i);
   // Page p has no entry in use: picks the generation (and key) its entries restart at, gives its memory back.
   void RetirePage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BucketInsert(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void BucketRemove(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The page with the most entries in use that still has a free one, or kNoPage.
-  std::uint32_t DensestAvailable() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts page p on the density lists its state calls for / takes it off them; p changes state in between.
+  void Relist(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unlist(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The page with the most entries in use that has a free entry (kAnyFree) or a wholly free line
+  // (kLineFree), or kNoPage.
+  std::uint32_t Densest(ListKind kind) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   os::Os& os_;
   EntryAtomic* const entries_;
@@ -168,8 +199,7 @@ class HandleTable {
 
   mutable Mutex mu_;
   std::vector<PageState> pages_ ABSL_GUARDED_BY(mu_);
-  std::array<std::uint32_t, kEntriesPerPage> buckets_ ABSL_GUARDED_BY(mu_);  // heads, by entries in use
-  std::array<std::uint64_t, kBucketWords> nonempty_ ABSL_GUARDED_BY(mu_){};
+  std::array<DensityLists, 2> lists_ ABSL_GUARDED_BY(mu_);  // per ListKind
   std::uint64_t in_use_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t rested_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t resident_ ABSL_GUARDED_BY(mu_) = 0;

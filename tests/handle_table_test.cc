@@ -67,6 +67,51 @@ TEST(HandleTable, ReusesTheDensestPageFirst) {
   EXPECT_EQ(t->stats().pages_opened, 3u);                              // and no new page was opened
 }
 
+// The cache line of entry i.
+std::uint32_t LineOf(std::uint32_t i) { return i / HandleTable::kEntriesPerLine; }
+
+bool ShareALine(std::span<const std::uint32_t> a, std::span<const std::uint32_t> b) {
+  std::set<std::uint32_t> lines;
+  for (std::uint32_t i : a) lines.insert(LineOf(i));
+  for (std::uint32_t i : b) {
+    if (lines.count(LineOf(i)) != 0) return true;
+  }
+  return false;
+}
+
+TEST(HandleTable, HandsOutWholeCacheLinesWhileAnyIsFree) {
+  auto t = HandleTable::Create(os::SystemOs(), 4 * kPer, kSalt).value();
+  // Page 0's first line is never whole (index 0 is not issued): a request under a line takes it.
+  std::vector<std::uint32_t> first = AcquireN(*t, HandleTable::kEntriesPerLine - 1);
+  for (std::uint32_t i : first) EXPECT_EQ(LineOf(i), 0u);
+  // Two threads' refills: whole lines each, none shared.
+  std::vector<std::uint32_t> a = AcquireN(*t, 32), b = AcquireN(*t, 32);
+  EXPECT_FALSE(ShareALine(a, b));
+  std::set<std::uint32_t> lines_of_b;
+  for (std::uint32_t i : b) lines_of_b.insert(LineOf(i));
+  EXPECT_EQ(lines_of_b.size(), 32u / HandleTable::kEntriesPerLine);
+  // One returns every other entry (partly used lines, its other entries still in use): the next refill
+  // takes whole free lines, not the returned halves.
+  std::vector<std::uint32_t> half, kept;
+  for (std::size_t i = 0; i < a.size(); ++i) (i % 2 == 0 ? half : kept).push_back(a[i]);
+  Release(*t, half);
+  std::vector<std::uint32_t> c = AcquireN(*t, 32);
+  EXPECT_FALSE(ShareALine(c, kept));
+  EXPECT_FALSE(ShareALine(c, b));
+  // A request smaller than a line is served from partly used lines first, keeping whole lines whole.
+  std::vector<std::uint32_t> d = AcquireN(*t, 3);
+  for (std::uint32_t i : d) EXPECT_TRUE(std::count(half.begin(), half.end(), i) == 1) << i;
+  const HandleTable::Stats before = t->stats();
+  // With no whole line free anywhere, single entries are handed out rather than a new page opened.
+  const std::size_t whole = kPer - 1 - before.entries_in_use - (half.size() - d.size());
+  std::vector<std::uint32_t> rest = AcquireN(*t, whole);  // page 0's whole lines
+  EXPECT_EQ(t->stats().pages_opened, before.pages_opened);
+  std::vector<std::uint32_t> tail = AcquireN(*t, half.size() - 3);
+  for (std::uint32_t i : tail) EXPECT_TRUE(std::count(half.begin(), half.end(), i) == 1) << i;
+  EXPECT_EQ(t->stats().pages_opened, 1u);
+  EXPECT_EQ(t->stats().entries_in_use, kPer - 1);
+}
+
 TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
   auto t = HandleTable::Create(os::SystemOs(), 64 * kPer, kSalt).value();
   std::vector<std::uint32_t> a = AcquireN(*t, 32 * kPer - 1);
