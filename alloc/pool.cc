@@ -530,9 +530,8 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
     b->Owner(slot).store(index, std::memory_order_release);
     // From the class geometry, not the descriptor: the class lock's holder may be writing the descriptor's
     // line for another thread's refill.
-    const alloc::SizeClassInfo& info = p.map.info(cls);
-    offset = static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - p.arena->base()) +
-             info.data_offset + std::uint64_t{slot} * info.slot_size;
+    offset = p.map.info(cls).SlotOffset(
+        static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - p.arena->base()), slot);
   }
   c.handle_count.store(c.handle_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   const std::uint16_t gen = handles::Publish(p.table->entry(index), offset);

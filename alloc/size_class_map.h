@@ -35,6 +35,11 @@ struct SizeClassInfo {
   std::uint32_t data_offset = 0;        // where slot 0 starts in the block (after the in-block metadata)
   std::uint32_t slot_reciprocal = 0;    // ceil(2^32 / slot_size): SlotIndex divides by multiplying
   Bytes block_bytes() const { return ToBytes(Pages(pages_per_block)); }
+  // Where slot `slot` of the block at `block_offset` starts (Block::SlotOffset, from the class geometry
+  // instead of the block's descriptor).
+  std::uint64_t SlotOffset(std::uint64_t block_offset, std::uint32_t slot) const {
+    return block_offset + data_offset + std::uint64_t{slot} * slot_size;
+  }
   // delta / slot_size for any byte offset delta within a block (< 2^16 + 1): exact, because the
   // reciprocal's error times delta stays below 2^-16 < 1 / slot_size.
   std::uint32_t SlotIndex(std::uint32_t delta) const {

@@ -17,7 +17,6 @@
 #include <pthread.h>
 
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>

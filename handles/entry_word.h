@@ -53,7 +53,7 @@ enum class EntryResult {
 };
 
 // Makes a freshly acquired free entry live at `offset`; returns the new (odd) generation. The caller owns
-// the entry (it came off a free list), so a plain store publishes it; release orders the caller's earlier
+// the entry (the table handed it out), so a plain store publishes it; release orders the caller's earlier
 // writes of the block back-map before the entry becomes visible.
 inline std::uint16_t Publish(EntryAtomic& e, std::uint64_t offset) {
   std::uint16_t gen = static_cast<std::uint16_t>(GenOf(e.load(std::memory_order_relaxed)) + 1);

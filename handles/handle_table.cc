@@ -33,11 +33,17 @@ HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint
                          std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt)
     : os_(os), entries_(entries), keys_(keys), max_entries_(max_entries), max_pages_(max_pages), salt_(salt) {}
 
+bool HandleTable::OnList(std::uint32_t p, ListKind kind) const {
+  const PageState& st = pages_[p];
+  if (kind == kLineFree) return st.free_lines > 0;
+  const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;  // index 0 is never issued
+  return std::uint32_t{st.used} + st.rested < entries;  // the rest are free
+}
+
 void HandleTable::Relist(std::uint32_t p) {
   PageState& st = pages_[p];
-  const bool belongs[2] = {st.free_count > 0, st.free_lines > 0};
-  for (int k = 0; k < 2; ++k) {
-    if (!belongs[k]) continue;
+  for (ListKind k : {kAnyFree, kLineFree}) {
+    if (!OnList(p, k)) continue;
     DensityLists& l = lists_[k];
     const std::uint16_t b = st.used;
     st.prev[k] = kNoPage;
@@ -45,14 +51,13 @@ void HandleTable::Relist(std::uint32_t p) {
     if (st.next[k] != kNoPage) pages_[st.next[k]].prev[k] = p;
     l.heads[b] = p;
     l.nonempty[b / 64] |= std::uint64_t{1} << (b % 64);
-    st.listed[k] = true;
   }
 }
 
 void HandleTable::Unlist(std::uint32_t p) {
   PageState& st = pages_[p];
-  for (int k = 0; k < 2; ++k) {
-    if (!st.listed[k]) continue;
+  for (ListKind k : {kAnyFree, kLineFree}) {
+    if (!OnList(p, k)) continue;
     DensityLists& l = lists_[k];
     const std::uint16_t b = st.used;
     if (st.prev[k] != kNoPage) {
@@ -63,7 +68,6 @@ void HandleTable::Unlist(std::uint32_t p) {
     if (st.next[k] != kNoPage) pages_[st.next[k]].prev[k] = st.prev[k];
     if (l.heads[b] == kNoPage) l.nonempty[b / 64] &= ~(std::uint64_t{1} << (b % 64));
     st.prev[k] = st.next[k] = kNoPage;
-    st.listed[k] = false;
   }
 }
 
@@ -75,24 +79,26 @@ std::uint32_t HandleTable::Densest(ListKind kind) const {
   return kNoPage;
 }
 
-namespace {
-constexpr std::uint64_t kLineBits = 0xFF;  // one line's entries in a bitmap word (kEntriesPerLine == 8)
-}  // namespace
-
 void HandleTable::MarkFree(PageState& st, std::uint32_t i) {
-  std::uint64_t& word = st.free[i / 64];
-  word |= std::uint64_t{1} << (i % 64);
-  ++st.free_count;
-  const unsigned shift = (i % 64) / kEntriesPerLine * kEntriesPerLine;
-  if (((word >> shift) & kLineBits) == kLineBits) ++st.free_lines;
+  std::uint8_t& line = st.free[i / kEntriesPerLine];
+  line |= static_cast<std::uint8_t>(1u << (i % kEntriesPerLine));
+  if (line == kWholeLine) ++st.free_lines;
 }
 
 void HandleTable::MarkTaken(PageState& st, std::uint32_t i) {
-  std::uint64_t& word = st.free[i / 64];
-  const unsigned shift = (i % 64) / kEntriesPerLine * kEntriesPerLine;
-  if (((word >> shift) & kLineBits) == kLineBits) --st.free_lines;
-  word &= ~(std::uint64_t{1} << (i % 64));
-  --st.free_count;
+  std::uint8_t& line = st.free[i / kEntriesPerLine];
+  if (line == kWholeLine) --st.free_lines;
+  line &= static_cast<std::uint8_t>(~(1u << (i % kEntriesPerLine)));
+}
+
+void HandleTable::MarkAllFree(std::uint32_t p) {
+  PageState& st = pages_[p];
+  st.free.fill(kWholeLine);
+  st.free_lines = kLinesPerPage;
+  if (p == 0) {  // index 0 is never issued
+    st.free[0] = static_cast<std::uint8_t>(kWholeLine & ~1u);
+    --st.free_lines;
+  }
 }
 
 HandleTable::~HandleTable() {
@@ -112,24 +118,19 @@ absl::Status HandleTable::OpenPage(std::uint32_t p) {
   if (!present) {
     if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) return s;
   }
-  ThreadFreeList(p);
+  FreeAllEntries(p);
   pages_[p].resident = true;
   ++resident_;
   return absl::OkStatus();
 }
 
-void HandleTable::ThreadFreeList(std::uint32_t p) {
-  static_assert(kEntriesPerLine == 8 && kEntriesPerPage % 64 == 0, "a line is one byte of the bitmap");
+void HandleTable::FreeAllEntries(std::uint32_t p) {
   PageState& st = pages_[p];
   const std::uint32_t first = p * kEntriesPerPage;
-  const std::uint32_t skip = p == 0 ? 1 : 0;  // index 0 is never issued
-  for (std::uint32_t i = skip; i < kEntriesPerPage; ++i) {
+  for (std::uint32_t i = p == 0 ? 1 : 0; i < kEntriesPerPage; ++i) {  // index 0 is never issued
     entries_[first + i].store(MakeWord(st.restart_gen, 0), std::memory_order_relaxed);
   }
-  st.free.fill(~std::uint64_t{0});
-  st.free[0] &= ~std::uint64_t{skip};
-  st.free_count = static_cast<std::uint16_t>(kEntriesPerPage - skip);
-  st.free_lines = static_cast<std::uint16_t>(kLinesPerPage - skip);
+  MarkAllFree(p);
   st.used = 0;
 }
 
@@ -146,24 +147,20 @@ void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::s
     return st.free_lines > 0 && out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
   };
   // Whole lines while a whole line is wanted (and allowed).
-  for (std::uint32_t w = 0; w < kBitmapWords && line_wanted(); ++w) {
-    for (unsigned b = 0; b < 64 && line_wanted(); b += kEntriesPerLine) {
-      if (((st.free[w] >> b) & kLineBits) != kLineBits) continue;
-      for (unsigned e = 0; e < kEntriesPerLine; ++e) take(w * 64 + b + e);
-    }
+  for (std::uint32_t l = 0; l < kLinesPerPage && line_wanted(); ++l) {
+    if (st.free[l] != kWholeLine) continue;
+    for (std::uint32_t e = 0; e < kEntriesPerLine; ++e) take(l * kEntriesPerLine + e);
   }
   // Single entries: those of partly used lines first, so whole lines stay whole. Not while whole lines are
   // still wanted and another page may have them.
   if (lines_only && out.size() - n >= kEntriesPerLine) return;
-  for (int pass = 0; pass < 2; ++pass) {
-    for (std::uint32_t w = 0; w < kBitmapWords; ++w) {
-      for (unsigned b = 0; b < 64 && st.free[w] != 0; b += kEntriesPerLine) {
-        const std::uint64_t line = (st.free[w] >> b) & kLineBits;
-        if (line == 0 || (pass == 0 && line == kLineBits)) continue;
-        for (unsigned e = 0; e < kEntriesPerLine; ++e) {
-          if (n == out.size() || in_use_ == max_entries_) return;
-          if ((line >> e) & 1) take(w * 64 + b + e);
-        }
+  for (const bool whole_lines_too : {false, true}) {
+    for (std::uint32_t l = 0; l < kLinesPerPage; ++l) {
+      const std::uint8_t line = st.free[l];
+      if (line == 0 || (line == kWholeLine && !whole_lines_too)) continue;
+      for (std::uint32_t e = 0; e < kEntriesPerLine; ++e) {
+        if (n == out.size() || in_use_ == max_entries_) return;
+        if ((line >> e) & 1) take(l * kEntriesPerLine + e);
       }
     }
   }
@@ -190,15 +187,10 @@ void HandleTable::RetirePage(std::uint32_t p) {
   st.rested = 0;
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + first);
   if (!os_.Discard(addr, Bytes(kPageSize)).ok()) {
-    ThreadFreeList(p);  // keep the page: it stays usable and counted, its entries at the restart generation
+    FreeAllEntries(p);  // keep the page: it stays usable and counted, its entries at the restart generation
     return;
   }
-  // All free: OpenPage writes the entries' words when the page is used again.
-  const std::uint32_t skip = p == 0 ? 1 : 0;
-  st.free.fill(~std::uint64_t{0});
-  st.free[0] &= ~std::uint64_t{skip};
-  st.free_count = static_cast<std::uint16_t>(kEntriesPerPage - skip);
-  st.free_lines = static_cast<std::uint16_t>(kLinesPerPage - skip);
+  MarkAllFree(p);  // OpenPage writes the entries' words when the page is used again
   st.resident = false;
   --resident_;
   ++discarded_;

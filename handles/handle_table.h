@@ -7,13 +7,13 @@
 // not yet Returned: live objects plus entries cached by threads), a count of rested entries, a count of its
 // wholly free lines, and a key (handle_seal.h) kept outside the page so that it survives the page being
 // given back.
-// Invariants (under mu_): for every opened page p, used(p) + rested(p) + popcount(free(p)) ==
+// Invariants (under mu_): for every opened page p, used(p) + rested(p) + (free bits of p) ==
 //   kEntriesPerPage, less one for page 0 (index 0 is never issued, so no handle is 0); free_lines(p) is the
 //   number of lines whose entries are all free;
 //   in_use_ == Σ used(p) <= max_entries_;
 //   a page whose used(p) == 0 is discarded (its memory given back) unless the discard failed;
-//   a page is on the density list any_[used(p)] iff it has a free entry, and on lines_[used(p)] iff it has a
-//   wholly free line (a discarded page counts as all free).
+//   a page is on the density list lists_[kAnyFree] at bucket used(p) iff it has a free entry, and on
+//   lists_[kLineFree] at bucket used(p) iff it has a wholly free line (a discarded page counts as all free).
 // Hand-out order: whole free lines first, from the densest page that has one; then single entries from the
 //   densest page with any, those of partly used lines first; a new page only when no page has a free entry.
 //   So entries are reused in the densest part of the table, fully free pages stay free, and two threads'
@@ -134,24 +134,25 @@ class HandleTable {
   Stats stats() const;
 
  private:
-  static constexpr std::uint32_t kBitmapWords = kEntriesPerPage / 64;
   static constexpr std::uint32_t kLinesPerPage = kEntriesPerPage / kEntriesPerLine;
+  static constexpr std::uint8_t kWholeLine = 0xFF;  // a line's free bits when all its entries are free
+  static_assert(kEntriesPerLine == 8, "a line's free bits are one byte");
   static constexpr std::uint32_t kNoPage = 0xFFFFFFFF;
   static constexpr std::size_t kBucketWords = (kEntriesPerPage + 63) / 64;  // buckets 0 .. kEntriesPerPage - 1
   enum ListKind { kAnyFree = 0, kLineFree = 1 };
 
   struct PageState {
-    std::array<std::uint64_t, kBitmapWords> free{};  // bit i: entry i of the page may be handed out
+    // Bit e of free[l]: entry l × kEntriesPerLine + e of the page may be handed out. The page's other
+    // entries are used or rested, so it has a free entry iff used + rested is below its entry count.
+    std::array<std::uint8_t, kLinesPerPage> free{};
     std::uint16_t used = 0;           // entries handed out
     std::uint16_t rested = 0;         // entries at kRestGen, neither free nor in use
-    std::uint16_t free_count = 0;     // popcount(free)
-    std::uint16_t free_lines = 0;     // lines whose entries are all free
+    std::uint16_t free_lines = 0;     // lines whose entries are all free (free[l] == kWholeLine)
     std::uint16_t restart_gen = 0;    // even generation the page's entries start from when reopened
     std::uint32_t epoch = 0;          // key epoch (keys_ holds PageKey(salt, page, epoch))
     bool resident = false;
     std::array<std::uint32_t, 2> prev{kNoPage, kNoPage};  // per ListKind
     std::array<std::uint32_t, 2> next{kNoPage, kNoPage};
-    std::array<bool, 2> listed{false, false};
   };
 
   // Pages by entries in use, for one ListKind: Densest() is O(1) per 64 buckets.
@@ -166,23 +167,26 @@ class HandleTable {
   std::uint32_t KeyOf(std::uint32_t index) const {
     return keys_[index / kEntriesPerPage].load(std::memory_order_relaxed);
   }
-  // Makes page p's memory present (unless it was populated ahead) and threads all its entries onto its free
-  // list.
+  // Makes page p's memory present (unless it was populated ahead) and all its entries free (FreeAllEntries).
   absl::Status OpenPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks every entry of page p free, each word at the page's restart generation.
-  void ThreadFreeList(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FreeAllEntries(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes free entries of resident page p into out[n..] (n advances): whole lines while at least a line is
   // wanted, then single entries, those of partly used lines first; with `lines_only`, single entries only
   // for a remainder smaller than a line.
   void TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Marks entry i of page p free again.
-  void MarkFree(PageState& st, std::uint32_t i);
-  // Takes entry i (free) of page p out of its bitmap.
-  void MarkTaken(PageState& st, std::uint32_t i);
+  // Marks entry i of a page free again / takes it (free) out of the page's bitmap.
+  static void MarkFree(PageState& st, std::uint32_t i);
+  static void MarkTaken(PageState& st, std::uint32_t i);
+  // Page p's bitmap: every entry free (but index 0).
+  void MarkAllFree(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Page p has no entry in use: picks the generation (and key) its entries restart at, gives its memory back.
   void RetirePage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Puts page p on the density lists its state calls for / takes it off them; p changes state in between.
+  // Whether page p belongs on the list of `kind` by its state.
+  bool OnList(std::uint32_t p, ListKind kind) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Puts page p on the density lists its state calls for / takes it off them. Every change of a listed
+  // page's state happens between its Unlist and Relist, so Unlist finds it where OnList says it is.
   void Relist(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlist(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The page with the most entries in use that has a free entry (kAnyFree) or a wholly free line
