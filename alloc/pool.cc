@@ -2,15 +2,19 @@
 //
 // Types: Pool::Impl, ThreadCaches (one per thread: its caches for every pool it used).
 // Fast paths (allocate / free with a warm cache, pin, unpin) take no lock and make no syscall: allocate pops
-// a cached slot and a cached handle entry and publishes the entry; free retires the entry with one CAS and
-// pushes both back; pin is one CAS on the entry.
+// a cached slot and a cached handle entry and publishes the entry; free announces the entry in the thread's
+// access record, checks it, retires it with one CAS and pushes both back; pin counts the pin in the entry
+// (one CAS; totally ordered with a free, so a pin racing a free of the same object has one outcome);
+// pin_owned stores the entry's tag in a pin slot of the thread's record and loads the entry, and its unpin
+// clears the slot: no shared write (handles/access_records.h; movers confirm their claims against the
+// records, handles/move_claims.h). A thread whose record's pin slots are all taken counts the pin instead.
 // Validation: every entry point that takes a handle goes through Impl::Resolve (the handle table opens the
 // handle's check to its entry and generation) and the entry operation's generation compare; a refusal is
 // classified (stale or never issued) on the slow path. Pins taken by pin_detached are counted in a ledger,
 // so unpin(h) can drop only those, never a Pinned's.
 // Lock order: g_registry_mu → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
-//   Impl::compact_mu → Impl::huge_mu → Arena::mu_; Impl::caches_mu, Impl::detached_mu and HandleTable::mu_
-//   are leaves.
+//   Impl::compact_mu → Impl::huge_mu → Arena::mu_; Impl::caches_mu → AccessRecords::mu_; Impl::detached_mu
+//   and HandleTable::mu_ are leaves.
 // Thread exit: a thread's caches go back to every pool still alive (under g_registry_mu, which Pool's
 // destructor takes before it frees anything). Pool ids are never reused, so a cache pointer left in a dead
 // thread-local slot is never matched again.
@@ -49,7 +53,6 @@ namespace mova {
 using alloc::Block;
 using alloc::SlotRef;
 using alloc::ThreadCache;
-static_assert(Pinned::PinUnit() == handles::kPinOne, "Pinned must unpin the way entry_word.h pins");
 
 namespace {
 
@@ -99,6 +102,7 @@ struct Pool::Impl {
   std::unique_ptr<alloc::Arena> arena;
   std::unique_ptr<alloc::PageMap> page_map;
   std::unique_ptr<handles::HandleTable> table;
+  std::unique_ptr<handles::AccessRecords> records;  // outlives the caches that hold its records
   alloc::SizeClassMap map;
   std::vector<std::unique_ptr<alloc::SizeClass>> classes;
   std::unique_ptr<alloc::PoolBlockDriver> block_driver;  // the pool as a movable-block driver
@@ -141,6 +145,7 @@ struct Pool::Impl {
   ThreadCache* NewCache() {
     auto* c = new ThreadCache(map.num_classes());
     c->epoch = flush_epoch.load(std::memory_order_relaxed);
+    c->record = records->Acquire();
     MutexLock lock(&caches_mu);
     caches.push_back(c);
     return c;
@@ -202,6 +207,7 @@ struct Pool::Impl {
     retired_alloc_bytes += c->alloc_bytes.Get();
     retired_free_bytes += c->free_bytes.Get();
     std::erase(caches, c);
+    records->Release(c->record);
     delete c;
   }
 
@@ -310,18 +316,6 @@ struct Pool::Impl {
     return at.block != nullptr && map.ClassFor(std::size_t{h.size_field()} + 1) == at.cls;
   }
 
-  // free's check, confirmed on the slow path: pins the object (so it cannot move), checks the size field
-  // against where it is, unpins. True also when the pin fails (the object was freed meanwhile, or it is
-  // pinned to the limit): then Retire gives the answer.
-  [[gnu::noinline]] bool SizeFieldHoldsWhilePinned(Handle h, handles::HandleRef r) const {
-    handles::Word w;
-    if (handles::Pin(*r.entry, r.gen, &w) != handles::EntryResult::kOk) return true;
-    const std::uint64_t offset = handles::OffsetOf(w);
-    const bool holds = SizeFieldMatches(h, offset, Locate(offset));
-    handles::Unpin(*r.entry);
-    return holds;
-  }
-
   // Checked mode only (it reads the block header, a cache miss of its own): the descriptor of the block or
   // huge object holding a live object must be intact, or something wrote over it (an overflow of a
   // neighbouring object, say) and the pool refuses to go on.
@@ -331,6 +325,30 @@ struct Pool::Impl {
     return Misuse(absl::DataLossError(absl::StrFormat(
         "%s: handle %#x: the descriptor of its block is overwritten (magic %#x): memory next to an object was "
         "written out of bounds", op, h.raw, magic)));
+  }
+
+  // A pin counted in the handle entry (one CAS): for pin_detached, and for a thread whose record's pin slots
+  // are all taken.
+  absl::StatusOr<Pinned> PinCounted(Handle h, handles::HandleRef r, Access access) const {
+    handles::Word w;
+    switch (handles::PinCounted(*r.entry, r.gen, &w)) {
+      case handles::EntryResult::kOk:
+        break;
+      case handles::EntryResult::kTooManyPins:
+        return absl::ResourceExhaustedError(
+            absl::StrFormat("pin: handle %#x is pinned %u times already", h.raw, handles::kMaxPins));
+      default:
+        return Rejected("pin", h);
+    }
+    const std::uint64_t offset = handles::OffsetOf(w);
+    const Located at = Locate(offset);
+    absl::Status s = SizeFieldMatches(h, offset, at) ? absl::OkStatus() : NotIssued("pin", h);
+    if (s.ok() && options.checked) s = CheckDescriptor("pin", h, at);
+    if (!s.ok()) {
+      handles::UnpinCounted(*r.entry);
+      return s;
+    }
+    return Pinned(nullptr, r.entry, arena->base() + offset, SizeOf(h, at), access);
   }
 
   // The requested size of the live object `h` names, located at `at`.
@@ -446,13 +464,15 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles, PoolSalt(impl->id));
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
+  impl->records = std::make_unique<handles::AccessRecords>(the_os);
   impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->arena, impl->classes);
-  impl->huge_driver = std::make_unique<alloc::PoolHugeDriver>(*impl->arena, *impl->page_map, *impl->table);
+  impl->huge_driver = std::make_unique<alloc::PoolHugeDriver>(*impl->arena, *impl->page_map, *impl->table,
+                                                             *impl->records);
   for (std::size_t k = 0; k < impl->map.num_classes(); ++k) {
     const ClassId cls(static_cast<std::uint32_t>(k));
     impl->classes.push_back(
         std::make_unique<alloc::SizeClass>(cls, impl->map.info(cls), *impl->arena, *impl->page_map, *impl->table,
-                                           impl->block_driver.get()));
+                                           *impl->records, impl->block_driver.get()));
   }
   auto pool = std::unique_ptr<Pool>(new Pool(std::move(impl)));
   if (!options.include_in_core_dumps) {
@@ -546,37 +566,37 @@ absl::Status Pool::free(Handle h) {
   Impl& p = *impl_;
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("free", h);
-  handles::EntryAtomic* e = r.entry;
-  const handles::Word now = e->load(std::memory_order_acquire);
-  Impl::Located at;
-  if (handles::GenOf(now) == r.gen) {
-    at = p.Locate(handles::OffsetOf(now));
-    if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, handles::OffsetOf(now), at))) {
-      // `now` may be out of date: since it was loaded the object can have moved and its old block been
-      // released or handed to another class. Only a check made while the object cannot move is a verdict.
-      if (!p.SizeFieldHoldsWhilePinned(h, r)) return p.NotIssued("free", h);
-      at = Impl::Located{};  // located again from the retired word below
-    }
-  }
-  handles::Word before;
-  switch (handles::Retire(*e, r.gen, &before)) {
-    case handles::EntryResult::kOk:
-      break;
-    case handles::EntryResult::kPinned:
-      return p.Misuse(absl::FailedPreconditionError(
-          absl::StrFormat("free: handle %#x: the object is pinned; unpin it before freeing", h.raw)));
-    default:
-      return p.Rejected("free", h);
-  }
-  const std::uint64_t offset = handles::OffsetOf(before);
-  // Locate again if it moved since the check. (Defensive: the check always runs for a handle Retire accepts,
-  // since generations only grow under one key.)
-  if (offset != handles::OffsetOf(now) || (at.block == nullptr && at.huge == nullptr)) at = p.Locate(offset);
-  if (ABSL_PREDICT_FALSE(p.options.checked)) {
-    if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) return s;
-  }
   CacheScope scope(p);
   ThreadCache& c = *scope;
+  // Announced in this thread's record: from BeginRetire to EndRetire the object cannot move, so the size
+  // field is checked against where the object is.
+  Impl::Located at;
+  for (;;) {
+    handles::Word w;
+    switch (handles::BeginRetire(*r.entry, r.gen, *c.record, handles::TagOf(h.index()), *p.records,
+                                 /*all_records=*/p.options.checked, &w)) {
+      case handles::EntryResult::kOk:
+        break;
+      case handles::EntryResult::kPinned:
+        return p.Misuse(absl::FailedPreconditionError(
+            absl::StrFormat("free: handle %#x: the object is pinned; unpin it before freeing", h.raw)));
+      default:
+        return p.Rejected("free", h);
+    }
+    const std::uint64_t offset = handles::OffsetOf(w);
+    at = p.Locate(offset);
+    if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, at))) {
+      handles::AbandonRetire(*c.record);
+      return p.NotIssued("free", h);
+    }
+    if (ABSL_PREDICT_FALSE(p.options.checked)) {
+      if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) {
+        handles::AbandonRetire(*c.record);
+        return s;
+      }
+    }
+    if (handles::EndRetire(*r.entry, w, *c.record)) [[likely]] break;
+  }
   const std::size_t size = Impl::SizeOf(h, at);
   if (ABSL_PREDICT_FALSE(at.huge != nullptr)) {
     p.FreeHuge(at.huge);
@@ -600,31 +620,38 @@ absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
   Impl& p = *impl_;
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin", h);
-  handles::EntryAtomic* e = r.entry;
+  return p.PinCounted(h, r, access);
+}
+
+absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) {
+  Impl& p = *impl_;
+  const handles::HandleRef r = p.Resolve(h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin", h);
+  CacheScope scope(p);
+  handles::AccessRecord& rec = *(*scope).record;
+  std::atomic<handles::Tag>* slot = rec.FreePinSlot();
+  if (ABSL_PREDICT_FALSE(slot == nullptr)) return p.PinCounted(h, r, access);  // this thread holds many pins
   handles::Word w;
-  switch (handles::Pin(*e, r.gen, &w)) {
-    case handles::EntryResult::kOk:
-      break;
-    case handles::EntryResult::kTooManyPins:
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("pin: handle %#x is pinned %u times already", h.raw, handles::kMaxPins));
-    default:
-      return p.Rejected("pin", h);
+  if (handles::PinInRecord(*r.entry, r.gen, rec, *slot, handles::TagOf(h.index()), *p.records, &w) !=
+      handles::EntryResult::kOk) {
+    return p.Rejected("pin", h);
   }
   const std::uint64_t offset = handles::OffsetOf(w);
   const Impl::Located at = p.Locate(offset);
   if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, at))) {
-    handles::Unpin(*e);
+    handles::UnpinRecord(*slot);
     return p.NotIssued("pin", h);
   }
   if (ABSL_PREDICT_FALSE(p.options.checked)) {
     if (absl::Status s = p.CheckDescriptor("pin", h, at); !s.ok()) {
-      handles::Unpin(*e);
+      handles::UnpinRecord(*slot);
       return s;
     }
   }
-  return Pinned(e, p.arena->base() + offset, Impl::SizeOf(h, at), access);
+  return Pinned(slot, nullptr, p.arena->base() + offset, Impl::SizeOf(h, at), access);
 }
+
+void Pinned::DropCountedPin(std::atomic<std::uint64_t>* entry) { handles::UnpinCounted(*entry); }
 
 absl::StatusOr<std::size_t> Pool::size_of(Handle h) {
   absl::StatusOr<Pinned> pinned = pin(h, Access::kRead);
@@ -633,9 +660,11 @@ absl::StatusOr<std::size_t> Pool::size_of(Handle h) {
 }
 
 absl::StatusOr<std::span<std::byte>> Pool::pin_detached(Handle h, Access access) {
-  absl::StatusOr<Pinned> pinned = pin(h, access);
-  if (!pinned.ok()) return pinned.status();
   Impl& p = *impl_;
+  const handles::HandleRef r = p.Resolve(h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin_detached", h);
+  absl::StatusOr<Pinned> pinned = p.PinCounted(h, r, access);  // unpin(h) may come from any thread
+  if (!pinned.ok()) return pinned.status();
   {
     MutexLock lock(&p.detached_mu);
     ++p.detached[h.index()];
@@ -661,7 +690,7 @@ absl::Status Pool::unpin(Handle h) {
     }
     if (--it->second == 0) p.detached.erase(it);
   }
-  handles::Unpin(*r.entry);
+  handles::UnpinCounted(*r.entry);
   return absl::OkStatus();
 }
 

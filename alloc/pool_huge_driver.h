@@ -2,8 +2,9 @@
 //
 // Types: PoolHugeDriver (MovableOps for huge objects: a huge object moves as one page run — UFFDIO_MOVE, or
 // mremap where there is none, or memcpy — and its handle is republished at the new place).
-// Isolation refuses an object that is pinned or moving; migrate claims the handle entry (MOVING) so pins and
-// frees wait until the object is published at its new place, and answers Again if it is pinned meanwhile.
+// Isolation refuses an object that is pinned or moving; migrate claims the handle entry (MOVING, confirmed by
+// handles/move_claims.h) so pins and frees wait until the object is published at its new place, and answers
+// Again if it is pinned or being freed meanwhile.
 // Contract: the pool validates a huge object and isolates it under its huge-object lock, which FreeHuge also
 // takes, so the run cannot be released in between. The framework works on the source's descriptor after a
 // successful migrate: the move keeps the descriptor readable there (Arena::MoveRun's keep_head).
@@ -20,6 +21,7 @@
 #include "compactor/movable_block.h"
 #include "handles/entry_word.h"
 #include "handles/handle_table.h"
+#include "handles/move_claims.h"
 
 namespace mova::alloc {
 
@@ -27,35 +29,31 @@ inline HugeObject* HugeOfMovable(compactor::MovableBlock& m) { return static_cas
 
 class PoolHugeDriver final : public compactor::MovableOps {
  public:
-  PoolHugeDriver(Arena& arena, PageMap& page_map, handles::HandleTable& table)
-      : arena_(arena), page_map_(page_map), table_(table) {}
+  PoolHugeDriver(Arena& arena, PageMap& page_map, handles::HandleTable& table, handles::AccessRecords& records)
+      : arena_(arena), page_map_(page_map), table_(table), records_(records) {}
 
   bool Isolate(compactor::MovableBlock& m, compactor::MigrateMode) override {
     const HugeObject* h = HugeOfMovable(m);
     const handles::Word w = table_.entry(h->owner).load(std::memory_order_acquire);
     return handles::IsLiveGen(handles::GenOf(w)) && handles::OffsetOf(w) == h->data_offset() &&
-           handles::PinsOf(w) == 0 && !handles::IsMoving(w);
+           handles::PinsOf(w) == 0 && !handles::IsMoving(w) && !records_.PinnedByRecord(handles::TagOf(h->owner));
   }
 
   compactor::MigrateResult Migrate(compactor::MovableBlock& dst, compactor::MovableBlock& src,
                                    compactor::MigrateMode) override {
     HugeObject* h = HugeOfMovable(src);
     const PageRun to = TargetRun(dst), from = h->run;
-    handles::EntryAtomic& e = table_.entry(h->owner);
-    handles::Word claimed;
-    if (!handles::BeginMove(e, h->data_offset(), &claimed)) return compactor::MigrateResult::kAgain;
+    handles::MoveClaims claim(table_, records_);  // given up when it goes, unless published
+    if (!claim.Add(h->owner, h->data_offset()) || claim.Confirm() != 0) return compactor::MigrateResult::kAgain;
     absl::StatusOr<compactor::MoveOutcome> moved =
         arena_.MoveRun(to, from, compactor::MoveKind::kRun, Bytes(sizeof(HugeObject)));  // h stays readable
-    if (!moved.ok()) {
-      handles::EndMove(e, claimed, handles::OffsetOf(claimed));
-      return compactor::MigrateResult::kFail;
-    }
+    if (!moved.ok()) return compactor::MigrateResult::kFail;
     auto* n = reinterpret_cast<HugeObject*>(arena_.PageAddress(to.first));
     n->run = to;
     new (&n->movable) compactor::MovableBlock();
     n->movable.Register(this, n);
     page_map_.MapHuge(to);
-    handles::EndMove(e, claimed, n->data_offset());
+    claim.Publish(0, n->data_offset());
     h->magic = 0;
     page_map_.Unmap(from.first, 1);
     h->movable.Unregister();
@@ -72,6 +70,7 @@ class PoolHugeDriver final : public compactor::MovableOps {
   Arena& arena_;
   PageMap& page_map_;
   handles::HandleTable& table_;
+  handles::AccessRecords& records_;
   std::atomic<std::uint64_t> pages_migrated_{0};
 };
 

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "handles/move_claims.h"
+
 namespace mova::alloc {
 
 SizeClass::~SizeClass() {
@@ -108,7 +110,7 @@ bool SizeClass::IsolateBlock(Block* b) {
     if (owner == kSlotReserved) return false;
     const handles::Word w = table_.entry(owner).load(std::memory_order_acquire);
     if (!handles::IsLiveGen(handles::GenOf(w)) || handles::OffsetOf(w) != b->SlotOffset(slot) ||
-        handles::PinsOf(w) != 0 || handles::IsMoving(w)) {
+        handles::PinsOf(w) != 0 || handles::IsMoving(w) || records_.PinnedByRecord(handles::TagOf(owner))) {
       return false;
     }
   }
@@ -133,26 +135,17 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, PageRun to) {
     return compactor::MigrateResult::kSuccess;
   }
   if (src->group != kGroupIsolated) return compactor::MigrateResult::kFail;
-  // Claim every object (MOVING): pins and frees of them wait until they are published at dst.
-  struct Claim {
-    std::uint32_t index;
-    handles::Word word;
-  };
-  std::vector<Claim> claimed;
-  claimed.reserve(src->in_use);
-  auto release_claims = [&] {
-    for (const Claim& c : claimed) handles::EndMove(table_.entry(c.index), c.word, handles::OffsetOf(c.word));
-  };
+  // Claim every object (MOVING) and confirm the claims: pins and frees of them wait until they are published
+  // at dst.
+  handles::MoveClaims claims(table_, records_);
   for (std::uint32_t slot = 0; slot < src->objects; ++slot) {
     const std::uint32_t owner = src->Owner(slot).load(std::memory_order_acquire);
     if (owner != kSlotReserved && (owner & kSlotFreeBit) != 0) continue;
-    handles::Word w;
-    if (owner == kSlotReserved || !handles::BeginMove(table_.entry(owner), src->SlotOffset(slot), &w)) {
-      release_claims();  // pinned, freed into a cache, or being freed: try again later
-      return compactor::MigrateResult::kAgain;
+    if (owner == kSlotReserved || !claims.Add(owner, src->SlotOffset(slot))) {
+      return compactor::MigrateResult::kAgain;  // pinned, freed into a cache, or being freed: try again later
     }
-    claimed.push_back(Claim{owner, w});
   }
+  if (claims.Confirm() != 0) return compactor::MigrateResult::kAgain;  // claims.Reset() gives up the rest
   // Move the whole block — descriptor, back-map and slots — then make the moved copy a block of its own.
   // The framework still works on src's descriptor after this returns (unlock, drop its reference), so the
   // move keeps it readable at src.
@@ -160,10 +153,7 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, PageRun to) {
   const std::uint64_t from_off = src->offset();
   absl::StatusOr<compactor::MoveOutcome> moved =
       arena_.MoveRun(to, from, compactor::MoveKind::kBlock, Bytes(sizeof(Block)));
-  if (!moved.ok()) {
-    release_claims();  // src is intact; the framework puts it back and frees the target
-    return compactor::MigrateResult::kFail;
-  }
+  if (!moved.ok()) return compactor::MigrateResult::kFail;  // src is intact; the framework puts it back
   auto* dst = reinterpret_cast<Block*>(arena_.PageAddress(to.first));
   dst->first_page = to.first;
   dst->prev = dst->next = nullptr;
@@ -171,8 +161,8 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, PageRun to) {
   dst->movable.Register(ops_, dst);
   page_map_.MapBlock(to, id_);
   const std::uint64_t to_off = dst->offset();
-  for (const Claim& c : claimed) {
-    handles::EndMove(table_.entry(c.index), c.word, handles::OffsetOf(c.word) - from_off + to_off);
+  for (std::size_t i = 0; i < claims.size(); ++i) {
+    claims.Publish(i, handles::OffsetOf(claims.word(i)) - from_off + to_off);
   }
   dst->group = kGroupEmpty;
   Link(dst);
@@ -230,23 +220,48 @@ void SizeClass::ReturnSlots(std::span<const SlotRef> slots) {
   }
 }
 
-bool SizeClass::MoveObject(Block* src, std::uint32_t slot, Block* dst, ClassCompaction& out) {
-  const std::uint32_t index = src->Owner(slot).load(std::memory_order_acquire);
-  if (index > kMaxHandleIndex) return false;  // reserved by a thread cache
-  handles::EntryAtomic& e = table_.entry(index);
-  const std::uint64_t src_off = src->SlotOffset(slot);
-  handles::Word claimed;
-  if (!handles::BeginMove(e, src_off, &claimed)) return false;
-  const std::uint32_t dslot = PopFree(dst);
-  const std::uint64_t dst_off = dst->SlotOffset(dslot);
-  // The whole slot is copied: the requested size travels in the handle, not in the block.
-  std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, src->slot_size);
-  dst->Owner(dslot).store(index, std::memory_order_release);
-  handles::EndMove(e, claimed, dst_off);
-  PushFree(src, slot);
-  ++out.objects_moved;
-  out.bytes_moved += src->slot_size;
-  return true;
+// Claims made but not yet confirmed and moved, with the destination slot reserved for each.
+struct SizeClass::CompactionBatch {
+  static constexpr std::size_t kBatchObjects = 1024;
+  static constexpr std::uint64_t kBatchBytes = 256 * 1024;  // bounds how long a claimed object's users wait
+
+  CompactionBatch(handles::HandleTable& table, handles::AccessRecords& records) : claims(table, records) {}
+  bool full(std::uint32_t slot_size) const {
+    return moves.size() >= kBatchObjects || moves.size() * std::uint64_t{slot_size} >= kBatchBytes;
+  }
+
+  struct Move {
+    Block* src;
+    std::uint32_t slot;
+    Block* dst;
+    std::uint32_t dslot;
+    std::uint32_t index;
+  };
+  handles::MoveClaims claims;  // claims[i] is moves[i]'s
+  std::vector<Move> moves;
+};
+
+void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
+  if (batch.moves.empty()) return;
+  out.objects_skipped += batch.claims.Confirm();
+  for (std::size_t i = 0; i < batch.moves.size(); ++i) {
+    const CompactionBatch::Move& m = batch.moves[i];
+    if (!batch.claims.kept(i)) {  // pinned or being freed: it stays, and its destination slot is free again
+      PushFree(m.dst, m.dslot);
+      continue;
+    }
+    const std::uint64_t src_off = m.src->SlotOffset(m.slot);
+    const std::uint64_t dst_off = m.dst->SlotOffset(m.dslot);
+    // The whole slot is copied: the requested size travels in the handle, not in the block.
+    std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, m.src->slot_size);
+    m.dst->Owner(m.dslot).store(m.index, std::memory_order_release);
+    batch.claims.Publish(i, dst_off);
+    PushFree(m.src, m.slot);
+    ++out.objects_moved;
+    out.bytes_moved += m.src->slot_size;
+  }
+  batch.claims.Reset();
+  batch.moves.clear();
 }
 
 ClassCompaction SizeClass::Compact() {
@@ -269,35 +284,46 @@ ClassCompaction SizeClass::Compact() {
   std::size_t dst = 0, src = blocks.size() - 1;
   std::uint64_t room = 0;
   for (std::size_t i = 0; i < src; ++i) room += blocks[i]->objects - blocks[i]->in_use;
+  // Objects are claimed with their destination slots reserved (so a later source never receives a pending
+  // move) and moved a batch at a time; sources are regrouped (released when emptied) once every batch is done.
+  CompactionBatch batch(table_, records_);
+  const std::size_t last = src;
   while (dst < src && room >= blocks[src]->in_use) {
     Block* s = blocks[src];
-    for (std::uint32_t slot = 0; slot < s->objects && s->in_use > 0; ++slot) {
+    std::uint32_t pending = s->in_use;  // objects of s not yet claimed
+    for (std::uint32_t slot = 0; slot < s->objects && pending > 0; ++slot) {
       const std::uint32_t owner = s->Owner(slot).load(std::memory_order_acquire);
       if (owner == kSlotReserved) {  // a thread cache holds it: s cannot be emptied now
         ++out.blocks_skipped;
         break;
       }
       if ((owner & kSlotFreeBit) != 0) continue;
-      Block* d = blocks[dst];  // room >= in_use guarantees a non-full destination before src
-      if (!MoveObject(s, slot, d, out)) {  // pinned, moving or being freed
-        ++out.objects_skipped;
+      --pending;
+      if (owner > kMaxHandleIndex || !batch.claims.Add(owner, s->SlotOffset(slot))) {
+        ++out.objects_skipped;  // pinned, moving, or being freed into a cache: s cannot be emptied now
         break;
       }
+      Block* d = blocks[dst];  // room >= in_use guarantees a non-full destination before src
+      batch.moves.push_back({s, slot, d, PopFree(d), owner});
       --room;
       if (d->in_use == d->objects) {
         Regroup(d);
         ++dst;
       }
+      if (batch.full(s->slot_size)) MoveBatch(batch, out);
     }
-    if (s->in_use == 0) {
-      ++out.blocks_released;
-      out.pages_released += s->pages;
-    }
-    Regroup(s);  // releases s if it was emptied
     --src;
     if (dst < src) room -= blocks[src]->objects - blocks[src]->in_use;
   }
-  // Destinations filled in part are relisted; blocks past src were relisted as sources.
+  MoveBatch(batch, out);
+  for (std::size_t i = src + 1; i <= last; ++i) {
+    if (blocks[i]->in_use == 0) {
+      ++out.blocks_released;
+      out.pages_released += blocks[i]->pages;
+    }
+    Regroup(blocks[i]);  // releases it if it was emptied
+  }
+  // Destinations filled in part are relisted.
   for (std::size_t i = 0; i <= src; ++i) Regroup(blocks[i]);
   ReleaseSpareLocked();  // a source emptied above may have become the spare; it was counted then
   return out;

@@ -8,6 +8,9 @@
 //   other call); any other block that empties is released at once (its pages go back to the arena).
 //   Compact and ReleaseSpare release the spare too. A block isolated for migration is on no list (group
 //   kGroupIsolated) and gets no new slots; slots of it freed meanwhile still return to it.
+// Moves: objects are claimed in batches (handles/move_claims.h: one barrier per batch of up to kBatchObjects
+//   objects or kBatchBytes bytes, not one per object), each claim with its destination slot reserved; a claim
+//   given up at confirmation returns its destination slot and leaves the object where it was.
 // Locks: mu_ → Arena::mu_ (taken inside Arena calls). Entry words are CASed under mu_ (compaction) but never
 //   waited on under it; pinners and freers never take mu_ while waiting for a move. With the block lock of
 //   the movable-block framework: block lock → mu_ (migrate, putback); under mu_ only a block TryLock
@@ -28,6 +31,7 @@
 #include "alloc/page_map.h"
 #include "alloc/size_class_map.h"
 #include "compactor/movable_block.h"
+#include "handles/access_records.h"
 #include "handles/handle_table.h"
 
 namespace mova::alloc {
@@ -51,8 +55,8 @@ class SizeClass {
  public:
   // `ops` is the pool's movable-block driver, registered with every block this class makes.
   SizeClass(ClassId id, const SizeClassInfo& info, Arena& arena, PageMap& page_map, handles::HandleTable& table,
-            compactor::MovableOps* ops)
-      : id_(id), info_(info), arena_(arena), page_map_(page_map), table_(table), ops_(ops) {}
+            handles::AccessRecords& records, compactor::MovableOps* ops)
+      : id_(id), info_(info), arena_(arena), page_map_(page_map), table_(table), records_(records), ops_(ops) {}
   ~SizeClass();  // releases every block (the pool is going away)
   SizeClass(const SizeClass&) = delete;
   SizeClass& operator=(const SizeClass&) = delete;
@@ -101,15 +105,16 @@ class SizeClass {
   void Regroup(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::uint32_t PopFree(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushFree(Block* b, std::uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Moves the object in src's slot into a free slot of dst; false if it could not be claimed.
-  bool MoveObject(Block* src, std::uint32_t slot, Block* dst, ClassCompaction& out)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One batch of compaction: objects claimed, each with a destination slot reserved, then confirmed and moved.
+  struct CompactionBatch;
+  void MoveBatch(CompactionBatch& batch, ClassCompaction& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const ClassId id_;
   const SizeClassInfo info_;
   Arena& arena_;
   PageMap& page_map_;
   handles::HandleTable& table_;
+  handles::AccessRecords& records_;
   compactor::MovableOps* const ops_;
 
   mutable Mutex mu_;

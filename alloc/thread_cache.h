@@ -8,6 +8,7 @@
 // Invariants: a cached slot's block owner value is kSlotReserved and counts in its block's in_use; a
 // cached handle entry is free (even generation) and counts as in use in the handle table. `epoch` is the
 // pool's flush epoch the cache last synchronised with; when the pool's moves on, the cache empties itself.
+// `record` is held from the cache's making until it retires (handles/access_records.h).
 #ifndef MOVA_ALLOC_THREAD_CACHE_H_
 #define MOVA_ALLOC_THREAD_CACHE_H_
 
@@ -20,6 +21,7 @@
 
 #include "alloc/block.h"
 #include "alloc/size_class_map.h"
+#include "handles/access_records.h"
 
 namespace mova::alloc {
 
@@ -62,6 +64,7 @@ struct alignas(64) ThreadCache {
   std::array<std::uint32_t, kHandleCapacity> handles{};
   std::atomic<std::uint32_t> handle_count{0};  // written by the owner only
   std::uint64_t epoch = 0;
+  handles::AccessRecord* record = nullptr;  // this thread's access record in the pool (its pins and frees)
 
   OwnedCounter allocs, frees, alloc_bytes, free_bytes;
 };

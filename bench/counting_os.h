@@ -1,5 +1,6 @@
 // bench/counting_os.h — an Os that forwards every call to another and counts them: how the benchmarks tell how
-// many system calls a pool made (every mmap / madvise / mremap / userfaultfd call of mova goes through an Os).
+// many system calls a pool made (every mmap / madvise / mremap / userfaultfd / membarrier call of mova goes
+// through an Os).
 //
 // Types: CountingOs. Thread-safe (relaxed atomic counters).
 #ifndef MOVA_BENCH_COUNTING_OS_H_
@@ -40,6 +41,8 @@ class CountingOs final : public os::Os {
     Count();
     real_.CloseUserfaultfd(uffd);
   }
+  absl::Status RegisterMembarrier() override { return (Count(), real_.RegisterMembarrier()); }
+  absl::Status Membarrier() override { return (Count(), real_.Membarrier()); }
 
  private:
   void Count() { calls_.fetch_add(1, std::memory_order_relaxed); }

@@ -111,23 +111,26 @@ void RandomReplace(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
-// pin + unpin of one object (mova only; the malloc row is a plain pointer load for scale).
+// pin + unpin of one object (mova only): pin() counts the pin in the entry (two RMWs), pin_owned() keeps it
+// in the thread's own record (no RMW).
+template <bool kOwned>
 void MovaPinUnpin(benchmark::State& state) {
   auto pool = mova::Pool::Create().value();
   mova::Handle h = pool->allocate(64).value();
   for (auto _ : state) {
-    mova::Pinned p = pool->pin(h, mova::Access::kRead).value();
+    mova::Pinned p = (kOwned ? pool->pin_owned(h, mova::Access::kRead) : pool->pin(h, mova::Access::kRead)).value();
     benchmark::DoNotOptimize(p.data());
   }
   state.SetItemsProcessed(state.iterations());
 }
 
 // pin + unpin of a thread's own object in the shared pool (the two-thread rows).
+template <bool kOwned>
 void MovaSharedPinUnpin(benchmark::State& state) {
   mova::Pool& pool = SharedPool();
   mova::Handle h = pool.allocate(64).value();
   for (auto _ : state) {
-    mova::Pinned p = pool.pin(h, mova::Access::kRead).value();
+    mova::Pinned p = (kOwned ? pool.pin_owned(h, mova::Access::kRead) : pool.pin(h, mova::Access::kRead)).value();
     benchmark::DoNotOptimize(p.data());
   }
   (void)pool.free(h);
@@ -215,11 +218,13 @@ void Register(const std::string& who, bool mova) {
     reg("RandomReplace", RandomReplace<MovaApi>);
     benchmark::RegisterBenchmark("mova-decay0/Batch1000", Batch1000<MovaDecay0Api>)->Arg(64);
     benchmark::RegisterBenchmark("mova-decay0/RandomReplace", RandomReplace<MovaDecay0Api>);
-    reg("PinUnpin", MovaPinUnpin);
+    reg("PinUnpin", MovaPinUnpin<false>);
+    reg("PinOwnedUnpin", MovaPinUnpin<true>);
     reg("AtomicPairFloor", AtomicPair);
     reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
     reg("Defragment", MovaDefragment)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
-    reg("PinUnpinMT", MovaSharedPinUnpin)->Threads(1)->Threads(2)->UseRealTime();
+    reg("PinUnpinMT", MovaSharedPinUnpin<false>)->Threads(1)->Threads(2)->UseRealTime();
+    reg("PinOwnedUnpinMT", MovaSharedPinUnpin<true>)->Threads(1)->Threads(2)->UseRealTime();
   }
   // One and two threads, each on its own objects, one shared pool (mova) or the process's malloc: the time is
   // per operation of all threads together, so two threads that scale perfectly show half the one-thread figure.

@@ -99,4 +99,14 @@ absl::Status FaultInjectingOs::MovePages(int uffd, std::byte* dst, std::byte* sr
 
 void FaultInjectingOs::CloseUserfaultfd(int uffd) { real_.CloseUserfaultfd(uffd); }
 
+absl::Status FaultInjectingOs::RegisterMembarrier() {
+  if (absl::Status s = Check(OsOp::kRegisterMembarrier, "membarrier(REGISTER_PRIVATE_EXPEDITED)"); !s.ok()) return s;
+  return real_.RegisterMembarrier();
+}
+
+absl::Status FaultInjectingOs::Membarrier() {
+  if (absl::Status s = Check(OsOp::kMembarrier, "membarrier(PRIVATE_EXPEDITED)"); !s.ok()) return s;
+  return real_.Membarrier();
+}
+
 }  // namespace mova::os

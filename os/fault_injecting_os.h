@@ -26,6 +26,8 @@ enum class OsOp : int {
   kOpenUserfaultfd,
   kRegisterUserfaultfd,
   kMovePages,
+  kRegisterMembarrier,
+  kMembarrier,
   kCount
 };
 
@@ -51,6 +53,8 @@ class FaultInjectingOs final : public Os {
   absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override;
   absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) override;
   void CloseUserfaultfd(int uffd) override;
+  absl::Status RegisterMembarrier() override;
+  absl::Status Membarrier() override;
 
  private:
   struct Rule {

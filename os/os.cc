@@ -1,7 +1,8 @@
-// os/os.cc — SystemOs: the real mmap / munmap / madvise / mremap / userfaultfd behind the Os seam.
+// os/os.cc — SystemOs: the real mmap / munmap / madvise / mremap / userfaultfd / membarrier behind the Os seam.
 #include "os/os.h"
 
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -160,6 +161,20 @@ class SystemOsImpl final : public Os {
       close(uffd_);
       uffd_ = -1;
     }
+  }
+
+  absl::Status RegisterMembarrier() override {
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      return StatusFromErrno(errno, "membarrier(REGISTER_PRIVATE_EXPEDITED)");
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Membarrier() override {
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      return StatusFromErrno(errno, "membarrier(PRIVATE_EXPEDITED)");
+    }
+    return absl::OkStatus();
   }
 
  private:

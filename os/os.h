@@ -1,7 +1,7 @@
 // os/os.h — the one seam between mova and the kernel's memory calls.
 //
 // Types: Os (the interface every component calls), SystemOs() (the real one: mmap, munmap, madvise, mremap,
-// userfaultfd), StatusFromErrno (one errno → status mapping for every implementation).
+// userfaultfd, membarrier), StatusFromErrno (one errno → status mapping for every implementation).
 // Every mmap / madvise / mremap / userfaultfd call in mova goes through an Os, so tests can inject failures
 // (see fault_injecting_os.h) and check that no error path loses a live object's bytes. Implementations must be
 // thread-safe.
@@ -66,6 +66,13 @@ class Os {
   virtual absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) = 0;
   // Gives back what OpenUserfaultfd returned, in the process that opened it.
   virtual void CloseUserfaultfd(int uffd) = 0;
+
+  // membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED): once per process (a forked child inherits it), so
+  // that Membarrier may be called. Unimplemented when the kernel has no private expedited membarrier.
+  virtual absl::Status RegisterMembarrier() = 0;
+  // membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): every running thread of this process executes a full memory
+  // barrier before the call returns (the asymmetric half of the access protocol, handles/access_records.h).
+  virtual absl::Status Membarrier() = 0;
 };
 
 // The status for a failed call `what` that set errno `err`: ENOMEM / EAGAIN → ResourceExhausted,

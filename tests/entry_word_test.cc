@@ -30,11 +30,11 @@ TEST(EntryWord, PinUnpinAndStaleGeneration) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 64);
   Word w = 0;
-  ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk);
+  ASSERT_EQ(PinCounted(e, gen, &w), EntryResult::kOk);
   EXPECT_EQ(PinsOf(w), 1u);
   EXPECT_EQ(OffsetOf(w), 64u);
-  EXPECT_EQ(Pin(e, gen + 2, &w), EntryResult::kStale);
-  Unpin(e);
+  EXPECT_EQ(PinCounted(e, gen + 2, &w), EntryResult::kStale);
+  UnpinCounted(e);
   EXPECT_EQ(PinsOf(e.load()), 0u);
 }
 
@@ -42,29 +42,29 @@ TEST(EntryWord, RetireRefusesPinnedAndIsOnce) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 32);
   Word w = 0;
-  ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk);
+  ASSERT_EQ(PinCounted(e, gen, &w), EntryResult::kOk);
   EXPECT_EQ(Retire(e, gen, &w), EntryResult::kPinned);
-  Unpin(e);
+  UnpinCounted(e);
   ASSERT_EQ(Retire(e, gen, &w), EntryResult::kOk);
   EXPECT_EQ(OffsetOf(w), 32u);
   EXPECT_FALSE(IsLiveGen(GenOf(e.load())));
   EXPECT_EQ(Retire(e, gen, &w), EntryResult::kStale);  // double free
-  EXPECT_EQ(Pin(e, gen, &w), EntryResult::kStale);     // use after free
+  EXPECT_EQ(PinCounted(e, gen, &w), EntryResult::kStale);     // use after free
 }
 
 TEST(EntryWord, MoveNeedsNoPinsAndTheExpectedLocation) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 160);
   Word pinned = 0, claimed = 0;
-  ASSERT_EQ(Pin(e, gen, &pinned), EntryResult::kOk);
+  ASSERT_EQ(PinCounted(e, gen, &pinned), EntryResult::kOk);
   EXPECT_FALSE(BeginMove(e, 160, &claimed));  // pinned objects cannot move
-  Unpin(e);
+  UnpinCounted(e);
   EXPECT_FALSE(BeginMove(e, 176, &claimed));  // not where the mover thinks
   ASSERT_TRUE(BeginMove(e, 160, &claimed));
   EXPECT_FALSE(BeginMove(e, 160, &claimed));  // one mover at a time
   EndMove(e, claimed, 320);
   Word w = 0;
-  ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk);
+  ASSERT_EQ(PinCounted(e, gen, &w), EntryResult::kOk);
   EXPECT_EQ(OffsetOf(w), 320u);
   EXPECT_EQ(GenOf(w), gen);
 }
@@ -78,7 +78,7 @@ TEST(EntryWord, PinAndRetireWaitForTheMoveToEnd) {
   std::uint64_t seen = 0;
   std::thread pinner([&] {
     Word w = 0;
-    EXPECT_EQ(Pin(e, gen, &w), EntryResult::kOk);
+    EXPECT_EQ(PinCounted(e, gen, &w), EntryResult::kOk);
     seen = OffsetOf(w);
     pinned = true;
   });
@@ -88,7 +88,7 @@ TEST(EntryWord, PinAndRetireWaitForTheMoveToEnd) {
   pinner.join();
   EXPECT_TRUE(pinned.load());
   EXPECT_EQ(seen, 48u);
-  Unpin(e);
+  UnpinCounted(e);
 
   ASSERT_TRUE(BeginMove(e, 48, &claimed));
   Word before = 0;
@@ -103,8 +103,8 @@ TEST(EntryWord, PinCountSaturates) {
   EntryAtomic e{0};
   const std::uint16_t gen = Publish(e, 16);
   Word w = 0;
-  for (Word i = 0; i < kMaxPins; ++i) { ASSERT_EQ(Pin(e, gen, &w), EntryResult::kOk); }
-  EXPECT_EQ(Pin(e, gen, &w), EntryResult::kTooManyPins);
+  for (Word i = 0; i < kMaxPins; ++i) { ASSERT_EQ(PinCounted(e, gen, &w), EntryResult::kOk); }
+  EXPECT_EQ(PinCounted(e, gen, &w), EntryResult::kTooManyPins);
   EXPECT_EQ(GenOf(e.load()), gen);  // saturation left the generation intact
 }
 

@@ -132,7 +132,7 @@ TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
   const std::uint16_t new_gen = Publish(t->entry(b[0]), 16);
   EXPECT_GT(new_gen, old_gen);
   Word w = 0;
-  EXPECT_EQ(Pin(t->entry(b[0]), old_gen, &w), EntryResult::kStale);
+  EXPECT_EQ(PinCounted(t->entry(b[0]), old_gen, &w), EntryResult::kStale);
   // Discarded without a re-key: an old handle of a page given back is still known as stale.
   EXPECT_EQ(t->stats().pages_rekeyed, 0u);
   EXPECT_EQ(t->Classify(old_handle), HandleVerdict::kStale);

@@ -3,12 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
+#include <utility>
 #include <random>
 #include <thread>
 #include <vector>
 
 #include "base/mutex.h"
 #include "mova/pool.h"
+#include "os/fault_injecting_os.h"
 #include "tests/test_objects.h"
 
 namespace mova {
@@ -48,8 +51,10 @@ class Exchange {
   std::vector<Obj> objs_ ABSL_GUARDED_BY(mu_);
 };
 
-TEST(PoolConcurrency, AllocFreePinAndCompactAtOnce) {
-  auto pool = Pool::Create().value();
+// Three workers allocate, free, hand objects over and pin (up to 10 objects at once, so beyond the pin slots of
+// a thread's record: those pins are counted in the entries) while a compactor runs nonstop.
+void AllocFreePinAndCompactAtOnce(const PoolOptions& options) {
+  auto pool = Pool::Create(options).value();
   Exchange exchange;
   std::atomic<bool> stop{false};
   std::atomic<int> bad{0};
@@ -93,12 +98,22 @@ TEST(PoolConcurrency, AllocFreePinAndCompactAtOnce) {
             if (!pool->free(o.h).ok()) ++bad;
           }
         } else {
-          // Hold a pin across a little work while the compactor runs: the bytes must not change under it.
-          const Obj& o = mine[rng() % mine.size()];
-          absl::StatusOr<Pinned> p = pool->pin(o.h, Access::kRead);
-          if (!p.ok() || !testing::Matches(p->bytes(), o.seed)) ++bad;
+          // Hold pins across a little work while the compactor runs: the bytes must not change under them.
+          std::vector<std::pair<Pinned, std::uint64_t>> pins;
+          for (int k = 1 + static_cast<int>(rng() % 10); k > 0; --k) {
+            const Obj& o = mine[rng() % mine.size()];
+            // Its own objects: nobody else frees them, so pin_owned's contract holds; half the pins each way.
+            absl::StatusOr<Pinned> p = rng() % 2 == 0 ? pool->pin(o.h, Access::kRead) : pool->pin_owned(o.h, Access::kRead);
+            if (!p.ok() || !testing::Matches(p->bytes(), o.seed)) {
+              ++bad;
+              continue;
+            }
+            pins.emplace_back(std::move(*p), o.seed);
+          }
           std::this_thread::yield();
-          if (p.ok() && !testing::Matches(p->bytes(), o.seed)) ++bad;
+          for (const auto& [p, seed] : pins) {
+            if (!testing::Matches(p.bytes(), seed)) ++bad;
+          }
         }
       }
     });
@@ -128,6 +143,118 @@ TEST(PoolConcurrency, AllocFreePinAndCompactAtOnce) {
   EXPECT_EQ(end.live_objects, 0u);
   EXPECT_EQ(end.block_bytes, 0u);
   EXPECT_EQ(end.handles_in_use, 0u);
+}
+
+TEST(PoolConcurrency, AllocFreePinAndCompactAtOnce) { AllocFreePinAndCompactAtOnce(PoolOptions{}); }
+
+TEST(PoolConcurrency, AllocFreePinAndCompactAtOnceWithoutMembarrier) {
+  // Where the kernel has no expedited membarrier, pinners and freers fence and the mover does too.
+  os::FaultInjectingOs fos;
+  fos.FailAfter(os::OsOp::kRegisterMembarrier, 0, ENOSYS);
+  PoolOptions o;
+  o.os = &fos;
+  AllocFreePinAndCompactAtOnce(o);
+  EXPECT_EQ(fos.calls(os::OsOp::kMembarrier), 0);
+}
+
+// A thin heap (one object in eight kept) of 64-byte objects, so that compaction has objects to move.
+std::vector<Obj> ThinHeap(Pool& pool, std::uint64_t seed_base) {
+  std::vector<Obj> kept;
+  for (std::uint64_t i = 0; i < 20000; ++i) {
+    const Obj o{AllocFilled(pool, 64, seed_base + i), 64, seed_base + i};
+    if (i % 8 == 0) {
+      kept.push_back(o);
+    } else {
+      EXPECT_TRUE(pool.free(o.h).ok());
+    }
+  }
+  return kept;
+}
+
+// The mover never waits for a thread: one that holds a pin_owned pin and sleeps (idle), and one that pinned,
+// handed its Pinned over and exited (the pins live in those threads' records). Their objects stay where they
+// are while compaction and defragmentation move the rest; once the pins are dropped (one from another thread)
+// they are freed like any other.
+TEST(PoolConcurrency, IdleAndExitedThreadsHoldingPinsNeverStallTheMover) {
+  auto pool = Pool::Create().value();
+  std::vector<Obj> kept = ThinHeap(*pool, 100);
+  const Obj idle_obj = kept[kept.size() / 2], gone_obj = kept[kept.size() / 2 + 1];
+
+  Mutex mu;
+  bool idle_pinned = false, release_idle = false;
+  CondVar cv;
+  std::thread idle([&] {
+    Pinned p = pool->pin_owned(idle_obj.h, Access::kRead).value();
+    MutexLock lock(&mu);
+    idle_pinned = true;
+    cv.SignalAll();
+    while (!release_idle) cv.WaitWithTimeout(&mu, absl::Milliseconds(50));  // blocked, holding the pin, for as long as the mover works
+  });
+  Pinned handed;
+  std::thread gone([&] { handed = pool->pin_owned(gone_obj.h, Access::kRead).value(); });
+  gone.join();
+  {
+    MutexLock lock(&mu);
+    while (!idle_pinned) cv.WaitWithTimeout(&mu, absl::Milliseconds(50));
+  }
+  const std::byte* idle_at = nullptr;
+  {
+    Pinned p = pool->pin(idle_obj.h, Access::kRead).value();
+    idle_at = p.data();
+  }
+  const std::byte* gone_at = handed.data();
+
+  const CompactResult c = pool->compact();
+  const DefragResult d = pool->defragment();
+  EXPECT_GT(c.objects_moved, 0u);
+  EXPECT_EQ(pool->pin(idle_obj.h, Access::kRead).value().data(), idle_at);
+  EXPECT_EQ(handed.data(), gone_at);
+  for (const Obj& o : kept) EXPECT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  (void)d;
+
+  handed.reset();  // dropped here: the pin lived in the exited thread's record
+  {
+    MutexLock lock(&mu);
+    release_idle = true;
+    cv.SignalAll();
+  }
+  idle.join();
+  EXPECT_TRUE(pool->free(gone_obj.h).ok());
+  EXPECT_TRUE(pool->free(idle_obj.h).ok());
+  std::erase_if(kept, [&](const Obj& o) { return o.h.raw == idle_obj.h.raw || o.h.raw == gone_obj.h.raw; });
+  pool->compact();
+  for (const Obj& o : kept) EXPECT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+}
+
+// A pin_owned Pinned taken in one thread and reset in another drops its pin there (the slot of the first
+// thread's record); the object can then be freed.
+TEST(PoolConcurrency, APinnedResetInAnotherThreadDropsItsPin) {
+  auto pool = Pool::Create().value();
+  const Obj o{AllocFilled(*pool, 100, 5), 100, 5};
+  Pinned p = pool->pin_owned(o.h, Access::kRead).value();
+  std::thread other([moved = std::move(p)]() mutable { moved.reset(); });
+  other.join();
+  EXPECT_TRUE(pool->free(o.h).ok());
+}
+
+// A barrier that fails (membarrier returning an error) leaves every claim given up: compaction moves nothing
+// and loses nothing, and moves again once the barrier works.
+TEST(PoolConcurrency, AFailingBarrierMovesNothingAndLosesNothing) {
+  os::FaultInjectingOs fos;
+  PoolOptions options;
+  options.os = &fos;
+  auto pool = Pool::Create(options).value();
+  std::vector<Obj> kept = ThinHeap(*pool, 300);
+  fos.FailAfter(os::OsOp::kMembarrier, 0, EPERM);
+  const CompactResult failed = pool->compact();
+  EXPECT_EQ(failed.objects_moved, 0u);
+  EXPECT_GT(failed.objects_skipped, 0u);
+  EXPECT_GT(fos.failures(os::OsOp::kMembarrier), 0);
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  fos.Clear(os::OsOp::kMembarrier);
+  EXPECT_GT(pool->compact().objects_moved, 0u);
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  for (const Obj& o : kept) ASSERT_TRUE(pool->free(o.h).ok());
 }
 
 TEST(PoolConcurrency, DefragmentWhileThreadsAllocateFreeAndPin) {

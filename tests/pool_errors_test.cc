@@ -4,11 +4,14 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
 #include "alloc/arena.h"
 #include "alloc/size_class_map.h"
+#include "handles/access_records.h"
+#include "handles/entry_word.h"
 #include "mova/pool.h"
 #include "os/fault_injecting_os.h"
 #include "tests/test_objects.h"
@@ -146,6 +149,26 @@ TEST(PoolErrors, CheckedUnpinOfAPinnedObjectWithoutADetachedPinAborts) {
   EXPECT_DEATH((void)pool->unpin(h), "holds no pin taken by pin_detached");
 }
 
+// pin_owned: a free by the pinning thread is refused as pinned; a free by another thread breaks pin_owned's
+// contract and checked mode, which reads every thread's record, catches it.
+TEST(PoolErrors, FreeOfAnObjectPinnedWithPinOwned) {
+  auto pool = NewPool();
+  Handle h = AllocFilled(*pool, 64, 16);
+  {
+    Pinned held = pool->pin_owned(h, Access::kRead).value();
+    EXPECT_EQ(pool->free(h).code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_TRUE(testing::Matches(held.bytes(), 16));
+  }
+  EXPECT_TRUE(pool->free(h).ok());
+
+  PoolOptions o;
+  o.checked = true;
+  auto checked = NewPool(o);
+  Handle c = AllocFilled(*checked, 64, 17);
+  Pinned held = checked->pin_owned(c, Access::kRead).value();
+  EXPECT_DEATH(std::thread([&] { (void)checked->free(c); }).join(), "the object is pinned");
+}
+
 // A thousand pools created and destroyed while one lives: none frees, pins or unpins another's objects
 // (issue: the 4-bit pool tag repeated every 15 pools).
 TEST(PoolErrors, AThousandPoolsRefuseEachOthersHandles) {
@@ -219,7 +242,12 @@ TEST(PoolErrors, PinCountSaturation) {
   absl::StatusOr<Pinned> p;
   while ((p = pool->pin(h, Access::kRead)).ok()) pins.push_back(std::move(*p));
   EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_EQ(pins.size(), 2047u);
+  EXPECT_EQ(pins.size(), handles::kMaxPins);
+  pins.clear();
+  // pin_owned: the calling thread's record holds the first pins; the entry word counts the rest.
+  while ((p = pool->pin_owned(h, Access::kRead)).ok()) pins.push_back(std::move(*p));
+  EXPECT_EQ(p.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(pins.size(), handles::AccessRecord::kPinSlots + handles::kMaxPins);
   pins.clear();
   EXPECT_TRUE(pool->free(h).ok());
 }

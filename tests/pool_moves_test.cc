@@ -8,7 +8,10 @@
 
 #include <cerrno>
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "bench/rss.h"
@@ -222,6 +225,53 @@ TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
   pool->compact();
   pool->defragment();
   EXPECT_TRUE(AllIntact(*pool, kept));
+}
+
+// Per-thread state across fork: a thread of the parent holds a pin in its access record when the process
+// forks. The child has no such thread, but the record came with the memory: the child's mover (its membarrier
+// registration is inherited) never waits for the missing thread and keeps that object in place; everything
+// else works.
+TEST(PoolMoves, AForkedChildKeepsThePinsOfThreadsItDoesNotHave) {
+  auto pool = Pool::Create().value();
+  std::vector<Obj> kept = ScatteredDenseBlocks(*pool, 23, 8u << 20);
+  const Obj pinned_obj = kept[kept.size() / 3];
+  std::atomic<bool> pinned{false}, release{false};
+  std::thread holder([&] {
+    Pinned p = pool->pin_owned(pinned_obj.h, Access::kRead).value();  // in this thread's record
+    pinned = true;
+    while (!release.load()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (!pinned.load()) std::this_thread::yield();
+  const std::byte* at = pool->pin(pinned_obj.h, Access::kRead).value().data();
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::vector<Obj> mine;
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+      if (i % 2 == 0 && kept[i].h.raw != pinned_obj.h.raw) {
+        if (!pool->free(kept[i].h).ok()) _exit(10);
+      } else {
+        mine.push_back(kept[i]);
+      }
+    }
+    const CompactResult c = pool->compact();
+    pool->defragment();
+    if (c.objects_moved == 0) _exit(12);
+    if (pool->pin(pinned_obj.h, Access::kRead).value().data() != at) _exit(13);
+    if (!AllIntact(*pool, mine)) _exit(14);
+    for (std::size_t i = 0; i < 5000; ++i) mine.push_back({AllocFilled(*pool, 80, 70000 + i), 80, 70000 + i});
+    pool->compact();
+    if (!AllIntact(*pool, mine)) _exit(15);
+    _exit(0);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the child's pool failed at step " << WEXITSTATUS(status);
+  release = true;
+  holder.join();
+  EXPECT_TRUE(AllIntact(*pool, kept));
+  EXPECT_TRUE(pool->free(pinned_obj.h).ok());
 }
 
 // fork() waits until the background compactor is between jobs, so the child never finds a lock that thread

@@ -1,0 +1,74 @@
+// handles/access_records.cc — see access_records.h.
+#include "handles/access_records.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+
+namespace mova::handles {
+
+AccessRecords::AccessRecords(os::Os& os) : os_(os), asymmetric_(os.RegisterMembarrier().ok()) {}
+
+AccessRecords::~AccessRecords() {
+  for (std::atomic<Chunk*>& c : chunks_) delete c.load(std::memory_order_relaxed);
+}
+
+AccessRecord* AccessRecords::Acquire() {
+  MutexLock lock(&mu_);
+  if (!released_.empty()) {
+    AccessRecord* r = released_.back();
+    released_.pop_back();
+    return r;
+  }
+  const std::size_t i = made_.load(std::memory_order_relaxed);
+  if (i == kMaxRecords) {
+    std::fprintf(stderr, "mova: more than %zu threads use one pool at once\n", kMaxRecords);
+    std::abort();
+  }
+  Chunk* chunk = chunks_[i / kRecordsPerChunk].load(std::memory_order_relaxed);
+  if (chunk == nullptr) {
+    chunk = new Chunk;
+    chunks_[i / kRecordsPerChunk].store(chunk, std::memory_order_release);
+  }
+  AccessRecord* r = &chunk->records[i % kRecordsPerChunk];
+  r->number = static_cast<std::uint32_t>(i);
+  made_.store(i + 1, std::memory_order_release);
+  return r;
+}
+
+void AccessRecords::ListPinning(AccessRecord& r) {
+  Chunk* chunk = chunks_[r.number / kRecordsPerChunk].load(std::memory_order_relaxed);
+  // Release: a freer that sees a pin stored after this (through the application's synchronisation) sees the bit.
+  chunk->pinning.fetch_or(std::uint64_t{1} << (r.number % kRecordsPerChunk), std::memory_order_release);
+  r.listed = true;
+}
+
+void AccessRecords::Release(AccessRecord* r) {
+  r->freeing.store(0, std::memory_order_relaxed);  // a free does not span its thread's exit; this is tidiness
+  MutexLock lock(&mu_);
+  released_.push_back(r);
+}
+
+absl::Status AccessRecords::Barrier() {
+  barriers_.fetch_add(1, std::memory_order_relaxed);
+  if (!asymmetric_) {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    return absl::OkStatus();
+  }
+  return os_.Membarrier();
+}
+
+void AccessRecords::CollectTags(std::vector<Tag>* out) const {
+  const std::size_t first = out->size();
+  ForEach([&](const AccessRecord& r) {
+    // Acquire: a tag withdrawn (an unpin, a free that ended) orders the holder's accesses before the mover's.
+    if (const Tag t = r.freeing.load(std::memory_order_acquire); t != 0) out->push_back(t);
+    for (const std::atomic<Tag>& s : r.pins) {
+      if (const Tag t = s.load(std::memory_order_acquire); t != 0) out->push_back(t);
+    }
+  });
+  std::sort(out->begin() + static_cast<std::ptrdiff_t>(first), out->end());
+  out->erase(std::unique(out->begin() + static_cast<std::ptrdiff_t>(first), out->end()), out->end());
+}
+
+}  // namespace mova::handles

@@ -1,0 +1,149 @@
+// handles/access_records.h — per-thread access records: how pins and frees keep off shared cache lines.
+//
+// Types: Tag, AccessRecord, AccessRecords.
+// A thread announces in its own record (plain stores to a cache line only it writes) what it is about to do
+// to an entry: `freeing` names the entry a free is retiring, `pins[]` the entries it holds pinned. A mover
+// claims entries (MOVING, entry_word.h), calls Barrier() once for the whole batch, then reads every record:
+// an entry a record names is not moved (move_claims.h). The thread's side is: store the tag,
+// FenceAfterAnnounce(), load the entry word. This is Dekker's handshake with an asymmetric fence: either the
+// mover's read after its barrier sees the tag, or the thread's load sees MOVING (the thread then withdraws the
+// tag and waits for the move to end). So a pin or a free costs stores to the thread's own line, never an RMW
+// on a shared word.
+// Barrier: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) when the kernel has it (registered once); the
+// thread's fence is then a compiler barrier. Without it both sides pay a full fence (atomic_thread_fence).
+// Records live as long as the AccessRecords: a Pinned may outlive its thread's cache. A thread gives its record
+// back when its cache retires and a later thread takes it over, with any pins still held in it.
+// Invariants: a tag is an entry index + 1 (0: none). Only the record's holder stores a non-zero tag; whoever
+// holds a pin through a slot (a Pinned handed to another thread) may store 0 into that slot, with release.
+// Locks: mu_ (handing records out and back) is a leaf; records are read and written without it.
+#ifndef MOVA_HANDLES_ACCESS_RECORDS_H_
+#define MOVA_HANDLES_ACCESS_RECORDS_H_
+
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "base/mutex.h"
+#include "os/os.h"
+
+namespace mova::handles {
+
+using Tag = std::uint32_t;
+constexpr Tag TagOf(std::uint32_t index) { return index + 1; }
+
+struct alignas(64) AccessRecord {
+  static constexpr std::size_t kPinSlots = 7;
+
+  std::atomic<Tag> freeing{0};                     // the entry a free of the holder is retiring
+  std::array<std::atomic<Tag>, kPinSlots> pins{};  // entries pinned through this record
+  bool listed = false;       // the holder's: set once the record is on its chunk's pinning mask
+  std::uint32_t number = 0;  // which record of the AccessRecords this is (fixed at its making)
+
+  // A pin slot of this record that holds no pin (the holder's call), or nullptr when all do.
+  std::atomic<Tag>* FreePinSlot() {
+    for (std::atomic<Tag>& s : pins) {
+      if (s.load(std::memory_order_relaxed) == 0) return &s;
+    }
+    return nullptr;
+  }
+  // True when a pin slot holds `tag`.
+  bool Pins(Tag tag) const {
+    bool found = false;
+    for (const std::atomic<Tag>& s : pins) found |= s.load(std::memory_order_relaxed) == tag;
+    return found;
+  }
+};
+static_assert(sizeof(AccessRecord) == 64, "one record, one cache line");
+
+class AccessRecords {
+ public:
+  // Registers the process for expedited membarrier (once; later calls are cheap); without it, the fenced mode.
+  explicit AccessRecords(os::Os& os);
+  ~AccessRecords();
+  AccessRecords(const AccessRecords&) = delete;
+  AccessRecords& operator=(const AccessRecords&) = delete;
+
+  // A record for the calling thread: one given back earlier, else a new one. Aborts with a message past
+  // kMaxRecords records held at once (threads using one pool at the same time).
+  AccessRecord* Acquire() ABSL_LOCKS_EXCLUDED(mu_);
+  // Gives `r` back (its holder's cache retires). Pins still held in it stay until their holders drop them.
+  void Release(AccessRecord* r) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // True when movers synchronise by membarrier (threads pay a compiler barrier), false in the fenced mode.
+  bool asymmetric() const { return asymmetric_; }
+
+  // The thread's side: between storing a tag and loading the entry word.
+  void FenceAfterAnnounce() const {
+    if (asymmetric_) [[likely]] {
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    } else {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+    }
+  }
+
+  // The holder's first pin through `r` puts it on the pinning mask (one RMW in the record's lifetime), so that
+  // PinnedByRecord reads only records that have held pins.
+  void NotePinning(AccessRecord& r) {
+    if (r.listed) [[likely]] return;
+    ListPinning(r);
+  }
+
+  // True when any record holds a pin of `tag`. Loads only: a pin taken by another thread at this very moment
+  // may be missed (that thread races the caller on the object). Reads one mask word per 64 records, and
+  // only the records that have ever held a pin.
+  bool PinnedByRecord(Tag tag) const {
+    bool found = false;
+    const std::size_t chunks = (made_.load(std::memory_order_acquire) + kRecordsPerChunk - 1) / kRecordsPerChunk;
+    for (std::size_t c = 0; c < chunks; ++c) {
+      const Chunk* chunk = chunks_[c].load(std::memory_order_acquire);
+      for (std::uint64_t m = chunk->pinning.load(std::memory_order_acquire); m != 0; m &= m - 1) {
+        found |= chunk->records[std::countr_zero(m)].Pins(tag);
+      }
+    }
+    return found;
+  }
+
+  // The mover's side: every thread executes a full barrier before this returns (a failed membarrier is
+  // returned: the caller must then trust no record it reads, and give its claims up).
+  absl::Status Barrier();
+  // Appends every tag named in any record (being freed or pinned), sorted and without repeats.
+  void CollectTags(std::vector<Tag>* out) const;
+
+  // Barriers made (membarrier calls or fences), for stats.
+  std::uint64_t barriers() const { return barriers_.load(std::memory_order_relaxed); }
+
+  static constexpr std::size_t kRecordsPerChunk = 64;
+  static constexpr std::size_t kMaxChunks = 4096;
+  static constexpr std::size_t kMaxRecords = kRecordsPerChunk * kMaxChunks;
+
+ private:
+  struct Chunk {
+    std::array<AccessRecord, kRecordsPerChunk> records;
+    std::atomic<std::uint64_t> pinning{0};  // bit i: records[i] has held a pin (set once, never cleared)
+  };
+
+  [[gnu::noinline]] void ListPinning(AccessRecord& r);
+  template <typename F>
+  void ForEach(F&& f) const {
+    const std::size_t n = made_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < n; ++i) f(chunks_[i / kRecordsPerChunk].load(std::memory_order_acquire)->records[i % kRecordsPerChunk]);
+  }
+
+  os::Os& os_;
+  const bool asymmetric_;
+  std::atomic<std::uint64_t> barriers_{0};
+  // Records are made in chunks that never move; made_ counts those readers may scan.
+  std::array<std::atomic<Chunk*>, kMaxChunks> chunks_{};
+  std::atomic<std::size_t> made_{0};
+  Mutex mu_;
+  std::vector<AccessRecord*> released_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace mova::handles
+
+#endif  // MOVA_HANDLES_ACCESS_RECORDS_H_

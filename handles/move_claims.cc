@@ -1,0 +1,51 @@
+// handles/move_claims.cc — see move_claims.h.
+#include "handles/move_claims.h"
+
+#include <algorithm>
+
+namespace mova::handles {
+
+bool MoveClaims::Add(std::uint32_t index, std::uint64_t offset) {
+  Word w;
+  if (!BeginMove(table_.entry(index), offset, &w)) return false;
+  claims_.push_back(Claim{index, w, State::kClaimed});
+  return true;
+}
+
+std::size_t MoveClaims::Confirm() {
+  std::size_t given_up = 0;
+  const bool trusted = records_.Barrier().ok();
+  tags_.clear();
+  if (trusted) records_.CollectTags(&tags_);
+  for (std::size_t i = confirmed_; i < claims_.size(); ++i) {
+    Claim& c = claims_[i];
+    EntryAtomic& e = table_.entry(c.index);
+    // After the barrier a freer that loaded the word before the claim either shows in its record or has
+    // stored the freed word already; any later pin or free sees MOVING and waits.
+    if (trusted && !std::binary_search(tags_.begin(), tags_.end(), TagOf(c.index)) && ClaimHolds(e, c.word)) {
+      c.state = State::kKept;
+      continue;
+    }
+    ReleaseClaim(e, c.word);
+    c.state = State::kEnded;
+    ++given_up;
+  }
+  confirmed_ = claims_.size();
+  return given_up;
+}
+
+void MoveClaims::Publish(std::size_t i, std::uint64_t new_offset) {
+  Claim& c = claims_[i];
+  EndMove(table_.entry(c.index), c.word, new_offset);
+  c.state = State::kEnded;
+}
+
+void MoveClaims::Reset() {
+  for (Claim& c : claims_) {
+    if (c.state != State::kEnded) ReleaseClaim(table_.entry(c.index), c.word);
+  }
+  claims_.clear();
+  confirmed_ = 0;
+}
+
+}  // namespace mova::handles
