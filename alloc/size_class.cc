@@ -235,7 +235,6 @@ struct SizeClass::CompactionBatch {
     std::uint32_t slot;
     Block* dst;
     std::uint32_t dslot;
-    std::uint32_t index;
   };
   handles::MoveClaims claims;  // claims[i] is moves[i]'s
   std::vector<Move> moves;
@@ -254,7 +253,7 @@ void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
     const std::uint64_t dst_off = m.dst->SlotOffset(m.dslot);
     // The whole slot is copied: the requested size travels in the handle, not in the block.
     std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, m.src->slot_size);
-    m.dst->Owner(m.dslot).store(m.index, std::memory_order_release);
+    m.dst->Owner(m.dslot).store(batch.claims.index(i), std::memory_order_release);
     batch.claims.Publish(i, dst_off);
     PushFree(m.src, m.slot);
     ++out.objects_moved;
@@ -304,7 +303,7 @@ ClassCompaction SizeClass::Compact() {
         break;
       }
       Block* d = blocks[dst];  // room >= in_use guarantees a non-full destination before src
-      batch.moves.push_back({s, slot, d, PopFree(d), owner});
+      batch.moves.push_back({s, slot, d, PopFree(d)});
       --room;
       if (d->in_use == d->objects) {
         Regroup(d);

@@ -19,7 +19,7 @@
 // counted pins == 0; a free entry has no counted pins and !MOVING. Every change of a live word is a CAS or an
 // RMW, except EndMove's store of a confirmed claim, which nobody else may change: so a counted pin and a
 // retire of one object are totally ordered, and a counted unpin always finds its own pin.
-// Waiters block with std::atomic::wait and are woken by the mover whenever a claim ends (EndMove, ReleaseClaim).
+// Waiters block with std::atomic::wait and are woken by the mover whenever a claim ends (EndMove).
 #ifndef MOVA_HANDLES_ENTRY_WORD_H_
 #define MOVA_HANDLES_ENTRY_WORD_H_
 
@@ -207,24 +207,12 @@ inline bool BeginMove(EntryAtomic& e, std::uint64_t offset, Word* out) {
   return true;
 }
 
-// Ends a confirmed claim (whose BeginMove word is `claimed`): publishes `new_offset`, clears MOVING and wakes
-// waiters. Only for a confirmed claim, which nobody else writes.
+// Ends a claim (whose BeginMove word is `claimed`): publishes `new_offset` — the old location when the claim
+// is given up — clears MOVING and wakes waiters. A plain store: nobody else changes a MOVING word (a retire
+// and a counted pin are CASes from a word without MOVING).
 inline void EndMove(EntryAtomic& e, Word claimed, std::uint64_t new_offset) {
   e.store(MakeWord(GenOf(claimed), new_offset), std::memory_order_release);
   e.notify_all();
-}
-
-// Gives a claim up without moving: clears MOVING if the word is still the claim's (a freer that loaded the word
-// before the claim may have retired it meanwhile), and wakes waiters either way.
-inline void ReleaseClaim(EntryAtomic& e, Word claimed) {
-  Word expected = claimed | kMovingBit;
-  e.compare_exchange_strong(expected, claimed, std::memory_order_release, std::memory_order_relaxed);
-  e.notify_all();
-}
-
-// True while the claim made with word `claimed` still holds (nobody retired the entry under it).
-inline bool ClaimHolds(const EntryAtomic& e, Word claimed) {
-  return e.load(std::memory_order_acquire) == (claimed | kMovingBit);
 }
 
 }  // namespace mova::handles

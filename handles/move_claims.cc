@@ -19,15 +19,13 @@ std::size_t MoveClaims::Confirm() {
   if (trusted) records_.CollectTags(&tags_);
   for (std::size_t i = confirmed_; i < claims_.size(); ++i) {
     Claim& c = claims_[i];
-    EntryAtomic& e = table_.entry(c.index);
-    // After the barrier a freer that loaded the word before the claim either shows in its record or has
-    // stored the freed word already; any later pin or free sees MOVING and waits.
-    if (trusted && !std::binary_search(tags_.begin(), tags_.end(), TagOf(c.index)) && ClaimHolds(e, c.word)) {
+    // After the barrier a pinner or freer that loaded the word before the claim shows in its record; any
+    // later pin or free sees MOVING and waits.
+    if (trusted && !std::binary_search(tags_.begin(), tags_.end(), TagOf(c.index))) {
       c.state = State::kKept;
       continue;
     }
-    ReleaseClaim(e, c.word);
-    c.state = State::kEnded;
+    GiveUp(c);
     ++given_up;
   }
   confirmed_ = claims_.size();
@@ -40,9 +38,14 @@ void MoveClaims::Publish(std::size_t i, std::uint64_t new_offset) {
   c.state = State::kEnded;
 }
 
+void MoveClaims::GiveUp(Claim& c) {
+  EndMove(table_.entry(c.index), c.word, OffsetOf(c.word));
+  c.state = State::kEnded;
+}
+
 void MoveClaims::Reset() {
   for (Claim& c : claims_) {
-    if (c.state != State::kEnded) ReleaseClaim(table_.entry(c.index), c.word);
+    if (c.state != State::kEnded) GiveUp(c);
   }
   claims_.clear();
   confirmed_ = 0;

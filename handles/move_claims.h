@@ -3,9 +3,10 @@
 //
 // Types: MoveClaims. A mover Adds the objects it means to move (BeginMove sets MOVING on each), then Confirms
 // the batch: one AccessRecords::Barrier and one read of every access record for the whole batch. A claim is
-// given up (ReleaseClaim) when a record names its entry (a pin through a record, or a free that loaded the
-// word before the claim) or when a freer retired the entry meanwhile. After Confirm a kept claim's object is
-// the mover's until Publish or Reset: nobody pins, frees or moves it.
+// given up (EndMove at its old place) when a record names its entry: a pin through a record, or a free that
+// loaded the word before the claim (its retire CAS then fails on MOVING, and it begins again once the claim
+// is given up). After Confirm a kept claim's object is the mover's until Publish or Reset: nobody pins, frees
+// or moves it.
 // Invariants: the entries of a batch are distinct (MOVING is exclusive); every claim ends exactly once — by
 // Confirm (given up), Publish, or Reset (given up). Not thread-safe: one mover owns a batch.
 #ifndef MOVA_HANDLES_MOVE_CLAIMS_H_
@@ -38,8 +39,9 @@ class MoveClaims {
   std::size_t Confirm();
   // True when claim i (in the order of Add) was confirmed and not yet ended: its object may be moved.
   bool kept(std::size_t i) const { return claims_[i].state == State::kKept; }
-  // The word claim i was made on (its location is the object's place before the move).
+  // The word claim i was made on (its location is the object's place before the move), and its entry.
   Word word(std::size_t i) const { return claims_[i].word; }
+  std::uint32_t index(std::size_t i) const { return claims_[i].index; }
 
   // Publishes kept claim i at `new_offset` and wakes whoever waits for it.
   void Publish(std::size_t i, std::uint64_t new_offset);
@@ -53,6 +55,7 @@ class MoveClaims {
     Word word;
     State state;
   };
+  void GiveUp(Claim& c);  // ends it at its old place
 
   HandleTable& table_;
   AccessRecords& records_;
