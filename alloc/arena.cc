@@ -120,14 +120,15 @@ absl::StatusOr<PageRun> Arena::AllocateBelow(Pages n, std::uint32_t limit_region
 }
 
 absl::StatusOr<compactor::MoveOutcome> Arena::MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind,
-                                                      Bytes keep_head) {
+                                                      Bytes keep_head, Backing dst_backing) {
   if (dst.count != src.count) return absl::InvalidArgumentError("MoveRun: runs of different lengths");
   if (keep_head.value() > kMaxKeptHead) return absl::InvalidArgumentError("MoveRun: keep_head over kMaxKeptHead");
   std::byte* const from = PageAddress(src.first);
   alignas(std::max_align_t) std::byte head[kMaxKeptHead];
   std::memcpy(head, from, keep_head.value());
   absl::StatusOr<compactor::MoveOutcome> moved =
-      mover_->Move(PageAddress(dst.first), from, ToBytes(Pages(src.count)), kind);
+      mover_->Move(PageAddress(dst.first), from, ToBytes(Pages(src.count)), kind,
+                   dst_backing == Backing::kPopulated ? compactor::Destination::kPresent : compactor::Destination::kEmpty);
   if (moved.ok()) std::memcpy(from, head, keep_head.value());
   return moved;
 }
@@ -162,13 +163,15 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
   const std::uint32_t end = first + static_cast<std::uint32_t>(n.value());
   if (backing == Backing::kEmpty) {
     // A move's destination: no page may be present, so the dirty ones are discarded now.
+    std::vector<PageRun> dirty;
     for (std::uint32_t p = first; p < end; ++p) {
       if (!IsDirty(p)) continue;
       std::uint32_t q = p;
       while (q < end && IsDirty(q)) ++q;
-      if (absl::Status s = DiscardFreeRun(p, q); !s.ok()) return s;
+      dirty.push_back(PageRun{p, q - p});
       p = q;
     }
+    if (absl::Status s = DiscardFreeRuns(dirty); !s.ok()) return s;
     MarkUsed(first, n.value(), true);
     return PageRun{first, static_cast<std::uint32_t>(n.value())};
   }
@@ -247,7 +250,7 @@ void Arena::Free(PageRun run) {
     MarkDirty(p, q);
     p = q;
   }
-  if (decay_.count() == 0) {
+  if (decay_.count() == 0 && deferring_ == 0) {
     // Only this run's regions have dirty pages: discard them now, without looking at the others.
     DiscardDirtyRegions(run.first / kPagesPerRegion, (end - 1) / kPagesPerRegion + 1);
   } else {
@@ -266,7 +269,18 @@ void Arena::PurgeDirty(bool force) {
   PurgeLocked(force);
 }
 
+Arena::DeferDiscards::DeferDiscards(Arena& arena) : arena_(arena) {
+  MutexLock lock(&arena_.mu_);
+  ++arena_.deferring_;
+}
+
+Arena::DeferDiscards::~DeferDiscards() {
+  MutexLock lock(&arena_.mu_);
+  if (--arena_.deferring_ == 0) arena_.PurgeLocked(/*force=*/true);
+}
+
 void Arena::PurgeLocked(bool force) {
+  if (!force && deferring_ > 0) return;
   if (force || decay_.count() == 0) {
     if (dirty_pages_ != 0) DiscardTopDirty(dirty_pages_);
     return;
@@ -294,9 +308,10 @@ void Arena::DiscardTopDirty(std::uint64_t pages) {
 
 void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region) {
   constexpr std::uint32_t kNone = ~0u;
-  std::uint32_t run_first = kNone, run_end = 0;  // the merged run not yet discarded
+  std::uint32_t run_first = kNone, run_end = 0;  // the merged run not yet listed
+  std::vector<PageRun> runs;
   auto flush = [&] {
-    if (run_first != kNone) (void)DiscardFreeRun(run_first, run_end);
+    if (run_first != kNone) runs.push_back(PageRun{run_first, run_end - run_first});
     run_first = kNone;
   };
   for (std::uint32_t ri = first_region; ri < end_region; ++ri) {
@@ -322,20 +337,34 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
     }
   }
   flush();
+  (void)DiscardFreeRuns(runs);  // a failed run stays dirty and is counted
 }
 
-absl::Status Arena::DiscardFreeRun(std::uint32_t first, std::uint32_t end) {
-  ++discard_calls_;
-  if (absl::Status s = os_.Discard(PageAddress(first), ToBytes(Pages(end - first))); !s.ok()) {
-    ++discard_failures_;  // the pages stay dirty (resident) and are tried again later
-    return s;
+absl::Status Arena::DiscardFreeRuns(std::span<const PageRun> runs) {
+  std::vector<os::PageSpan> spans;
+  spans.reserve(runs.size());
+  for (const PageRun& r : runs) spans.push_back(os::PageSpan{PageAddress(r.first), ToBytes(Pages(r.count))});
+  absl::Status first_failure;
+  for (std::size_t next = 0; next < runs.size();) {
+    os::DiscardProgress progress;
+    const absl::Status s = os_.DiscardRanges(std::span<const os::PageSpan>(spans).subspan(next), &progress);
+    discard_calls_ += progress.calls;
+    discard_runs_ += progress.ranges_done;
+    for (std::size_t i = next; i < next + progress.ranges_done; ++i) {
+      for (std::uint32_t p = runs[i].first; p < runs[i].first + runs[i].count; ++p) {
+        if (!IsDirty(p)) continue;
+        ClearDirty(p);
+        ++pages_discarded_;
+      }
+    }
+    next += progress.ranges_done;
+    if (!s.ok()) {
+      ++discard_failures_;  // this run's pages stay dirty (resident) and are tried again later
+      if (first_failure.ok()) first_failure = s;
+      ++next;
+    }
   }
-  for (std::uint32_t p = first; p < end; ++p) {
-    if (!IsDirty(p)) continue;
-    ClearDirty(p);
-    ++pages_discarded_;
-  }
-  return absl::OkStatus();
+  return first_failure;
 }
 
 Arena::CollapseResult Arena::CollapseFullRegions() {
@@ -374,6 +403,7 @@ Arena::Stats Arena::stats() const {
   s.pages_discarded = pages_discarded_;
   s.discard_failures = discard_failures_;
   s.discard_calls = discard_calls_;
+  s.discard_runs = discard_runs_;
   s.populate_calls = populate_calls_;
   s.regions_collapsed = regions_collapsed_;
   s.collapse_failures = collapse_failures_;

@@ -11,12 +11,14 @@
 // to be populated again. Dirty pages also go when the memory limit needs them and by PurgeDirty(force). (Looked
 // for by allocations and frees at most every delay/8.) A purge discards few, large
 // runs: each maximal run of free pages (dirty or not; a free clean page has nothing to discard, so including
-// it costs nothing) that holds a dirty page, merged across region boundaries, is one Os::Discard — MADV_DONTNEED
-// costs 6–20 µs per call here but ~0.3 µs per page in long runs. With a decay delay, an allocation that must
+// it costs nothing) that holds a dirty page, merged across region boundaries, is one range, and all the ranges
+// of a purge go to one Os::DiscardRanges — process_madvise discards up to 1024 ranges with one TLB flush, where a
+// MADV_DONTNEED call costs 6–20 µs here (its flush) but ~0.3–0.5 µs per page in long runs or batches. With a decay delay, an allocation that must
 // populate fresh pages populates up to kPopulateAhead free pages after them too (left dirty, for the next
 // blocks), so a growing class makes one populate call per kPopulateAhead pages, not one per block.
 // Moving runs: the arena owns the MoveEngine for its range (UFFDIO_MOVE needs the whole range registered
-// once); MoveRun moves a run's pages into a run allocated with Backing::kEmpty, and FreeMovedOut gives back a
+// once); MoveRun moves a run's pages into a run allocated as BackingForMove says (empty for a zero-copy move,
+// populated for a copy), and FreeMovedOut gives back a
 // run whose pages a move took away.
 // Invariants (under mu_): for each region, used and dirty are disjoint, used_count == popcount(used);
 //   used_pages_ == Σ used_count; dirty_pages_ == Σ popcount(dirty); used_pages_ <= limit_pages_;
@@ -30,6 +32,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -87,8 +90,15 @@ class Arena {
   // (one fresh page, given back with src's run) — for a driver whose descriptor lives in the block's first bytes
   // and that the framework still works on after Migrate.
   static constexpr std::size_t kMaxKeptHead = 64;
+  // `dst_backing` says how dst was allocated: BackingForMove's answer for the run.
   absl::StatusOr<compactor::MoveOutcome> MoveRun(PageRun dst, PageRun src, compactor::MoveKind kind,
-                                                 Bytes keep_head = Bytes(0));
+                                                 Bytes keep_head = Bytes(0), Backing dst_backing = Backing::kEmpty);
+  // How to allocate the destination of a move of `n` pages of `kind`: empty where the engine would move the
+  // pages without copying, populated where it would copy (then dirty pages are reused and clean ones populated
+  // ahead, instead of discarding the one and populating the other page by page).
+  Backing BackingForMove(Pages n, compactor::MoveKind kind) const {
+    return mover_->ZeroCopy(ToBytes(n), kind) ? Backing::kEmpty : Backing::kPopulated;
+  }
   compactor::MoveEngineStats move_stats() const { return mover_->stats(); }
   const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.
@@ -96,6 +106,19 @@ class Arena {
   // Discards dirty pages: all of them if `force`, else, once a decay interval has passed, those that were not
   // reused during it.
   void PurgeDirty(bool force);
+  // While one of these lives, freed pages stay dirty even with a decay delay of zero, and its end discards
+  // every dirty page at once: compact() and defragment() free many scattered runs, which then go to the OS in
+  // a few batched calls (Os::DiscardRanges) instead of one call each.
+  class DeferDiscards {
+   public:
+    explicit DeferDiscards(Arena& arena);
+    ~DeferDiscards();
+    DeferDiscards(const DeferDiscards&) = delete;
+    DeferDiscards& operator=(const DeferDiscards&) = delete;
+
+   private:
+    Arena& arena_;
+  };
   // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
   static constexpr std::uint32_t kPopulateAhead = 128;
   // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge
@@ -117,8 +140,9 @@ class Arena {
     std::uint64_t regions_touched = 0;   // regions ever used (high-water mark)
     std::uint64_t regions_in_use = 0;    // regions with at least one used page
     std::uint64_t pages_discarded = 0;   // cumulative pages given back
-    std::uint64_t discard_failures = 0;  // MADV_DONTNEED calls that failed (the pages stay dirty)
-    std::uint64_t discard_calls = 0;     // Os::Discard calls, cumulative (failed ones included)
+    std::uint64_t discard_failures = 0;  // runs whose discard failed (their pages stay dirty)
+    std::uint64_t discard_calls = 0;     // system calls that discarded pages, cumulative (failed ones included)
+    std::uint64_t discard_runs = 0;      // runs of pages discarded, cumulative (a call discards up to 1024)
     std::uint64_t populate_calls = 0;    // Os::Populate calls, cumulative
     std::uint64_t regions_collapsed = 0;   // cumulative CollapseFullRegions successes
     std::uint64_t collapse_failures = 0;
@@ -166,9 +190,10 @@ class Arena {
   bool RegionHasDirty(std::uint32_t ri) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return (dirty_regions_[ri / 64] >> (ri % 64) & 1) != 0;
   }
-  // Discards the free pages [first, end) (dirty or clean, none used): the dirty ones become clean, or all stay
-  // as they were and the failure is counted.
-  absl::Status DiscardFreeRun(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards free runs (their pages dirty or clean, none used), as few Os calls as the OS allows
+  // (Os::DiscardRanges): the dirty pages of each run discarded become clean; a run whose discard failed stays
+  // as it was, the failure is counted, and the runs after it are still tried. Returns the first failure.
+  absl::Status DiscardFreeRuns(std::span<const PageRun> runs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Discards the dirty pages of regions [first_region, end_region), in maximal free runs merged across regions.
   void DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -187,6 +212,7 @@ class Arena {
   std::uint64_t pages_discarded_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discard_failures_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discard_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t discard_runs_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t populate_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::uint64_t> dirty_regions_ ABSL_GUARDED_BY(mu_);  // bit per region: has dirty pages
   std::uint64_t regions_collapsed_ ABSL_GUARDED_BY(mu_) = 0;
@@ -194,6 +220,7 @@ class Arena {
   std::chrono::steady_clock::time_point next_purge_scan_ ABSL_GUARDED_BY(mu_){};  // see PurgeLocked
   std::chrono::steady_clock::time_point interval_start_ ABSL_GUARDED_BY(mu_){};  // the decay interval's start
   std::uint64_t low_water_ ABSL_GUARDED_BY(mu_) = 0;  // fewest dirty pages since interval_start_
+  int deferring_ ABSL_GUARDED_BY(mu_) = 0;  // DeferDiscards alive
 };
 
 }  // namespace mova::alloc

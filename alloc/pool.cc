@@ -22,6 +22,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <random>
 #include <span>
 #include <string_view>
@@ -454,7 +455,8 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   absl::StatusOr<std::unique_ptr<alloc::Arena>> arena = alloc::Arena::Create(
       the_os, alloc::ArenaOptions{options.arena_capacity, options.memory_limit, options.decay,
                                   compactor::MoveEngineOptions{.use_userfaultfd = options.move_by_userfaultfd,
-                                                               .use_remap = options.move_by_mremap}});
+                                                               .use_remap = options.move_by_mremap,
+                                                               .zero_copy_min = options.zero_copy_min}});
   if (!arena.ok()) return arena.status();
   impl->arena = std::move(*arena);
   absl::StatusOr<std::unique_ptr<alloc::PageMap>> page_map =
@@ -714,16 +716,19 @@ CompactResult Pool::compact() {
   const absl::Time start = absl::Now();
   p.RecallThreadCaches();
   CompactResult r;
-  for (auto& cls : p.classes) {
-    alloc::ClassCompaction c = cls->Compact();
-    r.objects_moved += c.objects_moved;
-    r.bytes_moved += c.bytes_moved;
-    r.blocks_released += c.blocks_released;
-    r.pages_released += c.pages_released;
-    r.objects_skipped += c.objects_skipped;
-    r.blocks_skipped += c.blocks_skipped;
+  {
+    // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay.
+    alloc::Arena::DeferDiscards defer(*p.arena);
+    for (auto& cls : p.classes) {
+      alloc::ClassCompaction c = cls->Compact();
+      r.objects_moved += c.objects_moved;
+      r.bytes_moved += c.bytes_moved;
+      r.blocks_released += c.blocks_released;
+      r.pages_released += c.pages_released;
+      r.objects_skipped += c.objects_skipped;
+      r.blocks_skipped += c.blocks_skipped;
+    }
   }
-  p.arena->PurgeDirty(/*force=*/true);
   p.table->ReleaseAhead();
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   p.objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
@@ -759,8 +764,13 @@ DefragResult Pool::defragment() {
   };
   const std::uint64_t pages_before = pages_migrated();
   const std::vector<std::uint32_t> usage_before = p.arena->RegionUsage();
-  alloc::LowerRegionTargets block_targets(*p.arena, [](compactor::MovableBlock& m) { return alloc::BlockOfMovable(m)->run(); });
-  alloc::LowerRegionTargets huge_targets(*p.arena, [](compactor::MovableBlock& m) { return alloc::HugeOfMovable(m)->run; });
+  // Runs given back (copied-from blocks, targets of failed moves) go to the OS together at the end.
+  std::optional<alloc::Arena::DeferDiscards> defer;
+  defer.emplace(*p.arena);
+  alloc::LowerRegionTargets block_targets(*p.arena, compactor::MoveKind::kBlock,
+                                         [](compactor::MovableBlock& m) { return alloc::BlockOfMovable(m)->run(); });
+  alloc::LowerRegionTargets huge_targets(*p.arena, compactor::MoveKind::kRun,
+                                        [](compactor::MovableBlock& m) { return alloc::HugeOfMovable(m)->run; });
   DefragResult r;
   // The migrate scanner walks regions from the top down to the first `needed` regions, which could hold every
   // page in use (moving blocks among those frees no region); the free scanner (LowerRegionTargets) finds room
@@ -801,7 +811,7 @@ DefragResult Pool::defragment() {
     }
   }
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
-  p.arena->PurgeDirty(/*force=*/true);
+  defer.reset();  // discards every dirty page, in batched calls
   if (p.options.collapse_dense_regions) r.regions_collapsed = p.arena->CollapseFullRegions().collapsed;
   const compactor::MigrationStats after = p.migrator.stats();
   const compactor::MoveEngineStats moves_after = p.arena->move_stats();
@@ -875,6 +885,7 @@ PoolStats Pool::stats() const {
   s.discard_failures = a.discard_failures;
   s.populate_calls = a.populate_calls;
   s.discard_calls = a.discard_calls;
+  s.discard_runs = a.discard_runs;
   // The page map is backed where regions were touched: 2 B per page, a quarter page of map per region.
   s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint16_t);
   const handles::HandleTable::Stats t = p.table->stats();

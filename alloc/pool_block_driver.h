@@ -33,7 +33,7 @@ class PoolBlockDriver final : public compactor::MovableOps {
   compactor::MigrateResult Migrate(compactor::MovableBlock& dst, compactor::MovableBlock& src,
                                    compactor::MigrateMode) override {
     Block* s = BlockOfMovable(src);
-    return classes_[s->cls]->MigrateBlock(s, TargetRun(dst));
+    return classes_[s->cls]->MigrateBlock(s, TargetOf(dst));
   }
   void Putback(compactor::MovableBlock& m) override {
     Block* b = BlockOfMovable(m);

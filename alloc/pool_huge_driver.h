@@ -42,11 +42,12 @@ class PoolHugeDriver final : public compactor::MovableOps {
   compactor::MigrateResult Migrate(compactor::MovableBlock& dst, compactor::MovableBlock& src,
                                    compactor::MigrateMode) override {
     HugeObject* h = HugeOfMovable(src);
-    const PageRun to = TargetRun(dst), from = h->run;
+    const MoveTarget& target = TargetOf(dst);
+    const PageRun to = target.run, from = h->run;
     handles::MoveClaims claim(table_, records_);  // given up when it goes, unless published
     if (!claim.Add(h->owner, h->data_offset()) || claim.Confirm() != 0) return compactor::MigrateResult::kAgain;
     absl::StatusOr<compactor::MoveOutcome> moved =
-        arena_.MoveRun(to, from, compactor::MoveKind::kRun, Bytes(sizeof(HugeObject)));  // h stays readable
+        arena_.MoveRun(to, from, compactor::MoveKind::kRun, Bytes(sizeof(HugeObject)), target.backing);  // h stays readable
     if (!moved.ok()) return compactor::MigrateResult::kFail;
     auto* n = reinterpret_cast<HugeObject*>(arena_.PageAddress(to.first));
     n->run = to;

@@ -121,6 +121,7 @@ constexpr OptionField kFields[] = {
     {"checked", [](auto n, auto v, PoolOptions& o) { return Set(o.checked, ParseBool, n, v); }},
     {"move_by_userfaultfd", [](auto n, auto v, PoolOptions& o) { return Set(o.move_by_userfaultfd, ParseBool, n, v); }},
     {"move_by_mremap", [](auto n, auto v, PoolOptions& o) { return Set(o.move_by_mremap, ParseBool, n, v); }},
+    {"zero_copy_min", [](auto n, auto v, PoolOptions& o) { return Set(o.zero_copy_min, ParseBytes, n, v); }},
     {"collapse_dense_regions",
      [](auto n, auto v, PoolOptions& o) { return Set(o.collapse_dense_regions, ParseBool, n, v); }},
     {"background_interval_ms",

@@ -126,8 +126,9 @@ void SizeClass::PutbackBlock(Block* b) {
   Regroup(b);  // an emptied block becomes the spare or is released
 }
 
-compactor::MigrateResult SizeClass::MigrateBlock(Block* src, PageRun to) {
+compactor::MigrateResult SizeClass::MigrateBlock(Block* src, const MoveTarget& target) {
   MutexLock lock(&mu_);
+  const PageRun to = target.run;
   if (!src->movable.movable()) {
     // Emptied and freed while isolated (after the migrator last looked): that counts as migrated, and the
     // target is not needed.
@@ -152,7 +153,7 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, PageRun to) {
   const PageRun from = src->run();
   const std::uint64_t from_off = src->offset();
   absl::StatusOr<compactor::MoveOutcome> moved =
-      arena_.MoveRun(to, from, compactor::MoveKind::kBlock, Bytes(sizeof(Block)));
+      arena_.MoveRun(to, from, compactor::MoveKind::kBlock, Bytes(sizeof(Block)), target.backing);
   if (!moved.ok()) return compactor::MigrateResult::kFail;  // src is intact; the framework puts it back
   auto* dst = reinterpret_cast<Block*>(arena_.PageAddress(to.first));
   dst->first_page = to.first;

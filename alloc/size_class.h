@@ -28,6 +28,7 @@
 #include "base/mutex.h"
 #include "alloc/arena.h"
 #include "alloc/block.h"
+#include "alloc/lower_region_targets.h"
 #include "alloc/page_map.h"
 #include "alloc/size_class_map.h"
 #include "compactor/movable_block.h"
@@ -84,11 +85,11 @@ class SizeClass {
   bool IsolateBlock(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Lists an isolated block again.
   void PutbackBlock(Block* b) ABSL_LOCKS_EXCLUDED(mu_);
-  // Moves isolated `src` into the empty run `to` (as many pages): every object is claimed, the pages moved
-  // (Arena::MoveRun), every handle republished at the new place; `src` is unregistered.
+  // Moves isolated `src` into the run `to` (as many pages, allocated as to.backing says): every object is
+  // claimed, the pages moved (Arena::MoveRun), every handle republished at the new place; `src` is unregistered.
   // kAgain if an object could not be claimed (pinned, or freed into a thread cache meanwhile); kFail if the
   // move failed (memory short for a copy) — nothing moved then.
-  compactor::MigrateResult MigrateBlock(Block* src, PageRun to) ABSL_LOCKS_EXCLUDED(mu_);
+  compactor::MigrateResult MigrateBlock(Block* src, const MoveTarget& to) ABSL_LOCKS_EXCLUDED(mu_);
   // Pages of blocks this class has migrated, cumulative.
   std::uint64_t pages_migrated() const ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);

@@ -23,8 +23,8 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
   absl::StrAppendFormat(&out, "slots       %10.2f MiB of live slots; %u handles in use; table peak %u pages; %u entries rested, %u pages re-keyed\n",
                         MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak, s.handles_rested,
                         s.handle_pages_rekeyed);
-  absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u populate and %u discard calls (%u failed); %u regions collapsed to huge pages (%u failed)\n",
-                        s.regions_in_use, s.regions_touched, s.populate_calls, s.discard_calls, s.discard_failures,
+  absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u populate calls; %u discard calls for %u runs (%u runs failed); %u regions collapsed to huge pages (%u failed)\n",
+                        s.regions_in_use, s.regions_touched, s.populate_calls, s.discard_calls, s.discard_runs, s.discard_failures,
                         s.regions_collapsed, s.collapse_failures);
   if (s.background_running || s.background_wakeups > 0) {
     absl::StrAppendFormat(&out, "background  %s: %u wakeups, %u of them compacted\n",
@@ -75,6 +75,7 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("regions_touched", s.regions_touched);
   field("populate_calls", s.populate_calls);
   field("discard_calls", s.discard_calls);
+  field("discard_runs", s.discard_runs);
   field("compactions", s.compactions);
   field("objects_moved", s.objects_moved);
   field("bytes_moved", s.bytes_moved);

@@ -23,6 +23,11 @@ class CountingOs final : public os::Os {
   absl::Status Unreserve(std::byte* addr, Bytes size) override { return (Count(), real_.Unreserve(addr, size)); }
   absl::Status Populate(std::byte* addr, Bytes size) override { return (Count(), real_.Populate(addr, size)); }
   absl::Status Discard(std::byte* addr, Bytes size) override { return (Count(), real_.Discard(addr, size)); }
+  absl::Status DiscardRanges(std::span<const os::PageSpan> ranges, os::DiscardProgress* progress) override {
+    absl::Status s = real_.DiscardRanges(ranges, progress);
+    calls_.fetch_add(progress->calls, std::memory_order_relaxed);  // one batched call discards many ranges
+    return s;
+  }
   absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override {
     return (Count(), real_.ExcludeFromCoreDumps(addr, size));
   }

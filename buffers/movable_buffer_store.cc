@@ -160,10 +160,11 @@ bool MovableBufferStore::Isolate(compactor::MovableBlock& m, compactor::MigrateM
 compactor::MigrateResult MovableBufferStore::Migrate(compactor::MovableBlock& dst, compactor::MovableBlock& src,
                                                      compactor::MigrateMode) {
   Buffer& b = *static_cast<Buffer*>(src.owner());
-  const alloc::PageRun to = alloc::TargetRun(dst);
+  const alloc::MoveTarget& target = alloc::TargetOf(dst);
+  const alloc::PageRun to = target.run;
   if (!ClaimForMove(b)) return compactor::MigrateResult::kAgain;  // pinned since isolation
   const alloc::PageRun from = RunOf(b);
-  absl::StatusOr<compactor::MoveOutcome> moved = arena_->MoveRun(to, from, compactor::MoveKind::kRun);
+  absl::StatusOr<compactor::MoveOutcome> moved = arena_->MoveRun(to, from, compactor::MoveKind::kRun, Bytes(0), target.backing);
   if (!moved.ok()) {  // memory short for a copy: the buffer stays where it is, whole
     EndMove(b);
     return compactor::MigrateResult::kFail;
@@ -204,7 +205,7 @@ DefragResult MovableBufferStore::Defragment() {
       if (region >= needed && region < by_region.size()) by_region[region].push_back(&b);
     }
   }
-  alloc::LowerRegionTargets targets(*arena_, [](compactor::MovableBlock& m) { return RunOf(*static_cast<Buffer*>(m.owner())); });
+  alloc::LowerRegionTargets targets(*arena_, compactor::MoveKind::kRun, [](compactor::MovableBlock& m) { return RunOf(*static_cast<Buffer*>(m.owner())); });
   DefragResult r;
   for (std::size_t region = by_region.size(); region-- > needed;) {
     if (by_region[region].empty()) continue;

@@ -45,9 +45,23 @@ absl::Status MoveEngine::Copy(std::byte* dst, std::byte* src, Bytes size) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Bytes size, MoveKind kind) {
+bool MoveEngine::ZeroCopy(Bytes size, MoveKind kind) const {
+  if (size < options_.zero_copy_min) return false;
+  return UsableUffd() >= 0 ||
+         (kind == MoveKind::kRun && options_.use_remap && remaps_left_.load(std::memory_order_relaxed) > 0);
+}
+
+absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Bytes size, MoveKind kind,
+                                             Destination dst_holds) {
   if (size.value() == 0) return MoveOutcome{MoveWay::kCopy, true};
-  const int uffd = UsableUffd();
+  if (dst_holds == Destination::kPresent) {
+    std::memcpy(dst, src, size.value());
+    c_.copy_moves.fetch_add(1, std::memory_order_relaxed);
+    c_.copy_bytes.fetch_add(size.value(), std::memory_order_relaxed);
+    return MoveOutcome{MoveWay::kCopy, false};
+  }
+  const bool zero_copy = size >= options_.zero_copy_min;
+  const int uffd = zero_copy ? UsableUffd() : -1;
   std::size_t moved = 0;
   if (uffd >= 0) {
     absl::Status st;
@@ -63,7 +77,7 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
       return MoveOutcome{MoveWay::kUffdMove, true};
     }
     (absl::IsUnavailable(st) ? c_.uffd_busy_fallbacks : c_.uffd_other_fallbacks).fetch_add(1, std::memory_order_relaxed);
-  } else if (kind == MoveKind::kRun && options_.use_remap) {
+  } else if (zero_copy && kind == MoveKind::kRun && options_.use_remap) {
     std::uint64_t left = remaps_left_.load(std::memory_order_relaxed);
     while (left > 0 && !remaps_left_.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) {
     }

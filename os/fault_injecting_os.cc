@@ -64,6 +64,20 @@ absl::Status FaultInjectingOs::Discard(std::byte* addr, Bytes size) {
   return real_.Discard(addr, size);
 }
 
+absl::Status FaultInjectingOs::DiscardRanges(std::span<const PageSpan> ranges, DiscardProgress* progress) {
+  // Each range is one kDiscard call: the ranges before the first injected failure are discarded by the real
+  // batched call, so a failure can land on any range of a batch.
+  std::size_t allowed = 0;
+  absl::Status injected;
+  while (allowed < ranges.size()) {
+    injected = Check(OsOp::kDiscard, "process_madvise(MADV_DONTNEED)");
+    if (!injected.ok()) break;
+    ++allowed;
+  }
+  if (absl::Status s = real_.DiscardRanges(ranges.first(allowed), progress); !s.ok()) return s;
+  return injected;
+}
+
 absl::Status FaultInjectingOs::ExcludeFromCoreDumps(std::byte* addr, Bytes size) {
   if (absl::Status s = Check(OsOp::kExcludeFromCoreDumps, "madvise(MADV_DONTDUMP)"); !s.ok()) return s;
   return real_.ExcludeFromCoreDumps(addr, size);

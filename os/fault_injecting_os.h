@@ -46,6 +46,7 @@ class FaultInjectingOs final : public Os {
   absl::Status Unreserve(std::byte* addr, Bytes size) override;
   absl::Status Populate(std::byte* addr, Bytes size) override;
   absl::Status Discard(std::byte* addr, Bytes size) override;
+  absl::Status DiscardRanges(std::span<const PageSpan> ranges, DiscardProgress* progress) override;  // kDiscard per range
   absl::Status CollapseHugepages(std::byte* addr, Bytes size) override;
   absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override;
   absl::Status Remap(std::byte* dst, std::byte* src, Bytes size) override;

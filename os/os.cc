@@ -7,11 +7,15 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "base/mutex.h"
@@ -44,6 +48,11 @@ struct UffdioMove {
   std::int64_t move;  // written by the kernel: bytes moved, or -errno
 };
 inline constexpr unsigned long kUffdioMove = _IOWR(UFFDIO, 0x05, UffdioMove);
+// PIDFD_SELF_THREAD (Linux 6.15): a pidfd naming the calling thread, so no descriptor is opened, and a forked
+// child names itself rather than its parent.
+inline constexpr int kPidfdSelf = -10000;
+// The most iovecs process_madvise takes in one call (UIO_MAXIOV).
+inline constexpr std::size_t kMaxIovecs = 1024;
 }  // namespace mova::os::uapi
 
 namespace mova::os {
@@ -120,6 +129,44 @@ class SystemOsImpl final : public Os {
     return absl::OkStatus();
   }
 
+  absl::Status DiscardRanges(std::span<const PageSpan> ranges, DiscardProgress* progress) override {
+    *progress = DiscardProgress{};
+    while (progress->ranges_done < ranges.size() && batch_discards_.load(std::memory_order_relaxed)) {
+      const std::span<const PageSpan> rest = ranges.subspan(progress->ranges_done);
+      const std::size_t n = std::min(rest.size(), uapi::kMaxIovecs);
+      iovec iov[uapi::kMaxIovecs];
+      for (std::size_t i = 0; i < n; ++i) iov[i] = iovec{rest[i].addr, rest[i].size.value()};
+      ++progress->calls;
+      const long done = syscall(SYS_process_madvise, uapi::kPidfdSelf, iov, n, MADV_DONTNEED, 0);
+      if (done < 0) {
+        const int err = errno;
+        if (err == EBADF || err == ENOSYS || err == EPERM) {
+          // No PIDFD_SELF (before 6.15), no process_madvise, or a seccomp filter: one madvise per range from now.
+          --progress->calls;
+          batch_discards_.store(false, std::memory_order_relaxed);
+          break;
+        }
+        return ErrnoStatus(err, "process_madvise(MADV_DONTNEED)", rest[0].addr, rest[0].size.value());
+      }
+      // The kernel stops at the first range it cannot advise and returns the bytes advised before it.
+      std::size_t advised = static_cast<std::size_t>(done), whole = 0;
+      while (whole < n && advised >= rest[whole].size.value()) advised -= rest[whole++].size.value();
+      progress->ranges_done += whole;
+      if (whole < n) {
+        // Stopped inside the batch: the range it stopped at says why.
+        ++progress->calls;
+        if (absl::Status s = Discard(rest[whole].addr, rest[whole].size); !s.ok()) return s;
+        ++progress->ranges_done;
+      }
+    }
+    for (; progress->ranges_done < ranges.size(); ++progress->ranges_done) {
+      ++progress->calls;
+      const PageSpan& r = ranges[progress->ranges_done];
+      if (absl::Status s = Discard(r.addr, r.size); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override {
     if (madvise(addr, size.value(), MADV_DONTDUMP) != 0) return ErrnoStatus(errno, "madvise(MADV_DONTDUMP)", addr, size.value());
     return absl::OkStatus();
@@ -178,6 +225,8 @@ class SystemOsImpl final : public Os {
   }
 
  private:
+  std::atomic<bool> batch_discards_{true};  // false once the kernel refused process_madvise on PIDFD_SELF
+
   static absl::StatusOr<int> NewUserfaultfd() {
     int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
     if (fd < 0 && (errno == EPERM || errno == EINVAL || errno == ENOSYS)) {

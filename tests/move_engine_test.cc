@@ -50,6 +50,9 @@ std::uint64_t Resident(const std::byte* p, std::size_t pages) {
   return bench::ResidentBytesIn(p, pages * kPageSize).value();
 }
 
+// The tests of the zero-copy ways move short runs too.
+const MoveEngineOptions kAlwaysZeroCopy{.zero_copy_min = Bytes(0)};
+
 // Skips when this kernel or process cannot use UFFDIO_MOVE, naming why (CI's machine can: Linux 6.18, root).
 #define REQUIRE_UFFD(engine)                                                                        \
   if (!(engine).stats().userfaultfd_ready) {                                                       \
@@ -58,7 +61,7 @@ std::uint64_t Resident(const std::byte* p, std::size_t pages) {
 
 TEST(MoveEngine, UffdMoveTakesThePagesWithoutCopying) {
   Range r(os::SystemOs());
-  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size), kAlwaysZeroCopy);
   REQUIRE_UFFD(engine);
   for (std::size_t pages : {1u, 16u, 512u}) {
     std::byte* src = r.page(0);
@@ -81,9 +84,45 @@ TEST(MoveEngine, UffdMoveTakesThePagesWithoutCopying) {
   }
 }
 
+// Below zero_copy_min a move copies even where UFFDIO_MOVE works, and leaves its source whole; from it up, the
+// pages move. Into a destination that is present already, a move copies and populates nothing.
+TEST(MoveEngine, ShortMovesCopyLongOnesMovePagesAndPresentDestinationsAreOnlyCopiedInto) {
+  Range r(os::SystemOs());
+  os::FaultInjectingOs fos;
+  MoveEngine engine(fos, r.base, Bytes(r.size), MoveEngineOptions{.zero_copy_min = Bytes(16 * kPageSize)});
+  REQUIRE_UFFD(engine);
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(32 * kPageSize)).ok());
+  FillPages(r.page(0), 32, 5);
+  EXPECT_FALSE(engine.ZeroCopy(Bytes(15 * kPageSize), MoveKind::kBlock));
+  EXPECT_TRUE(engine.ZeroCopy(Bytes(16 * kPageSize), MoveKind::kBlock));
+  absl::StatusOr<MoveOutcome> short_move = engine.Move(r.page(100), r.page(0), Bytes(15 * kPageSize), MoveKind::kBlock);
+  ASSERT_TRUE(short_move.ok());
+  EXPECT_EQ(short_move->way, MoveWay::kCopy);
+  EXPECT_FALSE(short_move->source_vacated);
+  EXPECT_TRUE(PagesMatch(r.page(100), 15, 5));
+  EXPECT_EQ(Resident(r.page(0), 15), 15 * kPageSize);
+  FillPages(r.page(200), 16, 6);
+  absl::StatusOr<MoveOutcome> long_move = engine.Move(r.page(300), r.page(200), Bytes(16 * kPageSize), MoveKind::kBlock);
+  ASSERT_TRUE(long_move.ok());
+  EXPECT_EQ(long_move->way, MoveWay::kUffdMove);
+  EXPECT_TRUE(PagesMatch(r.page(300), 16, 6));
+  EXPECT_EQ(Resident(r.page(200), 16), 0u);
+  // A present destination: one memcpy, no Populate, whatever the length.
+  ASSERT_TRUE(fos.Populate(r.page(400), Bytes(16 * kPageSize)).ok());
+  const std::int64_t populates = fos.calls(os::OsOp::kPopulate);
+  absl::StatusOr<MoveOutcome> present =
+      engine.Move(r.page(400), r.page(300), Bytes(16 * kPageSize), MoveKind::kRun, Destination::kPresent);
+  ASSERT_TRUE(present.ok());
+  EXPECT_EQ(present->way, MoveWay::kCopy);
+  EXPECT_EQ(fos.calls(os::OsOp::kPopulate), populates);
+  EXPECT_TRUE(PagesMatch(r.page(400), 16, 6));
+  EXPECT_EQ(engine.stats().copy_moves, 2u);
+  EXPECT_EQ(engine.stats().uffd_moves, 1u);
+}
+
 TEST(MoveEngine, HolesInTheSourceStayHoles) {
   Range r(os::SystemOs());
-  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size), kAlwaysZeroCopy);
   REQUIRE_UFFD(engine);
   ASSERT_TRUE(os::SystemOs().Populate(r.page(0), Bytes(kPageSize)).ok());
   FillPages(r.page(0), 1, 7);
@@ -98,7 +137,7 @@ TEST(MoveEngine, WithoutUserfaultfdBlocksAreCopiedAndTheReasonIsKept) {
   os::FaultInjectingOs fos;
   fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
   Range r(fos);
-  MoveEngine engine(fos, r.base, Bytes(r.size));
+  MoveEngine engine(fos, r.base, Bytes(r.size), kAlwaysZeroCopy);
   EXPECT_FALSE(engine.stats().userfaultfd_ready);
   EXPECT_NE(engine.userfaultfd_unavailable_reason().find("userfaultfd"), std::string::npos)
       << engine.userfaultfd_unavailable_reason();
@@ -118,7 +157,7 @@ TEST(MoveEngine, RegistrationFailureFallsBackQuietly) {
   os::FaultInjectingOs fos;
   fos.FailAfter(os::OsOp::kRegisterUserfaultfd, 0, EINVAL);
   Range r(fos);
-  MoveEngine engine(fos, r.base, Bytes(r.size));
+  MoveEngine engine(fos, r.base, Bytes(r.size), kAlwaysZeroCopy);
   EXPECT_FALSE(engine.stats().userfaultfd_ready);
   ASSERT_TRUE(fos.Populate(r.page(0), Bytes(kPageSize)).ok());
   FillPages(r.page(0), 1, 5);
@@ -130,7 +169,7 @@ TEST(MoveEngine, RunsGoByMremapWithinTheBudgetThenByMemcpy) {
   os::FaultInjectingOs fos;
   fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, ENOSYS);
   Range r(fos);
-  MoveEngine engine(fos, r.base, Bytes(r.size), MoveEngineOptions{.remap_budget = 2});
+  MoveEngine engine(fos, r.base, Bytes(r.size), MoveEngineOptions{.remap_budget = 2, .zero_copy_min = Bytes(0)});
   const std::size_t pages = 32;
   std::vector<MoveWay> ways;
   for (std::uint64_t i = 0; i < 3; ++i) {
@@ -161,7 +200,7 @@ TEST(MoveEngine, FailedMremapFallsBackToMemcpy) {
   fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
   fos.FailAfter(os::OsOp::kRemap, 0, ENOMEM);
   Range r(fos);
-  MoveEngine engine(fos, r.base, Bytes(r.size));
+  MoveEngine engine(fos, r.base, Bytes(r.size), kAlwaysZeroCopy);
   ASSERT_TRUE(fos.Populate(r.page(0), Bytes(8 * kPageSize)).ok());
   FillPages(r.page(0), 8, 9);
   absl::StatusOr<MoveOutcome> out = engine.Move(r.page(8), r.page(0), Bytes(8 * kPageSize), MoveKind::kRun);
@@ -174,7 +213,7 @@ TEST(MoveEngine, FailedMremapFallsBackToMemcpy) {
 TEST(MoveEngine, AnInjectedMoveFailureFinishesByMemcpy) {
   os::FaultInjectingOs fos;
   Range r(fos);
-  MoveEngine engine(fos, r.base, Bytes(r.size));
+  MoveEngine engine(fos, r.base, Bytes(r.size), kAlwaysZeroCopy);
   REQUIRE_UFFD(engine);
   fos.FailAfter(os::OsOp::kMovePages, 0, EBUSY);
   ASSERT_TRUE(fos.Populate(r.page(0), Bytes(4 * kPageSize)).ok());
@@ -190,7 +229,7 @@ TEST(MoveEngine, NoMemoryForACopyLeavesTheSourceWhole) {
   os::FaultInjectingOs fos;
   fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
   Range r(fos);
-  MoveEngine engine(fos, r.base, Bytes(r.size));
+  MoveEngine engine(fos, r.base, Bytes(r.size), kAlwaysZeroCopy);
   ASSERT_TRUE(fos.Populate(r.page(0), Bytes(4 * kPageSize)).ok());
   FillPages(r.page(0), 4, 13);
   fos.FailAfter(os::OsOp::kPopulate, 0, ENOMEM);
@@ -205,7 +244,7 @@ TEST(MoveEngine, NoMemoryForACopyLeavesTheSourceWhole) {
 TEST(MoveEngine, PagesSharedAfterForkAreCopiedAndAFailedCopyMovesTheRestBack) {
   os::FaultInjectingOs fos;
   Range r(fos);
-  MoveEngine engine(fos, r.base, Bytes(r.size));
+  MoveEngine engine(fos, r.base, Bytes(r.size), kAlwaysZeroCopy);
   REQUIRE_UFFD(engine);
   std::byte* src = r.page(0);
   ASSERT_TRUE(fos.Populate(src + 2 * kPageSize, Bytes(2 * kPageSize)).ok());  // pages 2, 3: shared after fork
@@ -252,7 +291,7 @@ TEST(MoveEngine, PagesSharedAfterForkAreCopiedAndAFailedCopyMovesTheRestBack) {
 // In a forked child the userfaultfd names the parent's memory: the child's engine must not use it.
 TEST(MoveEngine, AForkedChildMovesByMemcpy) {
   Range r(os::SystemOs());
-  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size), kAlwaysZeroCopy);
   REQUIRE_UFFD(engine);
   ASSERT_TRUE(os::SystemOs().Populate(r.page(0), Bytes(4 * kPageSize)).ok());
   FillPages(r.page(0), 4, 19);
@@ -289,7 +328,8 @@ TEST(MoveEngine, EnginesShareOneUserfaultfd) {
   std::vector<std::unique_ptr<MoveEngine>> engines;
   for (int i = 0; i < 50; ++i) {
     ranges.push_back(std::make_unique<Range>(os::SystemOs(), std::size_t{2} << 20));
-    engines.push_back(std::make_unique<MoveEngine>(os::SystemOs(), ranges.back()->base, Bytes(ranges.back()->size)));
+    engines.push_back(
+        std::make_unique<MoveEngine>(os::SystemOs(), ranges.back()->base, Bytes(ranges.back()->size), kAlwaysZeroCopy));
   }
   REQUIRE_UFFD(*engines.front());
   EXPECT_LE(OpenDescriptors(), before + 1);
@@ -310,7 +350,7 @@ TEST(MoveEngine, EnginesShareOneUserfaultfd) {
 // mappings over the range does not change.
 TEST(MoveEngine, HundredThousandRandomMovesKeepEveryByteAndAddNoMappings) {
   Range r(os::SystemOs());
-  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size));
+  MoveEngine engine(os::SystemOs(), r.base, Bytes(r.size), kAlwaysZeroCopy);
   REQUIRE_UFFD(engine);
   constexpr std::size_t kSlots = 1024, kSlotPages = 16;  // 1024 places of 16 pages = 64 MiB
   struct Run {
@@ -361,7 +401,7 @@ TEST(MoveEngine, MremapMovesAddBoundedMappings) {
   fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
   Range r(fos);
   const std::uint64_t budget = 64;
-  MoveEngine engine(fos, r.base, Bytes(r.size), MoveEngineOptions{.remap_budget = budget});
+  MoveEngine engine(fos, r.base, Bytes(r.size), MoveEngineOptions{.remap_budget = budget, .zero_copy_min = Bytes(0)});
   const std::size_t mappings_before = bench::MappingsIn(r.base, r.size).value();
   constexpr std::size_t kRunPages = 32, kSlots = 64;
   ASSERT_TRUE(fos.Populate(r.page(0), Bytes(kRunPages * kPageSize)).ok());

@@ -43,12 +43,10 @@ TEST(PoolDefrag, HighRegionsEmptyOutAndEverythingSurvives) {
 
   EXPECT_GT(r.blocks_migrated, 0u);
   EXPECT_GE(r.pages_moved, r.blocks_migrated);  // every block is at least a page
-  // Each block moved one way, counted: zero-copy where the kernel allows it (CI's does), else memcpy.
-  EXPECT_EQ(r.moves_uffd + r.moves_copy, r.blocks_migrated);
-  EXPECT_EQ(r.moves_mremap, 0u);  // blocks never go by mremap
-  if (after.userfaultfd_ready) {
-    EXPECT_EQ(r.moves_uffd, r.blocks_migrated);
-  }
+  // Each block moved one way, counted: by memcpy, as every block is shorter than the default zero_copy_min
+  // (PoolMoves tests the zero-copy ways for blocks); the copied-from pages go back by the end.
+  EXPECT_EQ(r.moves_copy, r.blocks_migrated);
+  EXPECT_EQ(r.moves_uffd + r.moves_mremap, 0u);
   EXPECT_GT(r.regions_freed, 0u);
   EXPECT_LT(after.regions_in_use, before.regions_in_use);
   // First fit packs the blocks: at most two regions more than their pages need.

@@ -34,19 +34,28 @@ bool AllIntact(Pool& pool, const std::vector<Obj>& objs) {
   return true;
 }
 
+// Class blocks are shorter than the default zero_copy_min: they are copied unless zero-copy is asked for
+// every length.
 TEST(PoolMoves, BlocksMoveByUserfaultfdOrByMemcpyAsConfigured) {
-  for (bool uffd : {true, false}) {
+  struct Case {
+    bool uffd;
+    Bytes zero_copy_min;
+    bool expect_uffd;
+  };
+  for (const Case& c : {Case{true, Bytes(0), true}, Case{true, PoolOptions().zero_copy_min, false},
+                        Case{false, Bytes(0), false}}) {
     PoolOptions options;
-    options.move_by_userfaultfd = uffd;
+    options.move_by_userfaultfd = c.uffd;
+    options.zero_copy_min = c.zero_copy_min;
     auto pool = Pool::Create(options).value();
     std::vector<Obj> kept = ScatteredDenseBlocks(*pool, 11, 16u << 20);
     const PoolStats before = pool->stats();
-    if (uffd && !before.userfaultfd_ready) GTEST_SKIP() << "UFFDIO_MOVE unavailable on this kernel";
-    EXPECT_EQ(before.userfaultfd_ready, uffd);
+    if (c.uffd && !before.userfaultfd_ready) GTEST_SKIP() << "UFFDIO_MOVE unavailable on this kernel";
+    EXPECT_EQ(before.userfaultfd_ready, c.uffd);
     const DefragResult r = pool->defragment();
     const PoolStats after = pool->stats();
     ASSERT_GT(r.blocks_migrated, 0u);
-    if (uffd) {
+    if (c.expect_uffd) {
       EXPECT_EQ(r.moves_uffd, r.blocks_migrated);
       EXPECT_EQ(r.moves_copy, 0u);
       EXPECT_EQ(after.bytes_moved_uffd, r.pages_moved * kPageSize);
@@ -149,7 +158,9 @@ TEST(PoolMoves, WithoutUserfaultfdHugeObjectsMoveByMremapAndMappingsStayBounded)
 // shared pages (UFFDIO_MOVE answers EBUSY) and copies them instead; the child, whose userfaultfd would name the
 // parent's memory, moves by memcpy. Both keep every object.
 TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
-  auto pool = Pool::Create().value();
+  PoolOptions zero_copy;
+  zero_copy.zero_copy_min = Bytes(0);  // blocks too, so that the parent's moves meet the shared pages
+  auto pool = Pool::Create(zero_copy).value();
   std::vector<Obj> kept = ScatteredDenseBlocks(*pool, 21, 16u << 20);
   if (!pool->stats().userfaultfd_ready) GTEST_SKIP() << "UFFDIO_MOVE unavailable on this kernel";
   int go[2];
@@ -183,7 +194,7 @@ TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
     if (!AllIntact(*pool, mine)) _exit(17);
     // A pool made in the child gets a userfaultfd of the child's own: its moves are zero-copy, in the
     // child's memory (the parent checks below that its own objects did not change).
-    auto fresh = Pool::Create().value();
+    auto fresh = Pool::Create(zero_copy).value();
     if (!fresh->stats().userfaultfd_ready) _exit(18);
     std::vector<Obj> theirs = ScatteredDenseBlocks(*fresh, 41, 8u << 20);
     const DefragResult fr = fresh->defragment();

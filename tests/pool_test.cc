@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_format.h"
 #include "alloc/size_class_map.h"
+#include "os/os.h"
 #include "tests/test_objects.h"
 
 namespace mova {
@@ -129,6 +130,45 @@ TEST(Pool, CompactionEmptiesSparseBlocksIntoDenseOnes) {
   for (const Obj& o : kept) { ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)); }
   // A second compaction finds nothing to do.
   EXPECT_EQ(pool->compact().objects_moved, 0u);
+}
+
+// Whether this kernel discards many ranges in one call (Os::DiscardRanges through process_madvise).
+bool KernelBatchesDiscards() {
+  std::byte* r = os::SystemOs().Reserve(Bytes(4 * kPageSize), Bytes(kPageSize)).value();
+  const os::PageSpan spans[] = {{r, Bytes(kPageSize)}, {r + 2 * kPageSize, Bytes(kPageSize)}};
+  os::DiscardProgress progress;
+  EXPECT_TRUE(os::SystemOs().DiscardRanges(spans, &progress).ok());
+  (void)os::SystemOs().Unreserve(r, Bytes(4 * kPageSize));
+  return progress.calls == 1;
+}
+
+// compact() gives the blocks it empties back together at its end, in one call per 1024 runs where the kernel
+// batches — with a decay delay of zero too, where a free gives its block back at once.
+TEST(Pool, CompactionGivesEmptiedBlocksBackInBatchesWhateverTheDecay) {
+  for (const std::chrono::milliseconds decay : {std::chrono::milliseconds(0), PoolOptions().decay}) {
+    PoolOptions o;
+    o.decay = decay;
+    auto pool = NewPool(o);
+    std::vector<Obj> kept = ThinnedHeap(*pool, 40000, 100, 100, 10, 5);
+    pool->flush_thread_cache();
+    pool->release_free_memory();
+    const PoolStats before = pool->stats();
+    const CompactResult r = pool->compact();
+    const PoolStats after = pool->stats();
+    const std::uint64_t calls = after.discard_calls - before.discard_calls;
+    const std::uint64_t runs = after.discard_runs - before.discard_runs;
+    EXPECT_GT(r.blocks_released, 10u);
+    EXPECT_GE(runs, 2u);  // the emptied blocks lie between full ones
+    EXPECT_LE(runs, r.blocks_released);
+    if (KernelBatchesDiscards()) {
+      EXPECT_LE(calls, (runs + 1023) / 1024) << "decay " << decay.count() << " ms";
+    } else {
+      EXPECT_EQ(calls, runs);
+    }
+    EXPECT_EQ(after.dirty_bytes, 0u);
+    EXPECT_EQ(after.discard_failures, 0u);
+    for (const Obj& o : kept) { ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)); }
+  }
 }
 
 TEST(Pool, PinnedObjectsAreNeverMoved) {

@@ -78,13 +78,14 @@ struct PoolStats {
   std::uint64_t regions_in_use = 0;
   std::uint64_t regions_touched = 0;
   std::uint64_t populate_calls = 0;     // Os::Populate calls for object pages (MADV_POPULATE_WRITE), cumulative
-  std::uint64_t discard_calls = 0;      // Os::Discard calls for object pages (MADV_DONTNEED), cumulative
+  std::uint64_t discard_calls = 0;      // system calls that discarded object pages (MADV_DONTNEED), cumulative
+  std::uint64_t discard_runs = 0;       // runs of object pages discarded (one process_madvise takes up to 1024)
   // Compaction, cumulative.
   std::uint64_t compactions = 0;
   std::uint64_t objects_moved = 0;
   std::uint64_t bytes_moved = 0;
   std::uint64_t pages_compacted = 0;    // pages released by compaction
-  std::uint64_t discard_failures = 0;   // MADV_DONTNEED failures (pages kept and retried)
+  std::uint64_t discard_failures = 0;   // runs whose MADV_DONTNEED failed (pages kept and retried)
   // Block migration (defragment()), cumulative, like the kernel's compact_* vmstat lines.
   std::uint64_t defrag_runs = 0;
   std::uint64_t blocks_scanned = 0;        // isolation attempts

@@ -1,0 +1,101 @@
+// The OS seam's batched discard (Os::DiscardRanges), on the real kernel and through the fault injector:
+// exactly the ranges named lose their pages, in one call per 1024 ranges where the kernel batches, one per
+// range where it does not, and an error says how many ranges were discarded before it.
+#include <cstring>
+#include <vector>
+
+#include "bench/rss.h"
+#include "gtest/gtest.h"
+#include "os/fault_injecting_os.h"
+#include "os/os.h"
+
+namespace mova::os {
+namespace {
+
+// A reserved, fully touched range of `pages` pages, given back at the end.
+class TouchedPages {
+ public:
+  explicit TouchedPages(std::size_t pages) : pages_(pages) {
+    base_ = SystemOs().Reserve(Bytes(pages * kPageSize), Bytes(kPageSize)).value();
+    std::memset(base_, 0x5a, pages * kPageSize);
+  }
+  ~TouchedPages() { (void)SystemOs().Unreserve(base_, Bytes(pages_ * kPageSize)); }
+  std::byte* page(std::size_t i) const { return base_ + i * kPageSize; }
+  bool resident(std::size_t i) const { return bench::ResidentBytesIn(page(i), kPageSize).value() == kPageSize; }
+
+ private:
+  std::size_t pages_;
+  std::byte* base_;
+};
+
+// Ranges of one page at every odd page, the even pages kept.
+std::vector<PageSpan> OddPages(const TouchedPages& t, std::size_t ranges) {
+  std::vector<PageSpan> spans;
+  for (std::size_t i = 0; i < ranges; ++i) spans.push_back(PageSpan{t.page(2 * i + 1), Bytes(kPageSize)});
+  return spans;
+}
+
+TEST(Os, DiscardRangesDiscardsExactlyTheRangesNamed) {
+  constexpr std::size_t kRanges = 1500;  // more than one batch of 1024
+  TouchedPages t(2 * kRanges);
+  const std::vector<PageSpan> spans = OddPages(t, kRanges);
+  DiscardProgress progress;
+  ASSERT_TRUE(SystemOs().DiscardRanges(spans, &progress).ok());
+  EXPECT_EQ(progress.ranges_done, kRanges);
+  // Two batched calls where the kernel has process_madvise on PIDFD_SELF (6.15+), one madvise a range elsewhere.
+  EXPECT_TRUE(progress.calls == 2 || progress.calls == kRanges) << progress.calls;
+  for (std::size_t i = 0; i < 2 * kRanges; ++i) {
+    ASSERT_EQ(t.resident(i), i % 2 == 0) << "page " << i;
+    if (i % 2 == 1) {
+      ASSERT_EQ(std::to_integer<int>(*t.page(i)), 0) << "a discarded page reads zeros";
+    }
+  }
+  for (std::size_t i = 0; i < 2 * kRanges; i += 2) ASSERT_EQ(std::to_integer<int>(*t.page(i)), 0x5a);
+}
+
+TEST(Os, DiscardRangesOfNothingMakesNoCall) {
+  DiscardProgress progress{7, 7};
+  ASSERT_TRUE(SystemOs().DiscardRanges({}, &progress).ok());
+  EXPECT_EQ(progress.ranges_done, 0u);
+  EXPECT_EQ(progress.calls, 0u);
+}
+
+// A bad range in the middle of a batch: the ranges before it are discarded and counted, it is reported, and
+// the ranges after it keep their pages.
+TEST(Os, ABadRangeStopsTheBatchAndSaysWhere) {
+  TouchedPages t(8);
+  const std::vector<PageSpan> spans = {{t.page(1), Bytes(kPageSize)},
+                                       {t.page(3), Bytes(kPageSize)},
+                                       {t.page(5) + 1, Bytes(kPageSize)},  // not page-aligned
+                                       {t.page(7), Bytes(kPageSize)}};
+  DiscardProgress progress;
+  const absl::Status s = SystemOs().DiscardRanges(spans, &progress);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_EQ(progress.ranges_done, 2u);
+  EXPECT_FALSE(t.resident(1));
+  EXPECT_FALSE(t.resident(3));
+  EXPECT_TRUE(t.resident(5));
+  EXPECT_TRUE(t.resident(7));
+}
+
+// The injector counts a kDiscard call per range and fails the range it was told to, after discarding the
+// ones before it for real.
+TEST(Os, InjectedDiscardFailureLandsOnTheRangeItNames) {
+  TouchedPages t(8);
+  const std::vector<PageSpan> spans = OddPages(t, 4);
+  FaultInjectingOs fos;
+  fos.FailAfter(OsOp::kDiscard, 2, ENOMEM);
+  DiscardProgress progress;
+  const absl::Status s = fos.DiscardRanges(spans, &progress);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(progress.ranges_done, 2u);
+  EXPECT_EQ(fos.calls(OsOp::kDiscard), 3);
+  EXPECT_EQ(fos.failures(OsOp::kDiscard), 1);
+  EXPECT_FALSE(t.resident(1));
+  EXPECT_FALSE(t.resident(3));
+  EXPECT_TRUE(t.resident(5));
+  EXPECT_TRUE(t.resident(7));
+}
+
+}  // namespace
+}  // namespace mova::os
