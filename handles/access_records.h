@@ -57,6 +57,9 @@ struct alignas(64) AccessRecord {
     for (const std::atomic<Tag>& s : pins) found |= s.load(std::memory_order_relaxed) == tag;
     return found;
   }
+  // Pins(tag), for the holder: a record that never held a pin (most threads never call pin_owned) answers
+  // from `listed` without reading its seven slots — about 45 instructions off every free.
+  bool HolderPins(Tag tag) const { return listed && Pins(tag); }
 };
 static_assert(sizeof(AccessRecord) == 64, "one record, one cache line");
 

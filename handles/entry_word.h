@@ -150,7 +150,7 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
     records.FenceAfterAnnounce();
     Word w = e.load(std::memory_order_acquire);
     if (GenOf(w) == gen && IsLiveGen(gen) && !IsMoving(w)) [[likely]] {
-      if (PinsOf(w) != 0 || rec.Pins(tag) || (all_records && records.PinnedByRecord(tag))) {
+      if (PinsOf(w) != 0 || rec.HolderPins(tag) || (all_records && records.PinnedByRecord(tag))) {
         rec.freeing.store(0, std::memory_order_relaxed);
         return EntryResult::kPinned;
       }

@@ -131,13 +131,14 @@ class SystemOsImpl final : public Os {
 
   absl::Status DiscardRanges(std::span<const PageSpan> ranges, DiscardProgress* progress) override {
     *progress = DiscardProgress{};
+    std::vector<iovec> iov;  // on the heap: callers' threads may have small stacks
     while (progress->ranges_done < ranges.size() && batch_discards_.load(std::memory_order_relaxed)) {
       const std::span<const PageSpan> rest = ranges.subspan(progress->ranges_done);
       const std::size_t n = std::min(rest.size(), uapi::kMaxIovecs);
-      iovec iov[uapi::kMaxIovecs];
-      for (std::size_t i = 0; i < n; ++i) iov[i] = iovec{rest[i].addr, rest[i].size.value()};
+      iov.clear();
+      for (std::size_t i = 0; i < n; ++i) iov.push_back(iovec{rest[i].addr, rest[i].size.value()});
       ++progress->calls;
-      const long done = syscall(SYS_process_madvise, uapi::kPidfdSelf, iov, n, MADV_DONTNEED, 0);
+      const long done = syscall(SYS_process_madvise, uapi::kPidfdSelf, iov.data(), n, MADV_DONTNEED, 0);
       if (done < 0) {
         const int err = errno;
         if (err == EBADF || err == ENOSYS || err == EPERM) {
