@@ -39,8 +39,10 @@ int MoveEngine::UsableUffd() const {
   return uffd_;
 }
 
-absl::Status MoveEngine::Copy(std::byte* dst, std::byte* src, Bytes size) {
-  if (absl::Status s = os_.Populate(dst, size); !s.ok()) return s;
+absl::Status MoveEngine::Copy(std::byte* dst, std::byte* src, Bytes size, Destination dst_holds) {
+  if (dst_holds == Destination::kEmpty) {
+    if (absl::Status s = os_.Populate(dst, size); !s.ok()) return s;
+  }
   std::memcpy(dst, src, size.value());
   return absl::OkStatus();
 }
@@ -54,13 +56,8 @@ bool MoveEngine::ZeroCopy(Bytes size, MoveKind kind) const {
 absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Bytes size, MoveKind kind,
                                              Destination dst_holds) {
   if (size.value() == 0) return MoveOutcome{MoveWay::kCopy, true};
-  if (dst_holds == Destination::kPresent) {
-    std::memcpy(dst, src, size.value());
-    c_.copy_moves.fetch_add(1, std::memory_order_relaxed);
-    c_.copy_bytes.fetch_add(size.value(), std::memory_order_relaxed);
-    return MoveOutcome{MoveWay::kCopy, false};
-  }
-  const bool zero_copy = size >= options_.zero_copy_min;
+  // A present destination takes only a copy: UFFDIO_MOVE refuses present pages, mremap would drop them.
+  const bool zero_copy = dst_holds == Destination::kEmpty && size >= options_.zero_copy_min;
   const int uffd = zero_copy ? UsableUffd() : -1;
   std::size_t moved = 0;
   if (uffd >= 0) {
@@ -89,7 +86,7 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
     c_.remap_fallbacks.fetch_add(1, std::memory_order_relaxed);
   }
   const Bytes rest(size.value() - moved);
-  if (absl::Status s = Copy(dst + moved, src + moved, rest); !s.ok()) {
+  if (absl::Status s = Copy(dst + moved, src + moved, rest, dst_holds); !s.ok()) {
     if (moved > 0) {
       // Put the pages that did move back where they were, so the source is whole again.
       Bytes back(0);

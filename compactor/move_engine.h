@@ -101,7 +101,8 @@ class MoveEngine {
  private:
   // The userfaultfd, or -1 when it is not usable in the calling process.
   int UsableUffd() const;
-  absl::Status Copy(std::byte* dst, std::byte* src, Bytes size);
+  // Populates dst unless it is present already, then copies.
+  absl::Status Copy(std::byte* dst, std::byte* src, Bytes size, Destination dst_holds);
 
   os::Os& os_;
   const MoveEngineOptions options_;

@@ -149,18 +149,9 @@ TEST(PoolErrors, CheckedUnpinOfAPinnedObjectWithoutADetachedPinAborts) {
   EXPECT_DEATH((void)pool->unpin(h), "holds no pin taken by pin_detached");
 }
 
-// pin_owned: a free by the pinning thread is refused as pinned; a free by another thread breaks pin_owned's
-// contract and checked mode, which reads every thread's record, catches it.
-TEST(PoolErrors, FreeOfAnObjectPinnedWithPinOwned) {
-  auto pool = NewPool();
-  Handle h = AllocFilled(*pool, 64, 16);
-  {
-    Pinned held = pool->pin_owned(h, Access::kRead).value();
-    EXPECT_EQ(pool->free(h).code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_TRUE(testing::Matches(held.bytes(), 16));
-  }
-  EXPECT_TRUE(pool->free(h).ok());
-
+// pin_owned: a free by another thread breaks pin_owned's contract, and checked mode, which reads every
+// thread's record, catches it (a free by the pinning thread: FreeingAPinnedObjectIsRefused).
+TEST(PoolErrors, FreeOfAnObjectPinnedWithPinOwnedByAnotherThread) {
   PoolOptions o;
   o.checked = true;
   auto checked = NewPool(o);
@@ -224,15 +215,19 @@ TEST(PoolErrors, AHandleReusedFortyThousandTimesIsStillStale) {
   EXPECT_EQ(pool->stats().live_objects, 2u);
 }
 
+// By either kind of pin: the counted one in the entry, or pin_owned's in the calling thread's record.
 TEST(PoolErrors, FreeingAPinnedObjectIsRefused) {
   auto pool = NewPool();
-  Handle h = AllocFilled(*pool, 64, 4);
-  {
-    Pinned p = pool->pin(h, Access::kRead).value();
-    EXPECT_EQ(pool->free(h).code(), absl::StatusCode::kFailedPrecondition);
-    EXPECT_TRUE(testing::Matches(p.bytes(), 4));
+  for (const bool owned : {false, true}) {
+    const int seed = owned ? 16 : 4;
+    Handle h = AllocFilled(*pool, 64, seed);
+    {
+      Pinned p = (owned ? pool->pin_owned(h, Access::kRead) : pool->pin(h, Access::kRead)).value();
+      EXPECT_EQ(pool->free(h).code(), absl::StatusCode::kFailedPrecondition) << owned;
+      EXPECT_TRUE(testing::Matches(p.bytes(), seed));
+    }
+    EXPECT_TRUE(pool->free(h).ok());
   }
-  EXPECT_TRUE(pool->free(h).ok());
 }
 
 TEST(PoolErrors, PinCountSaturation) {
