@@ -6,6 +6,7 @@ packages=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   libjemalloc-dev libmimalloc-dev libgoogle-perftools-dev
   gnuplot-nox
+  libasio-dev redis-server redis-tools
 )
 missing=()
 for p in "${packages[@]}"; do

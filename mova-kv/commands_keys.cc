@@ -1,0 +1,147 @@
+// mova-kv/commands_keys.cc — the keyspace commands: DEL, EXISTS, EXPIRE / PEXPIRE (with NX, XX, GT, LT),
+// TTL / PTTL, PERSIST, TYPE, DBSIZE, FLUSHALL / FLUSHDB, SELECT (one database: 0). Replies as Redis 7's
+// (db.c, expire.c).
+#include <charconv>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "mova-kv/absl_view.h"
+#include "mova-kv/engine.h"
+
+namespace mova::kv {
+namespace {
+
+bool ParseInt(std::string_view s, std::int64_t* out) {
+  if (s.empty() || s.size() > 20 || s.front() == '+') return false;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+}  // namespace
+
+void Engine::Del(Client&, std::vector<std::string>& a, Reply& r) {
+  std::int64_t n = 0;
+  for (std::size_t j = 1; j < a.size(); ++j) {
+    if (const std::optional<Keyspace::Index> i = keyspace_.Find(a[j], /*touch=*/false)) {
+      keyspace_.Remove(*i);
+      ++n;
+    }
+  }
+  r.Integer(n);
+}
+
+void Engine::Exists(Client&, std::vector<std::string>& a, Reply& r) {
+  std::int64_t n = 0;
+  for (std::size_t j = 1; j < a.size(); ++j) n += keyspace_.Find(a[j]).has_value() ? 1 : 0;
+  r.Integer(n);
+}
+
+namespace {
+
+// The options of EXPIRE / PEXPIRE key amount [NX | XX | GT | LT]; false after an error reply.
+struct ExpireOptions {
+  bool nx = false, xx = false, gt = false, lt = false;
+};
+
+bool ParseExpireOptions(const std::vector<std::string>& a, ExpireOptions* o, Reply& r) {
+  for (std::size_t j = 3; j < a.size(); ++j) {
+    const std::string opt = absl::AsciiStrToLower(a[j]);
+    if (opt == "nx") o->nx = true;
+    else if (opt == "xx") o->xx = true;
+    else if (opt == "gt") o->gt = true;
+    else if (opt == "lt") o->lt = true;
+    else {
+      r.Error(absl::StrCat("ERR Unsupported option ", a[j]));
+      return false;
+    }
+  }
+  if (o->nx && (o->xx || o->gt || o->lt)) {
+    r.Error("ERR NX and XX, GT or LT options at the same time are not compatible");
+    return false;
+  }
+  if (o->gt && o->lt) {
+    r.Error("ERR GT and LT options at the same time are not compatible");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void Engine::Expire(Client&, std::vector<std::string>& a, Reply& r) {
+  ExpireOptions o;
+  if (!ParseExpireOptions(a, &o, r)) return;
+  std::int64_t v;
+  if (!ParseInt(a[2], &v)) return r.Error("ERR value is not an integer or out of range");
+  const bool seconds = absl::EqualsIgnoreCase(a[0], "expire");
+  const std::int64_t now = keyspace_.now_ms();
+  if ((seconds && (v > std::numeric_limits<std::int64_t>::max() / 1000 || v < std::numeric_limits<std::int64_t>::min() / 1000))) {
+    return r.Error(absl::StrCat("ERR invalid expire time in '", absl::AsciiStrToLower(a[0]), "' command"));
+  }
+  const std::int64_t ms = seconds ? v * 1000 : v;
+  if ((ms > 0 && ms > std::numeric_limits<std::int64_t>::max() - now)) {
+    return r.Error(absl::StrCat("ERR invalid expire time in '", absl::AsciiStrToLower(a[0]), "' command"));
+  }
+  const std::int64_t when = now + ms;
+  const std::optional<Keyspace::Index> i = keyspace_.Find(a[1], /*touch=*/false);
+  if (!i.has_value()) return r.Integer(0);
+  const std::int64_t current = keyspace_.entry(*i).expire_ms;  // 0: none, i.e. forever
+  if ((o.nx && current != 0) || (o.xx && current == 0) || (o.gt && (current == 0 || when <= current)) ||
+      (o.lt && current != 0 && when >= current)) {
+    return r.Integer(0);
+  }
+  if (when <= now) {  // already expired: the key goes now
+    keyspace_.Remove(*i);
+    return r.Integer(1);
+  }
+  keyspace_.SetExpire(*i, when);
+  r.Integer(1);
+}
+
+void Engine::PExpire(Client& c, std::vector<std::string>& a, Reply& r) { Expire(c, a, r); }
+
+void Engine::TtlGeneric(std::string_view key, std::int64_t unit_ms, Reply& r) {
+  const std::optional<Keyspace::Index> i = keyspace_.Find(key, /*touch=*/false);
+  if (!i.has_value()) return r.Integer(-2);
+  const std::int64_t expire = keyspace_.entry(*i).expire_ms;
+  if (expire == 0) return r.Integer(-1);
+  const std::int64_t left = std::max<std::int64_t>(expire - keyspace_.now_ms(), 0);
+  r.Integer(unit_ms == 1 ? left : (left + 500) / 1000);
+}
+
+void Engine::Ttl(Client&, std::vector<std::string>& a, Reply& r) { TtlGeneric(a[1], 1000, r); }
+void Engine::PTtl(Client&, std::vector<std::string>& a, Reply& r) { TtlGeneric(a[1], 1, r); }
+
+void Engine::Persist(Client&, std::vector<std::string>& a, Reply& r) {
+  const std::optional<Keyspace::Index> i = keyspace_.Find(a[1]);
+  if (!i.has_value() || keyspace_.entry(*i).expire_ms == 0) return r.Integer(0);
+  keyspace_.SetExpire(*i, 0);
+  r.Integer(1);
+}
+
+void Engine::Type(Client&, std::vector<std::string>& a, Reply& r) {
+  r.Simple(keyspace_.Find(a[1], /*touch=*/false).has_value() ? "string" : "none");
+}
+
+void Engine::DbSize(Client&, std::vector<std::string>&, Reply& r) {
+  r.Integer(static_cast<std::int64_t>(keyspace_.size()));
+}
+
+void Engine::FlushAll(Client&, std::vector<std::string>& a, Reply& r) {
+  if (a.size() > 2 || (a.size() == 2 && !absl::EqualsIgnoreCase(a[1], "async") && !absl::EqualsIgnoreCase(a[1], "sync"))) {
+    return r.Error("ERR syntax error");
+  }
+  keyspace_.Clear();  // ASYNC too: the objects go at once (there is no lazy-free thread)
+  r.Ok();
+}
+
+void Engine::Select(Client&, std::vector<std::string>& a, Reply& r) {
+  std::int64_t db;
+  if (!ParseInt(a[1], &db)) return r.Error("ERR value is not an integer or out of range");
+  if (db != 0) return r.Error("ERR DB index is out of range");
+  r.Ok();
+}
+
+}  // namespace mova::kv

@@ -1,0 +1,235 @@
+// mova-kv/commands_strings.cc — the string commands: GET, SET and its family, MGET / MSET, INCR and its family,
+// APPEND, STRLEN. Replies and errors as Redis 7 gives them (t_string.c).
+#include <charconv>
+#include <limits>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "mova-kv/absl_view.h"
+#include "mova-kv/engine.h"
+
+namespace mova::kv {
+namespace {
+
+constexpr char kNotInteger[] = "ERR value is not an integer or out of range";
+constexpr char kSyntax[] = "ERR syntax error";
+
+// Redis's string2ll: the whole string, no spaces, no '+', at most 20 characters.
+bool ParseInt(std::string_view s, std::int64_t* out) {
+  if (s.empty() || s.size() > 20 || s.front() == '+') return false;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return ec == std::errc() && end == s.data() + s.size();
+}
+
+bool Is(std::string_view arg, std::string_view option) { return absl::EqualsIgnoreCase(Av(arg), Av(option)); }
+
+}  // namespace
+
+std::optional<Keyspace::Index> Engine::LookupRead(std::string_view key) {
+  const std::optional<Keyspace::Index> i = keyspace_.Find(key);
+  if (i.has_value()) {
+    ++keyspace_hits_;
+  } else {
+    ++keyspace_misses_;
+  }
+  return i;
+}
+
+std::optional<Keyspace::Index> Engine::Store(std::string_view key, std::span<const std::string_view> value_parts,
+                                             bool keep_ttl, Reply& r) {
+  if (const std::optional<Keyspace::Index> i = keyspace_.Find(key)) {
+    if (absl::Status s = keyspace_.Replace(*i, value_parts); !s.ok()) {
+      ReplyStoreError(s, r);
+      return std::nullopt;
+    }
+    if (!keep_ttl) keyspace_.SetExpire(*i, 0);
+    return i;
+  }
+  absl::StatusOr<Keyspace::Index> i = keyspace_.Insert(key, value_parts);
+  if (!i.ok()) {
+    ReplyStoreError(i.status(), r);
+    return std::nullopt;
+  }
+  return *i;
+}
+
+void Engine::Get(Client&, std::vector<std::string>& a, Reply& r) {
+  const std::optional<Keyspace::Index> i = LookupRead(a[1]);
+  if (!i.has_value()) return r.Null();
+  const std::size_t len = keyspace_.entry(*i).value_len;
+  const std::size_t mark = r.buffer().size();
+  char* out = r.BulkInPlace(len);
+  const absl::Status s = keyspace_.ReadValue(*i, [&](std::string_view v) { std::copy(v.begin(), v.end(), out); });
+  if (!s.ok()) {
+    r.buffer().resize(mark);
+    ReplyStoreError(s, r);
+  }
+}
+
+void Engine::SetGeneric(std::string_view key, std::string_view value, std::int64_t expire_ms, bool nx, bool xx,
+                        bool keep_ttl, bool get, Reply& r) {
+  const std::optional<Keyspace::Index> found = keyspace_.Find(key);
+  std::optional<std::string> old;
+  if (get && found.has_value()) {
+    absl::StatusOr<std::string> v = keyspace_.CopyValue(*found);
+    if (!v.ok()) return ReplyStoreError(v.status(), r);
+    old = std::move(*v);
+  }
+  const auto answer_old = [&] { old.has_value() ? r.Bulk(*old) : r.Null(); };
+  if ((nx && found.has_value()) || (xx && !found.has_value())) return get ? answer_old() : r.Null();
+  const std::string_view parts[] = {value};
+  const std::optional<Keyspace::Index> i = Store(key, parts, keep_ttl, r);
+  if (!i.has_value()) return;
+  if (expire_ms != 0) keyspace_.SetExpire(*i, expire_ms);
+  get ? answer_old() : r.Ok();
+}
+
+void Engine::Set(Client&, std::vector<std::string>& a, Reply& r) {
+  bool nx = false, xx = false, get = false, keep_ttl = false;
+  std::int64_t expire_ms = 0;
+  bool has_expire = false;
+  for (std::size_t j = 3; j < a.size(); ++j) {
+    const std::string& opt = a[j];
+    const bool has_next = j + 1 < a.size();
+    if (Is(opt, "nx") && !xx) {
+      nx = true;
+    } else if (Is(opt, "xx") && !nx) {
+      xx = true;
+    } else if (Is(opt, "get")) {
+      get = true;
+    } else if (Is(opt, "keepttl") && !has_expire) {
+      keep_ttl = true;
+    } else if ((Is(opt, "ex") || Is(opt, "px") || Is(opt, "exat") || Is(opt, "pxat")) && !has_expire && !keep_ttl &&
+               has_next) {
+      std::int64_t v;
+      if (!ParseInt(a[j + 1], &v)) return r.Error(kNotInteger);
+      const bool seconds = Is(opt, "ex") || Is(opt, "exat");
+      const bool absolute = Is(opt, "exat") || Is(opt, "pxat");
+      if (v <= 0 || (seconds && v > std::numeric_limits<std::int64_t>::max() / 1000)) {
+        return r.Error("ERR invalid expire time in 'set' command");
+      }
+      std::int64_t ms = seconds ? v * 1000 : v;
+      if (!absolute) {
+        if (ms > std::numeric_limits<std::int64_t>::max() - keyspace_.now_ms()) {
+          return r.Error("ERR invalid expire time in 'set' command");
+        }
+        ms += keyspace_.now_ms();
+      }
+      expire_ms = ms;
+      has_expire = true;
+      ++j;
+    } else {
+      return r.Error(kSyntax);
+    }
+  }
+  SetGeneric(a[1], a[2], expire_ms, nx, xx, keep_ttl, get, r);
+}
+
+void Engine::SetNx(Client&, std::vector<std::string>& a, Reply& r) {
+  if (keyspace_.Find(a[1]).has_value()) return r.Integer(0);
+  const std::string_view parts[] = {a[2]};
+  if (Store(a[1], parts, false, r).has_value()) r.Integer(1);
+}
+
+void Engine::SetEx(Client&, std::vector<std::string>& a, Reply& r) {
+  std::int64_t v;
+  if (!ParseInt(a[2], &v)) return r.Error(kNotInteger);
+  if (v <= 0 || v > std::numeric_limits<std::int64_t>::max() / 1000 - keyspace_.now_ms() / 1000) {
+    return r.Error("ERR invalid expire time in 'setex' command");
+  }
+  SetGeneric(a[1], a[3], keyspace_.now_ms() + v * 1000, false, false, false, false, r);
+}
+
+void Engine::PSetEx(Client&, std::vector<std::string>& a, Reply& r) {
+  std::int64_t v;
+  if (!ParseInt(a[2], &v)) return r.Error(kNotInteger);
+  if (v <= 0 || v > std::numeric_limits<std::int64_t>::max() - keyspace_.now_ms()) {
+    return r.Error("ERR invalid expire time in 'psetex' command");
+  }
+  SetGeneric(a[1], a[3], keyspace_.now_ms() + v, false, false, false, false, r);
+}
+
+void Engine::GetSet(Client&, std::vector<std::string>& a, Reply& r) {
+  SetGeneric(a[1], a[2], 0, false, false, false, /*get=*/true, r);
+}
+
+void Engine::MGet(Client&, std::vector<std::string>& a, Reply& r) {
+  r.Array(a.size() - 1);
+  for (std::size_t j = 1; j < a.size(); ++j) {
+    const std::optional<Keyspace::Index> i = LookupRead(a[j]);
+    if (!i.has_value()) {
+      r.Null();
+      continue;
+    }
+    absl::StatusOr<std::string> v = keyspace_.CopyValue(*i);
+    v.ok() ? r.Bulk(*v) : r.Null();  // an element of an array cannot be an error in RESP2's MGET
+  }
+}
+
+void Engine::MSet(Client&, std::vector<std::string>& a, Reply& r) {
+  if (a.size() % 2 == 0) return r.Error("ERR wrong number of arguments for 'mset' command");
+  for (std::size_t j = 1; j + 1 < a.size(); j += 2) {
+    const std::string_view parts[] = {a[j + 1]};
+    if (!Store(a[j], parts, false, r).has_value()) return;
+  }
+  r.Ok();
+}
+
+void Engine::IncrGeneric(std::string_view key, std::int64_t delta, Reply& r) {
+  std::int64_t value = 0;
+  const std::optional<Keyspace::Index> i = keyspace_.Find(key);
+  if (i.has_value()) {
+    absl::StatusOr<std::string> v = keyspace_.CopyValue(*i);
+    if (!v.ok()) return ReplyStoreError(v.status(), r);
+    if (!ParseInt(*v, &value)) return r.Error(kNotInteger);
+  }
+  if ((delta < 0 && value < 0 && delta < std::numeric_limits<std::int64_t>::min() - value) ||
+      (delta > 0 && value > 0 && delta > std::numeric_limits<std::int64_t>::max() - value)) {
+    return r.Error("ERR increment or decrement would overflow");
+  }
+  value += delta;
+  const std::string text = absl::StrCat(value);
+  const std::string_view parts[] = {text};
+  if (Store(key, parts, /*keep_ttl=*/true, r).has_value()) r.Integer(value);
+}
+
+void Engine::Incr(Client&, std::vector<std::string>& a, Reply& r) { IncrGeneric(a[1], 1, r); }
+void Engine::Decr(Client&, std::vector<std::string>& a, Reply& r) { IncrGeneric(a[1], -1, r); }
+
+void Engine::IncrBy(Client&, std::vector<std::string>& a, Reply& r) {
+  std::int64_t d;
+  if (!ParseInt(a[2], &d)) return r.Error(kNotInteger);
+  IncrGeneric(a[1], d, r);
+}
+
+void Engine::DecrBy(Client&, std::vector<std::string>& a, Reply& r) {
+  std::int64_t d;
+  if (!ParseInt(a[2], &d)) return r.Error(kNotInteger);
+  if (d == std::numeric_limits<std::int64_t>::min()) return r.Error("ERR decrement would overflow");
+  IncrGeneric(a[1], -d, r);
+}
+
+void Engine::Append(Client&, std::vector<std::string>& a, Reply& r) {
+  const std::optional<Keyspace::Index> i = keyspace_.Find(a[1]);
+  std::string old;
+  if (i.has_value()) {
+    if (keyspace_.entry(*i).value_len + a[2].size() > config_.proto_max_bulk_len) {
+      return r.Error("ERR string exceeds maximum allowed size (proto-max-bulk-len)");
+    }
+    absl::StatusOr<std::string> v = keyspace_.CopyValue(*i);
+    if (!v.ok()) return ReplyStoreError(v.status(), r);
+    old = std::move(*v);
+  }
+  const std::string_view parts[] = {old, a[2]};
+  if (Store(a[1], parts, /*keep_ttl=*/true, r).has_value()) {
+    r.Integer(static_cast<std::int64_t>(old.size() + a[2].size()));
+  }
+}
+
+void Engine::StrLen(Client&, std::vector<std::string>& a, Reply& r) {
+  const std::optional<Keyspace::Index> i = keyspace_.Find(a[1]);
+  r.Integer(i.has_value() ? keyspace_.entry(*i).value_len : 0);
+}
+
+}  // namespace mova::kv

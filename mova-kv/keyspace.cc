@@ -1,0 +1,286 @@
+// mova-kv/keyspace.cc — see keyspace.h.
+#include "mova-kv/absl_view.h"
+#include "mova-kv/keyspace.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/hash/hash.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+
+namespace mova::kv {
+namespace {
+
+constexpr std::size_t kEvictionPoolSize = 16;  // Redis's EVPOOL_SIZE
+constexpr int kExpireSample = 20;              // ACTIVE_EXPIRE_CYCLE_KEYS_PER_LOOP
+constexpr int kExpireAcceptableStalePercent = 10;
+
+// A fixed (unseeded) 64-bit hash for the digest, which must not change between runs: murmur-style rounds of
+// 8 bytes, a length fold and a final avalanche.
+std::uint64_t Mix(std::uint64_t h) {
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 33;
+  return h;
+}
+std::uint64_t StableHash(std::string_view s, std::uint64_t seed) {
+  std::uint64_t h = seed ^ (s.size() * 0x9e3779b97f4a7c15ULL);
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    h = (h ^ Mix(w)) * 0x9e3779b97f4a7c15ULL;
+  }
+  std::uint64_t tail = 0;
+  std::memcpy(&tail, s.data() + i, s.size() - i);
+  h = (h ^ Mix(tail ^ 0x5bd1e995)) * 0x9e3779b97f4a7c15ULL;
+  return Mix(h);
+}
+
+}  // namespace
+
+Keyspace::Keyspace(ObjectStore& store)
+    : store_(store), set_(0, IndexHash{this}, IndexEq{this}) {}
+
+Keyspace::~Keyspace() { Clear(); }
+
+std::uint64_t Keyspace::HashKey(std::string_view key) { return absl::HashOf(key); }
+
+bool Keyspace::KeyMatches(Index i, const KeyProbe& p) {
+  const Entry& e = entries_[i];
+  if (e.hash != p.hash || e.key_len != p.key.size()) return false;
+  bool same = false;
+  const absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view key, std::string_view) {
+    same = key == p.key;
+  });
+  if (!s.ok()) ++store_errors_;
+  return same;
+}
+
+std::optional<Keyspace::Index> Keyspace::Find(std::string_view key, bool touch) {
+  const auto it = set_.find(KeyProbe{key, HashKey(key)});
+  if (it == set_.end()) return std::nullopt;
+  const Index i = *it;
+  Entry& e = entries_[i];
+  if (e.expire_ms != 0 && e.expire_ms <= now_ms_) {
+    Remove(i);
+    ++expired_keys_;
+    return std::nullopt;
+  }
+  if (touch) e.lru = LruClock();
+  return i;
+}
+
+absl::Status Keyspace::ReadValue(Index i, absl::FunctionRef<void(std::string_view)> fn) {
+  const Entry& e = entries_[i];
+  const absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view, std::string_view value) {
+    fn(value);
+  });
+  if (!s.ok()) ++store_errors_;
+  return s;
+}
+
+absl::StatusOr<std::string> Keyspace::CopyValue(Index i) {
+  std::string out;
+  if (absl::Status s = ReadValue(i, [&](std::string_view v) { out.assign(v); }); !s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<Keyspace::Index> Keyspace::Insert(std::string_view key, std::span<const std::string_view> value_parts) {
+  if (entries_.size() >= kNotVolatile - 1) return absl::ResourceExhaustedError("too many keys");
+  absl::StatusOr<ObjectRef> ref = store_.Put(key, value_parts);
+  if (!ref.ok()) return ref.status();
+  Entry e;
+  e.ref = *ref;
+  e.hash = HashKey(key);
+  e.key_len = static_cast<std::uint32_t>(key.size());
+  std::size_t value_len = 0;
+  for (std::string_view p : value_parts) value_len += p.size();
+  e.value_len = static_cast<std::uint32_t>(value_len);
+  e.lru = LruClock();
+  const Index i = static_cast<Index>(entries_.size());
+  entries_.push_back(e);
+  set_.insert(i);
+  data_bytes_ += ObjectBytes(e);
+  return i;
+}
+
+absl::Status Keyspace::Replace(Index i, std::span<const std::string_view> value_parts) {
+  Entry& e = entries_[i];
+  // The key is read out of the old object first: the new object needs it, and the old one is freed after.
+  std::string key;
+  absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view k, std::string_view) { key.assign(k); });
+  if (!s.ok()) {
+    ++store_errors_;
+    return s;
+  }
+  absl::StatusOr<ObjectRef> ref = store_.Put(key, value_parts);
+  if (!ref.ok()) return ref.status();
+  if (absl::Status f = store_.Free(e.ref, ObjectBytes(e)); !f.ok()) ++store_errors_;
+  data_bytes_ -= ObjectBytes(e);
+  e.ref = *ref;
+  std::size_t value_len = 0;
+  for (std::string_view p : value_parts) value_len += p.size();
+  e.value_len = static_cast<std::uint32_t>(value_len);
+  e.lru = LruClock();
+  data_bytes_ += ObjectBytes(e);
+  return absl::OkStatus();
+}
+
+void Keyspace::SetExpire(Index i, std::int64_t expire_ms) {
+  Entry& e = entries_[i];
+  e.expire_ms = expire_ms;
+  if (expire_ms != 0 && e.volatile_pos == kNotVolatile) {
+    e.volatile_pos = static_cast<std::uint32_t>(volatile_.size());
+    volatile_.push_back(i);
+  } else if (expire_ms == 0 && e.volatile_pos != kNotVolatile) {
+    const std::uint32_t pos = e.volatile_pos;
+    const Index moved = volatile_.back();
+    volatile_[pos] = moved;
+    entries_[moved].volatile_pos = pos;
+    volatile_.pop_back();
+    e.volatile_pos = kNotVolatile;
+  }
+}
+
+void Keyspace::Remove(Index i) {
+  SetExpire(i, 0);
+  Entry& e = entries_[i];
+  set_.erase(i);
+  if (absl::Status s = store_.Free(e.ref, ObjectBytes(e)); !s.ok()) ++store_errors_;
+  data_bytes_ -= ObjectBytes(e);
+  const Index last = static_cast<Index>(entries_.size() - 1);
+  if (i != last) {
+    set_.erase(last);
+    entries_[i] = entries_[last];
+    set_.insert(i);
+    if (entries_[i].volatile_pos != kNotVolatile) volatile_[entries_[i].volatile_pos] = i;
+  }
+  entries_.pop_back();
+  MaybeShrink();
+}
+
+void Keyspace::MaybeShrink() {
+  // As Redis's dict resizes down: once an array is under a quarter full it is cut to its size (the next growth
+  // doubles it), so that used_memory follows the data set down, and eviction can bring it under maxmemory.
+  constexpr std::size_t kMinCapacity = 1024;
+  if (entries_.capacity() > kMinCapacity && entries_.size() * 4 < entries_.capacity()) entries_.shrink_to_fit();
+  if (volatile_.capacity() > kMinCapacity && volatile_.size() * 4 < volatile_.capacity()) volatile_.shrink_to_fit();
+  if (set_.capacity() > kMinCapacity && set_.size() * 4 < set_.capacity()) set_.rehash(0);
+}
+
+void Keyspace::Clear() {
+  for (const Entry& e : entries_) {
+    if (absl::Status s = store_.Free(e.ref, ObjectBytes(e)); !s.ok()) ++store_errors_;
+  }
+  // Fresh arrays: used_memory goes back to its empty value.
+  std::vector<Entry>().swap(entries_);
+  std::vector<Index>().swap(volatile_);
+  std::vector<Candidate>().swap(eviction_pool_);
+  set_ = Set(0, IndexHash{this}, IndexEq{this});
+  data_bytes_ = 0;
+}
+
+Keyspace::Index Keyspace::RandomEntry() {
+  return absl::Uniform<Index>(rng_, 0, static_cast<Index>(entries_.size()));
+}
+
+Keyspace::Index Keyspace::RandomVolatileEntry() {
+  return volatile_[absl::Uniform<std::size_t>(rng_, 0, volatile_.size())];
+}
+
+std::size_t Keyspace::ActiveExpireCycle(std::int64_t budget_us) {
+  const absl::Time start = absl::Now();
+  std::size_t deleted = 0;
+  for (int round = 0; !volatile_.empty(); ++round) {
+    int expired = 0, sampled = 0;
+    for (; sampled < kExpireSample && !volatile_.empty(); ++sampled) {
+      const Index i = RandomVolatileEntry();
+      if (entries_[i].expire_ms <= now_ms_) {
+        Remove(i);
+        ++expired_keys_;
+        ++expired;
+      }
+    }
+    deleted += expired;
+    if (expired * 100 <= sampled * kExpireAcceptableStalePercent) break;
+    if ((round & 15) == 15 && absl::ToInt64Microseconds(absl::Now() - start) >= budget_us) break;
+  }
+  return deleted;
+}
+
+void Keyspace::Evict(Index i) {
+  Remove(i);
+  ++evicted_keys_;
+}
+
+bool Keyspace::EvictRandom() {
+  if (entries_.empty()) return false;
+  Evict(RandomEntry());
+  return true;
+}
+
+bool Keyspace::EvictLru(int samples) {
+  while (!entries_.empty()) {
+    const std::uint32_t now = LruClock();
+    for (int k = 0; k < samples; ++k) {
+      const Entry& e = entries_[RandomEntry()];
+      const Candidate c{now - e.lru, e.hash, e.ref};
+      if (std::any_of(eviction_pool_.begin(), eviction_pool_.end(), [&](const Candidate& o) { return o.ref == c.ref; })) {
+        continue;
+      }
+      if (eviction_pool_.size() == kEvictionPoolSize) {
+        if (c.idle <= eviction_pool_.front().idle) continue;
+        eviction_pool_.erase(eviction_pool_.begin());
+      }
+      eviction_pool_.insert(std::upper_bound(eviction_pool_.begin(), eviction_pool_.end(), c,
+                                             [](const Candidate& a, const Candidate& b) { return a.idle < b.idle; }),
+                            c);
+    }
+    // The best candidate that still names a live entry goes (a candidate's key may be gone or rewritten since).
+    while (!eviction_pool_.empty()) {
+      const Candidate c = eviction_pool_.back();
+      eviction_pool_.pop_back();
+      const auto it = set_.find(RefProbe{c.ref, c.hash});
+      if (it != set_.end()) {
+        Evict(*it);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+absl::StatusOr<std::string> Keyspace::Digest() {
+  std::uint64_t d[3] = {0, 0, 0};
+  for (Index i = 0; i < entries_.size(); ++i) {
+    const Entry& e = entries_[i];
+    std::uint64_t h[3] = {0, 0, 0};
+    const absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view key, std::string_view value) {
+      for (int lane = 0; lane < 3; ++lane) {
+        const std::uint64_t seed = 0x6d6f76612d6b76ULL + static_cast<std::uint64_t>(lane) * 0x9e3779b97f4a7c15ULL;
+        h[lane] = Mix(StableHash(key, seed) ^ Mix(StableHash(value, seed + 1)) ^
+                      Mix(static_cast<std::uint64_t>(e.expire_ms) + seed));
+      }
+    });
+    if (!s.ok()) return s;
+    for (int lane = 0; lane < 3; ++lane) d[lane] ^= h[lane];
+  }
+  return absl::StrFormat("%016x%016x%08x", d[0], d[1], static_cast<std::uint32_t>(d[2]));
+}
+
+std::uint64_t Keyspace::used_memory() const {
+  return data_bytes_ + entries_.capacity() * sizeof(Entry) + set_.capacity() * (sizeof(Index) + 1) +
+         volatile_.capacity() * sizeof(Index);
+}
+
+std::uint64_t Keyspace::EntryBytes(Index i) const {
+  return ObjectBytes(entries_[i]) + sizeof(Entry) + sizeof(Index) + 1 +
+         (entries_[i].volatile_pos != kNotVolatile ? sizeof(Index) : 0);
+}
+
+}  // namespace mova::kv

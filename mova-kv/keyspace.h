@@ -1,0 +1,164 @@
+// mova-kv/keyspace.h — the data set: keys to objects, with expiry, LRU clocks and the memory it counts.
+//
+// Types: Keyspace, Keyspace::Entry, Keyspace::Index.
+// The index holds no key bytes: each key lives in its object (object_store.h) beside its value, and the hash
+// set compares a probe with a candidate by reading the candidate's object only when the 64-bit hash and the
+// key length match. Entries sit in one dense array (so that sampling for eviction and expiry is a random index,
+// as Redis's dictGetRandomKey is); the hash set holds positions in it; a removal moves the last entry into the
+// hole. Keys with a time to live are listed in a second dense array, for active expiry.
+// The arrays shrink when under a quarter full, so used_memory follows the data set down.
+// Invariants: every entry's object is live in the store; `data_bytes_` is the sum of the entries' object
+// sizes; an entry's `volatile_pos` is its place in `volatile_` iff it has an expiry. Single-threaded: the
+// server's thread only.
+#ifndef MOVA_KV_KEYSPACE_H_
+#define MOVA_KV_KEYSPACE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
+#include "absl/random/random.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mova-kv/object_store.h"
+
+namespace mova::kv {
+
+class Keyspace {
+ public:
+  using Index = std::uint32_t;  // a position in the entry array: valid until the next removal
+  static constexpr std::uint32_t kNotVolatile = ~std::uint32_t{0};
+
+  struct Entry {
+    ObjectRef ref = 0;
+    std::uint64_t hash = 0;
+    std::int64_t expire_ms = 0;  // absolute, in ms since the epoch; 0: none
+    std::uint32_t key_len = 0;
+    std::uint32_t value_len = 0;
+    std::uint32_t lru = 0;       // the LRU clock (ms, wrapping) at the last access
+    std::uint32_t volatile_pos = kNotVolatile;
+  };
+
+  explicit Keyspace(ObjectStore& store);
+  ~Keyspace();
+  Keyspace(const Keyspace&) = delete;
+  Keyspace& operator=(const Keyspace&) = delete;
+
+  // The time commands see (Redis caches it per command too): expiry and LRU clocks read it.
+  void set_now_ms(std::int64_t now) { now_ms_ = now; }
+  std::int64_t now_ms() const { return now_ms_; }
+
+  // The live entry of `key`; an expired one is deleted here (counted in expired_keys). `touch` updates its LRU
+  // clock (reads and writes do; TTL and MEMORY USAGE do not, as in Redis).
+  std::optional<Index> Find(std::string_view key, bool touch = true);
+  const Entry& entry(Index i) const { return entries_[i]; }
+
+  // Calls `fn` with the value of entry `i`.
+  absl::Status ReadValue(Index i, absl::FunctionRef<void(std::string_view value)> fn);
+  // Copies the value of entry `i` out.
+  absl::StatusOr<std::string> CopyValue(Index i);
+
+  // A new entry for `key`, which must not be present; no expiry. kResourceExhausted when memory runs out.
+  absl::StatusOr<Index> Insert(std::string_view key, std::span<const std::string_view> value_parts);
+  // A new value for entry `i` (a new object: the old one is freed); the expiry stays.
+  absl::Status Replace(Index i, std::span<const std::string_view> value_parts);
+  // Sets (or, with 0, clears) the absolute expiry of entry `i`.
+  void SetExpire(Index i, std::int64_t expire_ms);
+  void Remove(Index i);
+  void Clear();
+
+  std::size_t size() const { return entries_.size(); }
+  std::size_t volatile_size() const { return volatile_.size(); }
+
+  // Sampling, for eviction and expiry: a uniformly random entry; a random entry with an expiry.
+  Index RandomEntry();
+  Index RandomVolatileEntry();
+
+  // Redis's active expiry: samples keys with a time to live and deletes the expired, looping while more than a
+  // tenth of a sample had expired and `budget_us` is not spent. Returns the keys deleted.
+  std::size_t ActiveExpireCycle(std::int64_t budget_us);
+
+  // Evicts one entry by `allkeys-lru` (a pool of the best candidates over `samples`-key samples, as Redis's
+  // evictionPoolPopulate) or `allkeys-random`. False when there is nothing to evict.
+  bool EvictLru(int samples);
+  bool EvictRandom();
+
+  // The order-independent digest of the data set (keys, values, expiries) as 40 hex digits; all zeros when
+  // empty (as Redis's DEBUG DIGEST).
+  absl::StatusOr<std::string> Digest();
+
+  // Bytes the data set holds: its objects (what they asked the allocator for) plus the index's arrays. This
+  // is used_memory; maxmemory is checked against it.
+  std::uint64_t used_memory() const;
+  std::uint64_t data_bytes() const { return data_bytes_; }
+  // The bytes entry `i` costs: its object and its share of the index (MEMORY USAGE).
+  std::uint64_t EntryBytes(Index i) const;
+
+  // Counters, as INFO's stats section names them.
+  std::uint64_t expired_keys() const { return expired_keys_; }
+  std::uint64_t evicted_keys() const { return evicted_keys_; }
+  std::uint64_t store_errors() const { return store_errors_; }
+  void ResetStats() { expired_keys_ = evicted_keys_ = 0; }
+
+  static std::uint64_t HashKey(std::string_view key);
+
+ private:
+  struct KeyProbe {
+    std::string_view key;
+    std::uint64_t hash;
+  };
+  struct RefProbe {
+    ObjectRef ref;
+    std::uint64_t hash;
+  };
+  struct IndexHash {
+    using is_transparent = void;
+    const Keyspace* ks;
+    std::size_t operator()(Index i) const { return ks->entries_[i].hash; }
+    std::size_t operator()(const KeyProbe& p) const { return p.hash; }
+    std::size_t operator()(const RefProbe& p) const { return p.hash; }
+  };
+  struct IndexEq {
+    using is_transparent = void;
+    Keyspace* ks;
+    bool operator()(Index a, Index b) const { return a == b; }
+    bool operator()(const KeyProbe& p, Index i) const { return ks->KeyMatches(i, p); }
+    bool operator()(Index i, const KeyProbe& p) const { return ks->KeyMatches(i, p); }
+    bool operator()(const RefProbe& p, Index i) const { return ks->entries_[i].ref == p.ref; }
+    bool operator()(Index i, const RefProbe& p) const { return ks->entries_[i].ref == p.ref; }
+  };
+  struct Candidate {  // of the eviction pool
+    std::uint32_t idle;
+    std::uint64_t hash;
+    ObjectRef ref;
+  };
+  using Set = absl::flat_hash_set<Index, IndexHash, IndexEq>;
+
+  bool KeyMatches(Index i, const KeyProbe& p);
+  std::uint32_t LruClock() const { return static_cast<std::uint32_t>(now_ms_); }
+  std::size_t ObjectBytes(const Entry& e) const { return ObjectStore::ObjectSize(e.key_len, e.value_len); }
+  void Evict(Index i);
+  void MaybeShrink();
+
+  ObjectStore& store_;
+  std::vector<Entry> entries_;
+  Set set_;
+  std::vector<Index> volatile_;
+  std::vector<Candidate> eviction_pool_;  // ascending idle time: the best candidate last
+  absl::BitGen rng_;
+  std::int64_t now_ms_ = 0;
+  std::uint64_t data_bytes_ = 0;
+  std::uint64_t expired_keys_ = 0;
+  std::uint64_t evicted_keys_ = 0;
+  std::uint64_t store_errors_ = 0;
+};
+
+}  // namespace mova::kv
+
+#endif  // MOVA_KV_KEYSPACE_H_

@@ -1,0 +1,107 @@
+// mova-kv/mova_store.cc — the ObjectStore on a mova Pool. A reference is a handle's raw bits; reads pin the
+// object with pin_owned (no shared write; only this server's thread frees), so a compaction running on the
+// defragmenter's thread never moves an object while it is read.
+#include <cstring>
+
+#include "absl/strings/str_format.h"
+#include "mova-kv/object_store.h"
+#include "mova/pool.h"
+
+namespace mova::kv {
+namespace {
+
+class MovaStore final : public ObjectStore {
+ public:
+  explicit MovaStore(std::unique_ptr<Pool> pool) : pool_(std::move(pool)) {}
+
+  std::string_view name() const override { return "mova"; }
+
+  absl::StatusOr<ObjectRef> Put(std::string_view key, std::span<const std::string_view> value_parts) override {
+    std::size_t value_len = 0;
+    for (std::string_view p : value_parts) value_len += p.size();
+    absl::StatusOr<Handle> h = pool_->allocate(ObjectSize(key.size(), value_len));
+    if (!h.ok()) return h.status();
+    absl::StatusOr<Pinned> pinned = pool_->pin_owned(*h, Access::kWrite);
+    if (!pinned.ok()) {
+      (void)pool_->free(*h);
+      return pinned.status();
+    }
+    std::byte* out = pinned->mutable_data();
+    const std::uint32_t klen = static_cast<std::uint32_t>(key.size());
+    std::memcpy(out, &klen, 4);
+    std::memcpy(out + 4, key.data(), key.size());
+    std::size_t at = 4 + key.size();
+    for (std::string_view p : value_parts) {
+      std::memcpy(out + at, p.data(), p.size());
+      at += p.size();
+    }
+    return ObjectRef{h->raw};
+  }
+
+  absl::Status Read(ObjectRef ref, std::size_t size,
+                    absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
+    absl::StatusOr<Pinned> pinned = pool_->pin_owned(Handle{ref}, Access::kRead);
+    if (!pinned.ok()) return pinned.status();
+    const char* bytes = reinterpret_cast<const char*>(pinned->data());
+    std::uint32_t klen;
+    std::memcpy(&klen, bytes, 4);
+    if (pinned->size() != size || size < 4 || klen > size - 4) {
+      return absl::DataLossError(absl::StrFormat("object %#x: size %u, key length %u; the index says %u", ref,
+                                                 pinned->size(), klen, size));
+    }
+    fn(std::string_view(bytes + 4, klen), std::string_view(bytes + 4 + klen, pinned->size() - 4 - klen));
+    return absl::OkStatus();
+  }
+
+  absl::Status Free(ObjectRef ref, std::size_t) override { return pool_->free(Handle{ref}); }
+
+  AllocatorReport Report() override {
+    const PoolStats s = pool_->stats();
+    AllocatorReport r;
+    r.allocated = s.live_bytes;
+    r.active = s.block_bytes + s.huge_bytes;
+    r.resident = s.resident_bytes;
+    r.extra = {{"mova_live_objects", s.live_objects},
+               {"mova_slot_bytes", s.slot_bytes},
+               {"mova_block_bytes", s.block_bytes},
+               {"mova_huge_bytes", s.huge_bytes},
+               {"mova_dirty_bytes", s.dirty_bytes},
+               {"mova_handle_table_bytes", s.handle_table_bytes},
+               {"mova_metadata_bytes", s.metadata_bytes},
+               {"mova_compactions", s.compactions},
+               {"mova_objects_moved", s.objects_moved},
+               {"mova_bytes_moved", s.bytes_moved},
+               {"mova_pages_compacted", s.pages_compacted},
+               {"mova_defrag_runs", s.defrag_runs},
+               {"mova_blocks_migrated", s.blocks_migrated},
+               {"mova_regions_freed", s.regions_freed},
+               {"mova_discard_calls", s.discard_calls}};
+    return r;
+  }
+
+  void Purge() override { pool_->release_free_memory(); }
+  bool CanDefragment() const override { return true; }
+
+  DefragPass Defragment() override {
+    const CompactResult c = pool_->compact();
+    const DefragResult d = pool_->defragment();
+    return DefragPass{.objects_moved = c.objects_moved,
+                      .bytes_moved = c.bytes_moved,
+                      .pages_released = c.pages_released,
+                      .blocks_migrated = d.blocks_migrated,
+                      .pages_migrated = d.pages_moved};
+  }
+
+ private:
+  std::unique_ptr<Pool> pool_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ObjectStore>> MakeMovaStore(const PoolOptions& options) {
+  absl::StatusOr<std::unique_ptr<Pool>> pool = Pool::Create(options);
+  if (!pool.ok()) return pool.status();
+  return std::unique_ptr<ObjectStore>(new MovaStore(std::move(*pool)));
+}
+
+}  // namespace mova::kv

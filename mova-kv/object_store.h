@@ -1,0 +1,78 @@
+// mova-kv/object_store.h — where keys and values live: one object per key, holding the key and its value.
+//
+// Types: ObjectRef, AllocatorReport, DefragPass, ObjectStore; MakeMovaStore (a mova Pool: objects behind
+// handles, compacted by moving them) and MakeMallocStore (malloc / free: glibc's, or jemalloc's or mimalloc's
+// by LD_PRELOAD — the control that tells the server's own costs from the allocator's).
+// Invariants: an object is [key length: 4 bytes][key][value]; an ObjectRef names one live object until Free;
+// the caller keeps each object's size and passes it back (a store may check it, none needs to store it).
+// Only the server's thread calls Put, Read and Free; Report and Defragment may run on another thread (the
+// active defragmenter) at the same time.
+#ifndef MOVA_KV_OBJECT_STORE_H_
+#define MOVA_KV_OBJECT_STORE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mova/pool_options.h"
+
+namespace mova::kv {
+
+using ObjectRef = std::uint64_t;
+
+// The allocator's view of memory, with Redis's INFO field names where Redis has one.
+struct AllocatorReport {
+  std::uint64_t allocated = 0;  // allocator_allocated: bytes handed out
+  std::uint64_t active = 0;     // allocator_active: pages holding objects
+  std::uint64_t resident = 0;   // allocator_resident: everything the allocator keeps resident
+  std::vector<std::pair<std::string, std::uint64_t>> extra;  // the store's own fields (mova_*), in order
+};
+
+// What one defragmentation pass did.
+struct DefragPass {
+  std::uint64_t objects_moved = 0;   // compaction: objects moved out of sparse blocks
+  std::uint64_t bytes_moved = 0;
+  std::uint64_t pages_released = 0;  // compaction: pages given back
+  std::uint64_t blocks_migrated = 0; // block migration: whole blocks moved down
+  std::uint64_t pages_migrated = 0;
+};
+
+class ObjectStore {
+ public:
+  virtual ~ObjectStore() = default;
+  virtual std::string_view name() const = 0;
+
+  // A new object holding `key` and the concatenation of `value_parts`. kResourceExhausted when the memory runs
+  // out (nothing is changed then).
+  virtual absl::StatusOr<ObjectRef> Put(std::string_view key, std::span<const std::string_view> value_parts) = 0;
+  // Calls `fn` with the object's key and value, valid during the call only. `size` is the object's size
+  // (ObjectSize of its key and value), which the caller keeps: a store need not.
+  virtual absl::Status Read(ObjectRef ref, std::size_t size,
+                            absl::FunctionRef<void(std::string_view key, std::string_view value)> fn) = 0;
+  virtual absl::Status Free(ObjectRef ref, std::size_t size) = 0;
+
+  virtual AllocatorReport Report() = 0;
+  // Gives free pages back to the kernel (MEMORY PURGE).
+  virtual void Purge() = 0;
+  // True when Defragment moves objects (the active defragmenter has something to run).
+  virtual bool CanDefragment() const = 0;
+  virtual DefragPass Defragment() = 0;
+
+  // The bytes an object of this key and value asks the allocator for.
+  static std::size_t ObjectSize(std::size_t key_len, std::size_t value_len) { return 4 + key_len + value_len; }
+};
+
+absl::StatusOr<std::unique_ptr<ObjectStore>> MakeMovaStore(const PoolOptions& options);
+std::unique_ptr<ObjectStore> MakeMallocStore();
+
+}  // namespace mova::kv
+
+#endif  // MOVA_KV_OBJECT_STORE_H_
