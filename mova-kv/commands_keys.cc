@@ -87,7 +87,7 @@ void Engine::Expire(Client&, std::vector<std::string>& a, Reply& r) {
   const std::int64_t when = now + ms;
   const std::optional<Keyspace::Index> i = keyspace_.Find(a[1], /*touch=*/false);
   if (!i.has_value()) return r.Integer(0);
-  const std::int64_t current = keyspace_.entry(*i).expire_ms;  // 0: none, i.e. forever
+  const std::int64_t current = keyspace_.ExpireOf(*i);  // 0: none, i.e. forever
   if ((o.nx && current != 0) || (o.xx && current == 0) || (o.gt && (current == 0 || when <= current)) ||
       (o.lt && current != 0 && when >= current)) {
     return r.Integer(0);
@@ -105,7 +105,7 @@ void Engine::PExpire(Client& c, std::vector<std::string>& a, Reply& r) { Expire(
 void Engine::TtlGeneric(std::string_view key, std::int64_t unit_ms, Reply& r) {
   const std::optional<Keyspace::Index> i = keyspace_.Find(key, /*touch=*/false);
   if (!i.has_value()) return r.Integer(-2);
-  const std::int64_t expire = keyspace_.entry(*i).expire_ms;
+  const std::int64_t expire = keyspace_.ExpireOf(*i);
   if (expire == 0) return r.Integer(-1);
   const std::int64_t left = std::max<std::int64_t>(expire - keyspace_.now_ms(), 0);
   r.Integer(unit_ms == 1 ? left : (left + 500) / 1000);
@@ -116,7 +116,7 @@ void Engine::PTtl(Client&, std::vector<std::string>& a, Reply& r) { TtlGeneric(a
 
 void Engine::Persist(Client&, std::vector<std::string>& a, Reply& r) {
   const std::optional<Keyspace::Index> i = keyspace_.Find(a[1]);
-  if (!i.has_value() || keyspace_.entry(*i).expire_ms == 0) return r.Integer(0);
+  if (!i.has_value() || keyspace_.ExpireOf(*i) == 0) return r.Integer(0);
   keyspace_.SetExpire(*i, 0);
   r.Integer(1);
 }

@@ -190,6 +190,12 @@ void Engine::ConfigCmd(Client&, std::vector<std::string>& a, Reply& r) {
     for (std::size_t j = 2; j + 1 < a.size(); j += 2) {
       if (absl::Status s = next.Set(a[j], a[j + 1]); !s.ok()) return r.Error(absl::StrCat("ERR ", s.message()));
     }
+    if (next.activedefrag && !store_.CanDefragment()) {
+      // As a redis-server built without active defrag answers it.
+      return r.Error(absl::StrCat("ERR CONFIG SET failed (possibly related to argument 'activedefrag') - "
+                                  "Active defragmentation cannot be enabled: the ",
+                                  Av(store_.name()), " store cannot move objects"));
+    }
     config_ = std::move(next);
     return r.Ok();
   }

@@ -44,7 +44,9 @@ std::uint64_t StableHash(std::string_view s, std::uint64_t seed) {
 }  // namespace
 
 Keyspace::Keyspace(ObjectStore& store)
-    : store_(store), set_(0, IndexHash{this}, IndexEq{this}) {}
+    : store_(store),
+      set_(0, IndexHash{this}, IndexEq{this}),
+      max_keys_(entries_.max_size() > 0 && volatile_.max_size() > 0 ? kMaxKeys : 0) {}
 
 Keyspace::~Keyspace() { Clear(); }
 
@@ -66,7 +68,7 @@ std::optional<Keyspace::Index> Keyspace::Find(std::string_view key, bool touch) 
   if (it == set_.end()) return std::nullopt;
   const Index i = *it;
   Entry& e = entries_[i];
-  if (e.expire_ms != 0 && e.expire_ms <= now_ms_) {
+  if (e.volatile_pos != kNotVolatile && volatile_[e.volatile_pos].expire_ms <= now_ms_) {
     Remove(i);
     ++expired_keys_;
     return std::nullopt;
@@ -91,7 +93,7 @@ absl::StatusOr<std::string> Keyspace::CopyValue(Index i) {
 }
 
 absl::StatusOr<Keyspace::Index> Keyspace::Insert(std::string_view key, std::span<const std::string_view> value_parts) {
-  if (entries_.size() >= kNotVolatile - 1) return absl::ResourceExhaustedError("too many keys");
+  if (entries_.size() >= max_keys_) return absl::ResourceExhaustedError("too many keys");
   absl::StatusOr<ObjectRef> ref = store_.Put(key, value_parts);
   if (!ref.ok()) return ref.status();
   Entry e;
@@ -103,9 +105,9 @@ absl::StatusOr<Keyspace::Index> Keyspace::Insert(std::string_view key, std::span
   e.value_len = static_cast<std::uint32_t>(value_len);
   e.lru = LruClock();
   const Index i = static_cast<Index>(entries_.size());
-  entries_.push_back(e);
+  (void)entries_.push_back(e);  // below max_keys_: there is room
   set_.insert(i);
-  data_bytes_ += ObjectBytes(e);
+  data_bytes_ += AllocatedBytes(e);
   return i;
 }
 
@@ -120,28 +122,30 @@ absl::Status Keyspace::Replace(Index i, std::span<const std::string_view> value_
   }
   absl::StatusOr<ObjectRef> ref = store_.Put(key, value_parts);
   if (!ref.ok()) return ref.status();
+  data_bytes_ -= AllocatedBytes(e);  // before the free: a store may read the object for it
   if (absl::Status f = store_.Free(e.ref, ObjectBytes(e)); !f.ok()) ++store_errors_;
-  data_bytes_ -= ObjectBytes(e);
   e.ref = *ref;
   std::size_t value_len = 0;
   for (std::string_view p : value_parts) value_len += p.size();
   e.value_len = static_cast<std::uint32_t>(value_len);
   e.lru = LruClock();
-  data_bytes_ += ObjectBytes(e);
+  data_bytes_ += AllocatedBytes(e);
   return absl::OkStatus();
 }
 
 void Keyspace::SetExpire(Index i, std::int64_t expire_ms) {
   Entry& e = entries_[i];
-  e.expire_ms = expire_ms;
-  if (expire_ms != 0 && e.volatile_pos == kNotVolatile) {
-    e.volatile_pos = static_cast<std::uint32_t>(volatile_.size());
-    volatile_.push_back(i);
-  } else if (expire_ms == 0 && e.volatile_pos != kNotVolatile) {
+  if (expire_ms != 0) {
+    if (e.volatile_pos == kNotVolatile) {
+      e.volatile_pos = static_cast<std::uint32_t>(volatile_.size());
+      (void)volatile_.push_back(VolatileEntry{i, expire_ms});  // no more than entries: there is room
+    } else {
+      volatile_[e.volatile_pos].expire_ms = expire_ms;
+    }
+  } else if (e.volatile_pos != kNotVolatile) {
     const std::uint32_t pos = e.volatile_pos;
-    const Index moved = volatile_.back();
-    volatile_[pos] = moved;
-    entries_[moved].volatile_pos = pos;
+    volatile_[pos] = volatile_.back();
+    entries_[volatile_[pos].index].volatile_pos = pos;
     volatile_.pop_back();
     e.volatile_pos = kNotVolatile;
   }
@@ -151,14 +155,14 @@ void Keyspace::Remove(Index i) {
   SetExpire(i, 0);
   Entry& e = entries_[i];
   set_.erase(i);
+  data_bytes_ -= AllocatedBytes(e);  // before the free: a store may read the object for it
   if (absl::Status s = store_.Free(e.ref, ObjectBytes(e)); !s.ok()) ++store_errors_;
-  data_bytes_ -= ObjectBytes(e);
   const Index last = static_cast<Index>(entries_.size() - 1);
   if (i != last) {
     set_.erase(last);
     entries_[i] = entries_[last];
     set_.insert(i);
-    if (entries_[i].volatile_pos != kNotVolatile) volatile_[entries_[i].volatile_pos] = i;
+    if (entries_[i].volatile_pos != kNotVolatile) volatile_[entries_[i].volatile_pos].index = i;
   }
   entries_.pop_back();
   MaybeShrink();
@@ -168,8 +172,8 @@ void Keyspace::MaybeShrink() {
   // As Redis's dict resizes down: once an array is under a quarter full it is cut to its size (the next growth
   // doubles it), so that used_memory follows the data set down, and eviction can bring it under maxmemory.
   constexpr std::size_t kMinCapacity = 1024;
-  if (entries_.capacity() > kMinCapacity && entries_.size() * 4 < entries_.capacity()) entries_.shrink_to_fit();
-  if (volatile_.capacity() > kMinCapacity && volatile_.size() * 4 < volatile_.capacity()) volatile_.shrink_to_fit();
+  entries_.ReleaseTail();
+  volatile_.ReleaseTail();
   if (set_.capacity() > kMinCapacity && set_.size() * 4 < set_.capacity()) set_.rehash(0);
 }
 
@@ -177,9 +181,9 @@ void Keyspace::Clear() {
   for (const Entry& e : entries_) {
     if (absl::Status s = store_.Free(e.ref, ObjectBytes(e)); !s.ok()) ++store_errors_;
   }
-  // Fresh arrays: used_memory goes back to its empty value.
-  std::vector<Entry>().swap(entries_);
-  std::vector<Index>().swap(volatile_);
+  // Empty arrays: used_memory goes back to its empty value.
+  entries_.Clear();
+  volatile_.Clear();
   std::vector<Candidate>().swap(eviction_pool_);
   set_ = Set(0, IndexHash{this}, IndexEq{this});
   data_bytes_ = 0;
@@ -190,7 +194,7 @@ Keyspace::Index Keyspace::RandomEntry() {
 }
 
 Keyspace::Index Keyspace::RandomVolatileEntry() {
-  return volatile_[absl::Uniform<std::size_t>(rng_, 0, volatile_.size())];
+  return volatile_[absl::Uniform<std::size_t>(rng_, 0, volatile_.size())].index;
 }
 
 std::size_t Keyspace::ActiveExpireCycle(std::int64_t budget_us) {
@@ -200,7 +204,7 @@ std::size_t Keyspace::ActiveExpireCycle(std::int64_t budget_us) {
     int expired = 0, sampled = 0;
     for (; sampled < kExpireSample && !volatile_.empty(); ++sampled) {
       const Index i = RandomVolatileEntry();
-      if (entries_[i].expire_ms <= now_ms_) {
+      if (ExpireOf(i) <= now_ms_) {
         Remove(i);
         ++expired_keys_;
         ++expired;
@@ -264,7 +268,7 @@ absl::StatusOr<std::string> Keyspace::Digest() {
       for (int lane = 0; lane < 3; ++lane) {
         const std::uint64_t seed = 0x6d6f76612d6b76ULL + static_cast<std::uint64_t>(lane) * 0x9e3779b97f4a7c15ULL;
         h[lane] = Mix(StableHash(key, seed) ^ Mix(StableHash(value, seed + 1)) ^
-                      Mix(static_cast<std::uint64_t>(e.expire_ms) + seed));
+                      Mix(static_cast<std::uint64_t>(ExpireOf(i)) + seed));
       }
     });
     if (!s.ok()) return s;
@@ -274,13 +278,13 @@ absl::StatusOr<std::string> Keyspace::Digest() {
 }
 
 std::uint64_t Keyspace::used_memory() const {
-  return data_bytes_ + entries_.capacity() * sizeof(Entry) + set_.capacity() * (sizeof(Index) + 1) +
-         volatile_.capacity() * sizeof(Index);
+  return data_bytes_ + entries_.resident_bytes() + set_.capacity() * (sizeof(Index) + 1) +
+         volatile_.resident_bytes();
 }
 
 std::uint64_t Keyspace::EntryBytes(Index i) const {
-  return ObjectBytes(entries_[i]) + sizeof(Entry) + sizeof(Index) + 1 +
-         (entries_[i].volatile_pos != kNotVolatile ? sizeof(Index) : 0);
+  return AllocatedBytes(entries_[i]) + sizeof(Entry) + sizeof(Index) + 1 +
+         (entries_[i].volatile_pos != kNotVolatile ? sizeof(VolatileEntry) : 0);
 }
 
 }  // namespace mova::kv

@@ -7,8 +7,8 @@
 // as Redis's dictGetRandomKey is); the hash set holds positions in it; a removal moves the last entry into the
 // hole. Keys with a time to live are listed in a second dense array, for active expiry.
 // The arrays shrink when under a quarter full, so used_memory follows the data set down.
-// Invariants: every entry's object is live in the store; `data_bytes_` is the sum of the entries' object
-// sizes; an entry's `volatile_pos` is its place in `volatile_` iff it has an expiry. Single-threaded: the
+// Invariants: every entry's object is live in the store; `data_bytes_` is the sum of the entries' allocation
+// sizes (ObjectStore::AllocationSize); an entry's `volatile_pos` is its place in `volatile_` iff it has an expiry. Single-threaded: the
 // server's thread only.
 #ifndef MOVA_KV_KEYSPACE_H_
 #define MOVA_KV_KEYSPACE_H_
@@ -26,6 +26,7 @@
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "mova-kv/dense_array.h"
 #include "mova-kv/object_store.h"
 
 namespace mova::kv {
@@ -34,15 +35,15 @@ class Keyspace {
  public:
   using Index = std::uint32_t;  // a position in the entry array: valid until the next removal
   static constexpr std::uint32_t kNotVolatile = ~std::uint32_t{0};
+  static constexpr std::size_t kMaxKeys = std::size_t{1} << 30;
 
-  struct Entry {
+  struct Entry {  // 32 bytes
     ObjectRef ref = 0;
     std::uint64_t hash = 0;
-    std::int64_t expire_ms = 0;  // absolute, in ms since the epoch; 0: none
     std::uint32_t key_len = 0;
     std::uint32_t value_len = 0;
     std::uint32_t lru = 0;       // the LRU clock (ms, wrapping) at the last access
-    std::uint32_t volatile_pos = kNotVolatile;
+    std::uint32_t volatile_pos = kNotVolatile;  // its place in the expiry array, if it has an expiry
   };
 
   explicit Keyspace(ObjectStore& store);
@@ -58,6 +59,11 @@ class Keyspace {
   // clock (reads and writes do; TTL and MEMORY USAGE do not, as in Redis).
   std::optional<Index> Find(std::string_view key, bool touch = true);
   const Entry& entry(Index i) const { return entries_[i]; }
+  // The absolute expiry of entry `i` in ms since the epoch; 0: none.
+  std::int64_t ExpireOf(Index i) const {
+    const std::uint32_t pos = entries_[i].volatile_pos;
+    return pos == kNotVolatile ? 0 : volatile_[pos].expire_ms;
+  }
 
   // Calls `fn` with the value of entry `i`.
   absl::Status ReadValue(Index i, absl::FunctionRef<void(std::string_view value)> fn);
@@ -93,8 +99,8 @@ class Keyspace {
   // empty (as Redis's DEBUG DIGEST).
   absl::StatusOr<std::string> Digest();
 
-  // Bytes the data set holds: its objects (what they asked the allocator for) plus the index's arrays. This
-  // is used_memory; maxmemory is checked against it.
+  // Bytes the data set holds: its objects (what the allocator handed out for them, as Redis counts them) plus
+  // the index's arrays (their resident pages). This is used_memory; maxmemory is checked against it.
   std::uint64_t used_memory() const;
   std::uint64_t data_bytes() const { return data_bytes_; }
   // The bytes entry `i` costs: its object and its share of the index (MEMORY USAGE).
@@ -133,6 +139,10 @@ class Keyspace {
     bool operator()(const RefProbe& p, Index i) const { return ks->entries_[i].ref == p.ref; }
     bool operator()(Index i, const RefProbe& p) const { return ks->entries_[i].ref == p.ref; }
   };
+  struct VolatileEntry {
+    Index index;
+    std::int64_t expire_ms;
+  };
   struct Candidate {  // of the eviction pool
     std::uint32_t idle;
     std::uint64_t hash;
@@ -143,13 +153,15 @@ class Keyspace {
   bool KeyMatches(Index i, const KeyProbe& p);
   std::uint32_t LruClock() const { return static_cast<std::uint32_t>(now_ms_); }
   std::size_t ObjectBytes(const Entry& e) const { return ObjectStore::ObjectSize(e.key_len, e.value_len); }
+  std::size_t AllocatedBytes(const Entry& e) const { return store_.AllocationSize(e.ref, ObjectBytes(e)); }
   void Evict(Index i);
   void MaybeShrink();
 
   ObjectStore& store_;
-  std::vector<Entry> entries_;
+  DenseArray<Entry> entries_{kMaxKeys};
   Set set_;
-  std::vector<Index> volatile_;
+  DenseArray<VolatileEntry> volatile_{kMaxKeys};
+  std::size_t max_keys_;  // kMaxKeys, or 0 if the arrays could not be reserved
   std::vector<Candidate> eviction_pool_;  // ascending idle time: the best candidate last
   absl::BitGen rng_;
   std::int64_t now_ms_ = 0;

@@ -1,7 +1,8 @@
 // mova-kv/malloc_store.cc — the ObjectStore on malloc: the control. A reference is the object's address.
 // Whichever malloc the process has (glibc's, or jemalloc's / mimalloc's by LD_PRELOAD) serves it; the report
-// counts the requested bytes and reads the rest from the process (there is no allocator-neutral way to ask a
-// malloc how many pages it holds): allocator_active and allocator_resident are the process's anonymous RSS.
+// counts what malloc handed out and reads the rest from the process (there is no allocator-neutral way to ask a
+// malloc how many pages it holds): allocator_allocated sums malloc_usable_size (which glibc, jemalloc and mimalloc
+// all export), allocator_active and allocator_resident are the process's anonymous RSS.
 #include <malloc.h>
 
 #include <cstdlib>
@@ -31,7 +32,7 @@ class MallocStore final : public ObjectStore {
       std::memcpy(out + at, p.data(), p.size());
       at += p.size();
     }
-    allocated_ += size;
+    allocated_ += malloc_usable_size(out);  // the size class's bytes, as jemalloc's stats count them
     objects_ += 1;
     return reinterpret_cast<ObjectRef>(out);
   }
@@ -46,11 +47,15 @@ class MallocStore final : public ObjectStore {
     return absl::OkStatus();
   }
 
-  absl::Status Free(ObjectRef ref, std::size_t size) override {
+  absl::Status Free(ObjectRef ref, std::size_t) override {
+    allocated_ -= malloc_usable_size(reinterpret_cast<void*>(ref));
     std::free(reinterpret_cast<void*>(ref));
-    allocated_ -= size;
     objects_ -= 1;
     return absl::OkStatus();
+  }
+
+  std::size_t AllocationSize(ObjectRef ref, std::size_t) const override {
+    return malloc_usable_size(reinterpret_cast<void*>(ref));
   }
 
   AllocatorReport Report() override {

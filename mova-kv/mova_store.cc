@@ -1,7 +1,9 @@
 // mova-kv/mova_store.cc — the ObjectStore on a mova Pool. A reference is a handle's raw bits; reads pin the
 // object with pin_owned (no shared write; only this server's thread frees), so a compaction running on the
 // defragmenter's thread never moves an object while it is read.
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_format.h"
 #include "mova-kv/object_store.h"
@@ -12,7 +14,10 @@ namespace {
 
 class MovaStore final : public ObjectStore {
  public:
-  explicit MovaStore(std::unique_ptr<Pool> pool) : pool_(std::move(pool)) {}
+  explicit MovaStore(std::unique_ptr<Pool> pool) : pool_(std::move(pool)) {
+    for (const ClassStats& c : pool_->stats().classes) slot_sizes_.push_back(c.slot_size);
+    std::sort(slot_sizes_.begin(), slot_sizes_.end());
+  }
 
   std::string_view name() const override { return "mova"; }
 
@@ -55,13 +60,22 @@ class MovaStore final : public ObjectStore {
 
   absl::Status Free(ObjectRef ref, std::size_t) override { return pool_->free(Handle{ref}); }
 
+  // The class's slot; past the largest class, whole pages.
+  std::size_t AllocationSize(ObjectRef, std::size_t size) const override {
+    const auto it = std::lower_bound(slot_sizes_.begin(), slot_sizes_.end(), size);
+    return it != slot_sizes_.end() ? *it : (size + 4095) & ~std::size_t{4095};
+  }
+
   AllocatorReport Report() override {
     const PoolStats s = pool_->stats();
     AllocatorReport r;
-    r.allocated = s.live_bytes;
+    // As jemalloc counts them (Redis's allocator_* fields): allocated is the size classes' bytes of live objects
+    // (mova's slots; a huge object's pages), active the pages that hold them.
+    r.allocated = s.slot_bytes + s.huge_bytes;
     r.active = s.block_bytes + s.huge_bytes;
     r.resident = s.resident_bytes;
-    r.extra = {{"mova_live_objects", s.live_objects},
+    r.extra = {{"mova_live_bytes", s.live_bytes},
+               {"mova_live_objects", s.live_objects},
                {"mova_slot_bytes", s.slot_bytes},
                {"mova_block_bytes", s.block_bytes},
                {"mova_huge_bytes", s.huge_bytes},
@@ -94,6 +108,7 @@ class MovaStore final : public ObjectStore {
 
  private:
   std::unique_ptr<Pool> pool_;
+  std::vector<std::uint32_t> slot_sizes_;  // ascending
 };
 
 }  // namespace

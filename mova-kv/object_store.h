@@ -58,6 +58,9 @@ class ObjectStore {
   virtual absl::Status Read(ObjectRef ref, std::size_t size,
                             absl::FunctionRef<void(std::string_view key, std::string_view value)> fn) = 0;
   virtual absl::Status Free(ObjectRef ref, std::size_t size) = 0;
+  // The bytes the allocator handed out for the object (its size class), as Redis counts used_memory with
+  // malloc_usable_size; the same for an object all its life.
+  virtual std::size_t AllocationSize(ObjectRef ref, std::size_t size) const = 0;
 
   virtual AllocatorReport Report() = 0;
   // Gives free pages back to the kernel (MEMORY PURGE).

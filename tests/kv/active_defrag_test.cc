@@ -103,6 +103,7 @@ TEST(ActiveDefrag, PacesPassesToItsCpuBudgetAndStopsWhenDestroyed) {
       return absl::OkStatus();
     }
     absl::Status Free(ObjectRef, std::size_t) override { return absl::OkStatus(); }
+    std::size_t AllocationSize(ObjectRef, std::size_t size) const override { return size; }
     AllocatorReport Report() override { return {}; }
     void Purge() override {}
     bool CanDefragment() const override { return true; }
