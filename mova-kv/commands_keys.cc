@@ -1,7 +1,6 @@
 // mova-kv/commands_keys.cc — the keyspace commands: DEL, EXISTS, EXPIRE / PEXPIRE (with NX, XX, GT, LT),
 // TTL / PTTL, PERSIST, TYPE, DBSIZE, FLUSHALL / FLUSHDB, SELECT (one database: 0). Replies as Redis 7's
 // (db.c, expire.c).
-#include <charconv>
 #include <limits>
 
 #include "absl/strings/ascii.h"
@@ -9,18 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "mova-kv/absl_view.h"
 #include "mova-kv/engine.h"
+#include "mova-kv/numbers.h"
 
 namespace mova::kv {
-namespace {
-
-bool ParseInt(std::string_view s, std::int64_t* out) {
-  if (s.empty() || s.size() > 20 || s.front() == '+') return false;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
-
-}  // namespace
-
 void Engine::Del(Client&, std::vector<std::string>& a, Reply& r) {
   std::int64_t n = 0;
   for (std::size_t j = 1; j < a.size(); ++j) {
@@ -74,7 +64,7 @@ void Engine::Expire(Client&, std::vector<std::string>& a, Reply& r) {
   ExpireOptions o;
   if (!ParseExpireOptions(a, &o, r)) return;
   std::int64_t v;
-  if (!ParseInt(a[2], &v)) return r.Error("ERR value is not an integer or out of range");
+  if (!ParseInt64(a[2], &v)) return r.Error("ERR value is not an integer or out of range");
   const bool seconds = absl::EqualsIgnoreCase(a[0], "expire");
   const std::int64_t now = keyspace_.now_ms();
   if ((seconds && (v > std::numeric_limits<std::int64_t>::max() / 1000 || v < std::numeric_limits<std::int64_t>::min() / 1000))) {
@@ -139,7 +129,7 @@ void Engine::FlushAll(Client&, std::vector<std::string>& a, Reply& r) {
 
 void Engine::Select(Client&, std::vector<std::string>& a, Reply& r) {
   std::int64_t db;
-  if (!ParseInt(a[1], &db)) return r.Error("ERR value is not an integer or out of range");
+  if (!ParseInt64(a[1], &db)) return r.Error("ERR value is not an integer or out of range");
   if (db != 0) return r.Error("ERR DB index is out of range");
   r.Ok();
 }

@@ -3,7 +3,6 @@
 // talk to mova-kv as to redis-server.
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdlib>
 #include <thread>
 #include <type_traits>
@@ -18,16 +17,11 @@
 #include "bench/rss.h"
 #include "mova-kv/absl_view.h"
 #include "mova-kv/engine.h"
+#include "mova-kv/numbers.h"
 #include "mova/version.h"
 
 namespace mova::kv {
 namespace {
-
-bool ParseInt(std::string_view s, std::int64_t* out) {
-  if (s.empty() || s.size() > 20 || s.front() == '+') return false;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
 
 std::string Lower(std::string_view s) { return absl::AsciiStrToLower(Av(s)); }
 
@@ -385,8 +379,8 @@ void Engine::DebugCmd(Client&, std::vector<std::string>& a, Reply& r) {
   if (sub == "populate") {
     if (a.size() < 3 || a.size() > 5) return WrongArity("debug", sub, r);
     std::int64_t count = 0, size = 0;
-    if (!ParseInt(a[2], &count) || count < 0) return r.Error("ERR value is out of range, must be positive");
-    if (a.size() == 5 && (!ParseInt(a[4], &size) || size < 0)) {
+    if (!ParseInt64(a[2], &count) || count < 0) return r.Error("ERR value is out of range, must be positive");
+    if (a.size() == 5 && (!ParseInt64(a[4], &size) || size < 0)) {
       return r.Error("ERR value is out of range, must be positive");
     }
     const std::string prefix = a.size() >= 4 ? a[3] : "key";

@@ -1,6 +1,5 @@
 // mova-kv/commands_strings.cc — the string commands: GET, SET and its family, MGET / MSET, INCR and its family,
 // APPEND, STRLEN. Replies and errors as Redis 7 gives them (t_string.c).
-#include <charconv>
 #include <limits>
 
 #include "absl/strings/ascii.h"
@@ -8,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "mova-kv/absl_view.h"
 #include "mova-kv/engine.h"
+#include "mova-kv/numbers.h"
 
 namespace mova::kv {
 namespace {
@@ -15,12 +15,6 @@ namespace {
 constexpr char kNotInteger[] = "ERR value is not an integer or out of range";
 constexpr char kSyntax[] = "ERR syntax error";
 
-// Redis's string2ll: the whole string, no spaces, no '+', at most 20 characters.
-bool ParseInt(std::string_view s, std::int64_t* out) {
-  if (s.empty() || s.size() > 20 || s.front() == '+') return false;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
 
 bool Is(std::string_view arg, std::string_view option) { return absl::EqualsIgnoreCase(Av(arg), Av(option)); }
 
@@ -38,8 +32,13 @@ std::optional<Keyspace::Index> Engine::LookupRead(std::string_view key) {
 
 std::optional<Keyspace::Index> Engine::Store(std::string_view key, std::span<const std::string_view> value_parts,
                                              bool keep_ttl, Reply& r) {
-  if (const std::optional<Keyspace::Index> i = keyspace_.Find(key)) {
-    if (absl::Status s = keyspace_.Replace(*i, value_parts); !s.ok()) {
+  return StoreAt(keyspace_.Find(key), key, value_parts, keep_ttl, r);
+}
+
+std::optional<Keyspace::Index> Engine::StoreAt(std::optional<Keyspace::Index> found, std::string_view key,
+                                               std::span<const std::string_view> value_parts, bool keep_ttl, Reply& r) {
+  if (const std::optional<Keyspace::Index> i = found) {
+    if (absl::Status s = keyspace_.Replace(*i, key, value_parts); !s.ok()) {
       ReplyStoreError(s, r);
       return std::nullopt;
     }
@@ -79,7 +78,7 @@ void Engine::SetGeneric(std::string_view key, std::string_view value, std::int64
   const auto answer_old = [&] { old.has_value() ? r.Bulk(*old) : r.Null(); };
   if ((nx && found.has_value()) || (xx && !found.has_value())) return get ? answer_old() : r.Null();
   const std::string_view parts[] = {value};
-  const std::optional<Keyspace::Index> i = Store(key, parts, keep_ttl, r);
+  const std::optional<Keyspace::Index> i = StoreAt(found, key, parts, keep_ttl, r);
   if (!i.has_value()) return;
   if (expire_ms != 0) keyspace_.SetExpire(*i, expire_ms);
   get ? answer_old() : r.Ok();
@@ -103,7 +102,7 @@ void Engine::Set(Client&, std::vector<std::string>& a, Reply& r) {
     } else if ((Is(opt, "ex") || Is(opt, "px") || Is(opt, "exat") || Is(opt, "pxat")) && !has_expire && !keep_ttl &&
                has_next) {
       std::int64_t v;
-      if (!ParseInt(a[j + 1], &v)) return r.Error(kNotInteger);
+      if (!ParseInt64(a[j + 1], &v)) return r.Error(kNotInteger);
       const bool seconds = Is(opt, "ex") || Is(opt, "exat");
       const bool absolute = Is(opt, "exat") || Is(opt, "pxat");
       if (v <= 0 || (seconds && v > std::numeric_limits<std::int64_t>::max() / 1000)) {
@@ -134,7 +133,7 @@ void Engine::SetNx(Client&, std::vector<std::string>& a, Reply& r) {
 
 void Engine::SetEx(Client&, std::vector<std::string>& a, Reply& r) {
   std::int64_t v;
-  if (!ParseInt(a[2], &v)) return r.Error(kNotInteger);
+  if (!ParseInt64(a[2], &v)) return r.Error(kNotInteger);
   if (v <= 0 || v > std::numeric_limits<std::int64_t>::max() / 1000 - keyspace_.now_ms() / 1000) {
     return r.Error("ERR invalid expire time in 'setex' command");
   }
@@ -143,7 +142,7 @@ void Engine::SetEx(Client&, std::vector<std::string>& a, Reply& r) {
 
 void Engine::PSetEx(Client&, std::vector<std::string>& a, Reply& r) {
   std::int64_t v;
-  if (!ParseInt(a[2], &v)) return r.Error(kNotInteger);
+  if (!ParseInt64(a[2], &v)) return r.Error(kNotInteger);
   if (v <= 0 || v > std::numeric_limits<std::int64_t>::max() - keyspace_.now_ms()) {
     return r.Error("ERR invalid expire time in 'psetex' command");
   }
@@ -182,7 +181,7 @@ void Engine::IncrGeneric(std::string_view key, std::int64_t delta, Reply& r) {
   if (i.has_value()) {
     absl::StatusOr<std::string> v = keyspace_.CopyValue(*i);
     if (!v.ok()) return ReplyStoreError(v.status(), r);
-    if (!ParseInt(*v, &value)) return r.Error(kNotInteger);
+    if (!ParseInt64(*v, &value)) return r.Error(kNotInteger);
   }
   if ((delta < 0 && value < 0 && delta < std::numeric_limits<std::int64_t>::min() - value) ||
       (delta > 0 && value > 0 && delta > std::numeric_limits<std::int64_t>::max() - value)) {
@@ -191,7 +190,7 @@ void Engine::IncrGeneric(std::string_view key, std::int64_t delta, Reply& r) {
   value += delta;
   const std::string text = absl::StrCat(value);
   const std::string_view parts[] = {text};
-  if (Store(key, parts, /*keep_ttl=*/true, r).has_value()) r.Integer(value);
+  if (StoreAt(i, key, parts, /*keep_ttl=*/true, r).has_value()) r.Integer(value);
 }
 
 void Engine::Incr(Client&, std::vector<std::string>& a, Reply& r) { IncrGeneric(a[1], 1, r); }
@@ -199,13 +198,13 @@ void Engine::Decr(Client&, std::vector<std::string>& a, Reply& r) { IncrGeneric(
 
 void Engine::IncrBy(Client&, std::vector<std::string>& a, Reply& r) {
   std::int64_t d;
-  if (!ParseInt(a[2], &d)) return r.Error(kNotInteger);
+  if (!ParseInt64(a[2], &d)) return r.Error(kNotInteger);
   IncrGeneric(a[1], d, r);
 }
 
 void Engine::DecrBy(Client&, std::vector<std::string>& a, Reply& r) {
   std::int64_t d;
-  if (!ParseInt(a[2], &d)) return r.Error(kNotInteger);
+  if (!ParseInt64(a[2], &d)) return r.Error(kNotInteger);
   if (d == std::numeric_limits<std::int64_t>::min()) return r.Error("ERR decrement would overflow");
   IncrGeneric(a[1], -d, r);
 }
@@ -222,7 +221,7 @@ void Engine::Append(Client&, std::vector<std::string>& a, Reply& r) {
     old = std::move(*v);
   }
   const std::string_view parts[] = {old, a[2]};
-  if (Store(a[1], parts, /*keep_ttl=*/true, r).has_value()) {
+  if (StoreAt(i, a[1], parts, /*keep_ttl=*/true, r).has_value()) {
     r.Integer(static_cast<std::int64_t>(old.size() + a[2].size()));
   }
 }

@@ -111,15 +111,8 @@ absl::StatusOr<Keyspace::Index> Keyspace::Insert(std::string_view key, std::span
   return i;
 }
 
-absl::Status Keyspace::Replace(Index i, std::span<const std::string_view> value_parts) {
+absl::Status Keyspace::Replace(Index i, std::string_view key, std::span<const std::string_view> value_parts) {
   Entry& e = entries_[i];
-  // The key is read out of the old object first: the new object needs it, and the old one is freed after.
-  std::string key;
-  absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view k, std::string_view) { key.assign(k); });
-  if (!s.ok()) {
-    ++store_errors_;
-    return s;
-  }
   absl::StatusOr<ObjectRef> ref = store_.Put(key, value_parts);
   if (!ref.ok()) return ref.status();
   data_bytes_ -= AllocatedBytes(e);  // before the free: a store may read the object for it

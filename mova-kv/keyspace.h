@@ -72,8 +72,8 @@ class Keyspace {
 
   // A new entry for `key`, which must not be present; no expiry. kResourceExhausted when memory runs out.
   absl::StatusOr<Index> Insert(std::string_view key, std::span<const std::string_view> value_parts);
-  // A new value for entry `i` (a new object: the old one is freed); the expiry stays.
-  absl::Status Replace(Index i, std::span<const std::string_view> value_parts);
+  // A new value for entry `i`, whose key is `key` (a new object: the old one is freed); the expiry stays.
+  absl::Status Replace(Index i, std::string_view key, std::span<const std::string_view> value_parts);
   // Sets (or, with 0, clears) the absolute expiry of entry `i`.
   void SetExpire(Index i, std::int64_t expire_ms);
   void Remove(Index i);

@@ -19,19 +19,9 @@ class MallocStore final : public ObjectStore {
   std::string_view name() const override { return "malloc"; }
 
   absl::StatusOr<ObjectRef> Put(std::string_view key, std::span<const std::string_view> value_parts) override {
-    std::size_t value_len = 0;
-    for (std::string_view p : value_parts) value_len += p.size();
-    const std::size_t size = ObjectSize(key.size(), value_len);
-    char* out = static_cast<char*>(std::malloc(size));
+    void* out = std::malloc(ObjectSize(key.size(), ValueSize(value_parts)));
     if (out == nullptr) return absl::ResourceExhaustedError("malloc: out of memory");
-    const std::uint32_t klen = static_cast<std::uint32_t>(key.size());
-    std::memcpy(out, &klen, 4);
-    std::memcpy(out + 4, key.data(), key.size());
-    std::size_t at = 4 + key.size();
-    for (std::string_view p : value_parts) {
-      std::memcpy(out + at, p.data(), p.size());
-      at += p.size();
-    }
+    WriteObject(static_cast<std::byte*>(out), key, value_parts);
     allocated_ += malloc_usable_size(out);  // the size class's bytes, as jemalloc's stats count them
     objects_ += 1;
     return reinterpret_cast<ObjectRef>(out);
@@ -39,11 +29,9 @@ class MallocStore final : public ObjectStore {
 
   absl::Status Read(ObjectRef ref, std::size_t size,
                     absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
-    const char* bytes = reinterpret_cast<const char*>(ref);
-    std::uint32_t klen;
-    std::memcpy(&klen, bytes, 4);
-    if (size < 4 || klen > size - 4) return absl::DataLossError("object's key length beyond its size");
-    fn(std::string_view(bytes + 4, klen), std::string_view(bytes + 4 + klen, size - 4 - klen));
+    std::string_view key, value;
+    if (absl::Status s = SplitObject(reinterpret_cast<const std::byte*>(ref), size, &key, &value); !s.ok()) return s;
+    fn(key, value);
     return absl::OkStatus();
   }
 

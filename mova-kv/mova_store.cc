@@ -22,24 +22,14 @@ class MovaStore final : public ObjectStore {
   std::string_view name() const override { return "mova"; }
 
   absl::StatusOr<ObjectRef> Put(std::string_view key, std::span<const std::string_view> value_parts) override {
-    std::size_t value_len = 0;
-    for (std::string_view p : value_parts) value_len += p.size();
-    absl::StatusOr<Handle> h = pool_->allocate(ObjectSize(key.size(), value_len));
+    absl::StatusOr<Handle> h = pool_->allocate(ObjectSize(key.size(), ValueSize(value_parts)));
     if (!h.ok()) return h.status();
     absl::StatusOr<Pinned> pinned = pool_->pin_owned(*h, Access::kWrite);
     if (!pinned.ok()) {
       (void)pool_->free(*h);
       return pinned.status();
     }
-    std::byte* out = pinned->mutable_data();
-    const std::uint32_t klen = static_cast<std::uint32_t>(key.size());
-    std::memcpy(out, &klen, 4);
-    std::memcpy(out + 4, key.data(), key.size());
-    std::size_t at = 4 + key.size();
-    for (std::string_view p : value_parts) {
-      std::memcpy(out + at, p.data(), p.size());
-      at += p.size();
-    }
+    WriteObject(pinned->mutable_data(), key, value_parts);
     return ObjectRef{h->raw};
   }
 
@@ -47,14 +37,12 @@ class MovaStore final : public ObjectStore {
                     absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
     absl::StatusOr<Pinned> pinned = pool_->pin_owned(Handle{ref}, Access::kRead);
     if (!pinned.ok()) return pinned.status();
-    const char* bytes = reinterpret_cast<const char*>(pinned->data());
-    std::uint32_t klen;
-    std::memcpy(&klen, bytes, 4);
-    if (pinned->size() != size || size < 4 || klen > size - 4) {
-      return absl::DataLossError(absl::StrFormat("object %#x: size %u, key length %u; the index says %u", ref,
-                                                 pinned->size(), klen, size));
+    if (pinned->size() != size) {
+      return absl::DataLossError(absl::StrFormat("object %#x: %u bytes; the index says %u", ref, pinned->size(), size));
     }
-    fn(std::string_view(bytes + 4, klen), std::string_view(bytes + 4 + klen, pinned->size() - 4 - klen));
+    std::string_view key, value;
+    if (absl::Status s = SplitObject(pinned->data(), size, &key, &value); !s.ok()) return s;
+    fn(key, value);
     return absl::OkStatus();
   }
 

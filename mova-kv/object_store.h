@@ -71,6 +71,13 @@ class ObjectStore {
 
   // The bytes an object of this key and value asks the allocator for.
   static std::size_t ObjectSize(std::size_t key_len, std::size_t value_len) { return 4 + key_len + value_len; }
+
+  // The object layout, for the stores: the value's length; writing an object of ObjectSize bytes; reading one
+  // back (kDataLoss when its key length does not fit its size).
+  static std::size_t ValueSize(std::span<const std::string_view> value_parts);
+  static void WriteObject(std::byte* out, std::string_view key, std::span<const std::string_view> value_parts);
+  static absl::Status SplitObject(const std::byte* bytes, std::size_t size, std::string_view* key,
+                                  std::string_view* value);
 };
 
 absl::StatusOr<std::unique_ptr<ObjectStore>> MakeMovaStore(const PoolOptions& options);

@@ -1,19 +1,12 @@
 // mova-kv/resp_parser.cc — see resp_parser.h. The error texts are Redis's own (networking.c), so that clients
 // and tests written against redis-server read the same replies here.
 #include "mova-kv/resp_parser.h"
+#include "mova-kv/numbers.h"
 
 #include <cctype>
-#include <charconv>
 
 namespace mova::kv {
 namespace {
-
-// A decimal integer filling all of `s` (Redis's string2ll: no spaces, no '+').
-bool ParseInt64(std::string_view s, std::int64_t* out) {
-  if (s.empty() || s.front() == '+') return false;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && end == s.data() + s.size();
-}
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';

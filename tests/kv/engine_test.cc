@@ -26,15 +26,18 @@ std::unique_ptr<ObjectStore> MakeStore(const std::string& kind) {
   return std::move(*s);
 }
 
+// Runs one request on `engine` for `client` and returns the raw reply.
+std::string RunOn(Engine& engine, Client& client, Args args) {
+  std::string out;
+  engine.Execute(client, args, &out);
+  return out;
+}
+
 class EngineTest : public ::testing::TestWithParam<std::string> {
  protected:
   EngineTest() : store_(MakeStore(GetParam())), engine_(std::make_unique<Engine>(*store_, ServerConfig{})) {}
 
-  std::string Run(Args args) {
-    std::string out;
-    engine_->Execute(client_, args, &out);
-    return out;
-  }
+  std::string Run(Args args) { return RunOn(*engine_, client_, std::move(args)); }
   static std::string Bulk(const std::string& s) { return absl::StrCat("$", s.size(), "\r\n", s, "\r\n"); }
 
   std::unique_ptr<ObjectStore> store_;
@@ -248,11 +251,7 @@ TEST_P(EngineTest, TheDigestDependsOnTheDataOnlyAndNotOnTheStoreOrTheOrder) {
   std::unique_ptr<ObjectStore> other_store = MakeStore(GetParam() == "mova" ? "malloc" : "mova");
   Engine other(*other_store, ServerConfig{});
   Client c;
-  const auto run_other = [&](Args a) {
-    std::string out;
-    other.Execute(c, a, &out);
-    return out;
-  };
+  const auto run_other = [&](Args a) { return RunOn(other, c, std::move(a)); };
   for (int i = 0; i < 1000; ++i) Run({"SET", absl::StrCat("k", i), absl::StrCat("v", i * 7)});
   for (int i = 999; i >= 0; --i) run_other({"SET", absl::StrCat("k", i), absl::StrCat("v", i * 7)});
   const std::string d = Run({"DEBUG", "DIGEST"});
@@ -273,11 +272,7 @@ TEST(EngineOnMova, TheDigestAndEveryValueSurviveCompaction) {
   std::unique_ptr<ObjectStore> store = MakeStore("mova");
   Engine engine(*store, ServerConfig{});
   Client c;
-  const auto run = [&](Args a) {
-    std::string out;
-    engine.Execute(c, a, &out);
-    return out;
-  };
+  const auto run = [&](Args a) { return RunOn(engine, c, std::move(a)); };
   ASSERT_EQ(run({"DEBUG", "POPULATE", "50000", "key", "100"}), "+OK\r\n");
   absl::BitGen rng;
   std::vector<int> kept;
