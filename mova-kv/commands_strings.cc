@@ -20,16 +20,6 @@ bool Is(std::string_view arg, std::string_view option) { return absl::EqualsIgno
 
 }  // namespace
 
-std::optional<Keyspace::Index> Engine::LookupRead(std::string_view key) {
-  const std::optional<Keyspace::Index> i = keyspace_.Find(key);
-  if (i.has_value()) {
-    ++keyspace_hits_;
-  } else {
-    ++keyspace_misses_;
-  }
-  return i;
-}
-
 std::optional<Keyspace::Index> Engine::Store(std::string_view key, std::span<const std::string_view> value_parts,
                                              bool keep_ttl, Reply& r) {
   return StoreAt(keyspace_.Find(key), key, value_parts, keep_ttl, r);
@@ -54,15 +44,12 @@ std::optional<Keyspace::Index> Engine::StoreAt(std::optional<Keyspace::Index> fo
 }
 
 void Engine::Get(Client&, std::vector<std::string>& a, Reply& r) {
-  const std::optional<Keyspace::Index> i = LookupRead(a[1]);
-  if (!i.has_value()) return r.Null();
-  const std::size_t len = keyspace_.entry(*i).value_len;
-  const std::size_t mark = r.buffer().size();
-  char* out = r.BulkInPlace(len);
-  const absl::Status s = keyspace_.ReadValue(*i, [&](std::string_view v) { std::copy(v.begin(), v.end(), out); });
-  if (!s.ok()) {
-    r.buffer().resize(mark);
-    ReplyStoreError(s, r);
+  const bool found = keyspace_.FindAndRead(a[1], [&](std::string_view v) { r.Bulk(v); }).has_value();
+  if (found) {
+    ++keyspace_hits_;
+  } else {
+    ++keyspace_misses_;
+    r.Null();
   }
 }
 
@@ -156,13 +143,14 @@ void Engine::GetSet(Client&, std::vector<std::string>& a, Reply& r) {
 void Engine::MGet(Client&, std::vector<std::string>& a, Reply& r) {
   r.Array(a.size() - 1);
   for (std::size_t j = 1; j < a.size(); ++j) {
-    const std::optional<Keyspace::Index> i = LookupRead(a[j]);
-    if (!i.has_value()) {
+    // A key whose object cannot be read counts as missing (and in store_errors): an element of MGET's array is
+    // a value or nil.
+    if (keyspace_.FindAndRead(a[j], [&](std::string_view v) { r.Bulk(v); }).has_value()) {
+      ++keyspace_hits_;
+    } else {
+      ++keyspace_misses_;
       r.Null();
-      continue;
     }
-    absl::StatusOr<std::string> v = keyspace_.CopyValue(*i);
-    v.ok() ? r.Bulk(*v) : r.Null();  // an element of an array cannot be an error in RESP2's MGET
   }
 }
 

@@ -137,8 +137,6 @@ class Engine {
   // The same, for a key already looked up (`found`: its entry, or none).
   std::optional<Keyspace::Index> StoreAt(std::optional<Keyspace::Index> found, std::string_view key,
                                          std::span<const std::string_view> value_parts, bool keep_ttl, Reply& r);
-  // The entry of `key` if the lookup counts as a hit (keyspace_hits / misses).
-  std::optional<Keyspace::Index> LookupRead(std::string_view key);
   void TtlGeneric(std::string_view key, std::int64_t unit_ms, Reply& r);
   // Evicts until used_memory fits maxmemory; false when it cannot (noeviction, or nothing left).
   bool PerformEvictions();

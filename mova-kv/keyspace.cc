@@ -56,8 +56,9 @@ bool Keyspace::KeyMatches(Index i, const KeyProbe& p) {
   const Entry& e = entries_[i];
   if (e.hash != p.hash || e.key_len != p.key.size()) return false;
   bool same = false;
-  const absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view key, std::string_view) {
+  const absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view key, std::string_view value) {
     same = key == p.key;
+    if (same && p.on_value != nullptr && !Expired(e)) (*p.on_value)(value);
   });
   if (!s.ok()) ++store_errors_;
   return same;
@@ -66,9 +67,19 @@ bool Keyspace::KeyMatches(Index i, const KeyProbe& p) {
 std::optional<Keyspace::Index> Keyspace::Find(std::string_view key, bool touch) {
   const auto it = set_.find(KeyProbe{key, HashKey(key)});
   if (it == set_.end()) return std::nullopt;
-  const Index i = *it;
+  return Settle(*it, touch);
+}
+
+std::optional<Keyspace::Index> Keyspace::FindAndRead(std::string_view key,
+                                                     absl::FunctionRef<void(std::string_view)> fn) {
+  const auto it = set_.find(KeyProbe{key, HashKey(key), &fn});
+  if (it == set_.end()) return std::nullopt;
+  return Settle(*it, /*touch=*/true);
+}
+
+std::optional<Keyspace::Index> Keyspace::Settle(Index i, bool touch) {
   Entry& e = entries_[i];
-  if (e.volatile_pos != kNotVolatile && volatile_[e.volatile_pos].expire_ms <= now_ms_) {
+  if (Expired(e)) {
     Remove(i);
     ++expired_keys_;
     return std::nullopt;

@@ -58,6 +58,9 @@ class Keyspace {
   // The live entry of `key`; an expired one is deleted here (counted in expired_keys). `touch` updates its LRU
   // clock (reads and writes do; TTL and MEMORY USAGE do not, as in Redis).
   std::optional<Index> Find(std::string_view key, bool touch = true);
+  // Find, and `fn` with the live entry's value while the lookup has its object open (one read of the object
+  // for the key comparison and the value both): `fn` is called exactly when an entry is returned.
+  std::optional<Index> FindAndRead(std::string_view key, absl::FunctionRef<void(std::string_view value)> fn);
   const Entry& entry(Index i) const { return entries_[i]; }
   // The absolute expiry of entry `i` in ms since the epoch; 0: none.
   std::int64_t ExpireOf(Index i) const {
@@ -118,6 +121,7 @@ class Keyspace {
   struct KeyProbe {
     std::string_view key;
     std::uint64_t hash;
+    const absl::FunctionRef<void(std::string_view)>* on_value = nullptr;  // called for the live match
   };
   struct RefProbe {
     ObjectRef ref;
@@ -151,6 +155,11 @@ class Keyspace {
   using Set = absl::flat_hash_set<Index, IndexHash, IndexEq>;
 
   bool KeyMatches(Index i, const KeyProbe& p);
+  bool Expired(const Entry& e) const {
+    return e.volatile_pos != kNotVolatile && volatile_[e.volatile_pos].expire_ms <= now_ms_;
+  }
+  // Entry `i` that a lookup found, or none after deleting it if it has expired; `touch` updates its LRU clock.
+  std::optional<Index> Settle(Index i, bool touch);
   std::uint32_t LruClock() const { return static_cast<std::uint32_t>(now_ms_); }
   std::size_t ObjectBytes(const Entry& e) const { return ObjectStore::ObjectSize(e.key_len, e.value_len); }
   std::size_t AllocatedBytes(const Entry& e) const { return store_.AllocationSize(e.ref, ObjectBytes(e)); }

@@ -164,6 +164,7 @@ class MovaKvServer : public ::testing::Test {
 
 TEST_F(MovaKvServer, EveryCommandThroughRedisCli) {
   Start();
+  const std::string empty_used = InfoField("used_memory");
   struct Step {
     std::vector<std::string> cmd;
     std::string out;
@@ -216,6 +217,7 @@ TEST_F(MovaKvServer, EveryCommandThroughRedisCli) {
       {{"DEBUG", "DIGEST"}, "0000000000000000000000000000000000000000\n"},
   };
   for (const Step& s : steps) EXPECT_EQ(Cli(s.cmd), s.out) << absl::StrJoin(s.cmd, " ");
+  EXPECT_EQ(InfoField("used_memory"), empty_used);  // FLUSHALL gave back everything the data set held
   // One connection for the per-connection commands.
   EXPECT_EQ(Shell(absl::StrCat("printf 'CLIENT SETNAME me\\nCLIENT GETNAME\\n' | ", REDIS_CLI, " -p ", port_)),
             "OK\nme\n");
@@ -334,11 +336,17 @@ TEST_F(MovaKvServer, TheDigestIsUnchangedAcrossActiveDefragmentation) {
   EXPECT_EQ(c.Read(static_cast<std::size_t>(n) * 4).size(), static_cast<std::size_t>(n) * 4);
   const std::string digest = Cli({"DEBUG", "DIGEST"});
   EXPECT_EQ(Cli({"CONFIG", "SET", "activedefrag", "yes", "active-defrag-ignore-bytes", "0",
-                 "active-defrag-threshold-lower", "5"}),
+                 "active-defrag-threshold-lower", "5", "latency-monitor-threshold", "1"}),
             "OK\n");
   EXPECT_TRUE(Eventually([&] { return InfoField("active_defrag_cycles") != "0"; }));
   EXPECT_EQ(Cli({"DEBUG", "DIGEST"}), digest);
   EXPECT_NE(InfoField("mova_objects_moved"), "0");
+  // A pass of a millisecond or more is a latency event, as Redis records its defrag cycles.
+  EXPECT_TRUE(Eventually([&] { return InfoField("active_defrag_longest_cycle_ms") != "0.000"; }));
+  if (std::stod(InfoField("active_defrag_longest_cycle_ms")) >= 1.0) {
+    EXPECT_NE(Cli({"LATENCY", "LATEST"}).find("active-defrag-cycle"), std::string::npos);
+    EXPECT_NE(Cli({"LATENCY", "HISTORY", "active-defrag-cycle"}), "\n");
+  }
 }
 
 TEST_F(MovaKvServer, ShutdownStopsTheServerCleanly) {
