@@ -212,7 +212,7 @@ report="$out/report.md"
 if [[ " $workloads " == *" w2 "* ]] && command -v gnuplot > /dev/null; then
   plot="plot"
   for s in $servers; do plot="$plot '$out/w2-rss-$s-1.csv' using (\$1/1000):(\$2/1048576) with lines title '$s',"; done
-  gnuplot -e "set terminal png size 900,500; set output '$out/w2-rss.png'; set xlabel 'seconds'; set ylabel 'RSS (MiB)'; set key top left; set title 'W2: DEBUG POPULATE 700000 asdf 240, then 170000 asdf 492 (maxmemory 100mb, allkeys-lru)'; ${plot%,}"
+  gnuplot -e "set terminal png size 900,500; set output '$out/w2-rss.png'; set xlabel 'seconds'; set ylabel 'RSS (MiB)'; set key bottom right; set title 'W2: DEBUG POPULATE 700000 asdf 240, then 170000 asdf 492 (maxmemory 100mb, allkeys-lru)'; ${plot%,}"
   echo "plot: $out/w2-rss.png" >&2
 fi
 cat "$report"
