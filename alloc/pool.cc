@@ -128,6 +128,7 @@ struct Pool::Impl {
   std::atomic<std::uint64_t> huge_objects{0}, huge_pages{0};
 
   Mutex compact_mu;
+  std::size_t next_compact_class ABSL_GUARDED_BY(compact_mu) = 0;  // where a budgeted compact() goes on
   std::atomic<std::uint64_t> compactions{0}, objects_moved{0}, bytes_moved{0}, pages_compacted{0};
   std::unique_ptr<alloc::BackgroundCompactor> background;  // stopped first thing in ~Impl
 
@@ -710,23 +711,52 @@ void Pool::Impl::RecallThreadCaches() {
   Flush(*scope);
 }
 
-CompactResult Pool::compact() {
+namespace {
+
+// The deadline of a call with `budget` that started at `start`.
+absl::Time DeadlineOf(PassBudget budget, absl::Time start) {
+  return budget.time.count() > 0 ? start + absl::FromChrono(budget.time) : absl::InfiniteFuture();
+}
+
+}  // namespace
+
+CompactResult Pool::compact() { return compact(PassBudget{}); }
+
+CompactResult Pool::compact(PassBudget budget) {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
+  const absl::Time deadline = DeadlineOf(budget, start);
   p.RecallThreadCaches();
   CompactResult r;
   {
     // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay.
     alloc::Arena::DeferDiscards defer(*p.arena);
-    for (auto& cls : p.classes) {
-      alloc::ClassCompaction c = cls->Compact();
+    // Every class once, from where the last call that ran out of budget stopped.
+    const std::size_t n = p.classes.size();
+    const std::size_t first = p.next_compact_class % n;
+    p.next_compact_class = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t at = (first + k) % n;
+      // A call stops between classes only once it has moved something: a call with nothing to move looks at
+      // every class (each only under its lock for the look) and is complete.
+      if (r.objects_moved > 0 && absl::Now() >= deadline) {
+        p.next_compact_class = at;
+        r.complete = false;
+        break;
+      }
+      alloc::ClassCompaction c = p.classes[at]->Compact(deadline);
       r.objects_moved += c.objects_moved;
       r.bytes_moved += c.bytes_moved;
       r.blocks_released += c.blocks_released;
       r.pages_released += c.pages_released;
       r.objects_skipped += c.objects_skipped;
       r.blocks_skipped += c.blocks_skipped;
+      if (!c.complete) {
+        p.next_compact_class = at;
+        r.complete = false;
+        break;
+      }
     }
   }
   p.table->ReleaseAhead();
@@ -750,10 +780,13 @@ std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
   };
 }
 
-DefragResult Pool::defragment() {
+DefragResult Pool::defragment() { return defragment(PassBudget{}); }
+
+DefragResult Pool::defragment(PassBudget budget) {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
+  const absl::Time deadline = DeadlineOf(budget, start);
   p.RecallThreadCaches();  // cached slots keep their blocks in place
   const compactor::MigrationStats before = p.migrator.stats();
   const compactor::MoveEngineStats moves_before = p.arena->move_stats();
@@ -778,6 +811,11 @@ DefragResult Pool::defragment() {
   const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
   for (std::size_t region = usage_before.size(); region-- > needed;) {
     if (usage_before[region] == 0) continue;
+    // At least one region a call; the regions left stay above `needed`, and the next call starts with them.
+    if (r.regions_scanned > 0 && absl::Now() >= deadline) {
+      r.complete = false;
+      break;
+    }
     ++r.regions_scanned;
     std::vector<compactor::MovableBlock*> blocks, huge;
     const std::uint64_t first = region * alloc::kPagesPerRegion;

@@ -264,7 +264,7 @@ void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
   batch.moves.clear();
 }
 
-ClassCompaction SizeClass::Compact() {
+ClassCompaction SizeClass::Compact(absl::Time deadline) {
   MutexLock lock(&mu_);
   ClassCompaction out;
   if (Block* spare = groups_[kGroupEmpty]; spare != nullptr) {  // compaction leaves no empty block behind
@@ -288,7 +288,8 @@ ClassCompaction SizeClass::Compact() {
   // move) and moved a batch at a time; sources are regrouped (released when emptied) once every batch is done.
   CompactionBatch batch(table_, records_);
   const std::size_t last = src;
-  while (dst < src && room >= blocks[src]->in_use) {
+  bool stop = false;  // the deadline passed: the source under way stays where it is, in part moved
+  while (!stop && dst < src && room >= blocks[src]->in_use) {
     Block* s = blocks[src];
     std::uint32_t pending = s->in_use;  // objects of s not yet claimed
     for (std::uint32_t slot = 0; slot < s->objects && pending > 0; ++slot) {
@@ -310,9 +311,17 @@ ClassCompaction SizeClass::Compact() {
         Regroup(d);
         ++dst;
       }
-      if (batch.full(s->slot_size)) MoveBatch(batch, out);
+      if (batch.full(s->slot_size)) {
+        MoveBatch(batch, out);
+        if (absl::Now() >= deadline) {
+          stop = true;
+          out.complete = false;
+          break;
+        }
+      }
     }
-    --src;
+    --src;  // s is done with (emptied, or left in part moved when the deadline passed)
+    if (stop) break;
     if (dst < src) room -= blocks[src]->objects - blocks[src]->in_use;
   }
   MoveBatch(batch, out);

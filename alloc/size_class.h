@@ -24,6 +24,8 @@
 #include <span>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
 #include "alloc/arena.h"
@@ -44,6 +46,7 @@ struct ClassCompaction {
   std::uint64_t pages_released = 0;
   std::uint64_t objects_skipped = 0;   // pinned, moving or being freed when compaction reached them
   std::uint64_t blocks_skipped = 0;    // blocks left alone because a thread cache holds one of their slots
+  bool complete = true;                // false: the deadline passed first (after at least one batch)
 };
 
 struct ClassSnapshot {
@@ -70,7 +73,8 @@ class SizeClass {
   // Puts reserved slots back on their blocks' free lists; releases blocks that become empty.
   void ReturnSlots(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
   // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks.
-  ClassCompaction Compact() ABSL_LOCKS_EXCLUDED(mu_);
+  // Stops after the first batch of moves that ends at or past `deadline` (absl::InfiniteFuture(): never).
+  ClassCompaction Compact(absl::Time deadline = absl::InfiniteFuture()) ABSL_LOCKS_EXCLUDED(mu_);
   ClassSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
   // Releases the spare empty block, if any.
   void ReleaseSpare() ABSL_LOCKS_EXCLUDED(mu_);

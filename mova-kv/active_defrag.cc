@@ -16,10 +16,11 @@ ActiveDefrag::~ActiveDefrag() {
   thread_.join();
 }
 
-void ActiveDefrag::Trigger(int cpu_percent) {
+void ActiveDefrag::Trigger(int cpu_percent, std::chrono::microseconds cycle_budget) {
   MutexLock lock(&mu_);
   if (busy_ || cpu_percent <= 0) return;
   requested_percent_ = cpu_percent;
+  cycle_budget_ = cycle_budget;
   cv_.SignalAll();
 }
 
@@ -48,28 +49,32 @@ std::uint64_t ActiveDefrag::objects_moved() const {
 void ActiveDefrag::Loop() {
   for (;;) {
     int percent;
+    std::chrono::microseconds budget;
     {
       MutexLock lock(&mu_);
       while (!stop_ && requested_percent_ == 0) cv_.WaitWithTimeout(&mu_, absl::Seconds(1));
       if (stop_) return;
       percent = requested_percent_;
+      budget = cycle_budget_;
       requested_percent_ = 0;
       busy_ = true;
     }
-    const absl::Time start = absl::Now();
-    const DefragPass pass = store_.Defragment();
-    const absl::Duration took = absl::Now() - start;
-    {
+    // One pass: cycles of at most `budget` each, a rest after each, until the store says the pass is done.
+    for (bool complete = false; !complete;) {
+      const absl::Time start = absl::Now();
+      const DefragPass step = store_.Defragment(budget);
+      const absl::Duration took = absl::Now() - start;
+      complete = step.complete;
       MutexLock lock(&mu_);
-      finished_.push_back(DefragCycle{absl::ToUnixSeconds(absl::Now()), absl::ToDoubleMilliseconds(took), pass});
+      finished_.push_back(DefragCycle{absl::ToUnixSeconds(absl::Now()), absl::ToDoubleMilliseconds(took), step});
       if (finished_.size() > 1024) finished_.erase(finished_.begin());  // nobody collects: keep the newest
       ++cycles_;
-      objects_moved_ += pass.objects_moved;
-      // Rest so that the passes stay within `percent` of one CPU; a stop ends the rest.
+      objects_moved_ += step.objects_moved;
+      // Rest so that the cycles stay within `percent` of one CPU; a stop ends the rest and the pass.
       const absl::Time rest_end = absl::Now() + took * (100 - percent) / percent;
       while (!stop_ && absl::Now() < rest_end) cv_.WaitWithTimeout(&mu_, rest_end - absl::Now());
-      busy_ = false;
       if (stop_) return;
+      if (complete) busy_ = false;
     }
   }
 }

@@ -1,18 +1,21 @@
 // mova-kv/active_defrag.h — `activedefrag yes`: defragmentation passes of the object store on a thread of their
-// own, started by the server's cron when fragmentation passes Redis's thresholds, paced to the CPU budget.
+// own, started by the server's cron when fragmentation passes Redis's thresholds, in cycles of a bounded time
+// (Redis's active-defrag cycle), paced to the CPU budget.
 //
 // Types: ActiveDefrag, DefragCycle.
 // The server's thread decides (Trigger, from its cron, with the figures it read) and collects the finished
-// passes (TakeFinished) to record them as `active-defrag-cycle` latency events; the thread only runs
-// ObjectStore::Defragment, which the store lets run beside the server's reads and writes (a mova pool moves
-// an object only while nobody has it pinned).
-// Pacing: after a pass of t ms at a budget of p percent of one CPU, the thread rests t·(100 − p)/p ms before the
-// next may start — active-defrag-cycle-max is the budget at threshold-upper and beyond, cycle-min at
-// threshold-lower, in between in proportion, as Redis's computeDefragCycles does.
+// cycles (TakeFinished) to record them as `active-defrag-cycle` latency events; the thread only runs
+// ObjectStore::Defragment, a step at a time, which the store lets run beside the server's reads and writes (a
+// mova pool moves an object only while nobody has it pinned, and holds a size class's lock at most one cycle).
+// Pacing: a pass is cycles of at most the budget Trigger gave (Redis's: p% of one cron period); after a cycle
+// of t ms at p percent of one CPU, the thread rests t·(100 − p)/p ms — active-defrag-cycle-max is p at
+// threshold-upper and beyond, cycle-min at threshold-lower, in between in proportion, as Redis's
+// computeDefragCycles does.
 // Lock order: mu_ only (mova's pthread Mutex: ThreadSanitizer sees it, and it pays no deadlock detector).
 #ifndef MOVA_KV_ACTIVE_DEFRAG_H_
 #define MOVA_KV_ACTIVE_DEFRAG_H_
 
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -36,8 +39,9 @@ class ActiveDefrag {
   ActiveDefrag(const ActiveDefrag&) = delete;
   ActiveDefrag& operator=(const ActiveDefrag&) = delete;
 
-  // Asks for a pass at `cpu_percent` of one CPU; ignored while one runs or rests.
-  void Trigger(int cpu_percent);
+  // Asks for a pass at `cpu_percent` of one CPU in cycles of at most `cycle_budget` (zero: one cycle, the
+  // whole pass); ignored while a pass runs.
+  void Trigger(int cpu_percent, std::chrono::microseconds cycle_budget);
   bool running() const;
   std::vector<DefragCycle> TakeFinished();
 
@@ -51,8 +55,9 @@ class ActiveDefrag {
   mutable Mutex mu_;
   CondVar cv_;  // a request, a stop
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  bool busy_ ABSL_GUARDED_BY(mu_) = false;  // a pass runs or rests
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;  // a pass runs (its cycles and the rests between them)
   int requested_percent_ ABSL_GUARDED_BY(mu_) = 0;  // 0: nothing asked
+  std::chrono::microseconds cycle_budget_ ABSL_GUARDED_BY(mu_){0};
   std::vector<DefragCycle> finished_ ABSL_GUARDED_BY(mu_);
   std::uint64_t cycles_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t objects_moved_ ABSL_GUARDED_BY(mu_) = 0;

@@ -110,13 +110,16 @@ void Engine::MaybeStartDefrag() {
   const int cpu = static_cast<int>(config_.active_defrag_cycle_min +
                                    t * (config_.active_defrag_cycle_max - config_.active_defrag_cycle_min));
   defrag_cpu_percent_ = std::max(cpu, 1);
-  defrag_->Trigger(defrag_cpu_percent_);
+  // Redis's cycle: that share of one cron period (at hz 10 and 25%, 25 ms; at hz 100 and 75%, 7.5 ms).
+  defrag_->Trigger(defrag_cpu_percent_, std::chrono::microseconds(1000000 * defrag_cpu_percent_ / config_.hz / 100));
 }
 
 void Engine::CollectDefragCycles() {
   if (defrag_ == nullptr) return;
   for (const DefragCycle& cycle : defrag_->TakeFinished()) {
     defrag_last_ms_ = cycle.ms;
+    defrag_last_compact_ms_ = cycle.pass.compact_ms;
+    defrag_last_migrate_ms_ = cycle.pass.migrate_ms;
     defrag_longest_ms_ = std::max(defrag_longest_ms_, cycle.ms);
     defrag_hits_ += cycle.pass.objects_moved + cycle.pass.blocks_migrated;
     latency_.AddIfNeeded("active-defrag-cycle", static_cast<std::int64_t>(cycle.ms),

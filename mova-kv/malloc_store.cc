@@ -58,7 +58,7 @@ class MallocStore final : public ObjectStore {
 
   void Purge() override { malloc_trim(0); }
   bool CanDefragment() const override { return false; }
-  DefragPass Defragment() override { return {}; }
+  DefragPass Defragment(std::chrono::microseconds) override { return {}; }
 
  private:
   std::uint64_t allocated_ = 0;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "mova-kv/object_store.h"
 #include "mova/pool.h"
 
@@ -84,19 +85,39 @@ class MovaStore final : public ObjectStore {
   void Purge() override { pool_->release_free_memory(); }
   bool CanDefragment() const override { return true; }
 
-  DefragPass Defragment() override {
-    const CompactResult c = pool_->compact();
-    const DefragResult d = pool_->defragment();
-    return DefragPass{.objects_moved = c.objects_moved,
-                      .bytes_moved = c.bytes_moved,
-                      .pages_released = c.pages_released,
-                      .blocks_migrated = d.blocks_migrated,
-                      .pages_migrated = d.pages_moved};
+  DefragPass Defragment(std::chrono::microseconds budget) override {
+    DefragPass pass;
+    const absl::Time start = absl::Now();
+    if (!migrating_) {
+      const CompactResult c = pool_->compact(PassBudget{budget});
+      pass.objects_moved = c.objects_moved;
+      pass.bytes_moved = c.bytes_moved;
+      pass.pages_released = c.pages_released;
+      pass.compact_ms = c.seconds * 1e3;
+      if (!c.complete) {
+        pass.complete = false;
+        return pass;
+      }
+      migrating_ = true;
+    }
+    // Block migration with what is left of the budget (a microsecond at least: zero would be no limit).
+    std::chrono::microseconds left{0};
+    if (budget.count() > 0) {
+      left = std::max(budget - absl::ToChronoMicroseconds(absl::Now() - start), std::chrono::microseconds(1));
+    }
+    const DefragResult d = pool_->defragment(PassBudget{left});
+    pass.blocks_migrated = d.blocks_migrated;
+    pass.pages_migrated = d.pages_moved;
+    pass.migrate_ms = d.seconds * 1e3;
+    pass.complete = d.complete;
+    if (d.complete) migrating_ = false;  // the next call starts a new pass with compaction
+    return pass;
   }
 
  private:
   std::unique_ptr<Pool> pool_;
   std::vector<std::uint32_t> slot_sizes_;  // ascending
+  bool migrating_ = false;  // the pass under way has compacted and is migrating blocks (defragmenter's thread)
 };
 
 }  // namespace

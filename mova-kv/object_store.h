@@ -10,6 +10,7 @@
 #ifndef MOVA_KV_OBJECT_STORE_H_
 #define MOVA_KV_OBJECT_STORE_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -43,6 +44,9 @@ struct DefragPass {
   std::uint64_t pages_released = 0;  // compaction: pages given back
   std::uint64_t blocks_migrated = 0; // block migration: whole blocks moved down
   std::uint64_t pages_migrated = 0;
+  double compact_ms = 0;             // the two parts' times
+  double migrate_ms = 0;
+  bool complete = true;              // false: the budget ran out; the next call goes on
 };
 
 class ObjectStore {
@@ -67,7 +71,9 @@ class ObjectStore {
   virtual void Purge() = 0;
   // True when Defragment moves objects (the active defragmenter has something to run).
   virtual bool CanDefragment() const = 0;
-  virtual DefragPass Defragment() = 0;
+  // One step of a defragmentation pass (compaction, then block migration), within `budget` (zero: the whole
+  // pass); the pass is done when a step says it is complete, and the next call starts a new one.
+  virtual DefragPass Defragment(std::chrono::microseconds budget) = 0;
 
   // The bytes an object of this key and value asks the allocator for.
   static std::size_t ObjectSize(std::size_t key_len, std::size_t value_len) { return 4 + key_len + value_len; }

@@ -151,3 +151,64 @@ TEST(PoolDefrag, MovesAddNoMappings) {
 
 }  // namespace
 }  // namespace mova
+
+namespace mova {
+namespace {
+
+// A budget of a microsecond: each call stops after its first batch of moves (compact) or its first region
+// (defragment), says it is not complete, and the next call goes on; the calls end where one unbudgeted call
+// would have, and every object survives.
+TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
+  auto pool = Pool::Create().value();
+  std::mt19937_64 rng(5);
+  std::vector<Obj> kept;
+  {
+    std::vector<Obj> all;
+    for (std::size_t i = 0; i < 200000; ++i) {
+      const std::size_t size = 16 + rng() % 497;
+      all.push_back({AllocFilled(*pool, size, i * 31), size, i * 31});
+    }
+    for (const Obj& o : all) {
+      if (rng() % 10 == 0) {
+        kept.push_back(o);
+      } else {
+        ASSERT_TRUE(pool->free(o.h).ok());
+      }
+    }
+  }
+  const PassBudget tiny{std::chrono::microseconds(1)};
+  int calls = 0;
+  std::uint64_t moved = 0;
+  for (CompactResult r; !r.complete || calls == 0;) {
+    r = pool->compact(tiny);
+    ++calls;
+    moved += r.objects_moved;
+    ASSERT_LT(calls, 100000) << "a budgeted compaction that never ends";
+    if (!r.complete) {
+      ASSERT_GT(r.objects_moved, 0u) << "a call that stopped without moving anything";
+    }
+  }
+  EXPECT_GT(calls, 3);
+  EXPECT_GT(moved, 0u);
+  EXPECT_EQ(pool->compact().objects_moved, 0u);  // the budgeted calls left nothing for a full pass
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+
+  calls = 0;
+  std::uint64_t migrated = 0;
+  for (DefragResult r; !r.complete || calls == 0;) {
+    r = pool->defragment(tiny);
+    ++calls;
+    migrated += r.blocks_migrated;
+    ASSERT_LT(calls, 100000) << "a budgeted defragmentation that never ends";
+    if (!r.complete) {
+      ASSERT_EQ(r.regions_scanned, 1u);  // one region, then the budget was spent
+    }
+  }
+  EXPECT_GT(calls, 1);
+  EXPECT_GT(migrated, 0u);
+  EXPECT_EQ(pool->defragment().blocks_migrated, 0u);
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+}
+
+}  // namespace
+}  // namespace mova

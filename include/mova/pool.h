@@ -153,11 +153,17 @@ class Pool {
   // Object compaction (zsmalloc's zs_compact): in every class, moves objects from the emptiest blocks into
   // the fullest, skipping pinned ones, and releases emptied blocks; then gives freed pages back.
   MOVA_API CompactResult compact();
+  // The same within `budget` (stats.h): stops after the batch of moves during which it ran out; the next call
+  // starts with the class it stopped in.
+  MOVA_API CompactResult compact(PassBudget budget);
   // Arena defragmentation with the movable-block framework (compactor/): from the highest region down,
   // isolates whole blocks (never one with a pinned object or a slot in a thread cache), moves each into room
   // in a lower region and republishes its handles, so high regions empty out. Run compact() first to make
   // the blocks dense; defragment() then makes the regions dense. Blocks move by memcpy for now.
   MOVA_API DefragResult defragment();
+  // The same within `budget`: stops after the region during which it ran out; the next call takes the regions
+  // still above the ones needed.
+  MOVA_API DefragResult defragment(PassBudget budget);
   // Gives back every freed page now, ignoring the decay delay, and each class's spare empty block.
   MOVA_API void release_free_memory();
   // Returns this thread's cached slots and handle entries to the pool.

@@ -9,6 +9,7 @@
 #define MOVA_STATS_H_
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -37,6 +38,7 @@ struct CompactResult {
   std::uint64_t objects_skipped = 0;  // pinned or busy objects left in place
   std::uint64_t blocks_skipped = 0;   // blocks left because a thread cache held one of their slots
   double seconds = 0;
+  bool complete = true;  // false: a PassBudget ran out first; the next call goes on where this one stopped
 };
 
 // What one defragment() did: whole blocks moved from sparse high regions into room in lower ones.
@@ -54,6 +56,16 @@ struct DefragResult {
   std::uint64_t moves_copy = 0;       //               by memcpy (fallbacks included)
   std::uint64_t regions_collapsed = 0;  // full regions put on transparent huge pages (collapse_dense_regions)
   double seconds = 0;
+  bool complete = true;  // false: a PassBudget ran out first; the next call goes on with the regions left
+};
+
+// How long one compact() or defragment() call may work: it stops at the first point where it can after
+// `time` has passed, and says so in its result's `complete`. compact() stops after a batch of object moves
+// (or between classes) once it has moved something, so a call that finds nothing to move is complete;
+// defragment() stops after a region of block moves, at least one region a call. Zero: no limit. A class's lock is held at most that long plus one batch, so a
+// service that compacts in small steps (Redis's active-defrag cycle) bounds what an allocation may wait.
+struct PassBudget {
+  std::chrono::microseconds time{0};
 };
 
 struct PoolStats {

@@ -93,8 +93,8 @@ TEST_F(ActiveDefragTest, NothingRunsBelowTheThresholdsOrWhenOff) {
   EXPECT_EQ(Info("active_defrag_cycles"), "0");
 }
 
-TEST(ActiveDefrag, PacesPassesToItsCpuBudgetAndStopsWhenDestroyed) {
-  // A store whose pass takes 20 ms: at 50% the next pass cannot start before another 20 ms of rest.
+TEST(ActiveDefrag, RunsAPassInCyclesPacedToItsCpuBudgetAndStopsWhenDestroyed) {
+  // A store whose passes are two cycles of 20 ms: at 50%, 20 ms of rest follow each.
   class SlowStore final : public ObjectStore {
    public:
     std::string_view name() const override { return "slow"; }
@@ -107,25 +107,30 @@ TEST(ActiveDefrag, PacesPassesToItsCpuBudgetAndStopsWhenDestroyed) {
     AllocatorReport Report() override { return {}; }
     void Purge() override {}
     bool CanDefragment() const override { return true; }
-    DefragPass Defragment() override {
+    DefragPass Defragment(std::chrono::microseconds) override {
       absl::SleepFor(absl::Milliseconds(20));
-      return {};
+      DefragPass step;
+      step.complete = ++steps % 2 == 0;  // a pass of two cycles
+      return step;
     }
+    int steps = 0;
   } store;
   ActiveDefrag defrag(store);
-  defrag.Trigger(50);
+  defrag.Trigger(50, std::chrono::microseconds(20000));
   const absl::Time start = absl::Now();
   while (defrag.cycles() == 0) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_TRUE(defrag.running());  // resting
-  defrag.Trigger(50);             // ignored while it rests
-  absl::SleepFor(absl::Milliseconds(5));
-  EXPECT_EQ(defrag.cycles(), 1u);
+  EXPECT_TRUE(defrag.running());  // resting after the first cycle
+  defrag.Trigger(50, std::chrono::microseconds(20000));  // ignored while the pass goes on
   while (defrag.running()) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_GE(absl::Now() - start, absl::Milliseconds(38));
+  // Two cycles of 20 ms, each followed by 20 ms of rest at 50%.
+  EXPECT_GE(absl::Now() - start, absl::Milliseconds(78));
+  EXPECT_EQ(defrag.cycles(), 2u);
   const std::vector<DefragCycle> done = defrag.TakeFinished();
-  ASSERT_EQ(done.size(), 1u);
+  ASSERT_EQ(done.size(), 2u);
   EXPECT_GE(done[0].ms, 19.0);
-  defrag.Trigger(1);  // a pass of 20 ms then ~2 s of rest: the destructor must not wait for the rest
+  EXPECT_FALSE(done[0].pass.complete);
+  EXPECT_TRUE(done[1].pass.complete);
+  defrag.Trigger(1, std::chrono::microseconds(0));  // 20 ms then ~2 s of rest: the destructor must not wait
 }
 
 }  // namespace
