@@ -188,8 +188,6 @@ TEST_F(MovaKvServer, EveryCommandThroughRedisCli) {
       {{"DEL", "a", "zz"}, "1\n"},
       {{"EXPIRE", "k", "100"}, "1\n"},
       {{"PEXPIRE", "b", "100000"}, "1\n"},
-      {{"TTL", "k"}, "100\n"},
-      {{"TTL", "e"}, "100\n"},
       {{"PERSIST", "k"}, "1\n"},
       {{"TTL", "k"}, "-1\n"},
       {{"TTL", "nope"}, "-2\n"},
@@ -216,7 +214,17 @@ TEST_F(MovaKvServer, EveryCommandThroughRedisCli) {
       {{"DBSIZE"}, "0\n"},
       {{"DEBUG", "DIGEST"}, "0000000000000000000000000000000000000000\n"},
   };
-  for (const Step& s : steps) EXPECT_EQ(Cli(s.cmd), s.out) << absl::StrJoin(s.cmd, " ");
+  for (const Step& s : steps) {
+    EXPECT_EQ(Cli(s.cmd), s.out) << absl::StrJoin(s.cmd, " ");
+    if (s.cmd == std::vector<std::string>{"PEXPIRE", "b", "100000"}) {
+      // Times to live: Redis rounds what is left, and a loaded machine may take a while between two requests.
+      for (const char* key : {"k", "e"}) {
+        const int ttl = std::stoi(Cli({"TTL", key}));
+        EXPECT_LE(ttl, 100) << key;
+        EXPECT_GT(ttl, 90) << key;
+      }
+    }
+  }
   EXPECT_EQ(InfoField("used_memory"), empty_used);  // FLUSHALL gave back everything the data set held
   // One connection for the per-connection commands.
   EXPECT_EQ(Shell(absl::StrCat("printf 'CLIENT SETNAME me\\nCLIENT GETNAME\\n' | ", REDIS_CLI, " -p ", port_)),
