@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -53,23 +54,16 @@ class RawClient {
     while (out.size() < n) {
       const ssize_t got = recv(fd_, buf, sizeof buf, 0);
       if (got <= 0) {
-        closed_by_peer_ = got == 0;
+        // A close with our bytes still unread on its side reaches us as a reset rather than an end of stream.
+        closed_by_peer_ = got == 0 || errno == ECONNRESET;
         break;
       }
       out.append(buf, static_cast<std::size_t>(got));
     }
     return out;
   }
-  // Reads everything until the peer closes (or 10 s pass); true if it closed.
-  bool ReadUntilClosed(std::string* out) {
-    Read(~std::size_t{0} >> 1);
-    (void)out;
-    return closed_by_peer_;
-  }
-  std::string ReadAllUntilClosed() {
-    std::string s = Read(~std::size_t{0} >> 1);
-    return s;
-  }
+  // Reads everything until the peer closes (or 10 s pass); closed_by_peer() says which.
+  std::string ReadAllUntilClosed() { return Read(~std::size_t{0} >> 1); }
   bool closed_by_peer() const { return closed_by_peer_; }
   void Close() {
     if (fd_ >= 0) close(fd_);
