@@ -129,6 +129,7 @@ struct Pool::Impl {
 
   Mutex compact_mu;
   std::size_t next_compact_class ABSL_GUARDED_BY(compact_mu) = 0;  // where a budgeted compact() goes on
+  std::size_t next_defrag_region ABSL_GUARDED_BY(compact_mu) = 0;  // a budgeted defragment() goes on below it
   std::atomic<std::uint64_t> compactions{0}, objects_moved{0}, bytes_moved{0}, pages_compacted{0};
   std::unique_ptr<alloc::BackgroundCompactor> background;  // stopped first thing in ~Impl
 
@@ -809,11 +810,17 @@ DefragResult Pool::defragment(PassBudget budget) {
   // page in use (moving blocks among those frees no region); the free scanner (LowerRegionTargets) finds room
   // below each block or huge object.
   const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
-  for (std::size_t region = usage_before.size(); region-- > needed;) {
+  // A call that ran out of budget left a cursor: the next one goes on below it (a region whose blocks cannot
+  // move now, pinned or without room below, is not scanned again and again).
+  std::size_t top = usage_before.size();
+  if (p.next_defrag_region > 0 && p.next_defrag_region < top) top = p.next_defrag_region;
+  p.next_defrag_region = 0;
+  for (std::size_t region = top; region-- > needed;) {
     if (usage_before[region] == 0) continue;
-    // At least one region a call; the regions left stay above `needed`, and the next call starts with them.
+    // At least one region a call.
     if (r.regions_scanned > 0 && absl::Now() >= deadline) {
       r.complete = false;
+      p.next_defrag_region = region + 1;
       break;
     }
     ++r.regions_scanned;

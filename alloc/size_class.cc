@@ -313,7 +313,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
       }
       if (batch.full(s->slot_size)) {
         MoveBatch(batch, out);
-        if (absl::Now() >= deadline) {
+        if (out.objects_moved > 0 && absl::Now() >= deadline) {  // stops only having got somewhere
           stop = true;
           out.complete = false;
           break;

@@ -73,7 +73,8 @@ class SizeClass {
   // Puts reserved slots back on their blocks' free lists; releases blocks that become empty.
   void ReturnSlots(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
   // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks.
-  // Stops after the first batch of moves that ends at or past `deadline` (absl::InfiniteFuture(): never).
+  // Stops after the first batch of moves that ends at or past `deadline` (absl::InfiniteFuture(): never), once
+  // this call has moved something: a call that stops has made progress.
   ClassCompaction Compact(absl::Time deadline = absl::InfiniteFuture()) ABSL_LOCKS_EXCLUDED(mu_);
   ClassSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
   // Releases the spare empty block, if any.

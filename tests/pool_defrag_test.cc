@@ -210,5 +210,36 @@ TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 }
 
+// A region that cannot be emptied (a pinned object keeps its block there) is passed over: budgeted calls go on
+// below it instead of scanning it again, and the sequence ends.
+TEST(PoolBudget, ARegionThatCannotBeEmptiedDoesNotStallBudgetedCalls) {
+  auto pool = Pool::Create().value();
+  std::vector<Obj> kept = ScatteredDenseBlocks(*pool, 3);
+  // The object highest in the arena, pinned for the whole defragmentation.
+  const Obj* top = &kept.front();
+  const std::byte* top_at = nullptr;
+  for (const Obj& o : kept) {
+    const std::byte* at = pool->pin(o.h, Access::kRead).value().data();
+    if (at > top_at) {
+      top_at = at;
+      top = &o;
+    }
+  }
+  Pinned held = pool->pin(top->h, Access::kRead).value();
+  const PassBudget tiny{std::chrono::microseconds(1)};
+  int calls = 0;
+  std::uint64_t migrated = 0;
+  for (DefragResult r; !r.complete || calls == 0;) {
+    r = pool->defragment(tiny);
+    ++calls;
+    migrated += r.blocks_migrated;
+    ASSERT_LT(calls, 10000) << "budgeted calls that keep scanning the same region";
+  }
+  EXPECT_GT(migrated, 0u);
+  EXPECT_EQ(held.data(), top_at);  // the pinned object stayed put
+  held.reset();
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+}
+
 }  // namespace
 }  // namespace mova

@@ -161,8 +161,8 @@ class Pool {
   // in a lower region and republishes its handles, so high regions empty out. Run compact() first to make
   // the blocks dense; defragment() then makes the regions dense. Blocks move by memcpy for now.
   MOVA_API DefragResult defragment();
-  // The same within `budget`: stops after the region during which it ran out; the next call takes the regions
-  // still above the ones needed.
+  // The same within `budget`: stops after the region during which it ran out; the next call goes on with the
+  // regions below that one (a complete call starts again from the top).
   MOVA_API DefragResult defragment(PassBudget budget);
   // Gives back every freed page now, ignoring the decay delay, and each class's spare empty block.
   MOVA_API void release_free_memory();

@@ -62,7 +62,8 @@ struct DefragResult {
 // How long one compact() or defragment() call may work: it stops at the first point where it can after
 // `time` has passed, and says so in its result's `complete`. compact() stops after a batch of object moves
 // (or between classes) once it has moved something, so a call that finds nothing to move is complete;
-// defragment() stops after a region of block moves, at least one region a call. Zero: no limit. A class's lock is held at most that long plus one batch, so a
+// defragment() stops after a region of block moves, at least one region a call, and the next call goes on
+// with the regions below it. Either way a sequence of calls ends with a complete one. Zero: no limit. A class's lock is held at most that long plus one batch, so a
 // service that compacts in small steps (Redis's active-defrag cycle) bounds what an allocation may wait.
 struct PassBudget {
   std::chrono::microseconds time{0};
