@@ -8,6 +8,12 @@
 #include "absl/strings/str_cat.h"
 
 namespace mova::compactor {
+namespace {
+
+// UFFDIO_MOVE calls that moved nothing with EAGAIN (or ENOMEM: the same status) before a move falls back to memcpy.
+constexpr int kMoveAgainRetries = 3;
+
+}  // namespace
 
 MoveEngine::MoveEngine(os::Os& os, std::byte* base, Bytes size, const MoveEngineOptions& options)
     : os_(os), options_(options), remaps_left_(options.remap_budget) {
@@ -62,11 +68,16 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
   std::size_t moved = 0;
   if (uffd >= 0) {
     absl::Status st;
+    int again = 0;
     while (moved < size.value()) {
       Bytes step(0);
       st = os_.MovePages(uffd, dst + moved, src + moved, Bytes(size.value() - moved), &step);
       moved += step.value();
-      if (st.ok() || step.value() == 0) break;  // done, or no progress: the rest goes by memcpy
+      if (st.ok()) break;
+      // No progress: EAGAIN (a page busy for a moment: a folio lock, a split under way) is tried again a bounded
+      // number of times, as the kernel's own callers retry it; anything else, or EAGAIN that persists, leaves the
+      // rest to memcpy.
+      if (step.value() == 0 && (!absl::IsResourceExhausted(st) || ++again > kMoveAgainRetries)) break;
     }
     c_.uffd_bytes.fetch_add(moved, std::memory_order_relaxed);
     if (moved == size.value()) {

@@ -8,11 +8,12 @@
 
 namespace mova::os {
 
-void FaultInjectingOs::FailAfter(OsOp op, std::int64_t successes, int err) {
+void FaultInjectingOs::FailAfter(OsOp op, std::int64_t successes, int err, std::int64_t times) {
   MutexLock lock(&mu_);
   Rule& r = rules_[static_cast<int>(op)];
   r.armed = true;
   r.successes_left = successes;
+  r.failures_left = times;
   r.err = err;
 }
 
@@ -40,6 +41,11 @@ absl::Status FaultInjectingOs::Check(OsOp op, const char* name) {
     --r.successes_left;
     return absl::OkStatus();
   }
+  if (r.failures_left == 0) {  // the failures asked for are done
+    r.armed = false;
+    return absl::OkStatus();
+  }
+  if (r.failures_left > 0) --r.failures_left;
   ++r.failures;
   return StatusFromErrno(r.err, absl::StrFormat("%s (injected)", name));
 }

@@ -35,9 +35,10 @@ class FaultInjectingOs final : public Os {
  public:
   explicit FaultInjectingOs(Os& real = SystemOs()) : real_(real) {}
 
-  // Lets `successes` more calls of `op` through, then fails every later one with `err` (mapped to a status
-  // as the real calls are, by StatusFromErrno) until Clear(op). A failed MovePages moves nothing.
-  void FailAfter(OsOp op, std::int64_t successes, int err);
+  // Lets `successes` more calls of `op` through, then fails the next `times` with `err` (mapped to a status as
+  // the real calls are, by StatusFromErrno; -1: every later one until Clear(op)), then lets calls through
+  // again. A failed MovePages moves nothing.
+  void FailAfter(OsOp op, std::int64_t successes, int err, std::int64_t times = -1);
   void Clear(OsOp op);
   std::int64_t calls(OsOp op) const;     // calls made, failed ones included
   std::int64_t failures(OsOp op) const;  // calls failed by injection
@@ -61,6 +62,7 @@ class FaultInjectingOs final : public Os {
   struct Rule {
     bool armed = false;
     std::int64_t successes_left = 0;
+    std::int64_t failures_left = -1;  // -1: no end
     int err = 0;
     std::int64_t calls = 0;
     std::int64_t failures = 0;

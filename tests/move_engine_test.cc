@@ -225,6 +225,31 @@ TEST(MoveEngine, AnInjectedMoveFailureFinishesByMemcpy) {
   EXPECT_EQ(engine.stats().uffd_busy_fallbacks, 1u);
 }
 
+// EAGAIN is a page busy for a moment: tried again a few times, the move still goes without a copy; EAGAIN
+// that persists falls back to memcpy like any other refusal.
+TEST(MoveEngine, AMomentaryAgainIsTriedAgainAndAPersistentOneIsCopied) {
+  os::FaultInjectingOs fos;
+  Range r(fos);
+  MoveEngine engine(fos, r.base, Bytes(r.size), kAlwaysZeroCopy);
+  REQUIRE_UFFD(engine);
+  ASSERT_TRUE(fos.Populate(r.page(0), Bytes(8 * kPageSize)).ok());
+  FillPages(r.page(0), 4, 21);
+  FillPages(r.page(4), 4, 22);
+  fos.FailAfter(os::OsOp::kMovePages, 0, EAGAIN, /*times=*/2);
+  absl::StatusOr<MoveOutcome> out = engine.Move(r.page(8), r.page(0), Bytes(4 * kPageSize), MoveKind::kBlock);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->way, MoveWay::kUffdMove);
+  EXPECT_TRUE(PagesMatch(r.page(8), 4, 21));
+  EXPECT_EQ(fos.calls(os::OsOp::kMovePages), 3);
+  fos.FailAfter(os::OsOp::kMovePages, 0, EAGAIN);  // every call
+  out = engine.Move(r.page(12), r.page(4), Bytes(4 * kPageSize), MoveKind::kBlock);
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->way, MoveWay::kCopy);
+  EXPECT_TRUE(PagesMatch(r.page(12), 4, 22));
+  EXPECT_EQ(fos.calls(os::OsOp::kMovePages), 3 + 4);  // the first try and three more
+  EXPECT_EQ(engine.stats().uffd_other_fallbacks, 1u);
+}
+
 TEST(MoveEngine, NoMemoryForACopyLeavesTheSourceWhole) {
   os::FaultInjectingOs fos;
   fos.FailAfter(os::OsOp::kOpenUserfaultfd, 0, EPERM);
