@@ -41,11 +41,6 @@ std::uint64_t ActiveDefrag::cycles() const {
   return cycles_;
 }
 
-std::uint64_t ActiveDefrag::objects_moved() const {
-  MutexLock lock(&mu_);
-  return objects_moved_;
-}
-
 void ActiveDefrag::Loop() {
   for (;;) {
     int percent;
@@ -69,7 +64,6 @@ void ActiveDefrag::Loop() {
       finished_.push_back(DefragCycle{absl::ToUnixSeconds(absl::Now()), absl::ToDoubleMilliseconds(took), step});
       if (finished_.size() > 1024) finished_.erase(finished_.begin());  // nobody collects: keep the newest
       ++cycles_;
-      objects_moved_ += step.objects_moved;
       // Rest so that the cycles stay within `percent` of one CPU; a stop ends the rest and the pass.
       const absl::Time rest_end = absl::Now() + took * (100 - percent) / percent;
       while (!stop_ && absl::Now() < rest_end) cv_.WaitWithTimeout(&mu_, rest_end - absl::Now());

@@ -46,7 +46,6 @@ class ActiveDefrag {
   std::vector<DefragCycle> TakeFinished();
 
   std::uint64_t cycles() const;
-  std::uint64_t objects_moved() const;
 
  private:
   void Loop();
@@ -60,7 +59,6 @@ class ActiveDefrag {
   std::chrono::microseconds cycle_budget_ ABSL_GUARDED_BY(mu_){0};
   std::vector<DefragCycle> finished_ ABSL_GUARDED_BY(mu_);
   std::uint64_t cycles_ ABSL_GUARDED_BY(mu_) = 0;
-  std::uint64_t objects_moved_ ABSL_GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -60,21 +60,34 @@ bool ParseExpireOptions(const std::vector<std::string>& a, ExpireOptions* o, Rep
 
 }  // namespace
 
-void Engine::Expire(Client&, std::vector<std::string>& a, Reply& r) {
+std::optional<std::int64_t> Engine::ExpiryOf(std::string_view amount, std::int64_t unit_ms, bool absolute,
+                                              bool allow_past, std::string_view command, Reply& r) {
+  std::int64_t v;
+  if (!ParseInt64(amount, &v)) {
+    r.Error("ERR value is not an integer or out of range");
+    return std::nullopt;
+  }
+  const std::int64_t now = keyspace_.now_ms();
+  constexpr std::int64_t kMax = std::numeric_limits<std::int64_t>::max();
+  constexpr std::int64_t kMin = std::numeric_limits<std::int64_t>::min();
+  const bool overflows = v > kMax / unit_ms || v < kMin / unit_ms || (!absolute && v * unit_ms > kMax - now);
+  if ((!allow_past && v <= 0) || overflows) {
+    r.Error(absl::StrCat("ERR invalid expire time in '", Av(command), "' command"));
+    return std::nullopt;
+  }
+  return absolute ? v * unit_ms : now + v * unit_ms;
+}
+
+void Engine::Expire(Client&, std::vector<std::string>& a, Reply& r) { ExpireGeneric(a, 1000, "expire", r); }
+void Engine::PExpire(Client&, std::vector<std::string>& a, Reply& r) { ExpireGeneric(a, 1, "pexpire", r); }
+
+void Engine::ExpireGeneric(std::vector<std::string>& a, std::int64_t unit_ms, std::string_view command, Reply& r) {
   ExpireOptions o;
   if (!ParseExpireOptions(a, &o, r)) return;
-  std::int64_t v;
-  if (!ParseInt64(a[2], &v)) return r.Error("ERR value is not an integer or out of range");
-  const bool seconds = absl::EqualsIgnoreCase(a[0], "expire");
   const std::int64_t now = keyspace_.now_ms();
-  if ((seconds && (v > std::numeric_limits<std::int64_t>::max() / 1000 || v < std::numeric_limits<std::int64_t>::min() / 1000))) {
-    return r.Error(absl::StrCat("ERR invalid expire time in '", absl::AsciiStrToLower(a[0]), "' command"));
-  }
-  const std::int64_t ms = seconds ? v * 1000 : v;
-  if ((ms > 0 && ms > std::numeric_limits<std::int64_t>::max() - now)) {
-    return r.Error(absl::StrCat("ERR invalid expire time in '", absl::AsciiStrToLower(a[0]), "' command"));
-  }
-  const std::int64_t when = now + ms;
+  const std::optional<std::int64_t> expiry = ExpiryOf(a[2], unit_ms, /*absolute=*/false, /*allow_past=*/true, command, r);
+  if (!expiry.has_value()) return;
+  const std::int64_t when = *expiry;
   const std::optional<Keyspace::Index> i = keyspace_.Find(a[1], /*touch=*/false);
   if (!i.has_value()) return r.Integer(0);
   const std::int64_t current = keyspace_.ExpireOf(*i);  // 0: none, i.e. forever
@@ -89,8 +102,6 @@ void Engine::Expire(Client&, std::vector<std::string>& a, Reply& r) {
   keyspace_.SetExpire(*i, when);
   r.Integer(1);
 }
-
-void Engine::PExpire(Client& c, std::vector<std::string>& a, Reply& r) { Expire(c, a, r); }
 
 void Engine::TtlGeneric(std::string_view key, std::int64_t unit_ms, Reply& r) {
   const std::optional<Keyspace::Index> i = keyspace_.Find(key, /*touch=*/false);

@@ -2,7 +2,6 @@
 // APPEND, STRLEN. Replies and errors as Redis 7 gives them (t_string.c).
 #include <limits>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "mova-kv/absl_view.h"
@@ -14,7 +13,6 @@ namespace {
 
 constexpr char kNotInteger[] = "ERR value is not an integer or out of range";
 constexpr char kSyntax[] = "ERR syntax error";
-
 
 bool Is(std::string_view arg, std::string_view option) { return absl::EqualsIgnoreCase(Av(arg), Av(option)); }
 
@@ -88,21 +86,11 @@ void Engine::Set(Client&, std::vector<std::string>& a, Reply& r) {
       keep_ttl = true;
     } else if ((Is(opt, "ex") || Is(opt, "px") || Is(opt, "exat") || Is(opt, "pxat")) && !has_expire && !keep_ttl &&
                has_next) {
-      std::int64_t v;
-      if (!ParseInt64(a[j + 1], &v)) return r.Error(kNotInteger);
       const bool seconds = Is(opt, "ex") || Is(opt, "exat");
       const bool absolute = Is(opt, "exat") || Is(opt, "pxat");
-      if (v <= 0 || (seconds && v > std::numeric_limits<std::int64_t>::max() / 1000)) {
-        return r.Error("ERR invalid expire time in 'set' command");
-      }
-      std::int64_t ms = seconds ? v * 1000 : v;
-      if (!absolute) {
-        if (ms > std::numeric_limits<std::int64_t>::max() - keyspace_.now_ms()) {
-          return r.Error("ERR invalid expire time in 'set' command");
-        }
-        ms += keyspace_.now_ms();
-      }
-      expire_ms = ms;
+      const std::optional<std::int64_t> when = ExpiryOf(a[j + 1], seconds ? 1000 : 1, absolute, false, "set", r);
+      if (!when.has_value()) return;
+      expire_ms = *when;
       has_expire = true;
       ++j;
     } else {
@@ -119,21 +107,13 @@ void Engine::SetNx(Client&, std::vector<std::string>& a, Reply& r) {
 }
 
 void Engine::SetEx(Client&, std::vector<std::string>& a, Reply& r) {
-  std::int64_t v;
-  if (!ParseInt64(a[2], &v)) return r.Error(kNotInteger);
-  if (v <= 0 || v > std::numeric_limits<std::int64_t>::max() / 1000 - keyspace_.now_ms() / 1000) {
-    return r.Error("ERR invalid expire time in 'setex' command");
-  }
-  SetGeneric(a[1], a[3], keyspace_.now_ms() + v * 1000, false, false, false, false, r);
+  const std::optional<std::int64_t> when = ExpiryOf(a[2], 1000, false, false, "setex", r);
+  if (when.has_value()) SetGeneric(a[1], a[3], *when, false, false, false, false, r);
 }
 
 void Engine::PSetEx(Client&, std::vector<std::string>& a, Reply& r) {
-  std::int64_t v;
-  if (!ParseInt64(a[2], &v)) return r.Error(kNotInteger);
-  if (v <= 0 || v > std::numeric_limits<std::int64_t>::max() - keyspace_.now_ms()) {
-    return r.Error("ERR invalid expire time in 'psetex' command");
-  }
-  SetGeneric(a[1], a[3], keyspace_.now_ms() + v, false, false, false, false, r);
+  const std::optional<std::int64_t> when = ExpiryOf(a[2], 1, false, false, "psetex", r);
+  if (when.has_value()) SetGeneric(a[1], a[3], *when, false, false, false, false, r);
 }
 
 void Engine::GetSet(Client&, std::vector<std::string>& a, Reply& r) {

@@ -130,6 +130,12 @@ class Engine {
   void SetGeneric(std::string_view key, std::string_view value, std::int64_t expire_ms, bool nx, bool xx,
                   bool keep_ttl, bool get, Reply& r);
   void IncrGeneric(std::string_view key, std::int64_t delta, Reply& r);
+  // The absolute expiry (ms since the epoch) that `amount` names in units of `unit_ms` (relative to now unless
+  // `absolute`), or nothing after an error reply: not an integer, or "invalid expire time in '<command>'" when
+  // it overflows, or is zero or negative where `allow_past` is false (SET, SETEX, PSETEX; EXPIRE allows it).
+  std::optional<std::int64_t> ExpiryOf(std::string_view amount, std::int64_t unit_ms, bool absolute, bool allow_past,
+                                       std::string_view command, Reply& r);
+  void ExpireGeneric(std::vector<std::string>& a, std::int64_t unit_ms, std::string_view command, Reply& r);
   // Writes the value under `key`, replacing any value; the expiry is cleared unless `keep_ttl`. The entry, or
   // nothing after an error reply (out of memory).
   std::optional<Keyspace::Index> Store(std::string_view key, std::span<const std::string_view> value_parts,

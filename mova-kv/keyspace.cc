@@ -88,18 +88,16 @@ std::optional<Keyspace::Index> Keyspace::Settle(Index i, bool touch) {
   return i;
 }
 
-absl::Status Keyspace::ReadValue(Index i, absl::FunctionRef<void(std::string_view)> fn) {
-  const Entry& e = entries_[i];
-  const absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view, std::string_view value) {
-    fn(value);
-  });
-  if (!s.ok()) ++store_errors_;
-  return s;
-}
-
 absl::StatusOr<std::string> Keyspace::CopyValue(Index i) {
+  const Entry& e = entries_[i];
   std::string out;
-  if (absl::Status s = ReadValue(i, [&](std::string_view v) { out.assign(v); }); !s.ok()) return s;
+  const absl::Status s = store_.Read(e.ref, ObjectBytes(e), [&](std::string_view, std::string_view value) {
+    out.assign(value);
+  });
+  if (!s.ok()) {
+    ++store_errors_;
+    return s;
+  }
   return out;
 }
 
@@ -111,9 +109,7 @@ absl::StatusOr<Keyspace::Index> Keyspace::Insert(std::string_view key, std::span
   e.ref = *ref;
   e.hash = HashKey(key);
   e.key_len = static_cast<std::uint32_t>(key.size());
-  std::size_t value_len = 0;
-  for (std::string_view p : value_parts) value_len += p.size();
-  e.value_len = static_cast<std::uint32_t>(value_len);
+  e.value_len = static_cast<std::uint32_t>(ObjectStore::ValueSize(value_parts));
   e.lru = LruClock();
   const Index i = static_cast<Index>(entries_.size());
   (void)entries_.push_back(e);  // below max_keys_: there is room
@@ -129,9 +125,7 @@ absl::Status Keyspace::Replace(Index i, std::string_view key, std::span<const st
   data_bytes_ -= AllocatedBytes(e);  // before the free: a store may read the object for it
   if (absl::Status f = store_.Free(e.ref, ObjectBytes(e)); !f.ok()) ++store_errors_;
   e.ref = *ref;
-  std::size_t value_len = 0;
-  for (std::string_view p : value_parts) value_len += p.size();
-  e.value_len = static_cast<std::uint32_t>(value_len);
+  e.value_len = static_cast<std::uint32_t>(ObjectStore::ValueSize(value_parts));
   e.lru = LruClock();
   data_bytes_ += AllocatedBytes(e);
   return absl::OkStatus();
@@ -173,8 +167,9 @@ void Keyspace::Remove(Index i) {
 }
 
 void Keyspace::MaybeShrink() {
-  // As Redis's dict resizes down: once an array is under a quarter full it is cut to its size (the next growth
-  // doubles it), so that used_memory follows the data set down, and eviction can bring it under maxmemory.
+  // As Redis's dict resizes down, so that used_memory follows the data set down and eviction can bring it under
+  // maxmemory: the dense arrays give back their pages past the end (DenseArray::ReleaseTail), and the hash set
+  // is rehashed to its size once under a quarter full.
   constexpr std::size_t kMinCapacity = 1024;
   entries_.ReleaseTail();
   volatile_.ReleaseTail();

@@ -68,8 +68,6 @@ class Keyspace {
     return pos == kNotVolatile ? 0 : volatile_[pos].expire_ms;
   }
 
-  // Calls `fn` with the value of entry `i`.
-  absl::Status ReadValue(Index i, absl::FunctionRef<void(std::string_view value)> fn);
   // Copies the value of entry `i` out.
   absl::StatusOr<std::string> CopyValue(Index i);
 

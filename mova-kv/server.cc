@@ -66,9 +66,9 @@ asio::awaitable<void> Server::State::Session(tcp::socket socket) {
         co_await socket.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
     if (ec) break;  // the client left (mid-request or not): nothing half-read was applied
     in.append(buf.data(), n);
+    parser.set_limits(engine.parse_limits());  // a CONFIG SET of proto-max-bulk-len counts from the next read
     std::size_t pos = 0;
     for (;;) {
-      parser.set_limits(engine.parse_limits());
       std::size_t used = 0;
       const ParseStatus s = parser.Parse(std::string_view(in).substr(pos), &used);
       pos += used;

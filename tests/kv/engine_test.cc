@@ -142,6 +142,9 @@ TEST_P(EngineTest, KeysExpireLazilyAndActively) {
   EXPECT_EQ(Run({"PERSIST", "k"}), ":0\r\n");
   EXPECT_EQ(Run({"TTL", "k"}), ":-1\r\n");
   EXPECT_EQ(Run({"TTL", "nope"}), ":-2\r\n");
+  EXPECT_EQ(Run({"EXPIRE", "k", "9223372036854775807"}), "-ERR invalid expire time in 'expire' command\r\n");
+  EXPECT_EQ(Run({"pexpire", "k", "9223372036854775807"}), "-ERR invalid expire time in 'pexpire' command\r\n");
+  EXPECT_EQ(Run({"SET", "k", "v", "PX", "9223372036854775807"}), "-ERR invalid expire time in 'set' command\r\n");
   EXPECT_EQ(Run({"EXPIRE", "k", "-1"}), ":1\r\n");  // in the past: deleted now
   EXPECT_EQ(Run({"EXISTS", "k"}), ":0\r\n");
   // Lazy: a key read after its time is gone, and counted.
