@@ -166,7 +166,8 @@ done
 # Medians over the runs, one table per workload.
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 mib() { awk '{ printf "%.1f", $1 / 1048576 }'; }
-col() { awk -F'\t' -v w="$1" -v s="$2" -v c="$3" -v x="${4:-}" '$1 == w && $2 == s && (x == "" || $4 == x || $5 == x) { print $c }' "$raw"; }
+col() { awk -F'\t' -v w="$1" -v s="$2" -v c="$3" '$1 == w && $2 == s { print $c }' "$raw"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 report="$out/report.md"
 {
   echo "machine: $machine; medians of $runs runs; server on CPU 0, clients on CPU 1"
@@ -178,7 +179,7 @@ report="$out/report.md"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for s in $servers; do
       u0=$(col w1 "$s" 4 | median); r0=$(col w1 "$s" 5 | median); u1=$(col w1 "$s" 8 | median); r1=$(col w1 "$s" 9 | median)
-      echo "| $s | $(echo "$u0" | mib) | $(echo "$r0" | mib) | $(awk -v a="$r0" -v b="$u0" 'BEGIN { printf "%.2f", a / b }') | $(col w1 "$s" 6 | median) | $(col w1 "$s" 7 | head -1) | $(echo "$u1" | mib) | $(echo "$r1" | mib) | $(awk -v a="$r1" -v b="$u1" 'BEGIN { printf "%.2f", a / b }') | $(col w1 "$s" 10 | median) | $(col w1 "$s" 11 | median) | $(col w1 "$s" 12 | median) | $(col w1 "$s" 13 | sort -u | tr '\n' ' ') |"
+      echo "| $s | $(echo "$u0" | mib) | $(echo "$r0" | mib) | $(ratio "$r0" "$u0") | $(col w1 "$s" 6 | median) | $(col w1 "$s" 7 | head -1) | $(echo "$u1" | mib) | $(echo "$r1" | mib) | $(ratio "$r1" "$u1") | $(col w1 "$s" 10 | median) | $(col w1 "$s" 11 | median) | $(col w1 "$s" 12 | median) | $(col w1 "$s" 13 | sort -u | tr '\n' ' ') |"
     done
   fi
   if [[ " $workloads " == *" w2 "* ]]; then
@@ -190,7 +191,7 @@ report="$out/report.md"
     echo "| --- | --- | --- | --- | --- | --- | --- |"
     for s in $servers; do
       pk=$(col w2 "$s" 5 | median); re=$(col w2 "$s" 6 | median); ue=$(col w2 "$s" 7 | median); r2=$(col w2 "$s" 8 | median)
-      echo "| $s | $(col w2 "$s" 4 | head -1) | $(echo "$pk" | mib) | $(echo "$re" | mib) | $(echo "$ue" | mib) | $(echo "$r2" | mib) | $(awk -v a="$r2" -v b="$ue" 'BEGIN { printf "%.2f", a / b }') |"
+      echo "| $s | $(col w2 "$s" 4 | head -1) | $(echo "$pk" | mib) | $(echo "$re" | mib) | $(echo "$ue" | mib) | $(echo "$r2" | mib) | $(ratio "$r2" "$ue") |"
     done
   fi
   if [[ " $workloads " == *" w3 "* ]]; then
