@@ -905,7 +905,7 @@ CompactResult Pool::compact(PassBudget budget) {
       }
     }
   }
-  p.table->ReleaseAhead();
+  p.table->ReleaseSpare();
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   p.objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
   p.bytes_moved.fetch_add(r.bytes_moved, std::memory_order_relaxed);
@@ -1022,7 +1022,7 @@ DefragResult Pool::defragment(PassBudget budget) {
 void Pool::release_free_memory() {
   for (auto& cls : impl_->classes) cls->ReleaseSpare();
   impl_->arena->PurgeDirty(/*force=*/true);
-  impl_->table->ReleaseAhead();
+  impl_->table->ReleaseSpare();
 }
 
 void Pool::flush_thread_cache() {

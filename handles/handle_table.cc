@@ -136,6 +136,10 @@ void HandleTable::FreeAllEntries(std::uint32_t p) {
 
 void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only) {
   PageState& st = pages_[p];
+  if (st.idle) {
+    st.idle = false;
+    std::erase(idle_, p);
+  }
   const std::uint32_t first = p * kEntriesPerPage;
   auto take = [&](std::uint32_t i) {
     MarkTaken(st, i);
@@ -164,6 +168,16 @@ void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::s
       }
     }
   }
+}
+
+void HandleTable::PageEmptied(std::uint32_t p) {
+  PageState& st = pages_[p];
+  if (st.rested == 0 && idle_.size() < kIdlePages) {
+    st.idle = true;
+    idle_.push_back(p);
+    return;
+  }
+  RetirePage(p);
 }
 
 void HandleTable::RetirePage(std::uint32_t p) {
@@ -204,6 +218,8 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
     std::uint32_t p = want_line ? Densest(kLineFree) : kNoPage;
     const bool lines_only = p != kNoPage;
     if (p == kNoPage) p = Densest(kAnyFree);
+    // An empty page that is resident (idle) before one given back, which would cost a populate.
+    if (p != kNoPage && !pages_[p].resident && !idle_.empty()) p = idle_.back();
     if (p == kNoPage) {
       const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
       if (opened == max_pages_) break;
@@ -268,13 +284,20 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
       }
       MarkFree(st, sorted[i] - p * kEntriesPerPage);
     }
-    if (st.used == 0) RetirePage(p);
+    if (st.used == 0) PageEmptied(p);
     Relist(p);
   }
 }
 
-void HandleTable::ReleaseAhead() {
+void HandleTable::ReleaseSpare() {
   MutexLock lock(&mu_);
+  for (const std::uint32_t p : idle_) {
+    Unlist(p);
+    pages_[p].idle = false;
+    RetirePage(p);
+    Relist(p);
+  }
+  idle_.clear();
   const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
   if (populated_end_ <= opened) return;
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{opened} * kEntriesPerPage);

@@ -122,6 +122,11 @@ TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
   const std::uint64_t resident_full = bench::ResidentBytesIn(&t->entry(0), table_bytes).value();
   EXPECT_EQ(resident_full, table_bytes);
   Release(*t, a);
+  // The first kIdlePages pages to empty stay resident for reuse; the others go back as they empty, and the
+  // idle ones when compaction or release_free_memory asks.
+  EXPECT_EQ(t->stats().pages_resident, HandleTable::kIdlePages);
+  EXPECT_EQ(t->stats().pages_discarded, 32u - HandleTable::kIdlePages);
+  t->ReleaseSpare();
   EXPECT_EQ(t->stats().pages_resident, 0u);
   EXPECT_EQ(t->stats().pages_discarded, 32u);
   EXPECT_EQ(bench::ResidentBytesIn(&t->entry(0), table_bytes).value(), 0u);  // really gone, per mincore
@@ -136,6 +141,35 @@ TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
   // Discarded without a re-key: an old handle of a page given back is still known as stale.
   EXPECT_EQ(t->stats().pages_rekeyed, 0u);
   EXPECT_EQ(t->Classify(old_handle), HandleVerdict::kStale);
+}
+
+// A page emptied and filled again, over and over, costs no syscall; an idle page is reused before a page
+// given back (which would need a populate) or a new one.
+TEST(HandleTable, AnEmptiedPageIsReusedWithoutASyscall) {
+  os::FaultInjectingOs fos;
+  auto t = HandleTable::Create(fos, 64 * kPer, kSalt).value();
+  const int populates = fos.calls(os::OsOp::kPopulate);
+  std::set<std::uint32_t> seen;
+  std::uint16_t last_gen = 0;
+  for (int round = 0; round < 100; ++round) {
+    std::vector<std::uint32_t> a = AcquireN(*t, 3 * kPer);
+    for (std::uint32_t i : a) {
+      const std::uint16_t gen = Publish(t->entry(i), 16);
+      if (i == a[0] && round > 0) EXPECT_GT(gen, last_gen);  // generations go on growing: old handles stay stale
+      if (i == a[0]) last_gen = gen;
+      seen.insert(i);
+    }
+    Release(*t, a);
+  }
+  EXPECT_EQ(fos.calls(os::OsOp::kDiscard), 0);
+  EXPECT_EQ(fos.calls(os::OsOp::kPopulate), populates + 1);  // the first kOpenAhead pages, once
+  EXPECT_EQ(t->stats().pages_opened, 4u);
+  EXPECT_LE(seen.size(), 4 * kPer);
+  // More emptied pages than kIdlePages: the rest go back as they empty.
+  std::vector<std::uint32_t> b = AcquireN(*t, 40 * kPer);
+  Release(*t, b);
+  EXPECT_EQ(t->stats().pages_resident - t->stats().pages_populated_ahead, HandleTable::kIdlePages);
+  EXPECT_EQ(fos.calls(os::OsOp::kDiscard), static_cast<int>(t->stats().pages_opened - HandleTable::kIdlePages));
 }
 
 TEST(HandleTable, ExhaustionIsAnError) {
@@ -166,8 +200,10 @@ TEST(HandleTable, DiscardFailureKeepsThePageUsable) {
   auto t = HandleTable::Create(fos, 4 * kPer, kSalt).value();
   std::vector<std::uint32_t> a = AcquireN(*t, kPer - 1);  // all of page 0
   for (std::uint32_t i : a) (void)Publish(t->entry(i), 16);
-  fos.FailAfter(os::OsOp::kDiscard, 0, EINVAL);
+  fos.FailAfter(os::OsOp::kDiscard, 0, EINVAL, /*times=*/1);
   Release(*t, a);
+  EXPECT_EQ(fos.calls(os::OsOp::kDiscard), 0);  // idle
+  t->ReleaseSpare();
   EXPECT_EQ(fos.failures(os::OsOp::kDiscard), 1);
   EXPECT_EQ(t->stats().pages_resident - t->stats().pages_populated_ahead, 1u);  // kept, still counted
   std::vector<std::uint32_t> b = AcquireN(*t, kPer - 1);
@@ -185,7 +221,7 @@ TEST(HandleTable, NewPagesArePopulatedInBatches) {
   EXPECT_EQ(t->stats().pages_resident, 48u);
   const std::uint64_t table_bytes = std::uint64_t{64} * kPer * sizeof(Word);
   EXPECT_EQ(bench::ResidentBytesIn(&t->entry(0), table_bytes).value(), 48 * kPageSize);
-  t->ReleaseAhead();  // what compaction does: the pages populated ahead go back
+  t->ReleaseSpare();  // what compaction does: the pages populated ahead go back
   EXPECT_EQ(t->stats().pages_populated_ahead, 0u);
   EXPECT_EQ(t->stats().pages_resident, 40u);
   EXPECT_EQ(bench::ResidentBytesIn(&t->entry(0), table_bytes).value(), 40 * kPageSize);
