@@ -39,9 +39,15 @@ void BlockMigrator::PutbackLocked(MovableBlock& b) {
   b.Put();
 }
 
-void BlockMigrator::Putback(MovableBlock& b) {
+bool BlockMigrator::Putback(MovableBlock& b) {
   b.Lock();
+  if (!b.isolated()) {
+    b.Unlock();
+    Bump(c_.refused);
+    return false;
+  }
   PutbackLocked(b);
+  return true;
 }
 
 void BlockMigrator::FinishFreed(MovableBlock& b) {
@@ -53,17 +59,17 @@ void BlockMigrator::FinishFreed(MovableBlock& b) {
   b.Put();
 }
 
-BlockMigrator::Step BlockMigrator::MigrateOne(MovableBlock& b, TargetSource& targets, MigrateMode mode) {
+BlockMigrator::Step BlockMigrator::MigrateOne(MovableBlock& b, TargetSource& targets, MigrateMode mode,
+                                               int pass) {
   if (!b.movable()) {
     FinishFreed(b);
     return Step::kMigrated;
   }
-  if (mode == MigrateMode::kAsync) {
-    if (!b.TryLock()) {
+  if (!b.TryLock()) {
+    if (mode == MigrateMode::kAsync || pass < kForcePass) {
       Bump(c_.retries);
       return Step::kRetry;
     }
-  } else {
     b.Lock();
   }
   if (!b.movable()) {
@@ -101,12 +107,20 @@ BlockMigrator::Step BlockMigrator::MigrateOne(MovableBlock& b, TargetSource& tar
 std::size_t BlockMigrator::Migrate(std::span<MovableBlock* const> isolated, TargetSource& targets,
                                    MigrateMode mode) {
   std::size_t migrated = 0;
-  std::vector<MovableBlock*> pending(isolated.begin(), isolated.end());
+  std::vector<MovableBlock*> pending;
+  pending.reserve(isolated.size());
+  for (MovableBlock* b : isolated) {
+    if (b->isolated()) {
+      pending.push_back(b);
+    } else {
+      Bump(c_.refused);
+    }
+  }
   const int passes = mode == MigrateMode::kAsync ? kAsyncPasses : kSyncPasses;
   for (int pass = 0; pass < passes && !pending.empty(); ++pass) {
     std::vector<MovableBlock*> again;
     for (MovableBlock* b : pending) {
-      switch (MigrateOne(*b, targets, mode)) {
+      switch (MigrateOne(*b, targets, mode, pass)) {
         case Step::kMigrated:
           ++migrated;
           break;
@@ -143,6 +157,7 @@ MigrationStats BlockMigrator::stats() const {
   s.failed = c_.failed.load(std::memory_order_relaxed);
   s.retries = c_.retries.load(std::memory_order_relaxed);
   s.putbacks = c_.putbacks.load(std::memory_order_relaxed);
+  s.refused = c_.refused.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -7,10 +7,13 @@
 //   isolate: take a reference unless the block is being freed; check movable before locking; one trylock —
 //     a busy block is skipped, not waited for; re-check movable and skip an already isolated block under the
 //     lock; ask the driver (it refuses a block with anything pinned); mark isolated.
-//   migrate: Success moves on; Again is retried in later passes, at most kSyncPasses (kAsyncPasses in async
-//     mode, which also never waits for a block lock); Fail, or no target, puts the block back at once; blocks
-//     still Again after the last pass are put back. A block its driver unregistered while isolated counts as
-//     migrated and is not put back.
+//   migrate: only isolated blocks — one that is not is refused, its driver not called (the kernel's
+//     VM_BUG_ON_PAGE(!PageIsolated)); Success moves on; Again is retried in later passes, at most kSyncPasses
+//     (kAsyncPasses in async mode, which never waits for a block lock; sync modes take it with one trylock
+//     before kForcePass, a busy block being retried like Again, and wait for it from kForcePass on); Fail, or
+//     no target, puts the block back at once; blocks still Again after the last pass are put back. A block its
+//     driver unregistered while isolated counts as migrated and is not put back.
+//   putback: only an isolated block; one that is not is refused, its driver's Putback never called.
 // Thread safety: any number of migrators may run at once on overlapping blocks; the block flags and lock
 // decide who wins. Counters are relaxed atomics.
 #ifndef MOVA_COMPACTOR_BLOCK_MIGRATOR_H_
@@ -42,6 +45,7 @@ struct MigrationStats {
   std::uint64_t failed = 0;          // blocks put back after Fail, no target, or retries exhausted
   std::uint64_t retries = 0;         // Again answers (and, in async mode, busy locks)
   std::uint64_t putbacks = 0;        // Putback calls made to drivers
+  std::uint64_t refused = 0;         // Putback or Migrate asked of a block not isolated: nothing done
 };
 
 class BlockMigrator {
@@ -49,10 +53,12 @@ class BlockMigrator {
   // isolate_movable_page. On true the block is isolated and this migrator holds a reference to it until
   // Migrate or Putback lets it go.
   bool Isolate(MovableBlock& block, MigrateMode mode);
-  // Puts back a block this migrator isolated and will not migrate.
-  void Putback(MovableBlock& block);
+  // Puts back a block this migrator isolated and will not migrate. False, with nothing done, for a block
+  // that is not isolated.
+  bool Putback(MovableBlock& block);
   // migrate_pages: migrates the isolated blocks, targets from `targets`. Returns how many migrated; every
-  // block that did not is put back. All references taken by Isolate are released.
+  // block that did not is put back. All references taken by Isolate are released. A block in the list that
+  // is not isolated is refused (counted, left alone: it holds no reference of ours).
   std::size_t Migrate(std::span<MovableBlock* const> isolated, TargetSource& targets, MigrateMode mode);
 
   MigrationStats stats() const;
@@ -60,7 +66,7 @@ class BlockMigrator {
  private:
   // Outcome of one attempt on one isolated block.
   enum class Step { kMigrated, kFailed, kRetry };
-  Step MigrateOne(MovableBlock& block, TargetSource& targets, MigrateMode mode);
+  Step MigrateOne(MovableBlock& block, TargetSource& targets, MigrateMode mode, int pass);
   // With the block locked: the driver's Putback unless the block was unregistered, then unlock and drop
   // the isolation reference.
   void PutbackLocked(MovableBlock& block);
@@ -68,7 +74,7 @@ class BlockMigrator {
 
   struct Counters {
     std::atomic<std::uint64_t> scanned{0}, isolated{0}, isolate_failed{0}, migrated{0}, freed_isolated{0},
-        failed{0}, retries{0}, putbacks{0};
+        failed{0}, retries{0}, putbacks{0}, refused{0};
   };
   Counters c_;
 };

@@ -24,8 +24,8 @@ namespace mova::compactor {
 // How hard migration may try (the kernel's MIGRATE_ASYNC / MIGRATE_SYNC_LIGHT / MIGRATE_SYNC).
 enum class MigrateMode {
   kAsync,      // never waits: trylock only; Again is retried for kAsyncPasses passes
-  kSyncLight,  // may wait for the block lock; no waiting on the driver's own slow work
-  kSync,       // may wait for anything
+  kSyncLight,  // may wait for the block lock (from kForcePass on); no waiting on the driver's own slow work
+  kSync,       // may wait for anything (the block lock from kForcePass on)
 };
 
 enum class MigrateResult {
@@ -36,6 +36,10 @@ enum class MigrateResult {
 
 inline constexpr int kSyncPasses = 10;  // the kernel's NR_MAX_MIGRATE_PAGES_RETRY
 inline constexpr int kAsyncPasses = 3;
+// Sync modes find a busy block lock with one trylock in the passes before this one (retried like Again) and
+// wait for it from this pass on: the kernel's `force` (pass > 2 in migrate_pages_batch), so that a block busy
+// for a moment does not hold up the blocks behind it in the first passes.
+inline constexpr int kForcePass = 3;
 
 class MovableBlock;
 

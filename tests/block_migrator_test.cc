@@ -1,9 +1,12 @@
 // The movable-block framework's rules, driven by a small in-memory driver: isolation, bounded retries,
-// putback, freed-while-isolated, no target, busy locks, and racing isolators. Runs under TSan too.
+// putback, freed-while-isolated, no target, busy locks (and when sync modes wait for them), refusals of blocks
+// nobody isolated, and racing isolators. Runs under TSan too.
 #include "compactor/block_migrator.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -230,30 +233,69 @@ TEST(BlockMigrator, NoTargetPutsBack) {
   EXPECT_EQ(m.stats().failed, 1u);
 }
 
-TEST(BlockMigrator, AsyncNeverWaitsForABusyBlockSyncDoes) {
-  for (MigrateMode mode : {MigrateMode::kAsync, MigrateMode::kSync}) {
+// Async mode never waits for a busy block lock; sync modes try it once a pass before kForcePass (a busy
+// block is retried like Again, so it does not hold up the blocks behind it) and wait for it from then on (the
+// kernel's `force`). The lock's holder lets go only once the migrator has retried kForcePass times, so a
+// migrator that waited earlier, or never, fails the test.
+TEST(BlockMigrator, AsyncNeverWaitsForABusyBlockSyncWaitsFromTheForcePass) {
+  for (MigrateMode mode : {MigrateMode::kAsync, MigrateMode::kSyncLight, MigrateMode::kSync}) {
     FakeDriver d;
     BlockMigrator m;
     FakeBlock* b = d.NewBlock(1, 1);
+    FakeBlock* free_one = d.NewBlock(2, 2);
     ASSERT_TRUE(m.Isolate(b->mb, mode));
+    ASSERT_TRUE(m.Isolate(free_one->mb, mode));
     ASSERT_TRUE(b->mb.TryLock());  // a driver holds the block lock for a while
+    std::atomic<bool> done{false};
     std::thread holder([&] {
-      std::this_thread::sleep_for(std::chrono::milliseconds(30));
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (!done && m.stats().retries < static_cast<std::uint64_t>(kForcePass) &&
+             std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the migrator now waits
       b->mb.Unlock();
     });
-    MovableBlock* list[] = {&b->mb};
+    MovableBlock* list[] = {&b->mb, &free_one->mb};
     const std::size_t moved = m.Migrate(list, d, mode);
+    done = true;
     holder.join();
     if (mode == MigrateMode::kAsync) {
-      EXPECT_EQ(moved, 0u);  // three passes found it busy; then it was put back
-      EXPECT_EQ(d.migrate_calls, 0);
+      EXPECT_EQ(moved, 1u);  // the other block; three passes found this one busy, then it was put back
+      EXPECT_EQ(d.migrate_calls, 1);
       EXPECT_EQ(d.putback_calls, 1);
       EXPECT_EQ(m.stats().retries, static_cast<std::uint64_t>(kAsyncPasses));
     } else {
-      EXPECT_EQ(moved, 1u);  // waited for the lock, then moved it
-      EXPECT_EQ(d.migrate_calls, 1);
+      EXPECT_EQ(moved, 2u);  // the other block at once; this one after waiting in pass kForcePass
+      EXPECT_EQ(d.migrate_calls, 2);
+      EXPECT_EQ(d.putback_calls, 0);
+      EXPECT_EQ(m.stats().retries, static_cast<std::uint64_t>(kForcePass));
     }
   }
+}
+
+// Putback and Migrate of a block nobody isolated are refused: the driver is not called and no reference
+// is dropped (the kernel's VM_BUG_ON_PAGE(!PageIsolated)).
+TEST(BlockMigrator, PutbackAndMigrateRefuseABlockThatIsNotIsolated) {
+  FakeDriver d;
+  BlockMigrator m;
+  FakeBlock* never = d.NewBlock(1, 1);
+  EXPECT_FALSE(m.Putback(never->mb));
+  EXPECT_EQ(d.putback_calls, 0);
+  FakeBlock* isolated = d.NewBlock(2, 2);
+  ASSERT_TRUE(m.Isolate(isolated->mb, MigrateMode::kSync));
+  MovableBlock* list[] = {&never->mb, &isolated->mb};
+  EXPECT_EQ(m.Migrate(list, d, MigrateMode::kSync), 1u);  // only the isolated one
+  EXPECT_EQ(d.migrate_calls, 1);
+  EXPECT_EQ(d.where[1], never);                          // not moved
+  EXPECT_FALSE(m.Putback(isolated->mb));                 // migrated: no longer isolated
+  EXPECT_EQ(d.putback_calls, 0);
+  EXPECT_EQ(m.stats().refused, 3u);
+  // The driver's reference is intact: freeing the block releases it, once.
+  EXPECT_FALSE(never->released);
+  d.Free(never);
+  EXPECT_TRUE(never->released);
+  EXPECT_EQ(d.release_calls, 2);  // and the migrated source, earlier
 }
 
 TEST(BlockMigrator, ConcurrentIsolationOfOneBlockHasOneWinner) {
