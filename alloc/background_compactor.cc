@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -30,9 +31,25 @@ struct ForkGate {
   }
 };
 
-BackgroundCompactor::BackgroundCompactor(absl::Duration interval, std::function<bool()> wanted,
-                                         std::function<void()> job)
-    : interval_(interval), wanted_(std::move(wanted)), job_(std::move(job)), pid_(getpid()) {
+void CycleHistogram::Record(absl::Duration t) {
+  const std::uint64_t us = static_cast<std::uint64_t>(std::max<std::int64_t>(0, absl::ToInt64Microseconds(t)));
+  std::size_t i = 0;
+  while (i < kBoundsUs.size() && us > kBoundsUs[i]) ++i;
+  counts_[i].fetch_add(1, std::memory_order_relaxed);
+  std::uint64_t longest = longest_us_.load(std::memory_order_relaxed);
+  while (us > longest && !longest_us_.compare_exchange_weak(longest, us, std::memory_order_relaxed)) {
+  }
+}
+
+std::array<std::uint64_t, CycleHistogram::kBuckets> CycleHistogram::counts() const {
+  std::array<std::uint64_t, kBuckets> out{};
+  for (std::size_t i = 0; i < kBuckets; ++i) out[i] = counts_[i].load(std::memory_order_relaxed);
+  return out;
+}
+
+BackgroundCompactor::BackgroundCompactor(BackgroundPacing pacing, std::function<bool()> wanted,
+                                         std::function<bool()> cycle)
+    : pacing_(pacing), wanted_(std::move(wanted)), cycle_(std::move(cycle)), pid_(getpid()) {
   static std::once_flag once;
   std::call_once(once, [] { pthread_atfork(&ForkGate::Prepare, &ForkGate::After, &ForkGate::After); });
   {
@@ -62,21 +79,39 @@ BackgroundCompactor::~BackgroundCompactor() {
 
 bool BackgroundCompactor::running() const { return getpid() == pid_; }
 
+bool BackgroundCompactor::Rest(absl::Duration d) {
+  MutexLock lock(&mu_);
+  const absl::Time deadline = absl::Now() + d;
+  for (absl::Duration left = d; !stop_ && left > absl::ZeroDuration(); left = deadline - absl::Now()) {
+    wake_->WaitWithTimeout(&mu_, left);
+  }
+  return !stop_;
+}
+
 void BackgroundCompactor::Loop() {
-  for (;;) {
-    {
-      MutexLock lock(&mu_);
-      const absl::Time deadline = absl::Now() + interval_;
-      for (absl::Duration left = interval_; !stop_ && left > absl::ZeroDuration(); left = deadline - absl::Now()) {
-        wake_->WaitWithTimeout(&mu_, left);
-      }
-      if (stop_) return;
-    }
+  const double p = pacing_.cpu_percent;
+  while (Rest(pacing_.interval)) {
     wakeups_.fetch_add(1, std::memory_order_relaxed);
-    MutexLock work(&work_mu_);
-    if (wanted_()) {
-      job_();
-      runs_.fetch_add(1, std::memory_order_relaxed);
+    {
+      MutexLock work(&work_mu_);
+      if (!wanted_()) continue;
+    }
+    runs_.fetch_add(1, std::memory_order_relaxed);
+    for (;;) {
+      const absl::Time start = absl::Now();
+      bool complete;
+      {
+        MutexLock work(&work_mu_);
+        complete = cycle_();
+      }
+      const absl::Duration took = absl::Now() - start;
+      cycles_.fetch_add(1, std::memory_order_relaxed);
+      cycle_times_.Record(took);
+      if (complete) {
+        completed_.fetch_add(1, std::memory_order_relaxed);
+        break;
+      }
+      if (!Rest(took * ((100 - p) / p))) return;
     }
   }
 }

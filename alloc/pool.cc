@@ -149,6 +149,45 @@ struct Pool::Impl {
     }
   }
 
+  // ---- the background compactor's passes ----
+  enum class BackgroundReason { kNone, kClasses, kRegions, kPressure };
+  struct BackgroundPass {
+    BackgroundReason reason = BackgroundReason::kNone;
+    bool compacted = false;  // compact()'s part is complete; defragment()'s goes on
+  };
+  // Passes started, by what started them.
+  std::atomic<std::uint64_t> background_by_classes{0}, background_by_regions{0}, background_by_pressure{0};
+
+  // Why a background pass should run now, or kNone (see PoolOptions::background_interval). Counts the reason.
+  BackgroundReason BackgroundReason() {
+    const double threshold = options.background_threshold;
+    std::uint64_t block_bytes = 0, slot_bytes = 0;
+    ClassBytes(&block_bytes, &slot_bytes);
+    const std::uint64_t waste = block_bytes - slot_bytes;
+    if (block_bytes > 0 && static_cast<double>(waste) > threshold * static_cast<double>(block_bytes)) {
+      background_by_classes.fetch_add(1, std::memory_order_relaxed);
+      return BackgroundReason::kClasses;
+    }
+    const alloc::Arena::Stats a = arena->stats();
+    const double spread_pages = static_cast<double>(a.regions_in_use * alloc::kPagesPerRegion);
+    if (spread_pages > (1 + threshold) * static_cast<double>(a.used_pages) + alloc::kPagesPerRegion) {
+      background_by_regions.fetch_add(1, std::memory_order_relaxed);
+      return BackgroundReason::kRegions;
+    }
+    const os::MemoryPressure m = os.ReadMemoryPressure();
+    const bool pressed = m.some_avg10 >= kPressureAvg10 ||
+                         (m.cgroup_max > 0 && static_cast<double>(m.cgroup_current) >= kPressureCgroupShare *
+                                                                                          static_cast<double>(m.cgroup_max));
+    // Under pressure, any page to give back is worth a pass: dirty pages, slack in class blocks, or regions.
+    if (pressed && (a.dirty_pages > 0 || waste >= kPageSize || spread_pages > static_cast<double>(a.used_pages))) {
+      background_by_pressure.fetch_add(1, std::memory_order_relaxed);
+      return BackgroundReason::kPressure;
+    }
+    return BackgroundReason::kNone;
+  }
+  static constexpr double kPressureAvg10 = 10;         // PSI memory "some" avg10, percent
+  static constexpr double kPressureCgroupShare = 0.9;  // memory.current / memory.max
+
   // ---- thread caches ----
   ThreadCache* NewCache() {
     auto* c = new ThreadCache(map.num_classes());
@@ -460,6 +499,23 @@ Pool::Impl::~Impl() {
   arena.reset();
 }
 
+namespace {
+
+// One cycle of a background pass: compact() with the cycle's budget until it is complete, then defragment()
+// likewise; a pass started for memory pressure ends by giving back every free page. True when the pass is
+// complete.
+bool BackgroundCycle(Pool& pool, Pool::Impl::BackgroundPass& pass, PassBudget budget) {
+  if (!pass.compacted) {
+    pass.compacted = pool.compact(budget).complete;
+    return false;
+  }
+  if (!pool.defragment(budget).complete) return false;
+  if (pass.reason == Pool::Impl::BackgroundReason::kPressure) pool.release_free_memory();
+  return true;
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (absl::Status env = EnvironmentOptionsStatus(); !env.ok()) return env;
   if (absl::Status s = ValidatePoolOptions(options); !s.ok()) return s;
@@ -508,18 +564,16 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   }
   if (options.background_interval.count() > 0) {
     Pool* self = pool.get();
-    const double threshold = options.background_threshold;
+    // The pass in progress: only the background thread reads or writes it.
+    auto pass = std::make_shared<Impl::BackgroundPass>();
     self->impl_->background = std::make_unique<alloc::BackgroundCompactor>(
-        absl::FromChrono(options.background_interval),
-        [self, threshold] {
-          std::uint64_t block_bytes = 0, slot_bytes = 0;
-          self->impl_->ClassBytes(&block_bytes, &slot_bytes);
-          return block_bytes > 0 && static_cast<double>(block_bytes - slot_bytes) > threshold * block_bytes;
+        alloc::BackgroundPacing{absl::FromChrono(options.background_interval), options.background_cpu_percent},
+        [self, pass] {
+          *pass = Impl::BackgroundPass{};
+          pass->reason = self->impl_->BackgroundReason();
+          return pass->reason != Impl::BackgroundReason::kNone;
         },
-        [self] {
-          self->compact();
-          self->defragment();
-        });
+        [self, pass, budget = PassBudget{options.background_cycle}] { return BackgroundCycle(*self, *pass, budget); });
   }
   return pool;
 }
@@ -1116,6 +1170,13 @@ PoolStats Pool::stats() const {
     s.background_running = p.background->running();
     s.background_wakeups = p.background->wakeups();
     s.background_runs = p.background->runs();
+    s.background_runs_complete = p.background->completed();
+    s.background_cycles = p.background->cycles();
+    s.background_cycle_longest_us = p.background->cycle_times().longest_us();
+    s.background_cycle_histogram = p.background->cycle_times().counts();
+    s.background_by_classes = p.background_by_classes.load(std::memory_order_relaxed);
+    s.background_by_regions = p.background_by_regions.load(std::memory_order_relaxed);
+    s.background_by_pressure = p.background_by_pressure.load(std::memory_order_relaxed);
   }
   return s;
 }

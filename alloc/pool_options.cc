@@ -92,6 +92,15 @@ absl::StatusOr<std::chrono::milliseconds> ParseMillis(std::string_view name, std
   return std::chrono::milliseconds(static_cast<std::int64_t>(*n));
 }
 
+absl::StatusOr<std::chrono::microseconds> ParseMicros(std::string_view name, std::string_view v) {
+  absl::StatusOr<std::uint64_t> n = ParseUnsigned(name, v);
+  if (!n.ok()) return n.status();
+  if (*n > static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max())) {
+    return Bad(name, v, "too large (at most 2147483647 us)");
+  }
+  return std::chrono::microseconds(static_cast<std::int64_t>(*n));
+}
+
 absl::StatusOr<StatsOutput> ParseStatsOutput(std::string_view name, std::string_view v) {
   if (v == "none" || v == "0") return StatsOutput::kNone;
   if (v == "text" || v == "1") return StatsOutput::kText;
@@ -128,6 +137,10 @@ constexpr OptionField kFields[] = {
      [](auto n, auto v, PoolOptions& o) { return Set(o.background_interval, ParseMillis, n, v); }},
     {"background_threshold",
      [](auto n, auto v, PoolOptions& o) { return Set(o.background_threshold, ParseNumber, n, v); }},
+    {"background_cycle_us",
+     [](auto n, auto v, PoolOptions& o) { return Set(o.background_cycle, ParseMicros, n, v); }},
+    {"background_cpu_percent",
+     [](auto n, auto v, PoolOptions& o) { return Set(o.background_cpu_percent, ParseNumber, n, v); }},
     {"include_in_core_dumps",
      [](auto n, auto v, PoolOptions& o) { return Set(o.include_in_core_dumps, ParseBool, n, v); }},
     {"show_stats", [](auto n, auto v, PoolOptions& o) { return Set(o.show_stats, ParseStatsOutput, n, v); }},
@@ -233,6 +246,13 @@ absl::Status ValidatePoolOptions(const PoolOptions& options) {
   if (!(options.background_threshold >= 0 && options.background_threshold <= 1)) {
     return absl::InvalidArgumentError(absl::StrFormat("background_threshold must be in [0, 1], not %g",
                                                       options.background_threshold));
+  }
+  if (options.background_cycle.count() <= 0) {
+    return absl::InvalidArgumentError("background_cycle must be positive (the time budget of one cycle)");
+  }
+  if (!(options.background_cpu_percent > 0 && options.background_cpu_percent <= 100)) {
+    return absl::InvalidArgumentError(absl::StrFormat("background_cpu_percent must be in (0, 100], not %g",
+                                                      options.background_cpu_percent));
   }
   switch (options.show_stats) {
     case StatsOutput::kNone:

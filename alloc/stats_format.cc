@@ -27,9 +27,23 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                         s.regions_in_use, s.regions_touched, s.populate_calls, s.discard_calls, s.discard_runs, s.discard_failures,
                         s.regions_collapsed, s.collapse_failures);
   if (s.background_running || s.background_wakeups > 0) {
-    absl::StrAppendFormat(&out, "background  %s: %u wakeups, %u of them compacted\n",
+    absl::StrAppendFormat(&out,
+                          "background  %s: %u wakeups, %u passes (%u complete; for class slack %u, region spread "
+                          "%u, memory pressure %u), %u cycles, the longest %u us\n",
                           s.background_running ? "running" : "not running in this process", s.background_wakeups,
-                          s.background_runs);
+                          s.background_runs, s.background_runs_complete, s.background_by_classes, s.background_by_regions,
+                          s.background_by_pressure, s.background_cycles, s.background_cycle_longest_us);
+    if (s.background_cycles > 0) {
+      out += "  cycles    ";
+      for (std::size_t i = 0; i < s.background_cycle_histogram.size(); ++i) {
+        if (i < PoolStats::kBackgroundCycleBoundsUs.size()) {
+          absl::StrAppendFormat(&out, " <=%uus %u", PoolStats::kBackgroundCycleBoundsUs[i],
+                                s.background_cycle_histogram[i]);
+        } else {
+          absl::StrAppendFormat(&out, " longer %u\n", s.background_cycle_histogram[i]);
+        }
+      }
+    }
   }
   absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
                         s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
@@ -103,6 +117,17 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("background_running", s.background_running ? 1 : 0);
   field("background_wakeups", s.background_wakeups);
   field("background_runs", s.background_runs);
+  field("background_runs_complete", s.background_runs_complete);
+  field("background_by_classes", s.background_by_classes);
+  field("background_by_regions", s.background_by_regions);
+  field("background_by_pressure", s.background_by_pressure);
+  field("background_cycles", s.background_cycles);
+  field("background_cycle_longest_us", s.background_cycle_longest_us);
+  out += "\"background_cycle_histogram\":[";
+  for (std::size_t i = 0; i < s.background_cycle_histogram.size(); ++i) {
+    absl::StrAppendFormat(&out, "%s%u", i == 0 ? "" : ",", s.background_cycle_histogram[i]);
+  }
+  out += "],";
   out += "\"classes\":[";
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
     const ClassStats& c = s.classes[i];

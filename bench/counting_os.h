@@ -48,6 +48,7 @@ class CountingOs final : public os::Os {
   }
   absl::Status RegisterMembarrier() override { return (Count(), real_.RegisterMembarrier()); }
   absl::Status Membarrier() override { return (Count(), real_.Membarrier()); }
+  os::MemoryPressure ReadMemoryPressure() override { return (Count(), real_.ReadMemoryPressure()); }
 
  private:
   void Count() { calls_.fetch_add(1, std::memory_order_relaxed); }

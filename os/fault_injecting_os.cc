@@ -124,6 +124,20 @@ absl::Status FaultInjectingOs::RegisterMembarrier() {
   return real_.RegisterMembarrier();
 }
 
+MemoryPressure FaultInjectingOs::ReadMemoryPressure() {
+  {
+    MutexLock lock(&mu_);
+    if (pressure_set_) return pressure_;
+  }
+  return real_.ReadMemoryPressure();
+}
+
+void FaultInjectingOs::SetMemoryPressure(const MemoryPressure& m) {
+  MutexLock lock(&mu_);
+  pressure_set_ = true;
+  pressure_ = m;
+}
+
 absl::Status FaultInjectingOs::Membarrier() {
   if (absl::Status s = Check(OsOp::kMembarrier, "membarrier(PRIVATE_EXPEDITED)"); !s.ok()) return s;
   return real_.Membarrier();

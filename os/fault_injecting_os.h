@@ -57,6 +57,10 @@ class FaultInjectingOs final : public Os {
   void CloseUserfaultfd(int uffd) override;
   absl::Status RegisterMembarrier() override;
   absl::Status Membarrier() override;
+  // The real reading, or the one set by SetMemoryPressure.
+  MemoryPressure ReadMemoryPressure() override;
+  // From now on ReadMemoryPressure answers `m` (tests of the background compactor's pressure trigger).
+  void SetMemoryPressure(const MemoryPressure& m);
 
  private:
   struct Rule {
@@ -73,6 +77,8 @@ class FaultInjectingOs final : public Os {
   Os& real_;
   mutable Mutex mu_;
   std::array<Rule, static_cast<int>(OsOp::kCount)> rules_ ABSL_GUARDED_BY(mu_);
+  bool pressure_set_ ABSL_GUARDED_BY(mu_) = false;
+  MemoryPressure pressure_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mova::os

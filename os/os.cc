@@ -13,8 +13,12 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -284,9 +288,63 @@ class SystemOsImpl final : public Os {
     return ErrnoStatus(err, "ioctl(UFFDIO_MOVE)", src, size.value());
   }
 
+  MemoryPressure ReadMemoryPressure() override {
+    MemoryPressure m;
+    if (std::optional<std::string> psi = ReadSmallFile("/proc/pressure/memory")) m.some_avg10 = ParsePsiSomeAvg10(*psi);
+    // cgroup v2: the line "0::<path>" names this process's group under /sys/fs/cgroup.
+    const std::optional<std::string> groups = ReadSmallFile("/proc/self/cgroup");
+    if (!groups) return m;
+    for (std::string_view rest = *groups; !rest.empty();) {
+      const std::size_t eol = std::min(rest.find('\n'), rest.size());
+      std::string_view line = rest.substr(0, eol);
+      rest.remove_prefix(std::min(eol + 1, rest.size()));
+      if (!line.starts_with("0::")) continue;
+      line.remove_prefix(3);
+      const std::string dir = "/sys/fs/cgroup" + std::string(line == "/" ? "" : line);
+      const std::optional<std::string> max = ReadSmallFile((dir + "/memory.max").c_str());
+      const std::optional<std::string> current = ReadSmallFile((dir + "/memory.current").c_str());
+      if (max && current) {
+        m.cgroup_max = ParseCgroupBytes(*max);
+        m.cgroup_current = ParseCgroupBytes(*current);
+      }
+      break;
+    }
+    return m;
+  }
+
+ private:
+  // The first 4 KiB of a small file, or nullopt.
+  static std::optional<std::string> ReadSmallFile(const char* path) {
+    const int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    std::string text(4096, '\0');
+    const ssize_t n = read(fd, text.data(), text.size());
+    close(fd);
+    if (n < 0) return std::nullopt;
+    text.resize(static_cast<std::size_t>(n));
+    return text;
+  }
 };
 
 }  // namespace
+
+double ParsePsiSomeAvg10(std::string_view text) {
+  const std::size_t line = text.starts_with("some ") ? 0 : text.find("\nsome ");
+  if (line == std::string_view::npos) return -1;
+  const std::size_t key = text.find("avg10=", line);
+  if (key == std::string_view::npos) return -1;
+  const std::string value(text.substr(key + 6, text.find(' ', key) - key - 6));
+  char* end = nullptr;
+  const double v = std::strtod(value.c_str(), &end);
+  return end != value.c_str() && *end == '\0' && v >= 0 ? v : -1;
+}
+
+std::uint64_t ParseCgroupBytes(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  std::uint64_t v = 0;
+  const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), v);
+  return err == std::errc() && end == text.data() + text.size() ? v : 0;
+}
 
 Os& SystemOs() {
   static SystemOsImpl* os = new SystemOsImpl();  // never destroyed: pools may outlive static destructors

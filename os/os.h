@@ -1,7 +1,7 @@
 // os/os.h — the one seam between mova and the kernel's memory calls.
 //
 // Types: Os (the interface every component calls), SystemOs() (the real one: mmap, munmap, madvise, mremap,
-// process_madvise, userfaultfd, membarrier), StatusFromErrno (one errno → status mapping for every implementation),
+// process_madvise, userfaultfd, membarrier, and the memory-pressure files), MemoryPressure, StatusFromErrno (one errno → status mapping for every implementation),
 // PageSpan and DiscardProgress (DiscardRanges' ranges and result).
 // Every mmap / madvise / mremap / userfaultfd call in mova goes through an Os, so tests can inject failures
 // (see fault_injecting_os.h) and check that no error path loses a live object's bytes. Implementations must be
@@ -10,6 +10,7 @@
 #define MOVA_OS_OS_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <string_view>
 
@@ -29,6 +30,15 @@ struct PageSpan {
 struct DiscardProgress {
   std::size_t ranges_done = 0;  // leading ranges wholly discarded (all of them when the call succeeds)
   std::size_t calls = 0;        // system calls made
+};
+
+// How short of memory the system and this process's cgroup are, for the background compactor's trigger. What
+// the system does not tell is left at its default.
+struct MemoryPressure {
+  double some_avg10 = -1;            // PSI (/proc/pressure/memory): % of the last 10 s some task stalled on
+                                     // memory; -1 where the kernel has no PSI
+  std::uint64_t cgroup_current = 0;  // this process's cgroup v2: bytes charged (memory.current)
+  std::uint64_t cgroup_max = 0;      // and its limit (memory.max); 0: no limit, or no cgroup v2
 };
 
 class Os {
@@ -94,7 +104,17 @@ class Os {
   // membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): every running thread of this process executes a full memory
   // barrier before the call returns (the asymmetric half of the access protocol, handles/access_records.h).
   virtual absl::Status Membarrier() = 0;
+
+  // Reads the system's memory pressure: /proc/pressure/memory, and memory.current / memory.max of the cgroup
+  // v2 named in /proc/self/cgroup. A few small file reads; never fails (what cannot be read is left out).
+  virtual MemoryPressure ReadMemoryPressure() = 0;
 };
+
+// Parses /proc/pressure/memory's text: the "some" line's avg10, or -1. For SystemOs and its tests.
+double ParsePsiSomeAvg10(std::string_view text);
+// Parses a cgroup v2 memory file (memory.current or memory.max): a byte count, or 0 for "max" and anything
+// unreadable.
+std::uint64_t ParseCgroupBytes(std::string_view text);
 
 // The status for a failed call `what` that set errno `err`: ENOMEM / EAGAIN → ResourceExhausted,
 // EBUSY → Unavailable, EPERM / EACCES → PermissionDenied, EEXIST → AlreadyExists, ENOENT → NotFound,

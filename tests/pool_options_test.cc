@@ -21,8 +21,8 @@ TEST(PoolOptionsText, EveryOptionParses) {
   PoolOptions o;
   ASSERT_TRUE(ParsePoolOptions("arena_capacity=2g, memory_limit=512M,decay_ms=250,max_handles=600,checked=true,"
                                "move_by_userfaultfd=0,move_by_mremap=false,collapse_dense_regions=1,"
-                               "background_interval_ms=100,background_threshold=0.5,include_in_core_dumps=true,"
-                               "show_stats=json",
+                               "background_interval_ms=100,background_threshold=0.5,background_cycle_us=500,"
+                               "background_cpu_percent=12.5,include_in_core_dumps=true,show_stats=json",
                                o)
                   .ok());
   EXPECT_EQ(o.arena_capacity.value(), std::size_t{2} << 30);
@@ -35,6 +35,8 @@ TEST(PoolOptionsText, EveryOptionParses) {
   EXPECT_TRUE(o.collapse_dense_regions);
   EXPECT_EQ(o.background_interval, milliseconds(100));
   EXPECT_EQ(o.background_threshold, 0.5);
+  EXPECT_EQ(o.background_cycle, std::chrono::microseconds(500));
+  EXPECT_EQ(o.background_cpu_percent, 12.5);
   EXPECT_TRUE(o.include_in_core_dumps);
   EXPECT_EQ(o.show_stats, StatsOutput::kJson);
 }
@@ -77,6 +79,10 @@ TEST(PoolOptionsText, BadTextIsRefusedWholeAndNamed) {
       {"checked=yes", "expected true, false, 1 or 0"},
       {"background_threshold=1.5", "background_threshold must be in [0, 1]"},
       {"background_threshold=half", "expected a number"},
+      {"background_cycle_us=0", "background_cycle must be positive"},
+      {"background_cycle_us=-5", "non-negative whole number"},
+      {"background_cpu_percent=0", "background_cpu_percent must be in (0, 100]"},
+      {"background_cpu_percent=101", "background_cpu_percent must be in (0, 100]"},
       {"show_stats=2", "expected none, text, json"},
       {"checked=true,decay_ms=x", "decay_ms=x"},  // all or nothing: checked stays false
   };

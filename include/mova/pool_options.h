@@ -80,11 +80,21 @@ struct PoolOptions {
   // entry. Costs about 1.5 ms per region collapsed here, so it is off unless asked for. collapse_dense_regions=true.
   bool collapse_dense_regions = Default(&PoolOptions::collapse_dense_regions, false);
   // A background compactor (the kernel's kcompactd): a thread of the pool's own that wakes every
-  // `background_interval` and, when more than `background_threshold` of the class blocks' bytes are not live
-  // slots, runs compact() and then defragment(). Zero: no thread (compact when you choose). A forked child's
-  // copy of the pool has no background thread. background_interval_ms=100, background_threshold=0.25.
+  // `background_interval` and runs a pass — compact(), then defragment() — when any of these holds:
+  //  - more than `background_threshold` of the class blocks' bytes are not live slots;
+  //  - the arena's regions in use hold more than (1 + background_threshold) × its used pages, plus a region
+  //    (blocks and huge objects spread over more 2 MiB regions than they need);
+  //  - the system is short of memory (PSI memory "some" avg10 ≥ 10%, or this cgroup's memory.current ≥ 90% of
+  //    memory.max) and there is anything to give back; such a pass also ends with release_free_memory().
+  // A pass runs as cycles of at most `background_cycle` each (PassBudget: a class lock is held at most a cycle
+  // plus one batch of moves), and rests between cycles so that the pass takes `background_cpu_percent` of one
+  // core, as Redis's active defragmentation paces itself. Zero interval: no thread (compact when you choose).
+  // A forked child's copy of the pool has no background thread. background_interval_ms=100,
+  // background_threshold=0.25, background_cycle_us=1000, background_cpu_percent=25.
   std::chrono::milliseconds background_interval = Default(&PoolOptions::background_interval, std::chrono::milliseconds{0});
   double background_threshold = Default(&PoolOptions::background_threshold, 0.25);
+  std::chrono::microseconds background_cycle = Default(&PoolOptions::background_cycle, std::chrono::microseconds{1000});
+  double background_cpu_percent = Default(&PoolOptions::background_cpu_percent, 25.0);
   // The pool's reserved ranges (objects, handle table, page map) are left out of core dumps (MADV_DONTDUMP):
   // tens of GiB of address space would otherwise be walked by every dump. True puts them in, for debugging
   // with the objects' contents. include_in_core_dumps=true.

@@ -123,7 +123,16 @@ struct PoolStats {
   // The background compactor (PoolOptions::background_interval).
   bool background_running = false;
   std::uint64_t background_wakeups = 0;
-  std::uint64_t background_runs = 0;       // wakeups that found enough to do and compacted
+  std::uint64_t background_runs = 0;       // passes started (wakeups that found enough to do)
+  std::uint64_t background_runs_complete = 0;  // passes ended (one fewer while a pass runs)
+  std::uint64_t background_by_classes = 0;   // ... because of slack in class blocks,
+  std::uint64_t background_by_regions = 0;   // ... of blocks and huge objects spread over too many regions,
+  std::uint64_t background_by_pressure = 0;  // ... of memory pressure (PSI, cgroup limit)
+  std::uint64_t background_cycles = 0;     // bounded cycles the passes ran (PoolOptions::background_cycle)
+  std::uint64_t background_cycle_longest_us = 0;
+  // Cycle times: element i counts cycles of at most kBackgroundCycleBoundsUs[i] µs, the last longer ones.
+  static constexpr std::array<std::uint64_t, 8> kBackgroundCycleBoundsUs = {50, 100, 250, 500, 1000, 2000, 5000, 10000};
+  std::array<std::uint64_t, 9> background_cycle_histogram{};
 
   std::vector<ClassStats> classes;      // every size class, in size order
 };
