@@ -1,6 +1,7 @@
 // The OS seam's batched discard (Os::DiscardRanges), on the real kernel and through the fault injector:
 // exactly the ranges named lose their pages, in one call per 1024 ranges where the kernel batches, one per
-// range where it does not, and an error says how many ranges were discarded before it.
+// range where it does not, and an error says how many ranges were discarded before it. And the memory-pressure
+// reading: its parsers, and the real files where the kernel has them.
 #include <cstring>
 #include <vector>
 
@@ -95,6 +96,27 @@ TEST(Os, InjectedDiscardFailureLandsOnTheRangeItNames) {
   EXPECT_FALSE(t.resident(3));
   EXPECT_TRUE(t.resident(5));
   EXPECT_TRUE(t.resident(7));
+}
+
+TEST(Os, MemoryPressureFilesParse) {
+  EXPECT_EQ(ParsePsiSomeAvg10("some avg10=12.50 avg60=3.00 avg300=1.00 total=123\n"
+                              "full avg10=1.00 avg60=0.00 avg300=0.00 total=5\n"),
+            12.5);
+  EXPECT_EQ(ParsePsiSomeAvg10("full avg10=9.00 avg60=0.00 avg300=0.00 total=5\n"
+                              "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"),
+            0);
+  EXPECT_EQ(ParsePsiSomeAvg10(""), -1);
+  EXPECT_EQ(ParsePsiSomeAvg10("some avg10=x avg60=0.00\n"), -1);
+  EXPECT_EQ(ParsePsiSomeAvg10("some avg60=1.00\n"), -1);
+  EXPECT_EQ(ParseCgroupBytes("1073741824\n"), 1073741824u);
+  EXPECT_EQ(ParseCgroupBytes("max\n"), 0u);
+  EXPECT_EQ(ParseCgroupBytes(""), 0u);
+  EXPECT_EQ(ParseCgroupBytes("12k\n"), 0u);
+  // The real reading: PSI is a percentage where the kernel has it; a cgroup limit, where one is set, is above
+  // what is charged to it or near it.
+  const MemoryPressure m = SystemOs().ReadMemoryPressure();
+  EXPECT_TRUE(m.some_avg10 == -1 || (m.some_avg10 >= 0 && m.some_avg10 <= 100)) << m.some_avg10;
+  if (m.cgroup_max > 0) EXPECT_GT(m.cgroup_current, 0u);
 }
 
 }  // namespace
