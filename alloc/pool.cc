@@ -134,6 +134,9 @@ struct Pool::Impl {
 
   Mutex compact_mu;
   std::size_t next_compact_class ABSL_GUARDED_BY(compact_mu) = 0;  // where a budgeted compact() goes on
+  // A budgeted compact() moved everything but did not discard every page it freed: the next calls discard.
+  bool compact_discards_pending ABSL_GUARDED_BY(compact_mu) = false;
+  bool defrag_discards_pending ABSL_GUARDED_BY(compact_mu) = false;  // the same for defragment()
   std::size_t next_defrag_region ABSL_GUARDED_BY(compact_mu) = 0;  // a budgeted defragment() goes on below it
   std::atomic<std::uint64_t> compactions{0}, objects_moved{0}, bytes_moved{0}, pages_compacted{0};
   std::unique_ptr<alloc::BackgroundCompactor> background;  // stopped first thing in ~Impl
@@ -930,22 +933,26 @@ CompactResult Pool::compact(PassBudget budget) {
   p.RecallThreadCaches();
   CompactResult r;
   {
-    // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay.
-    alloc::Arena::DeferDiscards defer(*p.arena);
+    // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay. A
+    // budgeted call moves for half its budget and discards for the rest (Arena::DeferDiscards); what it could
+    // not discard, the next calls do before they move anything again.
+    const bool budgeted = deadline != absl::InfiniteFuture();
+    alloc::Arena::DeferDiscards defer(*p.arena, deadline);
+    const absl::Time moves_deadline = budgeted ? start + (deadline - start) / 2 : deadline;
     // Every class once, from where the last call that ran out of budget stopped.
-    const std::size_t n = p.classes.size();
-    const std::size_t first = p.next_compact_class % n;
+    const std::size_t n = budgeted && p.compact_discards_pending ? 0 : p.classes.size();
+    const std::size_t first = p.next_compact_class % p.classes.size();
     p.next_compact_class = 0;
     for (std::size_t k = 0; k < n; ++k) {
       const std::size_t at = (first + k) % n;
       // A call stops between classes only once it has moved something: a call with nothing to move looks at
       // every class (each only under its lock for the look) and is complete.
-      if (r.objects_moved > 0 && absl::Now() >= deadline) {
+      if (r.objects_moved > 0 && absl::Now() >= moves_deadline) {
         p.next_compact_class = at;
         r.complete = false;
         break;
       }
-      alloc::ClassCompaction c = p.classes[at]->Compact(deadline);
+      alloc::ClassCompaction c = p.classes[at]->Compact(moves_deadline);
       r.objects_moved += c.objects_moved;
       r.bytes_moved += c.bytes_moved;
       r.blocks_released += c.blocks_released;
@@ -958,6 +965,9 @@ CompactResult Pool::compact(PassBudget budget) {
         break;
       }
     }
+    const bool discarded_all = defer.Finish();
+    p.compact_discards_pending = budgeted && r.complete && !discarded_all;
+    if (p.compact_discards_pending) r.complete = false;
   }
   p.table->ReleaseSpare();
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -997,9 +1007,11 @@ DefragResult Pool::defragment(PassBudget budget) {
   };
   const std::uint64_t pages_before = pages_migrated();
   const std::vector<std::uint32_t> usage_before = p.arena->RegionUsage();
-  // Runs given back (copied-from blocks, targets of failed moves) go to the OS together at the end.
-  std::optional<alloc::Arena::DeferDiscards> defer;
-  defer.emplace(*p.arena);
+  // Runs given back (copied-from blocks, targets of failed moves) go to the OS together at the end; a budgeted
+  // call moves for half its budget and discards for the rest, as compact() does.
+  const bool budgeted = deadline != absl::InfiniteFuture();
+  const absl::Time moves_deadline = budgeted ? start + (deadline - start) / 2 : deadline;
+  alloc::Arena::DeferDiscards defer(*p.arena, deadline);
   alloc::LowerRegionTargets block_targets(*p.arena, compactor::MoveKind::kBlock,
                                          [](compactor::MovableBlock& m) { return alloc::BlockOfMovable(m)->run(); });
   alloc::LowerRegionTargets huge_targets(*p.arena, compactor::MoveKind::kRun,
@@ -1011,13 +1023,13 @@ DefragResult Pool::defragment(PassBudget budget) {
   const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
   // A call that ran out of budget left a cursor: the next one goes on below it (a region whose blocks cannot
   // move now, pinned or without room below, is not scanned again and again).
-  std::size_t top = usage_before.size();
+  std::size_t top = budgeted && p.defrag_discards_pending ? needed : usage_before.size();
   if (p.next_defrag_region > 0 && p.next_defrag_region < top) top = p.next_defrag_region;
   p.next_defrag_region = 0;
   for (std::size_t region = top; region-- > needed;) {
     if (usage_before[region] == 0) continue;
     // At least one region a call.
-    if (r.regions_scanned > 0 && absl::Now() >= deadline) {
+    if (r.regions_scanned > 0 && absl::Now() >= moves_deadline) {
       r.complete = false;
       p.next_defrag_region = region + 1;
       break;
@@ -1055,7 +1067,9 @@ DefragResult Pool::defragment(PassBudget budget) {
     }
   }
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
-  defer.reset();  // discards every dirty page, in batched calls
+  const bool discarded_all = defer.Finish();  // every dirty page, in batched calls (in budget, when budgeted)
+  p.defrag_discards_pending = budgeted && r.complete && !discarded_all;
+  if (p.defrag_discards_pending) r.complete = false;
   if (p.options.collapse_dense_regions) r.regions_collapsed = p.arena->CollapseFullRegions().collapsed;
   const compactor::MigrationStats after = p.migrator.stats();
   const compactor::MoveEngineStats moves_after = p.arena->move_stats();

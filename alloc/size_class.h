@@ -9,7 +9,8 @@
 //   Compact and ReleaseSpare release the spare too. A block isolated for migration is on no list (group
 //   kGroupIsolated) and gets no new slots; slots of it freed meanwhile still return to it.
 // Moves: objects are claimed in batches (handles/move_claims.h: one barrier per batch of up to kBatchObjects
-//   objects or kBatchBytes bytes, not one per object), each claim with its destination slot reserved; a claim
+//   objects or kBatchBytes bytes — kBudgetBatch* for a call with a deadline —, not one per object), each claim
+//   with its destination slot reserved; a claim
 //   given up at confirmation returns its destination slot and leaves the object where it was.
 // Locks: mu_ → Arena::mu_ (taken inside Arena calls). Entry words are CASed under mu_ (compaction) but never
 //   waited on under it; pinners and freers never take mu_ while waiting for a move. With the block lock of

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "bench/rss.h"
 #include "os/fault_injecting_os.h"
 
@@ -145,6 +146,53 @@ TEST(Arena, PurgeDiscardsLargeRunsInFewCalls) {
   EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(0), 2 * kRegionSize).value(), 0u);
   EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(keep.first), kPageSize).value(), kPageSize);
   a->Free(keep);
+}
+
+// A deferral with a deadline (a budgeted compaction step) discards from the top down, a chunk at a time, until
+// its deadline: one already passed discards one chunk, and says dirty pages are left; a later one discards the
+// rest. A discard that keeps failing ends the loop at once instead of spinning until the deadline.
+TEST(Arena, ABudgetedDeferralDiscardsFromTheTopUntilItsDeadline) {
+  auto a = Make(os::SystemOs(), 8, std::chrono::hours(1));
+  std::vector<PageRun> runs;
+  for (std::size_t i = 0; i < 4 * kPagesPerRegion; ++i) runs.push_back(a->Allocate(Pages(1)).value());
+  PageRun keep = a->Allocate(Pages(1)).value();  // region 4: the runs below stay apart from the free tail
+  {
+    Arena::DeferDiscards d(*a, absl::InfinitePast());
+    for (const PageRun& r : runs) a->Free(r);
+    const std::uint64_t dirty = a->stats().dirty_pages;
+    EXPECT_GE(dirty, 4 * kPagesPerRegion);
+    EXPECT_FALSE(d.Finish());
+    EXPECT_LT(a->stats().dirty_pages, dirty);
+    EXPECT_GE(a->stats().dirty_pages, dirty - 2 * kPagesPerRegion);  // one chunk: the top region's pages
+  }
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(0), kRegionSize).value(), kRegionSize);  // the bottom waits
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(3 * kPagesPerRegion), kRegionSize).value(), 0u);
+  {
+    Arena::DeferDiscards d(*a, absl::Now() + absl::Hours(1));
+    EXPECT_TRUE(d.Finish());
+  }
+  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(0), 4 * kRegionSize).value(), 0u);
+  a->Free(keep);
+
+  os::FaultInjectingOs fos;
+  auto b = Make(fos, 4, std::chrono::hours(1));
+  PageRun r = b->Allocate(Pages(64)).value();
+  PageRun fence = b->Allocate(Pages(1)).value();
+  fos.FailAfter(os::OsOp::kDiscard, 0, EINVAL);
+  const absl::Time start = absl::Now();
+  {
+    Arena::DeferDiscards d(*b, absl::Now() + absl::Seconds(30));
+    b->Free(r);
+    EXPECT_TRUE(d.Finish());  // nothing more would go now
+  }
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
+  EXPECT_GT(b->stats().dirty_pages, 0u);
+  EXPECT_GT(b->stats().discard_failures, 0u);
+  fos.Clear(os::OsOp::kDiscard);
+  b->PurgeDirty(/*force=*/true);
+  EXPECT_EQ(b->stats().dirty_pages, 0u);
+  b->Free(fence);
 }
 
 // Dirty pages count against the memory limit: when an allocation would take resident pages over it, the
