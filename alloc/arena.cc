@@ -331,30 +331,26 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
     if (run_first != kNone) runs.push_back(PageRun{run_first, run_end - run_first});
     run_first = kNone;
   };
-  // True when pages [first, end) are all free (a short gap between two dirty runs).
-  auto all_free = [&](std::uint32_t first, std::uint32_t end) {
-    for (std::uint32_t p = first; p < end; ++p) {
-      if (regions_[p / kPagesPerRegion].used[p % kPagesPerRegion]) return false;
-    }
-    return true;
-  };
   for (std::uint32_t ri = first_region; ri < end_region; ++ri) {
-    if (!RegionHasDirty(ri)) continue;
+    if (!RegionHasDirty(ri)) {
+      flush();
+      continue;
+    }
     const Region& r = regions_[ri];
+    const std::bitset<kPagesPerRegion> free = ~r.used;
     const std::uint32_t base = ri * static_cast<std::uint32_t>(kPagesPerRegion);
-    for (std::size_t d = r.dirty._Find_first(); d < kPagesPerRegion;) {
-      std::size_t e = d;
-      while (e < kPagesPerRegion && r.dirty[e]) ++e;  // [d, e): a run of dirty (so free) pages
-      const std::uint32_t first = base + static_cast<std::uint32_t>(d), end = base + static_cast<std::uint32_t>(e);
-      if (run_first != kNone && first - run_end <= kMaxCleanGap && all_free(run_end, first)) {
-        run_end = end;
-      } else {
-        flush();
-        run_first = first;
-        run_end = end;
+    for (std::size_t start = free._Find_first(); start < kPagesPerRegion;) {
+      const std::size_t stop = r.used._Find_next(start);  // end of this free run
+      const std::size_t dirty = start == 0 ? r.dirty._Find_first() : r.dirty._Find_next(start - 1);
+      if (dirty < stop) {  // the run holds a dirty page: discard all of it, merged with the one before
+        if (run_first == kNone || run_end != base + start) {
+          flush();
+          run_first = base + static_cast<std::uint32_t>(start);
+        }
+        run_end = base + static_cast<std::uint32_t>(stop);
       }
-      if (e >= kPagesPerRegion) break;
-      d = r.dirty._Find_next(e);
+      if (stop >= kPagesPerRegion) break;
+      start = free._Find_next(stop);
     }
   }
   flush();

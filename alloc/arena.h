@@ -132,8 +132,6 @@ class Arena {
   static constexpr std::uint64_t kDiscardChunk = 256;
   // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
   static constexpr std::uint32_t kPopulateAhead = 128;
-  // A purge's ranges are runs of dirty pages, merged across gaps of at most this many free clean pages.
-  static constexpr std::uint32_t kMaxCleanGap = 64;
   // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge
   // pages (Os::CollapseHugepages: no mapping changes). The Os calls run without the arena lock (about 1.5 ms
   // per region here). A region that loses a page is collapsed again only after it fills again.
