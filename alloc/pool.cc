@@ -930,7 +930,9 @@ CompactResult Pool::compact(PassBudget budget) {
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
   const absl::Time deadline = DeadlineOf(budget, start);
-  p.RecallThreadCaches();
+  // Once a pass: a budgeted call that goes on with one does not make every thread give its cache back again
+  // (each recall costs the threads a flush and refills under the class locks the pass takes).
+  if (p.next_compact_class == 0 && !p.compact_discards_pending) p.RecallThreadCaches();
   CompactResult r;
   {
     // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay. A
@@ -997,7 +999,8 @@ DefragResult Pool::defragment(PassBudget budget) {
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
   const absl::Time deadline = DeadlineOf(budget, start);
-  p.RecallThreadCaches();  // cached slots keep their blocks in place
+  // Cached slots keep their blocks in place: once a pass, as compact() does.
+  if (p.next_defrag_region == 0 && !p.defrag_discards_pending) p.RecallThreadCaches();
   const compactor::MigrationStats before = p.migrator.stats();
   const compactor::MoveEngineStats moves_before = p.arena->move_stats();
   auto pages_migrated = [&p] {
