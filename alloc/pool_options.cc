@@ -83,22 +83,21 @@ absl::StatusOr<double> ParseNumber(std::string_view name, std::string_view v) {
   return d;
 }
 
-absl::StatusOr<std::chrono::milliseconds> ParseMillis(std::string_view name, std::string_view v) {
+// A whole number of `Duration` units (milliseconds, microseconds), at most 2^31 - 1 of them.
+template <typename Duration>
+absl::StatusOr<Duration> ParseDuration(std::string_view name, std::string_view v, const char* unit) {
   absl::StatusOr<std::uint64_t> n = ParseUnsigned(name, v);
   if (!n.ok()) return n.status();
   if (*n > static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max())) {
-    return Bad(name, v, "too large (at most 2147483647 ms)");
+    return Bad(name, v, std::string("too large (at most 2147483647 ") + unit + ")");
   }
-  return std::chrono::milliseconds(static_cast<std::int64_t>(*n));
+  return Duration(static_cast<std::int64_t>(*n));
 }
-
+absl::StatusOr<std::chrono::milliseconds> ParseMillis(std::string_view name, std::string_view v) {
+  return ParseDuration<std::chrono::milliseconds>(name, v, "ms");
+}
 absl::StatusOr<std::chrono::microseconds> ParseMicros(std::string_view name, std::string_view v) {
-  absl::StatusOr<std::uint64_t> n = ParseUnsigned(name, v);
-  if (!n.ok()) return n.status();
-  if (*n > static_cast<std::uint64_t>(std::numeric_limits<std::int32_t>::max())) {
-    return Bad(name, v, "too large (at most 2147483647 us)");
-  }
-  return std::chrono::microseconds(static_cast<std::int64_t>(*n));
+  return ParseDuration<std::chrono::microseconds>(name, v, "us");
 }
 
 absl::StatusOr<StatsOutput> ParseStatsOutput(std::string_view name, std::string_view v) {

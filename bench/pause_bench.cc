@@ -103,21 +103,20 @@ void Work(mova::Pool& pool, Worker& w, int rate, const std::atomic<bool>& stop, 
     }
     Obj& o = w.objs[rng() % w.objs.size()];
     const Clock::time_point start = Clock::now();
+    // A pin (either kind), a read of up to 64 B, the unpin.
+    auto read = [&](absl::StatusOr<mova::Pinned> pinned, Samples& samples) {
+      mova::Pinned p = std::move(pinned).value();
+      for (std::size_t k = 0; k < std::min<std::size_t>(64, o.size); ++k) sink = sink + static_cast<std::uint8_t>(p.data()[k]);
+      p.reset();
+      samples.Add(Clock::now() - start);
+    };
     switch (i % 3) {
-      case 0: {
-        mova::Pinned p = pool.pin_owned(o.h, mova::Access::kRead).value();
-        for (std::size_t k = 0; k < std::min<std::size_t>(64, o.size); ++k) sink = sink + static_cast<std::uint8_t>(p.data()[k]);
-        p.reset();
-        w.pin_owned.Add(Clock::now() - start);
+      case 0:
+        read(pool.pin_owned(o.h, mova::Access::kRead), w.pin_owned);
         break;
-      }
-      case 1: {
-        mova::Pinned p = pool.pin(o.h, mova::Access::kRead).value();
-        for (std::size_t k = 0; k < std::min<std::size_t>(64, o.size); ++k) sink = sink + static_cast<std::uint8_t>(p.data()[k]);
-        p.reset();
-        w.pin.Add(Clock::now() - start);
+      case 1:
+        read(pool.pin(o.h, mova::Access::kRead), w.pin);
         break;
-      }
       default: {
         if (!pool.free(o.h).ok()) w.intact = false;
         o = New(pool, 16 + static_cast<std::uint32_t>(rng() % 497), static_cast<std::uint32_t>(rng()));
