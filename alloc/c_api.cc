@@ -36,6 +36,30 @@ mova_status NullArgument(const char* what) {
   return MOVA_INVALID_ARGUMENT;
 }
 
+void Copy(const mova::CompactResult& r, mova_compact_result* result) {
+  if (result != nullptr) {
+    *result = mova_compact_result{r.objects_moved, r.bytes_moved, r.blocks_released, r.pages_released,
+                                  r.objects_skipped, r.seconds};
+  }
+}
+void Copy(const mova::DefragResult& r, mova_defrag_result* result) {
+  if (result != nullptr) {
+    *result = mova_defrag_result{r.regions_freed, r.blocks_migrated, r.blocks_failed, r.pages_moved,
+                                 r.moves_uffd,    r.moves_mremap,    r.moves_copy,    r.seconds};
+  }
+}
+// One step of a pass (Pool::compact or Pool::defragment with a PassBudget).
+template <typename Result, typename CResult>
+mova_status Step(mova_pool* pool, std::uint32_t budget_us, CResult* result, int* complete,
+                 Result (mova::Pool::*step)(mova::PassBudget)) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (budget_us == 0) return Report(absl::InvalidArgumentError("budget_us must be positive"));
+  const Result r = (pool->pool.get()->*step)(mova::PassBudget{std::chrono::microseconds(budget_us)});
+  Copy(r, result);
+  if (complete != nullptr) *complete = r.complete ? 1 : 0;
+  return MOVA_OK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -125,22 +149,22 @@ mova_status mova_unpin(mova_pool* pool, mova_handle handle) {
 
 mova_status mova_compact(mova_pool* pool, mova_compact_result* result) {
   if (pool == nullptr) return NullArgument("pool");
-  const mova::CompactResult r = pool->pool->compact();
-  if (result != nullptr) {
-    *result = mova_compact_result{r.objects_moved, r.bytes_moved, r.blocks_released, r.pages_released,
-                                  r.objects_skipped, r.seconds};
-  }
+  Copy(pool->pool->compact(), result);
   return MOVA_OK;
 }
 
 mova_status mova_defragment(mova_pool* pool, mova_defrag_result* result) {
   if (pool == nullptr) return NullArgument("pool");
-  const mova::DefragResult r = pool->pool->defragment();
-  if (result != nullptr) {
-    *result = mova_defrag_result{r.regions_freed, r.blocks_migrated, r.blocks_failed, r.pages_moved,
-                                 r.moves_uffd,    r.moves_mremap,    r.moves_copy,    r.seconds};
-  }
+  Copy(pool->pool->defragment(), result);
   return MOVA_OK;
+}
+
+mova_status mova_compact_step(mova_pool* pool, uint32_t budget_us, mova_compact_result* result, int* complete) {
+  return Step<mova::CompactResult>(pool, budget_us, result, complete, &mova::Pool::compact);
+}
+
+mova_status mova_defragment_step(mova_pool* pool, uint32_t budget_us, mova_defrag_result* result, int* complete) {
+  return Step<mova::DefragResult>(pool, budget_us, result, complete, &mova::Pool::defragment);
 }
 
 mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed) {

@@ -14,7 +14,9 @@
 //    store to that record. Movers see these pins through MoveClaims's confirmation.
 //  - counted, on the word itself (PinCounted, UnpinCounted): one CAS each, for pins a record cannot hold.
 // A free announces its tag in its record too (BeginRetire), so that the location it checks cannot change,
-// and retires with one CAS (EndRetire); Retire is the same CAS for callers without a record.
+// and retires with one CAS (EndRetire); Retire is the same CAS for callers without a record. TryBeginRetire,
+// TryPinInRecord and TryPinCounted are the fast paths' first attempts: no waiting, nothing changed on failure
+// (the caller's slow path then starts over with the waiting versions).
 // Invariants: counted pins > 0 implies !MOVING and generation odd; MOVING is only set (by CAS, BeginMove) from
 // counted pins == 0; a free entry has no counted pins and !MOVING. Every change of a live word is a CAS or an
 // RMW, except EndMove's store of a confirmed claim, which nobody else may change: so a counted pin and a

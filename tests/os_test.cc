@@ -116,7 +116,9 @@ TEST(Os, MemoryPressureFilesParse) {
   // what is charged to it or near it.
   const MemoryPressure m = SystemOs().ReadMemoryPressure();
   EXPECT_TRUE(m.some_avg10 == -1 || (m.some_avg10 >= 0 && m.some_avg10 <= 100)) << m.some_avg10;
-  if (m.cgroup_max > 0) EXPECT_GT(m.cgroup_current, 0u);
+  if (m.cgroup_max > 0) {
+    EXPECT_GT(m.cgroup_current, 0u);
+  }
 }
 
 }  // namespace

@@ -97,6 +97,13 @@ MOVA_API mova_status mova_unpin(mova_pool* pool, mova_handle handle);
 MOVA_API mova_status mova_compact(mova_pool* pool, mova_compact_result* result);
 /* Moves whole blocks and huge objects down the arena so high regions empty out. result may be NULL. */
 MOVA_API mova_status mova_defragment(mova_pool* pool, mova_defrag_result* result);
+/* mova_compact / mova_defragment in steps (mova::PassBudget): each call works about budget_us microseconds
+ * (budget_us > 0) and sets *complete to 1 when the pass is done, else 0: call again, as a service's cron does,
+ * so that no call holds the pool's locks long. result and complete may be NULL. */
+MOVA_API mova_status mova_compact_step(mova_pool* pool, uint32_t budget_us, mova_compact_result* result,
+                                       int* complete);
+MOVA_API mova_status mova_defragment_step(mova_pool* pool, uint32_t budget_us, mova_defrag_result* result,
+                                          int* complete);
 /* Writes the pool's stats as JSON (NUL-terminated) if it fits in `capacity` bytes; *needed is the length
  * without the NUL. MOVA_EXHAUSTED if it did not fit (call again with *needed + 1). */
 MOVA_API mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed);
