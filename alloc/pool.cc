@@ -162,7 +162,7 @@ struct Pool::Impl {
   std::atomic<std::uint64_t> background_by_classes{0}, background_by_regions{0}, background_by_pressure{0};
 
   // Why a background pass should run now, or kNone (see PoolOptions::background_interval). Counts the reason.
-  BackgroundReason BackgroundReason() {
+  BackgroundReason ReasonForAPass() {
     const double threshold = options.background_threshold;
     std::uint64_t block_bytes = 0, slot_bytes = 0;
     ClassBytes(&block_bytes, &slot_bytes);
@@ -573,7 +573,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
         alloc::BackgroundPacing{absl::FromChrono(options.background_interval), options.background_cpu_percent},
         [self, pass] {
           *pass = Impl::BackgroundPass{};
-          pass->reason = self->impl_->BackgroundReason();
+          pass->reason = self->impl_->ReasonForAPass();
           return pass->reason != Impl::BackgroundReason::kNone;
         },
         [self, pass, budget = PassBudget{options.background_cycle}] { return BackgroundCycle(*self, *pass, budget); });
