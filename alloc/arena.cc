@@ -275,14 +275,14 @@ Arena::DeferDiscards::DeferDiscards(Arena& arena, absl::Time deadline) : arena_(
   ++arena_.deferring_;
 }
 
-bool Arena::DeferDiscards::Finish() {
+bool Arena::DeferDiscards::Finish(bool made_progress) {
   MutexLock lock(&arena_.mu_);
   if (!finished_) {
     finished_ = true;
     if (--arena_.deferring_ == 0) {
       if (deadline_ == absl::InfiniteFuture()) {
         arena_.PurgeLocked(/*force=*/true);
-      } else {
+      } else if (!made_progress || absl::Now() < deadline_) {
         for (;;) {
           const std::uint64_t before = arena_.dirty_pages_;
           arena_.DiscardTopDirty(std::min(kDiscardChunk, before));

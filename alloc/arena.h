@@ -121,15 +121,17 @@ class Arena {
     DeferDiscards(const DeferDiscards&) = delete;
     DeferDiscards& operator=(const DeferDiscards&) = delete;
     // Ends the deferral now (the destructor then does nothing more): true when no dirty page is left, or
-    // when the last discard failed (those pages stay dirty, counted; nothing more would go now).
-    bool Finish();
+    // when the last discard failed (those pages stay dirty, counted; nothing more would go now). With a
+    // deadline already passed, a call that `made_progress` otherwise (it moved something) leaves every page
+    // to the next call; one that did not discards one chunk, so that each call gets somewhere.
+    bool Finish(bool made_progress = false);
 
    private:
     Arena& arena_;
     const absl::Time deadline_;
     bool finished_ = false;
   };
-  static constexpr std::uint64_t kDiscardChunk = 256;
+  static constexpr std::uint64_t kDiscardChunk = 64;
   // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
   static constexpr std::uint32_t kPopulateAhead = 128;
   // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge

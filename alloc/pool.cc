@@ -967,7 +967,7 @@ CompactResult Pool::compact(PassBudget budget) {
         break;
       }
     }
-    const bool discarded_all = defer.Finish();
+    const bool discarded_all = defer.Finish(/*made_progress=*/r.objects_moved > 0);
     p.compact_discards_pending = budgeted && r.complete && !discarded_all;
     if (p.compact_discards_pending) r.complete = false;
   }
@@ -1070,7 +1070,8 @@ DefragResult Pool::defragment(PassBudget budget) {
     }
   }
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
-  const bool discarded_all = defer.Finish();  // every dirty page, in batched calls (in budget, when budgeted)
+  // Every dirty page, in batched calls (in budget, when budgeted).
+  const bool discarded_all = defer.Finish(/*made_progress=*/r.blocks_migrated > 0);
   p.defrag_discards_pending = budgeted && r.complete && !discarded_all;
   if (p.defrag_discards_pending) r.complete = false;
   if (p.options.collapse_dense_regions) r.regions_collapsed = p.arena->CollapseFullRegions().collapsed;
