@@ -178,9 +178,10 @@ struct Pool::Impl {
       return BackgroundReason::kRegions;
     }
     const os::MemoryPressure m = os.ReadMemoryPressure();
-    const bool pressed = m.some_avg10 >= kPressureAvg10 ||
-                         (m.cgroup_max > 0 && static_cast<double>(m.cgroup_current) >= kPressureCgroupShare *
-                                                                                          static_cast<double>(m.cgroup_max));
+    const bool pressed =
+        m.some_avg10 >= kPressureAvg10 ||
+        (m.cgroup_max > 0 &&
+         static_cast<double>(m.cgroup_current) >= kPressureCgroupShare * static_cast<double>(m.cgroup_max));
     // Under pressure, any page to give back is worth a pass: dirty pages, slack in class blocks, or regions.
     if (pressed && (a.dirty_pages > 0 || waste >= kPageSize || spread_pages > static_cast<double>(a.used_pages))) {
       background_by_pressure.fetch_add(1, std::memory_order_relaxed);
@@ -304,6 +305,35 @@ struct Pool::Impl {
     cs.slots[n] = r;
     cs.count.store(n + 1, std::memory_order_relaxed);
   }
+  // The common half of every allocation of a class object, for allocate's fast path and AllocateSlow: pops
+  // the top cached slot of `cls` (the cache holds one) for entry `index`, writing the slot's back-map, and
+  // returns its arena offset.
+  [[gnu::always_inline]] std::uint64_t PopSlot(ThreadCache& c, ClassId cls, std::uint32_t index) {
+    alloc::ClassSlots& cs = c.classes[cls.value()];
+    const std::uint32_t n = cs.count.load(std::memory_order_relaxed) - 1;
+    cs.count.store(n, std::memory_order_relaxed);
+    const SlotRef r = cs.slots[n];
+    Block* b = alloc::BlockOf(r);
+    const std::uint32_t slot = alloc::SlotIndexOf(r);
+    b->Owner(slot).store(index, std::memory_order_release);
+    // From the class geometry, not the descriptor: the class lock's holder may be writing the descriptor's
+    // line for another thread's refill.
+    return map.info(cls).SlotOffset(static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - arena->base()),
+                                    slot);
+  }
+
+  // The last half of every allocation: makes entry `index` (taken off the cache) live at `offset`, counts an
+  // allocation of `size` and returns the handle.
+  [[gnu::always_inline]] Handle PublishNew(ThreadCache& c, std::uint32_t index, std::uint64_t offset,
+                                           std::size_t size) {
+    const std::uint16_t gen = handles::Publish(table->entry(index), offset);
+    c.allocs.Add(1);
+    c.alloc_bytes.Add(size);
+    const std::uint16_t size_field =
+        size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
+    return table->MakeHandle(index, gen, size_field);
+  }
+
 
   // ---- handles ----
   absl::Status Misuse(absl::Status s) const {
@@ -607,38 +637,21 @@ namespace {
   if (ABSL_PREDICT_FALSE(c.handle_count.load(std::memory_order_relaxed) == 0)) {
     if (absl::Status s = p.RefillHandles(c); !s.ok()) return s;
   }
+  const std::uint32_t index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
   std::uint64_t offset;
-  std::uint32_t index;
   if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
-    index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
     absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size, index);
     if (!off.ok()) return off.status();
     offset = *off;
   } else {
     const ClassId cls = p.map.ClassFor(size);
-    alloc::ClassSlots& cs = c.classes[cls.value()];
-    if (ABSL_PREDICT_FALSE(cs.count.load(std::memory_order_relaxed) == 0)) {
+    if (ABSL_PREDICT_FALSE(c.classes[cls.value()].count.load(std::memory_order_relaxed) == 0)) {
       if (absl::Status s = p.RefillSlots(c, cls); !s.ok()) return s;
     }
-    const std::uint32_t n = cs.count.load(std::memory_order_relaxed) - 1;
-    cs.count.store(n, std::memory_order_relaxed);
-    const SlotRef r = cs.slots[n];
-    Block* b = alloc::BlockOf(r);
-    const std::uint32_t slot = alloc::SlotIndexOf(r);
-    index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
-    b->Owner(slot).store(index, std::memory_order_release);
-    // From the class geometry, not the descriptor: the class lock's holder may be writing the descriptor's
-    // line for another thread's refill.
-    offset = p.map.info(cls).SlotOffset(
-        static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - p.arena->base()), slot);
+    offset = p.PopSlot(c, cls, index);
   }
   c.handle_count.store(c.handle_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-  const std::uint16_t gen = handles::Publish(p.table->entry(index), offset);
-  c.allocs.Add(1);
-  c.alloc_bytes.Add(size);
-  const std::uint16_t size_field =
-      size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
-  return p.table->MakeHandle(index, gen, size_field);
+  return p.PublishNew(c, index, offset, size);
 }
 
 // The whole free: huge objects, pins, races with movers, flushes, last lives, checked mode, errors.
@@ -712,21 +725,9 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   if (ABSL_PREDICT_FALSE((n == 0) | (hn == 0) | (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
     return AllocateSlow(p, size);
   }
-  const SlotRef r = cs.slots[n - 1];
   const std::uint32_t index = c.handles[hn - 1];
-  cs.count.store(n - 1, std::memory_order_relaxed);
   c.handle_count.store(hn - 1, std::memory_order_relaxed);
-  Block* b = alloc::BlockOf(r);
-  const std::uint32_t slot = alloc::SlotIndexOf(r);
-  b->Owner(slot).store(index, std::memory_order_release);
-  // From the class geometry, not the descriptor: the class lock's holder may be writing the descriptor's
-  // line for another thread's refill.
-  const std::uint64_t offset = p.map.info(cls).SlotOffset(
-      static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - p.arena->base()), slot);
-  const std::uint16_t gen = handles::Publish(p.table->entry(index), offset);
-  c.allocs.Add(1);
-  c.alloc_bytes.Add(size);
-  return p.table->MakeHandle(index, gen, static_cast<std::uint16_t>(size - 1));
+  return p.PublishNew(c, index, p.PopSlot(c, cls, index), size);
 }
 
 // The common free, inline: a class object of a handle that opens, freed by a thread whose cache for this
@@ -916,9 +917,27 @@ void Pool::Impl::RecallThreadCaches() {
 
 namespace {
 
-// The deadline of a call with `budget` that started at `start`.
-absl::Time DeadlineOf(PassBudget budget, absl::Time start) {
-  return budget.time.count() > 0 ? start + absl::FromChrono(budget.time) : absl::InfiniteFuture();
+// When a compact() or defragment() call that started at `start` with `budget` stops: a budgeted call moves
+// for the first half of its budget and discards what it freed in the rest (Arena::DeferDiscards); an
+// unbudgeted one has no deadline.
+struct CallDeadlines {
+  explicit CallDeadlines(PassBudget budget, absl::Time start)
+      : budgeted(budget.time.count() > 0),
+        end(budgeted ? start + absl::FromChrono(budget.time) : absl::InfiniteFuture()),
+        moves(budgeted ? start + absl::FromChrono(budget.time) / 2 : absl::InfiniteFuture()) {}
+  const bool budgeted;
+  const absl::Time end;
+  const absl::Time moves;
+};
+
+// Ends a call's deferred discards (made progress: it moved something). A budgeted call whose moves are
+// complete but whose discards are not is not complete either, and `*pending` tells the next call to discard
+// before it moves again.
+void FinishDiscards(alloc::Arena::DeferDiscards& defer, bool made_progress, const CallDeadlines& d,
+                    bool* complete, bool* pending) {
+  const bool discarded_all = defer.Finish(made_progress);
+  *pending = d.budgeted && *complete && !discarded_all;
+  if (*pending) *complete = false;
 }
 
 }  // namespace
@@ -929,32 +948,29 @@ CompactResult Pool::compact(PassBudget budget) {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
-  const absl::Time deadline = DeadlineOf(budget, start);
+  const CallDeadlines deadlines(budget, start);
   // Once a pass: a budgeted call that goes on with one does not make every thread give its cache back again
   // (each recall costs the threads a flush and refills under the class locks the pass takes).
   if (p.next_compact_class == 0 && !p.compact_discards_pending) p.RecallThreadCaches();
   CompactResult r;
   {
-    // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay. A
-    // budgeted call moves for half its budget and discards for the rest (Arena::DeferDiscards); what it could
-    // not discard, the next calls do before they move anything again.
-    const bool budgeted = deadline != absl::InfiniteFuture();
-    alloc::Arena::DeferDiscards defer(*p.arena, deadline);
-    const absl::Time moves_deadline = budgeted ? start + (deadline - start) / 2 : deadline;
+    // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay; what a
+    // budgeted call could not discard, the next calls do before they move anything again.
+    alloc::Arena::DeferDiscards defer(*p.arena, deadlines.end);
     // Every class once, from where the last call that ran out of budget stopped.
-    const std::size_t n = budgeted && p.compact_discards_pending ? 0 : p.classes.size();
+    const std::size_t n = deadlines.budgeted && p.compact_discards_pending ? 0 : p.classes.size();
     const std::size_t first = p.next_compact_class % p.classes.size();
     p.next_compact_class = 0;
     for (std::size_t k = 0; k < n; ++k) {
       const std::size_t at = (first + k) % n;
       // A call stops between classes only once it has moved something: a call with nothing to move looks at
       // every class (each only under its lock for the look) and is complete.
-      if (r.objects_moved > 0 && absl::Now() >= moves_deadline) {
+      if (r.objects_moved > 0 && absl::Now() >= deadlines.moves) {
         p.next_compact_class = at;
         r.complete = false;
         break;
       }
-      alloc::ClassCompaction c = p.classes[at]->Compact(moves_deadline);
+      alloc::ClassCompaction c = p.classes[at]->Compact(deadlines.moves);
       r.objects_moved += c.objects_moved;
       r.bytes_moved += c.bytes_moved;
       r.blocks_released += c.blocks_released;
@@ -967,9 +983,7 @@ CompactResult Pool::compact(PassBudget budget) {
         break;
       }
     }
-    const bool discarded_all = defer.Finish(/*made_progress=*/r.objects_moved > 0);
-    p.compact_discards_pending = budgeted && r.complete && !discarded_all;
-    if (p.compact_discards_pending) r.complete = false;
+    FinishDiscards(defer, /*made_progress=*/r.objects_moved > 0, deadlines, &r.complete, &p.compact_discards_pending);
   }
   p.table->ReleaseSpare();
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -998,7 +1012,7 @@ DefragResult Pool::defragment(PassBudget budget) {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
-  const absl::Time deadline = DeadlineOf(budget, start);
+  const CallDeadlines deadlines(budget, start);
   // Cached slots keep their blocks in place: once a pass, as compact() does.
   if (p.next_defrag_region == 0 && !p.defrag_discards_pending) p.RecallThreadCaches();
   const compactor::MigrationStats before = p.migrator.stats();
@@ -1010,11 +1024,9 @@ DefragResult Pool::defragment(PassBudget budget) {
   };
   const std::uint64_t pages_before = pages_migrated();
   const std::vector<std::uint32_t> usage_before = p.arena->RegionUsage();
-  // Runs given back (copied-from blocks, targets of failed moves) go to the OS together at the end; a budgeted
-  // call moves for half its budget and discards for the rest, as compact() does.
-  const bool budgeted = deadline != absl::InfiniteFuture();
-  const absl::Time moves_deadline = budgeted ? start + (deadline - start) / 2 : deadline;
-  alloc::Arena::DeferDiscards defer(*p.arena, deadline);
+  // Runs given back (copied-from blocks, targets of failed moves) go to the OS together at the end, as in
+  // compact().
+  alloc::Arena::DeferDiscards defer(*p.arena, deadlines.end);
   alloc::LowerRegionTargets block_targets(*p.arena, compactor::MoveKind::kBlock,
                                          [](compactor::MovableBlock& m) { return alloc::BlockOfMovable(m)->run(); });
   alloc::LowerRegionTargets huge_targets(*p.arena, compactor::MoveKind::kRun,
@@ -1026,13 +1038,13 @@ DefragResult Pool::defragment(PassBudget budget) {
   const std::size_t needed = compactor::RegionsNeeded(usage_before, alloc::kPagesPerRegion);
   // A call that ran out of budget left a cursor: the next one goes on below it (a region whose blocks cannot
   // move now, pinned or without room below, is not scanned again and again).
-  std::size_t top = budgeted && p.defrag_discards_pending ? needed : usage_before.size();
+  std::size_t top = deadlines.budgeted && p.defrag_discards_pending ? needed : usage_before.size();
   if (p.next_defrag_region > 0 && p.next_defrag_region < top) top = p.next_defrag_region;
   p.next_defrag_region = 0;
   for (std::size_t region = top; region-- > needed;) {
     if (usage_before[region] == 0) continue;
     // At least one region a call.
-    if (r.regions_scanned > 0 && absl::Now() >= moves_deadline) {
+    if (r.regions_scanned > 0 && absl::Now() >= deadlines.moves) {
       r.complete = false;
       p.next_defrag_region = region + 1;
       break;
@@ -1070,10 +1082,7 @@ DefragResult Pool::defragment(PassBudget budget) {
     }
   }
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
-  // Every dirty page, in batched calls (in budget, when budgeted).
-  const bool discarded_all = defer.Finish(/*made_progress=*/r.blocks_migrated > 0);
-  p.defrag_discards_pending = budgeted && r.complete && !discarded_all;
-  if (p.defrag_discards_pending) r.complete = false;
+  FinishDiscards(defer, /*made_progress=*/r.blocks_migrated > 0, deadlines, &r.complete, &p.defrag_discards_pending);
   if (p.options.collapse_dense_regions) r.regions_collapsed = p.arena->CollapseFullRegions().collapsed;
   const compactor::MigrationStats after = p.migrator.stats();
   const compactor::MoveEngineStats moves_after = p.arena->move_stats();

@@ -212,10 +212,10 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
 }
 
 // Ends a retire begun by BeginRetire (or TryBeginRetire), whose word was `w`: one CAS from `w` to the freed
-// word, then the tag withdrawn. True: the entry is free (an even generation), owned by the caller, who hands it back to the
-// table (HandleTable::Return) or to its cache. False, with nothing changed: the word changed since BeginRetire
-// — another free of the same handle won (a double free racing this one), a counted pin came, or a mover
-// claimed it (and gives the claim up, seeing the tag) — and the caller begins again.
+// word, then the tag withdrawn. True: the entry is free (an even generation), owned by the caller, who hands
+// it back to the table (HandleTable::Return) or to its cache. False, with nothing changed: the word changed
+// since BeginRetire — another free of the same handle won (a double free racing this one), a counted pin
+// came, or a mover claimed it (and gives the claim up, seeing the tag) — and the caller begins again.
 // A CAS and not a plain store: measured, a plain store saves 1.5–2 ns of a 15.6 ns allocate + free here, and
 // the CAS keeps one winner among concurrent frees of one handle and a total order with counted pins.
 inline bool EndRetire(EntryAtomic& e, Word w, AccessRecord& rec) {

@@ -3,9 +3,12 @@
 // high regions empty out, and moves add no mappings.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "alloc/arena.h"
@@ -158,6 +161,32 @@ namespace {
 // A budget of a microsecond: each call stops after its first batch of moves (compact) or its first region
 // (defragment), says it is not complete, and the next call goes on; the calls end where one unbudgeted call
 // would have, and every object survives.
+// Calls `step` (one budgeted call) until a call is complete. Every call that stops must have
+// `made_progress(its result, the dirty bytes before it)`, and a pass must end within 100,000 calls. Returns the
+// calls made and the sum of `counted` over them.
+template <typename Result>
+std::pair<int, std::uint64_t> RunBudgetedPass(Pool& pool, const std::function<Result()>& step,
+                                              std::uint64_t Result::*counted,
+                                              const std::function<bool(const Result&, std::uint64_t)>& made_progress) {
+  int calls = 0;
+  std::uint64_t total = 0;
+  for (Result r; !r.complete || calls == 0;) {
+    const std::uint64_t dirty = pool.stats().dirty_bytes;
+    r = step();
+    ++calls;
+    total += r.*counted;
+    if (calls >= 100000) {
+      ADD_FAILURE() << "a budgeted pass that never ends";
+      break;
+    }
+    if (!r.complete && !made_progress(r, dirty)) {
+      ADD_FAILURE() << "call " << calls << " stopped without progress";
+      break;
+    }
+  }
+  return {calls, total};
+}
+
 TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
   auto pool = Pool::Create().value();
   std::mt19937_64 rng(5);
@@ -177,39 +206,26 @@ TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
     }
   }
   const PassBudget tiny{std::chrono::microseconds(1)};
-  int calls = 0;
-  std::uint64_t moved = 0;
   // A call that stops has moved something, or discarded pages a call before it emptied (half of each budget
   // goes to discarding: Arena::DeferDiscards). The pass ends with every emptied page given back.
-  for (CompactResult r; !r.complete || calls == 0;) {
-    const std::uint64_t dirty = pool->stats().dirty_bytes;
-    r = pool->compact(tiny);
-    ++calls;
-    moved += r.objects_moved;
-    ASSERT_LT(calls, 100000) << "a budgeted compaction that never ends";
-    if (!r.complete) {
-      ASSERT_TRUE(r.objects_moved > 0 || pool->stats().dirty_bytes < dirty) << "a call that stopped without progress";
-    }
-  }
+  auto [calls, moved] = RunBudgetedPass<CompactResult>(
+      *pool, [&] { return pool->compact(tiny); }, &CompactResult::objects_moved,
+      [&](const CompactResult& r, std::uint64_t dirty) {
+        return r.objects_moved > 0 || pool->stats().dirty_bytes < dirty;
+      });
   EXPECT_GT(calls, 3);
   EXPECT_GT(moved, 0u);
   EXPECT_EQ(pool->stats().dirty_bytes, 0u);
   EXPECT_EQ(pool->compact().objects_moved, 0u);  // the budgeted calls left nothing for a full pass
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 
-  calls = 0;
+  // One region, then the budget was spent; or no region, discarding what earlier calls gave back.
   std::uint64_t migrated = 0;
-  for (DefragResult r; !r.complete || calls == 0;) {
-    const std::uint64_t dirty = pool->stats().dirty_bytes;
-    r = pool->defragment(tiny);
-    ++calls;
-    migrated += r.blocks_migrated;
-    ASSERT_LT(calls, 100000) << "a budgeted defragmentation that never ends";
-    if (!r.complete) {
-      // One region, then the budget was spent; or no region, discarding what earlier calls gave back.
-      ASSERT_TRUE(r.regions_scanned == 1 || (r.regions_scanned == 0 && pool->stats().dirty_bytes < dirty));
-    }
-  }
+  std::tie(calls, migrated) = RunBudgetedPass<DefragResult>(
+      *pool, [&] { return pool->defragment(tiny); }, &DefragResult::blocks_migrated,
+      [&](const DefragResult& r, std::uint64_t dirty) {
+        return r.regions_scanned == 1 || (r.regions_scanned == 0 && pool->stats().dirty_bytes < dirty);
+      });
   EXPECT_GT(calls, 1);
   EXPECT_GT(migrated, 0u);
   EXPECT_EQ(pool->stats().dirty_bytes, 0u);
