@@ -25,6 +25,7 @@
 // thread-local slot is never matched again.
 #include "mova/pool.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <optional>
@@ -50,8 +51,10 @@
 #include "alloc/size_class.h"
 #include "alloc/size_class_map.h"
 #include "alloc/thread_cache.h"
+#include "handles/entry_migrator.h"
 #include "handles/entry_word.h"
 #include "handles/handle_table.h"
+#include "mova/handle_owner.h"
 #include "os/os.h"
 
 namespace mova {
@@ -139,6 +142,23 @@ struct Pool::Impl {
   bool defrag_discards_pending ABSL_GUARDED_BY(compact_mu) = false;  // the same for defragment()
   std::size_t next_defrag_region ABSL_GUARDED_BY(compact_mu) = 0;  // a budgeted defragment() goes on below it
   std::atomic<std::uint64_t> compactions{0}, objects_moved{0}, bytes_moved{0}, pages_compacted{0};
+
+  // ---- handle owners (mova/handle_owner.h) ----
+  std::vector<HandleOwner*> owners ABSL_GUARDED_BY(compact_mu);
+  std::atomic<std::uint64_t> handle_compactions{0}, handles_owned{0}, handles_migrated{0},
+      handles_freed_while_isolated{0}, handle_isolate_failed{0}, handles_put_back{0};
+  // compact_handles(): moves owned entries out of sparse table pages (HandleTable's evacuation).
+  HandleCompactResult CompactHandles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu);
+  // Points the back-reference of the live object at `offset` (its block's back-map slot, or its huge
+  // object's header) at entry `index`. Under compact_mu, with the object's entry claimed.
+  void Rebind(std::uint64_t offset, std::uint32_t index) {
+    const Located at = Locate(offset);
+    if (at.huge != nullptr) {
+      at.huge->owner = index;
+    } else {
+      at.block->Owner(at.slot).store(index, std::memory_order_release);
+    }
+  }
   std::unique_ptr<alloc::BackgroundCompactor> background;  // stopped first thing in ~Impl
 
   // Bytes of class blocks, and of the slots in them holding live objects or cached by threads: what the
@@ -336,6 +356,13 @@ struct Pool::Impl {
 
 
   // ---- handles ----
+  // A call made through a HandleCell (`via`) whose handle was refused while the cell moved on to another
+  // (the compactor moved its entry, or the owner stored another): the call starts again with the cell's new
+  // handle. Never returned to a caller.
+  static absl::Status MovedOn() { return absl::AbortedError("mova: the cell's handle moved"); }
+  static bool IsMovedOn(const absl::Status& s) { return s.code() == absl::StatusCode::kAborted; }
+  static bool CellMovedOn(const HandleCell* via, Handle h) { return via != nullptr && via->load() != h; }
+
   absl::Status Misuse(absl::Status s) const {
     if (options.checked) {
       std::fprintf(stderr, "mova: checked mode: %s\n", std::string(s.message()).c_str());
@@ -348,12 +375,14 @@ struct Pool::Impl {
   // handle names and the generation it claims (loads only); entry == nullptr: answer NotIssued(op, h).
   handles::HandleRef Resolve(Handle h) const { return table->Open(h); }
   // Its second half: an entry operation found another generation than the handle's. Slow path.
-  [[gnu::noinline]] absl::Status Rejected(const char* op, Handle h) const {
+  [[gnu::noinline]] absl::Status Rejected(const char* op, Handle h, const HandleCell* via = nullptr) const {
+    if (CellMovedOn(via, h)) return MovedOn();
     if (table->Classify(h) == handles::HandleVerdict::kStale) return Stale(op, h);
     return NotIssued(op, h);
   }
 
-  [[gnu::noinline]] absl::Status NotIssued(const char* op, Handle h) const {
+  [[gnu::noinline]] absl::Status NotIssued(const char* op, Handle h, const HandleCell* via = nullptr) const {
+    if (CellMovedOn(via, h)) return MovedOn();
     return Misuse(absl::InvalidArgumentError(absl::StrFormat(
         "%s: handle %#x was not issued by this pool (null, forged, corrupted or another pool's)", op, h.raw)));
   }
@@ -416,7 +445,8 @@ struct Pool::Impl {
 
   // A pin counted in the handle entry (one CAS): for pin_detached, and for a thread whose record's pin slots
   // are all taken.
-  absl::StatusOr<Pinned> PinCounted(Handle h, handles::HandleRef r, Access access) const {
+  absl::StatusOr<Pinned> PinCounted(Handle h, handles::HandleRef r, Access access,
+                                    const HandleCell* via = nullptr) const {
     handles::Word w;
     switch (handles::PinCounted(*r.entry, r.gen, &w)) {
       case handles::EntryResult::kOk:
@@ -425,11 +455,11 @@ struct Pool::Impl {
         return absl::ResourceExhaustedError(
             absl::StrFormat("pin: handle %#x is pinned %u times already", h.raw, handles::kMaxPins));
       default:
-        return Rejected("pin", h);
+        return Rejected("pin", h, via);
     }
     const std::uint64_t offset = handles::OffsetOf(w);
     const Located at = Locate(offset);
-    absl::Status s = SizeFieldMatches(h, offset, at) ? absl::OkStatus() : NotIssued("pin", h);
+    absl::Status s = SizeFieldMatches(h, offset, at) ? absl::OkStatus() : NotIssued("pin", h, via);
     if (s.ok() && options.checked) s = CheckDescriptor("pin", h, at);
     if (!s.ok()) {
       handles::UnpinCounted(*r.entry);
@@ -438,8 +468,14 @@ struct Pool::Impl {
     return Pinned(nullptr, r.entry, arena->base() + offset, SizeOf(h, at), access);
   }
 
+  // A Pinned (its constructor is the pool's), for the fast paths outside Impl.
+  static Pinned MakePinned(std::atomic<std::uint32_t>* slot, std::atomic<std::uint64_t>* entry, std::byte* data,
+                           std::size_t size, Access access) {
+    return Pinned(slot, entry, data, size, access);
+  }
+
   // pin_owned's slow path (after CacheScope, below).
-  [[gnu::noinline]] absl::StatusOr<Pinned> PinOwnedSlow(Handle h, Access access);
+  [[gnu::noinline]] absl::StatusOr<Pinned> PinOwnedSlow(Handle h, Access access, const HandleCell* via);
 
   // The requested size of the live object `h` names, located at `at`.
   static std::size_t SizeOf(Handle h, const Located& at) {
@@ -655,9 +691,9 @@ namespace {
 }
 
 // The whole free: huge objects, pins, races with movers, flushes, last lives, checked mode, errors.
-[[gnu::noinline]] absl::Status FreeSlow(Pool::Impl& p, Handle h) {
+[[gnu::noinline]] absl::Status FreeSlow(Pool::Impl& p, Handle h, const HandleCell* via) {
   const handles::HandleRef r = p.Resolve(h);
-  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("free", h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("free", h, via);
   CacheScope scope(p);
   ThreadCache& c = *scope;
   // Announced in this thread's record: from BeginRetire to EndRetire the object cannot move, so the size
@@ -673,13 +709,13 @@ namespace {
         return p.Misuse(absl::FailedPreconditionError(
             absl::StrFormat("free: handle %#x: the object is pinned; unpin it before freeing", h.raw)));
       default:
-        return p.Rejected("free", h);
+        return p.Rejected("free", h, via);
     }
     const std::uint64_t offset = handles::OffsetOf(w);
     at = p.Locate(offset);
     if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, at))) {
       handles::AbandonRetire(*c.record);
-      return p.NotIssued("free", h);
+      return p.NotIssued("free", h, via);
     }
     if (ABSL_PREDICT_FALSE(p.options.checked)) {
       if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) {
@@ -730,28 +766,29 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   return p.PublishNew(c, index, p.PopSlot(c, cls, index), size);
 }
 
+namespace {
+
 // The common free, inline: a class object of a handle that opens, freed by a thread whose cache for this
 // pool is warm, has room for the slot and the entry, and owes no flush; the entry not pinned, not moving and
 // not in its last life; not checked mode. Nothing is changed until the retiring CAS succeeds, so anything
 // else (or a lost CAS) sends the call to FreeSlow from the start.
-absl::Status Pool::free(Handle h) {
-  Impl& p = *impl_;
-  if (ABSL_PREDICT_FALSE(tls_last.pool_id != p.id)) return FreeSlow(p, h);
+[[gnu::always_inline]] inline absl::Status FreeFast(Pool::Impl& p, Handle h, const HandleCell* via) {
+  if (ABSL_PREDICT_FALSE(tls_last.pool_id != p.id)) return FreeSlow(p, h, via);
   const handles::HandleRef r = p.Resolve(h);
-  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
   ThreadCache& c = *tls_last.cache;
   const std::uint32_t hn = c.handle_count.load(std::memory_order_relaxed);
   if (ABSL_PREDICT_FALSE((hn == ThreadCache::kHandleCapacity) | handles::IsLastLife(r.gen) |
                          (h.size_field() == Handle::kHugeSize) | p.options.checked |
                          (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
-    return FreeSlow(p, h);
+    return FreeSlow(p, h, via);
   }
   const std::uint32_t index = h.index();
   handles::Word w;
   if (!handles::TryBeginRetire(*r.entry, r.gen, *c.record, handles::TagOf(index), *p.records, &w)) {
-    return FreeSlow(p, h);
+    return FreeSlow(p, h, via);
   }
-  const Impl::Located at = p.Locate(handles::OffsetOf(w));
+  const Pool::Impl::Located at = p.Locate(handles::OffsetOf(w));
   alloc::ClassSlots* cs = nullptr;
   std::uint32_t n = 0;
   if (ABSL_PREDICT_TRUE(at.block != nullptr && p.map.ClassFor(std::size_t{h.size_field()} + 1) == at.cls)) {
@@ -761,9 +798,9 @@ absl::Status Pool::free(Handle h) {
   // A class not yet cached by this thread has capacity 0, so a full cache and a missing array are one test.
   if (ABSL_PREDICT_FALSE(cs == nullptr || n == cs->capacity)) {
     handles::AbandonRetire(*c.record);
-    return FreeSlow(p, h);
+    return FreeSlow(p, h, via);
   }
-  if (ABSL_PREDICT_FALSE(!handles::EndRetire(*r.entry, w, *c.record))) return FreeSlow(p, h);
+  if (ABSL_PREDICT_FALSE(!handles::EndRetire(*r.entry, w, *c.record))) return FreeSlow(p, h, via);
   // The slot's owner word keeps the retired index until the slot is returned to its block: compaction
   // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
   cs->slots[n] = alloc::PackSlot(at.block, at.slot);
@@ -775,36 +812,36 @@ absl::Status Pool::free(Handle h) {
   return absl::OkStatus();
 }
 
-namespace {
-
 // The whole pin: huge objects, waits for movers, saturation, checked mode, errors.
-[[gnu::noinline]] absl::StatusOr<Pinned> PinSlow(Pool::Impl& p, Handle h, Access access) {
+[[gnu::noinline]] absl::StatusOr<Pinned> PinSlow(Pool::Impl& p, Handle h, Access access, const HandleCell* via) {
   const handles::HandleRef r = p.Resolve(h);
-  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin", h);
-  return p.PinCounted(h, r, access);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin", h, via);
+  return p.PinCounted(h, r, access, via);
 }
 
 }  // namespace
 
+absl::Status Pool::free(Handle h) { return FreeFast(*impl_, h, nullptr); }
+
 // The whole pin_owned: as PinSlow, and a thread whose record has no free pin slot counts the pin instead.
-absl::StatusOr<Pinned> Pool::Impl::PinOwnedSlow(Handle h, Access access) {
+absl::StatusOr<Pinned> Pool::Impl::PinOwnedSlow(Handle h, Access access, const HandleCell* via) {
   Impl& p = *this;
   const handles::HandleRef r = p.Resolve(h);
-  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin", h);
+  if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return p.NotIssued("pin", h, via);
   CacheScope scope(p);
   handles::AccessRecord& rec = *(*scope).record;
   std::atomic<handles::Tag>* slot = rec.FreePinSlot();
-  if (ABSL_PREDICT_FALSE(slot == nullptr)) return p.PinCounted(h, r, access);  // this thread holds many pins
+  if (ABSL_PREDICT_FALSE(slot == nullptr)) return p.PinCounted(h, r, access, via);  // this thread holds many pins
   handles::Word w;
   if (handles::PinInRecord(*r.entry, r.gen, rec, *slot, handles::TagOf(h.index()), *p.records, &w) !=
       handles::EntryResult::kOk) {
-    return p.Rejected("pin", h);
+    return p.Rejected("pin", h, via);
   }
   const std::uint64_t offset = handles::OffsetOf(w);
   const Located at = p.Locate(offset);
   if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, at))) {
     handles::UnpinRecord(*slot);
-    return p.NotIssued("pin", h);
+    return p.NotIssued("pin", h, via);
   }
   if (ABSL_PREDICT_FALSE(p.options.checked)) {
     if (absl::Status s = p.CheckDescriptor("pin", h, at); !s.ok()) {
@@ -817,30 +854,38 @@ absl::StatusOr<Pinned> Pool::Impl::PinOwnedSlow(Handle h, Access access) {
 
 // The common pin, inline: a class object of a handle that opens, not moving, not saturated, not checked
 // mode: one CAS. Anything else goes to PinSlow with nothing changed.
-absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) {
-  Impl& p = *impl_;
+namespace {
+
+[[gnu::always_inline]] inline absl::StatusOr<Pinned> PinFast(Pool::Impl& p, Handle h, Access access,
+                                                              const HandleCell* via) {
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize) | p.options.checked)) {
-    return PinSlow(p, h, access);
+    return PinSlow(p, h, access, via);
   }
   handles::Word w;
-  if (ABSL_PREDICT_FALSE(!handles::TryPinCounted(*r.entry, r.gen, &w))) return PinSlow(p, h, access);
+  if (ABSL_PREDICT_FALSE(!handles::TryPinCounted(*r.entry, r.gen, &w))) return PinSlow(p, h, access, via);
   const std::uint64_t offset = handles::OffsetOf(w);
   if (ABSL_PREDICT_FALSE(!p.InClassOfSizeField(h, offset))) {
     handles::UnpinCounted(*r.entry);
-    return PinSlow(p, h, access);
+    return PinSlow(p, h, access, via);
   }
-  return Pinned(nullptr, r.entry, p.arena->base() + offset, std::size_t{h.size_field()} + 1, access);
+  return Pool::Impl::MakePinned(nullptr, r.entry, p.arena->base() + offset, std::size_t{h.size_field()} + 1, access);
 }
+
+}  // namespace
+
+absl::StatusOr<Pinned> Pool::pin(Handle h, Access access) { return PinFast(*impl_, h, access, nullptr); }
 
 // The common pin_owned, inline: as pin's, through a free slot of the record of a thread that used this pool
 // last: stores to the thread's own line and loads. Anything else goes to PinOwnedSlow with nothing changed.
-absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) {
-  Impl& p = *impl_;
-  if (ABSL_PREDICT_FALSE(tls_last.pool_id != p.id)) return p.PinOwnedSlow(h, access);
+namespace {
+
+[[gnu::always_inline]] inline absl::StatusOr<Pinned> PinOwnedFast(Pool::Impl& p, Handle h, Access access,
+                                                                   const HandleCell* via) {
+  if (ABSL_PREDICT_FALSE(tls_last.pool_id != p.id)) return p.PinOwnedSlow(h, access, via);
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize) | p.options.checked)) {
-    return p.PinOwnedSlow(h, access);
+    return p.PinOwnedSlow(h, access, via);
   }
   handles::AccessRecord& rec = *tls_last.cache->record;
   std::atomic<handles::Tag>* slot = rec.FreePinSlot();
@@ -848,14 +893,50 @@ absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) {
   if (ABSL_PREDICT_FALSE(slot == nullptr ||
                          !handles::TryPinInRecord(*r.entry, r.gen, rec, *slot, handles::TagOf(h.index()),
                                                   *p.records, &w))) {
-    return p.PinOwnedSlow(h, access);
+    return p.PinOwnedSlow(h, access, via);
   }
   const std::uint64_t offset = handles::OffsetOf(w);
   if (ABSL_PREDICT_FALSE(!p.InClassOfSizeField(h, offset))) {
     handles::UnpinRecord(*slot);
-    return p.PinOwnedSlow(h, access);
+    return p.PinOwnedSlow(h, access, via);
   }
-  return Pinned(slot, nullptr, p.arena->base() + offset, std::size_t{h.size_field()} + 1, access);
+  return Pool::Impl::MakePinned(slot, nullptr, p.arena->base() + offset, std::size_t{h.size_field()} + 1, access);
+}
+
+}  // namespace
+
+absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) { return PinOwnedFast(*impl_, h, access, nullptr); }
+
+// ---- through cells (mova/handle_owner.h): a call refused because the cell moved on starts again ----
+
+absl::StatusOr<Pinned> Pool::pin(const HandleCell& cell, Access access) {
+  for (;;) {
+    absl::StatusOr<Pinned> r = PinFast(*impl_, cell.load(), access, &cell);
+    if (r.ok() || !Impl::IsMovedOn(r.status())) return r;
+  }
+}
+
+absl::StatusOr<Pinned> Pool::pin_owned(const HandleCell& cell, Access access) {
+  for (;;) {
+    absl::StatusOr<Pinned> r = PinOwnedFast(*impl_, cell.load(), access, &cell);
+    if (r.ok() || !Impl::IsMovedOn(r.status())) return r;
+  }
+}
+
+absl::StatusOr<std::size_t> Pool::size_of(const HandleCell& cell) {
+  absl::StatusOr<Pinned> pinned = pin(cell, Access::kRead);
+  if (!pinned.ok()) return pinned.status();
+  return pinned->size();
+}
+
+absl::Status Pool::free(HandleCell& cell) {
+  for (;;) {
+    Handle h = cell.load();
+    absl::Status s = FreeFast(*impl_, h, &cell);
+    if (Impl::IsMovedOn(s)) continue;
+    if (s.ok()) cell.compare_exchange(h, kNullHandle);  // unless the owner stored another handle meanwhile
+    return s;
+  }
 }
 
 void Pinned::DropCountedPin(std::atomic<std::uint64_t>* entry) { handles::UnpinCounted(*entry); }
@@ -985,6 +1066,12 @@ CompactResult Pool::compact(PassBudget budget) {
     }
     FinishDiscards(defer, /*made_progress=*/r.objects_moved > 0, deadlines, &r.complete, &p.compact_discards_pending);
   }
+  // A whole pass also compacts the handle table (owned entries; one visit of every owner's cells).
+  if (r.complete && !deadlines.budgeted) {
+    const HandleCompactResult h = p.CompactHandles();
+    r.handles_migrated = h.entries_migrated;
+    r.handle_pages_released = h.pages_released;
+  }
   p.table->ReleaseSpare();
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   p.objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
@@ -993,6 +1080,73 @@ CompactResult Pool::compact(PassBudget budget) {
   // Last, and released: a stats() reader that sees this compaction counted sees what it moved too.
   p.compactions.fetch_add(1, std::memory_order_release);
   return r;
+}
+
+HandleCompactResult Pool::Impl::CompactHandles() {
+  const absl::Time start = absl::Now();
+  HandleCompactResult r;
+  handle_compactions.fetch_add(1, std::memory_order_relaxed);
+  if (owners.empty()) return r;
+  // Cached entries go back to the table, so that a page's entries in use are its live handles.
+  RecallThreadCaches();
+  // Which pages' live entries the owners could move: a count per page of the owned handles in them.
+  const std::uint64_t opened = table->stats().pages_opened;
+  std::vector<std::uint32_t> owned(opened, 0);
+  for (HandleOwner* o : owners) {
+    o->VisitCells([&](std::span<HandleCell* const> cells) {
+      for (const HandleCell* c : cells) {
+        const Handle h = c->load();
+        const std::uint64_t page = h.index() / handles::HandleTable::kEntriesPerPage;
+        if (h.is_null() || !table->Issued(h.index()) || page >= opened) continue;
+        ++owned[page];
+        ++r.cells_owned;
+      }
+    });
+  }
+  handles_owned.store(r.cells_owned, std::memory_order_relaxed);
+  const std::vector<std::uint32_t> plan = table->PlanEvacuation(owned);
+  r.pages_evacuated = plan.size();
+  if (!plan.empty()) {
+    table->BeginEvacuation(plan);
+    handles::EntryMigrator m(*table, *records,
+                             [this](std::uint64_t offset, std::uint32_t index) { Rebind(offset, index); });
+    for (HandleOwner* o : owners) {
+      o->VisitCells([&](std::span<HandleCell* const> cells) { m.Migrate(*o, cells); });
+    }
+    r.pages_released = table->EndEvacuation();
+    const handles::EntryMigrationStats& st = m.stats();
+    r.entries_isolated = st.isolated;
+    r.isolate_failed = st.isolate_failed;
+    r.entries_migrated = st.migrated;
+    r.freed_while_isolated = st.freed_while_isolated;
+    r.again = st.again;
+    r.put_back = st.put_back;
+    handles_migrated.fetch_add(st.migrated, std::memory_order_relaxed);
+    handles_freed_while_isolated.fetch_add(st.freed_while_isolated, std::memory_order_relaxed);
+    handle_isolate_failed.fetch_add(st.isolate_failed, std::memory_order_relaxed);
+    handles_put_back.fetch_add(st.put_back, std::memory_order_relaxed);
+  }
+  table->ReleaseSpare();
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return r;
+}
+
+HandleCompactResult Pool::compact_handles() {
+  Impl& p = *impl_;
+  MutexLock lock(&p.compact_mu);
+  return p.CompactHandles();
+}
+
+void Pool::register_owner(HandleOwner& owner) {
+  Impl& p = *impl_;
+  MutexLock lock(&p.compact_mu);
+  if (std::find(p.owners.begin(), p.owners.end(), &owner) == p.owners.end()) p.owners.push_back(&owner);
+}
+
+void Pool::unregister_owner(HandleOwner& owner) {
+  Impl& p = *impl_;
+  MutexLock lock(&p.compact_mu);  // no compaction visits it after this returns
+  std::erase(p.owners, &owner);
 }
 
 std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
@@ -1167,6 +1321,13 @@ PoolStats Pool::stats() const {
   s.handle_table_pages_peak = t.pages_opened;
   s.handles_rested = t.entries_rested;
   s.handle_pages_rekeyed = t.pages_rekeyed;
+  s.handle_compactions = p.handle_compactions.load(std::memory_order_relaxed);
+  s.handles_owned = p.handles_owned.load(std::memory_order_relaxed);
+  s.handles_migrated = p.handles_migrated.load(std::memory_order_relaxed);
+  s.handles_freed_while_isolated = p.handles_freed_while_isolated.load(std::memory_order_relaxed);
+  s.handle_isolate_failed = p.handle_isolate_failed.load(std::memory_order_relaxed);
+  s.handles_put_back = p.handles_put_back.load(std::memory_order_relaxed);
+  s.handle_pages_evacuated = t.pages_evacuated;
   s.resident_bytes = s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes;
   s.compactions = p.compactions.load(std::memory_order_acquire);  // before the counters it publishes
   s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);

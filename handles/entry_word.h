@@ -76,6 +76,13 @@ inline std::uint16_t Publish(EntryAtomic& e, std::uint64_t offset) {
   return gen;
 }
 
+// Takes back a Publish that nobody was told of (no handle of that generation left the caller): the entry is
+// free again, at the next (even) generation, and still the caller's to Return.
+inline void Unpublish(EntryAtomic& e) {
+  const std::uint16_t gen = GenOf(e.load(std::memory_order_relaxed));
+  e.store(MakeWord(static_cast<std::uint16_t>(gen + 1), 0), std::memory_order_release);
+}
+
 // True when the live generation `gen` is an entry's last life: once retired, the entry must go back to its
 // table (HandleTable::Return rests it), never to a cache that would publish it again.
 constexpr bool IsLastLife(std::uint16_t gen) { return gen >= kLastLiveGen; }

@@ -35,6 +35,7 @@ HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint
 
 bool HandleTable::OnList(std::uint32_t p, ListKind kind) const {
   const PageState& st = pages_[p];
+  if (st.evacuating) return false;
   if (kind == kLineFree) return st.free_lines > 0;
   const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;  // index 0 is never issued
   return std::uint32_t{st.used} + st.rested < entries;  // the rest are free
@@ -134,7 +135,8 @@ void HandleTable::FreeAllEntries(std::uint32_t p) {
   st.used = 0;
 }
 
-void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only) {
+void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only,
+                           bool singles) {
   PageState& st = pages_[p];
   if (st.idle) {
     st.idle = false;
@@ -148,7 +150,7 @@ void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::s
     out[n++] = first + i;
   };
   auto line_wanted = [&] {
-    return st.free_lines > 0 && out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
+    return !singles && st.free_lines > 0 && out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
   };
   // Whole lines while a whole line is wanted (and allowed).
   for (std::uint32_t l = 0; l < kLinesPerPage && line_wanted(); ++l) {
@@ -172,15 +174,19 @@ void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::s
 
 void HandleTable::PageEmptied(std::uint32_t p) {
   PageState& st = pages_[p];
+  if (st.evacuating) {  // what the evacuation is for: given back at its end, with the other emptied pages
+    RetirePage(p, /*defer_discard=*/true);
+    return;
+  }
   if (st.rested == 0 && idle_.size() < kIdlePages) {
     st.idle = true;
     idle_.push_back(p);
     return;
   }
-  RetirePage(p);
+  RetirePage(p, /*defer_discard=*/false);
 }
 
-void HandleTable::RetirePage(std::uint32_t p) {
+void HandleTable::RetirePage(std::uint32_t p, bool defer_discard) {
   PageState& st = pages_[p];
   const std::uint32_t first = p * kEntriesPerPage;
   std::uint16_t max_gen = 0;
@@ -199,6 +205,11 @@ void HandleTable::RetirePage(std::uint32_t p) {
   }
   rested_ -= st.rested;  // rested entries are free again from the restart generation on
   st.rested = 0;
+  if (defer_discard) {  // EndEvacuation discards it; until then it is on no list, so nobody takes an entry
+    MarkAllFree(p);
+    evacuated_.push_back(p);
+    return;
+  }
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + first);
   if (!os_.Discard(addr, Bytes(kPageSize)).ok()) {
     FreeAllEntries(p);  // keep the page: it stays usable and counted, its entries at the restart generation
@@ -210,11 +221,12 @@ void HandleTable::RetirePage(std::uint32_t p) {
   ++discarded_;
 }
 
-absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
+absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, Order order) {
   MutexLock lock(&mu_);
   std::size_t n = 0;
+  const bool singles = order == Order::kDense;
   while (n < out.size() && in_use_ < max_entries_) {
-    const bool want_line = out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
+    const bool want_line = !singles && out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
     std::uint32_t p = want_line ? Densest(kLineFree) : kNoPage;
     const bool lines_only = p != kNoPage;
     if (p == kNoPage) p = Densest(kAnyFree);
@@ -242,7 +254,7 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out) {
         }
       }
     }
-    TakeFrom(p, out, n, lines_only);
+    TakeFrom(p, out, n, lines_only, singles);
     Relist(p);
   }
   if (n == 0) {
@@ -294,7 +306,7 @@ void HandleTable::ReleaseSpare() {
   for (const std::uint32_t p : idle_) {
     Unlist(p);
     pages_[p].idle = false;
-    RetirePage(p);
+    RetirePage(p, /*defer_discard=*/false);
     Relist(p);
   }
   idle_.clear();
@@ -302,6 +314,78 @@ void HandleTable::ReleaseSpare() {
   if (populated_end_ <= opened) return;
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{opened} * kEntriesPerPage);
   if (os_.Discard(addr, ToBytes(Pages(populated_end_ - opened))).ok()) populated_end_ = opened;
+}
+
+std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint32_t> owned) const {
+  MutexLock lock(&mu_);
+  // The pages that hold entries, and their free entries: where moved entries may go.
+  std::uint64_t room = 0;
+  std::vector<std::uint32_t> candidates;
+  for (std::uint32_t p = 0; p < pages_.size(); ++p) {
+    const PageState& st = pages_[p];
+    if (!st.resident || st.used == 0) continue;
+    const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;
+    room += entries - st.used - st.rested;
+    if (p < owned.size() && owned[p] >= st.used) candidates.push_back(p);
+  }
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [&](std::uint32_t a, std::uint32_t b) { return pages_[a].used < pages_[b].used; });
+  // Sparsest first, while what they hold fits in the room of the pages that stay.
+  std::vector<std::uint32_t> plan;
+  std::uint64_t moving = 0;
+  for (const std::uint32_t p : candidates) {
+    const PageState& st = pages_[p];
+    const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;
+    const std::uint64_t room_after = room - (entries - st.used - st.rested);
+    if (moving + st.used > room_after) break;
+    moving += st.used;
+    room = room_after;
+    plan.push_back(p);
+  }
+  return plan;
+}
+
+void HandleTable::BeginEvacuation(std::span<const std::uint32_t> pages) {
+  MutexLock lock(&mu_);
+  evacuating_.assign(pages_.size(), 0);
+  for (const std::uint32_t p : pages) {
+    Unlist(p);
+    pages_[p].evacuating = true;
+    evacuating_[p] = 1;
+  }
+}
+
+std::uint64_t HandleTable::EndEvacuation() {
+  MutexLock lock(&mu_);
+  std::sort(evacuated_.begin(), evacuated_.end());
+  std::uint64_t given_back = 0;
+  for (std::size_t i = 0; i < evacuated_.size();) {
+    std::size_t j = i + 1;
+    while (j < evacuated_.size() && evacuated_[j] == evacuated_[j - 1] + 1) ++j;
+    std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{evacuated_[i]} * kEntriesPerPage);
+    const bool discarded = os_.Discard(addr, ToBytes(Pages(j - i))).ok();
+    for (std::size_t k = i; k < j; ++k) {
+      const std::uint32_t p = evacuated_[k];
+      if (!discarded) {
+        FreeAllEntries(p);  // kept: usable and counted, its entries at the restart generation
+        continue;
+      }
+      pages_[p].resident = false;
+      --resident_;
+      ++discarded_;
+      ++given_back;
+    }
+    i = j;
+  }
+  evacuated_.clear();
+  evacuated_total_ += given_back;
+  for (std::uint32_t p = 0; p < evacuating_.size(); ++p) {
+    if (evacuating_[p] == 0) continue;
+    pages_[p].evacuating = false;
+    Relist(p);
+  }
+  evacuating_.clear();
+  return given_back;
 }
 
 HandleVerdict HandleTable::Classify(Handle h) const {
@@ -324,6 +408,7 @@ HandleTable::Stats HandleTable::stats() const {
   s.pages_populated_ahead = populated_end_ > s.pages_opened ? populated_end_ - s.pages_opened : 0;
   s.pages_resident = resident_ + s.pages_populated_ahead;
   s.pages_discarded = discarded_;
+  s.pages_evacuated = evacuated_total_;
   return s;
 }
 

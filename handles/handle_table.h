@@ -31,6 +31,13 @@
 // the other CPU); more than that are discarded as they empty, and ReleaseSpare() discards the idle ones.
 // Pages never opened before are populated kOpenAhead at a time (one syscall per 64 KiB of table, not per
 // page); those populated ahead and not yet opened count as resident.
+// Evacuation (handle compaction, the pool's compact_handles): PlanEvacuation picks the sparsest pages whose
+// entries in use are all owned and fit in the free entries of the other pages; while they evacuate they are
+// on no density list, so Acquire never hands out their entries, and a page that empties is retired at once
+// (not kept idle) with its discard deferred to EndEvacuation, which gives such pages back in address-ordered
+// runs (one call a run, not a call a page) and lists the pages again. Movers acquire with kDense: single
+// entries from the densest page, those of partly used lines first, so the free entries the plan counted on
+// are the ones filled.
 // Locks: mu_ is a leaf lock. Entry words are read and CASed without it (entry_word.h); keys are read without it.
 #ifndef MOVA_HANDLES_HANDLE_TABLE_H_
 #define MOVA_HANDLES_HANDLE_TABLE_H_
@@ -88,7 +95,9 @@ class HandleTable {
   // Publishes them.
   // ResourceExhausted when max_entries are in use, or no page has a free entry and no more may be opened,
   // or the OS cannot back a new table page.
-  absl::StatusOr<std::size_t> Acquire(std::span<std::uint32_t> out);
+  // kDense (for movers): no whole lines first, the densest page's single entries, partly used lines first.
+  enum class Order { kLinesFirst, kDense };
+  absl::StatusOr<std::size_t> Acquire(std::span<std::uint32_t> out, Order order = Order::kLinesFirst);
 
   // Takes back entries that are free (even generation) and no longer referenced by the caller. An entry at
   // kRestGen rests (see above).
@@ -96,6 +105,21 @@ class HandleTable {
   // Gives back the idle pages and those populated ahead and not yet opened (compaction and
   // release_free_memory call it).
   void ReleaseSpare();
+
+  // ---- evacuation (one evacuation at a time; the pool's compaction lock orders them) ----
+  // Pages to empty, given `owned[p]`, the entries of page p that their owners could move: resident pages
+  // whose entries in use are all owned, sparsest first, as long as their entries fit in the free entries of
+  // the pages that stay. Empty when nothing would be given back.
+  std::vector<std::uint32_t> PlanEvacuation(std::span<const std::uint32_t> owned) const;
+  // Takes `pages` off the density lists until EndEvacuation.
+  void BeginEvacuation(std::span<const std::uint32_t> pages);
+  // True for an entry of a page under evacuation. Only the evacuating thread may ask (it set the flags).
+  bool Evacuating(std::uint32_t index) const {
+    const std::size_t p = index / kEntriesPerPage;
+    return p < evacuating_.size() && evacuating_[p] != 0;
+  }
+  // Gives back the evacuated pages that emptied, in runs; lists every page again. Returns the pages given back.
+  std::uint64_t EndEvacuation();
 
   // The handle for entry `index`, live at generation `gen`, of an object whose size field is `size_field`.
   Handle MakeHandle(std::uint32_t index, std::uint16_t gen, std::uint16_t size_field) const {
@@ -136,6 +160,7 @@ class HandleTable {
     std::uint64_t pages_populated_ahead = 0;  // populated, not yet opened
     std::uint64_t pages_discarded = 0; // cumulative count of pages given back
     std::uint64_t pages_rekeyed = 0;   // cumulative count of new page keys
+    std::uint64_t pages_evacuated = 0; // cumulative count of pages emptied by evacuation and given back
     Bytes resident_bytes() const { return ToBytes(Pages(pages_resident)); }
   };
   Stats stats() const;
@@ -159,6 +184,7 @@ class HandleTable {
     std::uint32_t epoch = 0;          // key epoch (keys_ holds PageKey(salt, page, epoch))
     bool resident = false;
     bool idle = false;                // on idle_: emptied and kept resident
+    bool evacuating = false;          // between BeginEvacuation and EndEvacuation: on no list
     std::array<std::uint32_t, 2> prev{kNoPage, kNoPage};  // per ListKind
     std::array<std::uint32_t, 2> next{kNoPage, kNoPage};
   };
@@ -182,7 +208,8 @@ class HandleTable {
   // Takes free entries of resident page p into out[n..] (n advances): whole lines while at least a line is
   // wanted, then single entries, those of partly used lines first; with `lines_only`, single entries only
   // for a remainder smaller than a line.
-  void TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only)
+  // With `singles`, no whole lines first.
+  void TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only, bool singles)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks entry i of a page free again / takes it (free) out of the page's bitmap.
   static void MarkFree(PageState& st, std::uint32_t i);
@@ -191,8 +218,9 @@ class HandleTable {
   void MarkAllFree(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Page p has no entry in use: keeps it idle, or retires it.
   void PageEmptied(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Page p has no entry in use: picks the generation (and key) its entries restart at, gives its memory back.
-  void RetirePage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Page p has no entry in use: picks the generation (and key) its entries restart at, gives its memory back
+  // (or leaves that to EndEvacuation).
+  void RetirePage(std::uint32_t p, bool defer_discard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether page p belongs on the list of `kind` by its state.
   bool OnList(std::uint32_t p, ListKind kind) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts page p on the density lists its state calls for / takes it off them. Every change of a listed
@@ -219,8 +247,13 @@ class HandleTable {
   std::uint64_t resident_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discarded_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t rekeyed_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t evacuated_total_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint32_t populated_end_ ABSL_GUARDED_BY(mu_) = 0;  // pages below it were populated when first opened
   std::vector<std::uint32_t> idle_ ABSL_GUARDED_BY(mu_);   // idle pages, at most kIdlePages
+  // Under evacuation: a flag per page (written by the evacuating thread, under mu_, read by it alone), and
+  // the evacuated pages retired with their discard deferred to EndEvacuation.
+  std::vector<std::uint8_t> evacuating_;
+  std::vector<std::uint32_t> evacuated_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mova::handles

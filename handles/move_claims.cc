@@ -38,6 +38,14 @@ void MoveClaims::Publish(std::size_t i, std::uint64_t new_offset) {
   c.state = State::kEnded;
 }
 
+void MoveClaims::Retire(std::size_t i) {
+  Claim& c = claims_[i];
+  EntryAtomic& e = table_.entry(c.index);
+  e.store(MakeWord(static_cast<std::uint16_t>(GenOf(c.word) + 1), 0), std::memory_order_release);
+  e.notify_all();
+  c.state = State::kEnded;
+}
+
 void MoveClaims::GiveUp(Claim& c) {
   EndMove(table_.entry(c.index), c.word, OffsetOf(c.word));
   c.state = State::kEnded;

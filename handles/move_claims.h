@@ -8,7 +8,7 @@
 // is given up). After Confirm a kept claim's object is the mover's until Publish or Reset: nobody pins, frees
 // or moves it.
 // Invariants: the entries of a batch are distinct (MOVING is exclusive); every claim ends exactly once — by
-// Confirm (given up), Publish, or Reset (given up). Not thread-safe: one mover owns a batch.
+// Confirm (given up), Publish, Retire, GiveUp, or Reset (given up). Not thread-safe: one mover owns a batch.
 #ifndef MOVA_HANDLES_MOVE_CLAIMS_H_
 #define MOVA_HANDLES_MOVE_CLAIMS_H_
 
@@ -45,6 +45,11 @@ class MoveClaims {
 
   // Publishes kept claim i at `new_offset` and wakes whoever waits for it.
   void Publish(std::size_t i, std::uint64_t new_offset);
+  // Ends kept claim i by freeing its entry (the object now lives under another entry, entry_migrator.h): the
+  // word becomes free at the next generation, and whoever waits wakes to a stale handle.
+  void Retire(std::size_t i);
+  // Ends kept claim i where it was (the move did not happen).
+  void GiveUp(std::size_t i) { GiveUp(claims_[i]); }
   // Gives up every claim not yet ended and empties the batch.
   void Reset();
 

@@ -52,6 +52,7 @@
 #include "absl/status/statusor.h"
 #include "mova/export.h"
 #include "mova/handle.h"
+#include "mova/handle_owner.h"
 #include "mova/pool_options.h"
 #include "mova/stats.h"
 #include "mova/units.h"
@@ -168,6 +169,23 @@ class Pool {
   MOVA_API void release_free_memory();
   // Returns this thread's cached slots and handle entries to the pool.
   MOVA_API void flush_thread_cache();
+
+  // ---- owned handles (mova/handle_owner.h) ----
+  // `owner`'s cells become movable: compactions visit them from now on, until unregister_owner(owner) (which
+  // waits for a compaction under way). Registering twice is registering once.
+  MOVA_API void register_owner(HandleOwner& owner);
+  MOVA_API void unregister_owner(HandleOwner& owner);
+  // Handle-table compaction: moves owned entries out of the sparsest table pages into the free entries of
+  // denser ones, by the kernel's isolate / migrate / putback rules (handle_owner.h), and gives the emptied
+  // pages back. Unowned entries stay where they are. compact() ends with it; so does a background pass.
+  MOVA_API HandleCompactResult compact_handles();
+  // The calls above, through a cell: with the handle the cell holds, starting again with the cell's new
+  // handle when its entry moved (or the owner stored another) meanwhile. free(cell) stores the null handle
+  // in the cell (unless the owner stored another handle there meanwhile).
+  MOVA_API absl::StatusOr<Pinned> pin(const HandleCell& cell, Access access);
+  MOVA_API absl::StatusOr<Pinned> pin_owned(const HandleCell& cell, Access access);
+  MOVA_API absl::StatusOr<std::size_t> size_of(const HandleCell& cell);
+  MOVA_API absl::Status free(HandleCell& cell);
   MOVA_API PoolStats stats() const;
 
   // The address ranges the pool reserved, by role ("objects", "handle table", "handle keys", "page map"), for

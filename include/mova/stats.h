@@ -37,6 +37,8 @@ struct CompactResult {
   std::uint64_t pages_released = 0;
   std::uint64_t objects_skipped = 0;  // pinned or busy objects left in place
   std::uint64_t blocks_skipped = 0;   // blocks left because a thread cache held one of their slots
+  std::uint64_t handles_migrated = 0;       // owned handle entries moved into dense table pages (a whole
+  std::uint64_t handle_pages_released = 0;  // call ends with compact_handles()), and table pages given back
   double seconds = 0;
   bool complete = true;  // false: a PassBudget ran out first; the next call goes on where this one stopped
 };
@@ -57,6 +59,20 @@ struct DefragResult {
   std::uint64_t regions_collapsed = 0;  // full regions put on transparent huge pages (collapse_dense_regions)
   double seconds = 0;
   bool complete = true;  // false: a PassBudget ran out first; the next call goes on with the regions left
+};
+
+// What one compact_handles() did (mova/handle_owner.h): owned entries moved out of sparse handle-table pages.
+struct HandleCompactResult {
+  std::uint64_t cells_owned = 0;        // cells holding a handle of this pool, over all registered owners
+  std::uint64_t pages_evacuated = 0;    // table pages chosen to be emptied
+  std::uint64_t entries_isolated = 0;
+  std::uint64_t isolate_failed = 0;     // pinned, moving, or refused by the owner
+  std::uint64_t entries_migrated = 0;   // including those freed while isolated
+  std::uint64_t freed_while_isolated = 0;
+  std::uint64_t again = 0;              // retries: kAgain answers, claims a pin or free stood in the way of
+  std::uint64_t put_back = 0;           // isolated and left in place
+  std::uint64_t pages_released = 0;     // table pages given back
+  double seconds = 0;
 };
 
 // How long one compact() or defragment() call may work: it stops at the first point where it can after
@@ -87,6 +103,14 @@ struct PoolStats {
   std::uint64_t handle_table_pages_peak = 0;
   std::uint64_t handles_rested = 0;     // entries past their last generation, waiting for their page to empty
   std::uint64_t handle_pages_rekeyed = 0;  // table pages that took a new key (cumulative)
+  // Handle compaction (compact_handles, mova/handle_owner.h), cumulative but handles_owned.
+  std::uint64_t handle_compactions = 0;
+  std::uint64_t handles_owned = 0;         // cells the owners held at the last compact_handles()
+  std::uint64_t handles_migrated = 0;      // entries moved (freed while isolated included)
+  std::uint64_t handles_freed_while_isolated = 0;
+  std::uint64_t handle_isolate_failed = 0;
+  std::uint64_t handles_put_back = 0;
+  std::uint64_t handle_pages_evacuated = 0;  // table pages emptied by handle compaction and given back
   // Arena.
   std::uint64_t regions_in_use = 0;
   std::uint64_t regions_touched = 0;
