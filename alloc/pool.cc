@@ -145,6 +145,14 @@ struct Pool::Impl {
 
   // ---- handle owners (mova/handle_owner.h) ----
   std::vector<HandleOwner*> owners ABSL_GUARDED_BY(compact_mu);
+  std::atomic<std::size_t> owner_count{0};  // owners.size(), for the background compactor's trigger
+  // The table's state (TableState) after a compact_handles() that gave no page back: the trigger stays quiet
+  // until the table changes, instead of starting a futile pass at every wakeup (entries pinned, owners
+  // refusing, thread caches holding entries).
+  std::atomic<std::uint64_t> futile_table_state{~0ull};
+  static std::uint64_t TableState(const handles::HandleTable::Stats& t) {
+    return (t.pages_resident << 32) ^ t.entries_in_use;
+  }
   std::atomic<std::uint64_t> handle_compactions{0}, handles_owned{0}, handles_migrated{0},
       handles_freed_while_isolated{0}, handle_isolate_failed{0}, handles_put_back{0};
   // compact_handles(): moves owned entries out of sparse table pages (HandleTable's evacuation).
@@ -162,32 +170,38 @@ struct Pool::Impl {
   std::unique_ptr<alloc::BackgroundCompactor> background;  // stopped first thing in ~Impl
 
   // Bytes of class blocks, and of the slots in them holding live objects or cached by threads: what the
-  // background compactor weighs.
-  void ClassBytes(std::uint64_t* block_bytes, std::uint64_t* slot_bytes) const {
+  // background compactor weighs. `tail_bytes` (optional): a block per class that has blocks, the slack
+  // compaction cannot remove (each class's last, partly filled block).
+  void ClassBytes(std::uint64_t* block_bytes, std::uint64_t* slot_bytes, std::uint64_t* tail_bytes = nullptr) const {
     for (std::size_t k = 0; k < map.num_classes(); ++k) {
       const alloc::SizeClassInfo& info = map.info(ClassId(static_cast<std::uint32_t>(k)));
       const alloc::ClassSnapshot snap = classes[k]->Snapshot();
       *block_bytes += snap.blocks * info.block_bytes().value();
       *slot_bytes += snap.slots_in_use * info.slot_size;
+      if (tail_bytes != nullptr && snap.blocks > 0) *tail_bytes += info.block_bytes().value();
     }
   }
 
   // ---- the background compactor's passes ----
-  enum class BackgroundReason { kNone, kClasses, kRegions, kPressure };
+  enum class BackgroundReason { kNone, kClasses, kRegions, kPressure, kHandles };
   struct BackgroundPass {
     BackgroundReason reason = BackgroundReason::kNone;
-    bool compacted = false;  // compact()'s part is complete; defragment()'s goes on
+    bool compacted = false;     // compact()'s part is complete; defragment()'s goes on
+    bool defragmented = false;  // defragment()'s too; compact_handles() ends the pass
   };
   // Passes started, by what started them.
-  std::atomic<std::uint64_t> background_by_classes{0}, background_by_regions{0}, background_by_pressure{0};
+  std::atomic<std::uint64_t> background_by_classes{0}, background_by_regions{0}, background_by_pressure{0},
+      background_by_handles{0};
 
   // Why a background pass should run now, or kNone (see PoolOptions::background_interval). Counts the reason.
   BackgroundReason ReasonForAPass() {
     const double threshold = options.background_threshold;
-    std::uint64_t block_bytes = 0, slot_bytes = 0;
-    ClassBytes(&block_bytes, &slot_bytes);
+    std::uint64_t block_bytes = 0, slot_bytes = 0, tail_bytes = 0;
+    ClassBytes(&block_bytes, &slot_bytes, &tail_bytes);
     const std::uint64_t waste = block_bytes - slot_bytes;
-    if (block_bytes > 0 && static_cast<double>(waste) > threshold * static_cast<double>(block_bytes)) {
+    // Not for the classes' last blocks alone: a small heap would otherwise start a pass at every wakeup.
+    if (block_bytes > 0 && static_cast<double>(waste) > threshold * static_cast<double>(block_bytes) &&
+        waste > tail_bytes) {
       background_by_classes.fetch_add(1, std::memory_order_relaxed);
       return BackgroundReason::kClasses;
     }
@@ -196,6 +210,10 @@ struct Pool::Impl {
     if (spread_pages > (1 + threshold) * static_cast<double>(a.used_pages) + alloc::kPagesPerRegion) {
       background_by_regions.fetch_add(1, std::memory_order_relaxed);
       return BackgroundReason::kRegions;
+    }
+    if (TableWantsAPass(threshold)) {
+      background_by_handles.fetch_add(1, std::memory_order_relaxed);
+      return BackgroundReason::kHandles;
     }
     const os::MemoryPressure m = os.ReadMemoryPressure();
     const bool pressed =
@@ -208,6 +226,17 @@ struct Pool::Impl {
       return BackgroundReason::kPressure;
     }
     return BackgroundReason::kNone;
+  }
+  // A sparse handle table, when owners could make it dense: more resident than its entries in use need, by
+  // the threshold, beyond the pages it keeps at hand (idle and populated ahead); not again after a futile
+  // compaction until the table changed.
+  bool TableWantsAPass(double threshold) const {
+    if (owner_count.load(std::memory_order_relaxed) == 0) return false;
+    const handles::HandleTable::Stats t = table->stats();
+    if (TableState(t) == futile_table_state.load(std::memory_order_relaxed)) return false;
+    const double needed = static_cast<double>(t.entries_in_use * sizeof(handles::Word));
+    const double at_hand = 2.0 * handles::HandleTable::kIdlePages * kPageSize;
+    return static_cast<double>(t.resident_bytes().value()) > (1 + threshold) * needed + at_hand;
   }
   static constexpr double kPressureAvg10 = 10;         // PSI memory "some" avg10, percent
   static constexpr double kPressureCgroupShare = 0.9;  // memory.current / memory.max
@@ -571,14 +600,19 @@ Pool::Impl::~Impl() {
 namespace {
 
 // One cycle of a background pass: compact() with the cycle's budget until it is complete, then defragment()
-// likewise; a pass started for memory pressure ends by giving back every free page. True when the pass is
-// complete.
+// likewise, then one compact_handles() (a cycle of its own: it visits every owner's cells at once, so it is
+// not bounded by the budget — its cost is a pass over the owned cells and the entries it moves); a pass
+// started for memory pressure ends by giving back every free page. True when the pass is complete.
 bool BackgroundCycle(Pool& pool, Pool::Impl::BackgroundPass& pass, PassBudget budget) {
   if (!pass.compacted) {
     pass.compacted = pool.compact(budget).complete;
     return false;
   }
-  if (!pool.defragment(budget).complete) return false;
+  if (!pass.defragmented) {
+    pass.defragmented = pool.defragment(budget).complete;
+    return false;
+  }
+  pool.compact_handles();
   if (pass.reason == Pool::Impl::BackgroundReason::kPressure) pool.release_free_memory();
   return true;
 }
@@ -1127,6 +1161,7 @@ HandleCompactResult Pool::Impl::CompactHandles() {
     handles_put_back.fetch_add(st.put_back, std::memory_order_relaxed);
   }
   table->ReleaseSpare();
+  futile_table_state.store(r.pages_released == 0 ? TableState(table->stats()) : ~0ull, std::memory_order_relaxed);
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return r;
 }
@@ -1141,12 +1176,14 @@ void Pool::register_owner(HandleOwner& owner) {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
   if (std::find(p.owners.begin(), p.owners.end(), &owner) == p.owners.end()) p.owners.push_back(&owner);
+  p.owner_count.store(p.owners.size(), std::memory_order_relaxed);
 }
 
 void Pool::unregister_owner(HandleOwner& owner) {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);  // no compaction visits it after this returns
   std::erase(p.owners, &owner);
+  p.owner_count.store(p.owners.size(), std::memory_order_relaxed);
 }
 
 std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
@@ -1365,6 +1402,7 @@ PoolStats Pool::stats() const {
     s.background_by_classes = p.background_by_classes.load(std::memory_order_relaxed);
     s.background_by_regions = p.background_by_regions.load(std::memory_order_relaxed);
     s.background_by_pressure = p.background_by_pressure.load(std::memory_order_relaxed);
+    s.background_by_handles = p.background_by_handles.load(std::memory_order_relaxed);
   }
   return s;
 }

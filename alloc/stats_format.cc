@@ -23,16 +23,22 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
   absl::StrAppendFormat(&out, "slots       %10.2f MiB of live slots; %u handles in use; table peak %u pages; %u entries rested, %u pages re-keyed\n",
                         MiB(s.slot_bytes), s.handles_in_use, s.handle_table_pages_peak, s.handles_rested,
                         s.handle_pages_rekeyed);
+  if (s.handle_compactions > 0 && (s.handles_owned > 0 || s.handles_migrated > 0)) {
+    absl::StrAppendFormat(&out, "owned       %u handles owned; %u compactions moved %u entries (%u freed while isolated; %u isolations failed, %u put back), %u table pages given back\n",
+                          s.handles_owned, s.handle_compactions, s.handles_migrated, s.handles_freed_while_isolated,
+                          s.handle_isolate_failed, s.handles_put_back, s.handle_pages_evacuated);
+  }
   absl::StrAppendFormat(&out, "arena       %u regions in use, %u touched; %u populate calls; %u discard calls for %u runs (%u runs failed); %u regions collapsed to huge pages (%u failed)\n",
                         s.regions_in_use, s.regions_touched, s.populate_calls, s.discard_calls, s.discard_runs, s.discard_failures,
                         s.regions_collapsed, s.collapse_failures);
   if (s.background_running || s.background_wakeups > 0) {
     absl::StrAppendFormat(&out,
                           "background  %s: %u wakeups, %u passes (%u complete; for class slack %u, region spread "
-                          "%u, memory pressure %u), %u cycles, the longest %u us\n",
+                          "%u, memory pressure %u, handle table %u), %u cycles, the longest %u us\n",
                           s.background_running ? "running" : "not running in this process", s.background_wakeups,
                           s.background_runs, s.background_runs_complete, s.background_by_classes, s.background_by_regions,
-                          s.background_by_pressure, s.background_cycles, s.background_cycle_longest_us);
+                          s.background_by_pressure, s.background_by_handles, s.background_cycles,
+                          s.background_cycle_longest_us);
     if (s.background_cycles > 0) {
       out += "  cycles    ";
       for (std::size_t i = 0; i < s.background_cycle_histogram.size(); ++i) {
@@ -85,6 +91,13 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("handle_table_pages_peak", s.handle_table_pages_peak);
   field("handles_rested", s.handles_rested);
   field("handle_pages_rekeyed", s.handle_pages_rekeyed);
+  field("handle_compactions", s.handle_compactions);
+  field("handles_owned", s.handles_owned);
+  field("handles_migrated", s.handles_migrated);
+  field("handles_freed_while_isolated", s.handles_freed_while_isolated);
+  field("handle_isolate_failed", s.handle_isolate_failed);
+  field("handles_put_back", s.handles_put_back);
+  field("handle_pages_evacuated", s.handle_pages_evacuated);
   field("regions_in_use", s.regions_in_use);
   field("regions_touched", s.regions_touched);
   field("populate_calls", s.populate_calls);
@@ -121,6 +134,7 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("background_by_classes", s.background_by_classes);
   field("background_by_regions", s.background_by_regions);
   field("background_by_pressure", s.background_by_pressure);
+  field("background_by_handles", s.background_by_handles);
   field("background_cycles", s.background_cycles);
   field("background_cycle_longest_us", s.background_cycle_longest_us);
   out += "\"background_cycle_histogram\":[";

@@ -3,10 +3,11 @@
 //
 // For every workload and allocator it starts a worker process (mova_fragbench_worker_<malloc>, found next to
 // this binary), so each allocator has a process of its own, and prints one table — or JSON lines with --json —
-// and a PNG plot of RSS over time for one workload (gnuplot). Three mova rows: "mova" compacts once, at the end
+// and a PNG plot of RSS over time for one workload (gnuplot). Five mova rows: "mova" compacts once, at the end
 // (its best effort, like the others' purge); "mova-periodic" also compacts after every live/2 bytes allocated,
 // as a service calling compact() itself would; "mova-background" leaves it to the pool's background compactor
-// (PoolOptions::background_interval = 10 ms). Runs are sequential: the machine has 2 cores
+// (PoolOptions::background_interval = 10 ms); "mova-owned" and "mova-periodic-owned" are the first two with the
+// workload's handles owned by the pool (mova/handle_owner.h), so its compactions compact the handle table too. Runs are sequential: the machine has 2 cores
 // and measurements running side by side would disturb each other.
 #include <unistd.h>
 
@@ -28,8 +29,10 @@
 
 ABSL_FLAG(std::uint64_t, live_mib, 64, "live size every workload is scaled to, MiB");
 ABSL_FLAG(std::string, workloads, "all", "comma-separated workloads, or all");
-ABSL_FLAG(std::string, allocators, "mova,mova-periodic,mova-background,glibc,jemalloc,mimalloc,tcmalloc",
+ABSL_FLAG(std::string, allocators,
+          "mova,mova-owned,mova-periodic,mova-periodic-owned,mova-background,glibc,jemalloc,mimalloc,tcmalloc",
           "comma-separated allocators (mova-periodic: mova compacting after every live/2 bytes allocated; "
+          "-owned: the workload's handles owned by the pool, so compaction compacts the handle table; "
           "mova-background: mova with its background compactor, waking every 10 ms)");
 ABSL_FLAG(bool, json, false, "print one JSON object per row instead of the table");
 ABSL_FLAG(std::string, plot, "fragbench-rss.png", "PNG plot of RSS over time (empty: none)");

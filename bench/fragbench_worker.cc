@@ -13,7 +13,7 @@
 #include "bench/workloads.h"
 
 ABSL_FLAG(std::string, allocator, "",
-          "mova, mova-periodic, mova-background, or the malloc this binary is linked with");
+          "mova, mova-owned, mova-periodic, mova-periodic-owned, mova-background, or the malloc this binary is linked with");
 ABSL_FLAG(std::string, workload, "thin-out", "which workload");
 ABSL_FLAG(std::uint64_t, live_mib, 64, "live size the workload is scaled to, MiB");
 ABSL_FLAG(std::uint64_t, seed, 1, "random seed");
@@ -43,6 +43,10 @@ int main(int argc, char** argv) {
     heap = MakeMovaHeap(0, absl::GetFlag(FLAGS_mova_decay_ms));
   } else if (allocator == "mova-periodic") {
     heap = MakeMovaHeap(params.live_bytes / 2, absl::GetFlag(FLAGS_mova_decay_ms));  // compact after half the live size
+  } else if (allocator == "mova-owned") {
+    heap = MakeMovaHeap(0, absl::GetFlag(FLAGS_mova_decay_ms), /*owned=*/true);
+  } else if (allocator == "mova-periodic-owned") {
+    heap = MakeMovaHeap(params.live_bytes / 2, absl::GetFlag(FLAGS_mova_decay_ms), /*owned=*/true);
   } else if (allocator == "mova-background") {
     heap = MakeMovaBackgroundHeap(std::chrono::milliseconds(10), absl::GetFlag(FLAGS_mova_decay_ms));
   } else {

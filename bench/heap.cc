@@ -52,10 +52,39 @@ class MallocHeap final : public Heap {
   std::string kind_;
 };
 
+// The pool's owner of a workload's handles: the cells of objects[0, size()).
+class ObjectsOwner final : public HandleOwner {
+ public:
+  explicit ObjectsOwner(MmapArray<Object>& objects) : objects_(objects) {}
+  void VisitCells(const std::function<void(std::span<HandleCell* const>)>& visit) override {
+    HandleCell* batch[kVisitBatch];
+    std::size_t n = 0;
+    for (Object& o : objects_) {
+      batch[n++] = &o.cell;
+      if (n == kVisitBatch) {
+        visit(std::span<HandleCell* const>(batch, n));
+        n = 0;
+      }
+    }
+    if (n > 0) visit(std::span<HandleCell* const>(batch, n));
+  }
+
+ private:
+  MmapArray<Object>& objects_;
+};
+
 class MovaHeap final : public Heap {
  public:
-  MovaHeap(std::string name, PoolOptions options, std::uint64_t compact_every_bytes)
-      : name_(std::move(name)), pool_(Create(options, os_)), compact_every_(compact_every_bytes) {}
+  MovaHeap(std::string name, PoolOptions options, std::uint64_t compact_every_bytes, bool owned = false)
+      : name_(std::move(name)), pool_(Create(options, os_)), compact_every_(compact_every_bytes), owned_(owned) {}
+  ~MovaHeap() override {
+    if (owner_ != nullptr) pool_->unregister_owner(*owner_);
+  }
+  void Own(MmapArray<Object>& objects) override {
+    if (!owned_ || owner_ != nullptr) return;
+    owner_ = std::make_unique<ObjectsOwner>(objects);
+    pool_->register_owner(*owner_);
+  }
   std::string name() const override { return name_; }
   std::uint64_t Allocate(std::size_t size) override {
     if (compact_every_ != 0 && (since_compact_ += size) >= compact_every_) {
@@ -95,6 +124,8 @@ class MovaHeap final : public Heap {
   std::unique_ptr<Pool> pool_;
   const std::uint64_t compact_every_;
   std::uint64_t since_compact_ = 0;
+  const bool owned_;
+  std::unique_ptr<ObjectsOwner> owner_;
 };
 
 }  // namespace
@@ -123,9 +154,10 @@ PoolOptions WithDecay(std::int64_t decay_ms) {
 }
 }  // namespace
 
-std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes, std::int64_t decay_ms) {
-  return std::make_unique<MovaHeap>(compact_every_bytes == 0 ? "mova" : "mova-periodic", WithDecay(decay_ms),
-                                    compact_every_bytes);
+std::unique_ptr<Heap> MakeMovaHeap(std::uint64_t compact_every_bytes, std::int64_t decay_ms, bool owned) {
+  std::string name = compact_every_bytes == 0 ? "mova" : "mova-periodic";
+  if (owned) name += "-owned";
+  return std::make_unique<MovaHeap>(name, WithDecay(decay_ms), compact_every_bytes, owned);
 }
 
 std::unique_ptr<Heap> MakeMovaBackgroundHeap(std::chrono::milliseconds interval, std::int64_t decay_ms) {

@@ -23,13 +23,13 @@ struct Live {
   std::uint64_t bytes = 0;
 
   void Add(std::uint32_t size) {
-    objs.push_back(Object{heap.Allocate(size), size, 0, 0, 0});
+    objs.push_back(Object::Of(heap.Allocate(size), size));
     bytes += size;
     rec.Tick();
   }
   // Frees objects[i] and moves the last object into its place.
   void RemoveAt(std::size_t i) {
-    heap.Free(objs[i].token);
+    heap.Free(objs[i].token());
     bytes -= objs[i].size;
     objs[i] = objs.back();
     objs.pop_back();
@@ -43,7 +43,7 @@ struct Live {
       if (keep(i)) {
         objs[out++] = objs[i];
       } else {
-        heap.Free(objs[i].token);
+        heap.Free(objs[i].token());
         bytes -= objs[i].size;
         rec.Tick();
       }
@@ -133,7 +133,7 @@ WorkloadOutcome LruCache(Live& live, Rng& rng, std::uint64_t budget, MmapArray<O
   const std::uint32_t keys = static_cast<std::uint32_t>(objs.capacity() - 1);
   const std::uint32_t head = keys;
   objs.resize(keys + 1);
-  for (std::uint32_t k = 0; k <= keys; ++k) objs[k] = Object{0, 0, k, k, 0};
+  for (std::uint32_t k = 0; k <= keys; ++k) objs[k] = Object::Of(0, 0, k, k);
   auto unlink = [&](std::uint32_t k) {
     objs[objs[k].prev].next = objs[k].next;
     objs[objs[k].next].prev = objs[k].prev;
@@ -148,8 +148,8 @@ WorkloadOutcome LruCache(Live& live, Rng& rng, std::uint64_t budget, MmapArray<O
   const std::uint64_t ops = 8ull * keys;
   for (std::uint64_t op = 0; op < ops; ++op) {
     const std::uint32_t k = static_cast<std::uint32_t>(rng() % keys);
-    if (objs[k].token != 0) {
-      checksum += live.heap.Touch(objs[k].token);
+    if (objs[k].token() != 0) {
+      checksum += live.heap.Touch(objs[k].token());
       unlink(k);
       push_front(k);
       continue;
@@ -160,13 +160,13 @@ WorkloadOutcome LruCache(Live& live, Rng& rng, std::uint64_t budget, MmapArray<O
     while (bytes + size > budget && objects > 0) {
       const std::uint32_t victim = objs[head].prev;
       unlink(victim);
-      live.heap.Free(objs[victim].token);
+      live.heap.Free(objs[victim].token());
       bytes -= objs[victim].size;
       --objects;
-      objs[victim].token = 0;
+      objs[victim].cell.store(kNullHandle);
       live.rec.Tick();
     }
-    objs[k].token = live.heap.Allocate(size);
+    objs[k].cell.store(Handle{live.heap.Allocate(size)});
     objs[k].size = size;
     bytes += size;
     ++objects;
@@ -177,7 +177,7 @@ WorkloadOutcome LruCache(Live& live, Rng& rng, std::uint64_t budget, MmapArray<O
   // Gather the live entries at the front, so the caller sees a plain live list.
   std::size_t out = 0;
   for (std::uint32_t k = 0; k < keys; ++k) {
-    if (objs[k].token != 0) objs[out++] = objs[k];
+    if (objs[k].token() != 0) objs[out++] = objs[k];
   }
   objs.resize(out);
   live.bytes = bytes;
@@ -236,6 +236,7 @@ std::size_t BookkeepingCapacity(const std::string& name, const WorkloadParams& p
 WorkloadOutcome RunWorkload(const std::string& name, Heap& heap, Recorder& recorder, MmapArray<Object>& objects,
                             const WorkloadParams& params) {
   Rng rng(params.seed);
+  heap.Own(objects);
   Live live{heap, recorder, objects};
   const std::uint64_t l = params.live_bytes;
   WorkloadOutcome out;

@@ -66,14 +66,6 @@ struct WorkloadOutcome {
 // How many bookkeeping entries `name` needs at `params`, so the caller can make them before its baseline.
 std::size_t BookkeepingCapacity(const std::string& name, const WorkloadParams& params);
 
-struct Object {
-  std::uint64_t token;  // 0: no object
-  std::uint32_t size;
-  std::uint32_t prev;   // LRU links (lru-cache only)
-  std::uint32_t next;
-  std::uint32_t unused;
-};
-
 // Runs workload `name` on `heap`, keeping objects in `objects` (capacity from BookkeepingCapacity).
 WorkloadOutcome RunWorkload(const std::string& name, Heap& heap, Recorder& recorder, MmapArray<Object>& objects,
                             const WorkloadParams& params);

@@ -31,7 +31,13 @@ absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std
 
 HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys,
                          std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt)
-    : os_(os), entries_(entries), keys_(keys), max_entries_(max_entries), max_pages_(max_pages), salt_(salt) {}
+    : os_(os), entries_(entries), keys_(keys), max_entries_(max_entries), max_pages_(max_pages), salt_(salt) {
+  // Room for every page's state at once: one allocation, never copied (a growing vector's copies and the
+  // buffers it leaves behind in malloc's heap cost more resident memory than the states themselves), and
+  // large enough for malloc to map it apart, so that only the states of pages opened are ever touched.
+  MutexLock lock(&mu_);
+  pages_.reserve(max_pages_);
+}
 
 bool HandleTable::OnList(std::uint32_t p, ListKind kind) const {
   const PageState& st = pages_[p];

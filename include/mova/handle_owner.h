@@ -32,36 +32,35 @@
 #include <cstdint>
 #include <functional>
 #include <span>
+#include <type_traits>
 
 #include "mova/handle.h"
 
 namespace mova {
 
-// One handle the pool may rewrite. Loads and stores are atomic: the compactor swaps the cell while owners
-// read it. Copying or moving a cell copies its value; do that only where no compaction visits the cell (an
-// owner's VisitCells and its own moves of cells are ordered by the owner's lock).
+// One handle the pool may rewrite: a 64-bit word read and written atomically (std::atomic_ref), since the
+// compactor swaps it while owners read it. Trivially copyable, so cells can live in plain arrays and records;
+// copy a cell only where no compaction visits it (an owner's VisitCells and its own copies of cells are
+// ordered by the owner's lock, or by running on one thread).
 class HandleCell {
  public:
   HandleCell() = default;
   explicit HandleCell(Handle h) : raw_(h.raw) {}
-  HandleCell(const HandleCell& o) : raw_(o.raw_.load(std::memory_order_relaxed)) {}
-  HandleCell& operator=(const HandleCell& o) {
-    raw_.store(o.raw_.load(std::memory_order_relaxed), std::memory_order_relaxed);
-    return *this;
-  }
 
-  Handle load() const { return Handle{raw_.load(std::memory_order_acquire)}; }
-  void store(Handle h) { raw_.store(h.raw, std::memory_order_release); }
-  Handle exchange(Handle h) { return Handle{raw_.exchange(h.raw, std::memory_order_acq_rel)}; }
+  Handle load() const { return Handle{Ref().load(std::memory_order_acquire)}; }
+  void store(Handle h) { Ref().store(h.raw, std::memory_order_release); }
+  Handle exchange(Handle h) { return Handle{Ref().exchange(h.raw, std::memory_order_acq_rel)}; }
   // Stores `desired` if the cell holds `expected`; else loads the cell into `expected`.
   bool compare_exchange(Handle& expected, Handle desired) {
-    return raw_.compare_exchange_strong(expected.raw, desired.raw, std::memory_order_acq_rel,
-                                        std::memory_order_acquire);
+    return Ref().compare_exchange_strong(expected.raw, desired.raw, std::memory_order_acq_rel,
+                                         std::memory_order_acquire);
   }
 
  private:
-  std::atomic<std::uint64_t> raw_{0};
+  std::atomic_ref<std::uint64_t> Ref() const { return std::atomic_ref<std::uint64_t>(raw_); }
+  alignas(std::atomic_ref<std::uint64_t>::required_alignment) mutable std::uint64_t raw_ = 0;
 };
+static_assert(sizeof(HandleCell) == 8 && std::is_trivially_copyable_v<HandleCell>);
 
 enum class MigrateAnswer {
   kSuccess,  // the owner now holds `to` where it held `from`

@@ -152,6 +152,7 @@ struct PoolStats {
   std::uint64_t background_by_classes = 0;   // ... because of slack in class blocks,
   std::uint64_t background_by_regions = 0;   // ... of blocks and huge objects spread over too many regions,
   std::uint64_t background_by_pressure = 0;  // ... of memory pressure (PSI, cgroup limit)
+  std::uint64_t background_by_handles = 0;   // ... of a sparse handle table with owners registered
   std::uint64_t background_cycles = 0;     // bounded cycles the passes ran (PoolOptions::background_cycle)
   std::uint64_t background_cycle_longest_us = 0;
   // Cycle times: element i counts cycles of at most kBackgroundCycleBoundsUs[i] µs, the last longer ones.
