@@ -943,18 +943,19 @@ absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) { return PinOwne
 
 // ---- through cells (mova/handle_owner.h): a call refused because the cell moved on starts again ----
 
+// One named result, returned from one place: it is built where the caller wants it (no StatusOr moves).
 absl::StatusOr<Pinned> Pool::pin(const HandleCell& cell, Access access) {
-  for (;;) {
-    absl::StatusOr<Pinned> r = PinFast(*impl_, cell.load(), access, &cell);
-    if (r.ok() || !Impl::IsMovedOn(r.status())) return r;
-  }
+  absl::StatusOr<Pinned> r = PinFast(*impl_, cell.load(), access, &cell);
+  while (ABSL_PREDICT_FALSE(!r.ok() && Impl::IsMovedOn(r.status()))) r = PinFast(*impl_, cell.load(), access, &cell);
+  return r;
 }
 
 absl::StatusOr<Pinned> Pool::pin_owned(const HandleCell& cell, Access access) {
-  for (;;) {
-    absl::StatusOr<Pinned> r = PinOwnedFast(*impl_, cell.load(), access, &cell);
-    if (r.ok() || !Impl::IsMovedOn(r.status())) return r;
+  absl::StatusOr<Pinned> r = PinOwnedFast(*impl_, cell.load(), access, &cell);
+  while (ABSL_PREDICT_FALSE(!r.ok() && Impl::IsMovedOn(r.status()))) {
+    r = PinOwnedFast(*impl_, cell.load(), access, &cell);
   }
+  return r;
 }
 
 absl::StatusOr<std::size_t> Pool::size_of(const HandleCell& cell) {
@@ -963,14 +964,13 @@ absl::StatusOr<std::size_t> Pool::size_of(const HandleCell& cell) {
   return pinned->size();
 }
 
+// A plain store of the null handle after a free: once the entry is retired no compactor can claim it, so none
+// rewrites the cell after this (a compactor that claimed it first made the free wait, then start again).
 absl::Status Pool::free(HandleCell& cell) {
-  for (;;) {
-    Handle h = cell.load();
-    absl::Status s = FreeFast(*impl_, h, &cell);
-    if (Impl::IsMovedOn(s)) continue;
-    if (s.ok()) cell.compare_exchange(h, kNullHandle);  // unless the owner stored another handle meanwhile
-    return s;
-  }
+  absl::Status s = FreeFast(*impl_, cell.load(), &cell);
+  while (ABSL_PREDICT_FALSE(!s.ok() && Impl::IsMovedOn(s))) s = FreeFast(*impl_, cell.load(), &cell);
+  if (ABSL_PREDICT_TRUE(s.ok())) cell.store(kNullHandle);
+  return s;
 }
 
 void Pinned::DropCountedPin(std::atomic<std::uint64_t>* entry) { handles::UnpinCounted(*entry); }

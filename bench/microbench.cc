@@ -124,6 +124,31 @@ void MovaPinUnpin(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The same through a HandleCell (mova/handle_owner.h): the cost of owning on the pin path — a load of the
+// cell, the same pin; the cell's move check runs only when a pin is refused.
+template <bool kOwned>
+void MovaPinCellUnpin(benchmark::State& state) {
+  auto pool = mova::Pool::Create().value();
+  mova::HandleCell cell(pool->allocate(64).value());
+  for (auto _ : state) {
+    mova::Pinned p =
+        (kOwned ? pool->pin_owned(cell, mova::Access::kRead) : pool->pin(cell, mova::Access::kRead)).value();
+    benchmark::DoNotOptimize(p.data());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+// allocate + free through a cell (free(cell) also stores the null handle in it).
+void MovaAllocFreeCell(benchmark::State& state) {
+  auto pool = mova::Pool::Create().value();
+  mova::HandleCell cell;
+  for (auto _ : state) {
+    cell.store(pool->allocate(64).value());
+    benchmark::DoNotOptimize(pool->free(cell));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 // pin + unpin of a thread's own object in the shared pool (the two-thread rows).
 template <bool kOwned>
 void MovaSharedPinUnpin(benchmark::State& state) {
@@ -220,6 +245,9 @@ void Register(const std::string& who, bool mova) {
     benchmark::RegisterBenchmark("mova-decay0/RandomReplace", RandomReplace<MovaDecay0Api>);
     reg("PinUnpin", MovaPinUnpin<false>);
     reg("PinOwnedUnpin", MovaPinUnpin<true>);
+    reg("PinCellUnpin", MovaPinCellUnpin<false>);
+    reg("PinOwnedCellUnpin", MovaPinCellUnpin<true>);
+    reg("AllocFreeCell/64", MovaAllocFreeCell);
     reg("AtomicPairFloor", AtomicPair);
     reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
     reg("Defragment", MovaDefragment)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);

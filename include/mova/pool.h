@@ -181,7 +181,7 @@ class Pool {
   MOVA_API HandleCompactResult compact_handles();
   // The calls above, through a cell: with the handle the cell holds, starting again with the cell's new
   // handle when its entry moved (or the owner stored another) meanwhile. free(cell) stores the null handle
-  // in the cell (unless the owner stored another handle there meanwhile).
+  // in the cell once the object is freed (the owner orders its own writes of the cell with its frees).
   MOVA_API absl::StatusOr<Pinned> pin(const HandleCell& cell, Access access);
   MOVA_API absl::StatusOr<Pinned> pin_owned(const HandleCell& cell, Access access);
   MOVA_API absl::StatusOr<std::size_t> size_of(const HandleCell& cell);
