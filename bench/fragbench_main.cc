@@ -169,7 +169,7 @@ int main(int argc, char** argv) {
                 "the workload,\nread after each allocator's best effort (mova: compact(); jemalloc: arena.4096.purge; "
                 "mimalloc: mi_collect(true);\ntcmalloc: MallocExtension_ReleaseFreeMemory(); glibc: malloc_trim(0)).\n\n",
                 static_cast<unsigned long>(absl::GetFlag(FLAGS_live_mib)));
-    std::printf("%-10s %-15s %9s %9s %8s %9s %8s %8s %9s %9s\n", "workload", "allocator", "live MiB", "RSS MiB",
+    std::printf("%-10s %-19s %9s %9s %8s %9s %8s %8s %9s %9s\n", "workload", "allocator", "live MiB", "RSS MiB",
                 "RSS/live", "peak MiB", "time s", "effort s", "Mops/s", "sys/Mop");
   }
   std::vector<Row> rows;
@@ -198,7 +198,7 @@ int main(int argc, char** argv) {
       } else {
         const double ops = row.Num("ops"), secs = row.Num("seconds"), sys = row.Num("syscalls");
         const std::string per_mop = sys >= 0 && ops > 0 ? absl::StrFormat("%9.0f", sys / ops * 1e6) : "        -";
-        std::printf("%-10s %-15s %9.1f %9.1f %8.2f %9.1f %8.2f %8.3f %9.2f %s\n", w.c_str(), a.c_str(),
+        std::printf("%-10s %-19s %9.1f %9.1f %8.2f %9.1f %8.2f %8.3f %9.2f %s\n", w.c_str(), a.c_str(),
                     live / 1048576.0, rss / 1048576.0, live > 0 ? rss / live : 0.0,
                     row.Num("peak_rss_bytes") / 1048576.0, secs, row.Num("best_effort_seconds"),
                     secs > 0 ? ops / secs / 1e6 : 0.0, per_mop.c_str());

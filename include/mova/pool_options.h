@@ -80,10 +80,15 @@ struct PoolOptions {
   // entry. Costs about 1.5 ms per region collapsed here, so it is off unless asked for. collapse_dense_regions=true.
   bool collapse_dense_regions = Default(&PoolOptions::collapse_dense_regions, false);
   // A background compactor (the kernel's kcompactd): a thread of the pool's own that wakes every
-  // `background_interval` and runs a pass — compact(), then defragment() — when any of these holds:
-  //  - more than `background_threshold` of the class blocks' bytes are not live slots;
+  // `background_interval` and runs a pass — compact(), then defragment(), then compact_handles() — when any
+  // of these holds:
+  //  - more than `background_threshold` of the class blocks' bytes are not live slots, and more than a block
+  //    per class (each class's last block is slack no compaction removes);
   //  - the arena's regions in use hold more than (1 + background_threshold) × its used pages, plus a region
   //    (blocks and huge objects spread over more 2 MiB regions than they need);
+  //  - owners are registered (mova/handle_owner.h) and the handle table holds more than (1 +
+  //    background_threshold) × 8 B per entry in use, plus the 32 pages it keeps at hand; not again after a
+  //    compact_handles() that gave no page back, until the table changes;
   //  - the system is short of memory (PSI memory "some" avg10 ≥ 10%, or this cgroup's memory.current ≥ 90% of
   //    memory.max) and there is anything to give back; such a pass also ends with release_free_memory().
   // A pass runs as cycles of at most `background_cycle` each (PassBudget: a class lock is held at most a cycle
