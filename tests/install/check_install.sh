@@ -17,7 +17,7 @@ cmake --install "$build" --prefix "$prefix" > "$work/install.log"
 
 # Headers: exactly the public ones.
 headers=$(cd "$prefix/include" && find . -type f | sort | tr '\n' ' ')
-expected="./mova/export.h ./mova/handle.h ./mova/mova.h ./mova/pool.h ./mova/pool_options.h ./mova/stats.h ./mova/units.h ./mova/version.h "
+expected="./mova/export.h ./mova/handle.h ./mova/handle_owner.h ./mova/mova.h ./mova/owned_index.h ./mova/pool.h ./mova/pool_options.h ./mova/stats.h ./mova/units.h ./mova/version.h "
 [ "$headers" = "$expected" ] || fail "installed headers are '$headers', expected '$expected'"
 
 libdir=$(dirname "$(find "$prefix" -name libmova.a | head -1)")

@@ -1,9 +1,11 @@
 // tests/install/cxx_consumer/main.cc — what a C++ program does with an installed mova: options from text,
-// objects written through pins, compaction, contents checked, stats.
+// objects written through pins, compaction, contents checked, stats; an OwnedIndex whose handles the pool moves.
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <vector>
 
+#include <mova/owned_index.h>
 #include <mova/pool.h>
 #include <mova/version.h>
 
@@ -36,6 +38,24 @@ int main() {
     mova::Pinned p = (*pool)->pin(handles[i], mova::Access::kRead).value();
     CHECK(p.size() == 16 + i % 700);
     for (std::byte b : p.bytes()) CHECK(b == static_cast<std::byte>(i & 0xFF));
+  }
+  {
+    // Owned handles (mova/owned_index.h: Abseil's flat_hash_map through the installed dependencies).
+    mova::OwnedIndex<std::string> index(**pool);
+    for (int i = 0; i < 4096; ++i) {
+      mova::Handle h = (*pool)->allocate(32).value();
+      std::memset((*pool)->pin(h, mova::Access::kWrite).value().mutable_data(), i & 0xFF, 32);
+      CHECK(index.insert(std::to_string(i), h));
+    }
+    for (int i = 0; i < 4096; ++i) {
+      if (i % 16 != 0) CHECK(index.erase(std::to_string(i)).ok());
+    }
+    (*pool)->flush_thread_cache();
+    CHECK((*pool)->compact_handles().cells_owned == 256);
+    for (int i = 0; i < 4096; i += 16) {
+      mova::Pinned p = index.pin(std::to_string(i), mova::Access::kRead).value();
+      CHECK(p.data()[31] == static_cast<std::byte>(i & 0xFF));
+    }
   }
   const mova::PoolStats s = (*pool)->stats();
   CHECK(s.live_objects == 10000);
