@@ -156,7 +156,7 @@ struct Pool::Impl {
   std::atomic<std::uint64_t> handle_compactions{0}, handles_owned{0}, handles_migrated{0},
       handles_freed_while_isolated{0}, handle_isolate_failed{0}, handles_put_back{0};
   // compact_handles(): moves owned entries out of sparse table pages (HandleTable's evacuation).
-  HandleCompactResult CompactHandles() ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu);
+  HandleCompactResult CompactHandles(PassBudget budget) ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu);
   // Points the back-reference of the live object at `offset` (its block's back-map slot, or its huge
   // object's header) at entry `index`. Under compact_mu, with the object's entry claimed.
   void Rebind(std::uint64_t offset, std::uint32_t index) {
@@ -600,9 +600,9 @@ Pool::Impl::~Impl() {
 namespace {
 
 // One cycle of a background pass: compact() with the cycle's budget until it is complete, then defragment()
-// likewise, then one compact_handles() (a cycle of its own: it visits every owner's cells at once, so it is
-// not bounded by the budget — its cost is a pass over the owned cells and the entries it moves); a pass
-// started for memory pressure ends by giving back every free page. True when the pass is complete.
+// likewise, then compact_handles() likewise (its moves are bounded by the budget; each call also counts the
+// owned cells, a load per cell, which is not); a pass started for memory pressure ends by giving back every
+// free page. True when the pass is complete.
 bool BackgroundCycle(Pool& pool, Pool::Impl::BackgroundPass& pass, PassBudget budget) {
   if (!pass.compacted) {
     pass.compacted = pool.compact(budget).complete;
@@ -612,7 +612,7 @@ bool BackgroundCycle(Pool& pool, Pool::Impl::BackgroundPass& pass, PassBudget bu
     pass.defragmented = pool.defragment(budget).complete;
     return false;
   }
-  pool.compact_handles();
+  if (!pool.compact_handles(budget).complete) return false;
   if (pass.reason == Pool::Impl::BackgroundReason::kPressure) pool.release_free_memory();
   return true;
 }
@@ -1102,7 +1102,7 @@ CompactResult Pool::compact(PassBudget budget) {
   }
   // A whole pass also compacts the handle table (owned entries; one visit of every owner's cells).
   if (r.complete && !deadlines.budgeted) {
-    const HandleCompactResult h = p.CompactHandles();
+    const HandleCompactResult h = p.CompactHandles(PassBudget{});
     r.handles_migrated = h.entries_migrated;
     r.handle_pages_released = h.pages_released;
   }
@@ -1116,8 +1116,10 @@ CompactResult Pool::compact(PassBudget budget) {
   return r;
 }
 
-HandleCompactResult Pool::Impl::CompactHandles() {
+HandleCompactResult Pool::Impl::CompactHandles(PassBudget budget) {
   const absl::Time start = absl::Now();
+  const absl::Time deadline =
+      budget.time.count() > 0 ? start + absl::FromChrono(budget.time) : absl::InfiniteFuture();
   HandleCompactResult r;
   handle_compactions.fetch_add(1, std::memory_order_relaxed);
   if (owners.empty()) return r;
@@ -1145,7 +1147,16 @@ HandleCompactResult Pool::Impl::CompactHandles() {
     handles::EntryMigrator m(*table, *records,
                              [this](std::uint64_t offset, std::uint32_t index) { Rebind(offset, index); });
     for (HandleOwner* o : owners) {
-      o->VisitCells([&](std::span<HandleCell* const> cells) { m.Migrate(*o, cells); });
+      o->VisitCells([&](std::span<HandleCell* const> cells) {
+        // Out of budget after something moved: the rest of the cells are passed over (the next call plans
+        // again). What emptied so far is given back below all the same. Only after a move, so that every
+        // incomplete call made progress (an owner that answers kFail to everything gets complete calls).
+        if (!r.complete || (m.stats().migrated > 0 && absl::Now() >= deadline)) {
+          r.complete = false;
+          return;
+        }
+        m.Migrate(*o, cells);
+      });
     }
     r.pages_released = table->EndEvacuation();
     const handles::EntryMigrationStats& st = m.stats();
@@ -1161,15 +1172,18 @@ HandleCompactResult Pool::Impl::CompactHandles() {
     handles_put_back.fetch_add(st.put_back, std::memory_order_relaxed);
   }
   table->ReleaseSpare();
-  futile_table_state.store(r.pages_released == 0 ? TableState(table->stats()) : ~0ull, std::memory_order_relaxed);
+  const bool futile = r.complete && r.pages_released == 0;
+  futile_table_state.store(futile ? TableState(table->stats()) : ~0ull, std::memory_order_relaxed);
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return r;
 }
 
-HandleCompactResult Pool::compact_handles() {
+HandleCompactResult Pool::compact_handles() { return compact_handles(PassBudget{}); }
+
+HandleCompactResult Pool::compact_handles(PassBudget budget) {
   Impl& p = *impl_;
   MutexLock lock(&p.compact_mu);
-  return p.CompactHandles();
+  return p.CompactHandles(budget);
 }
 
 void Pool::register_owner(HandleOwner& owner) {

@@ -73,6 +73,7 @@ struct HandleCompactResult {
   std::uint64_t put_back = 0;           // isolated and left in place
   std::uint64_t pages_released = 0;     // table pages given back
   double seconds = 0;
+  bool complete = true;  // false: a PassBudget ran out before every cell was visited; call again
 };
 
 // How long one compact() or defragment() call may work: it stops at the first point where it can after
