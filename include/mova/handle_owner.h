@@ -4,9 +4,9 @@
 // A handle names an entry of the pool's handle table, and entries cannot move while callers hold copies of
 // their handles: after random frees every table page that keeps one live entry stays resident. An owned
 // handle can move. Its owner keeps it in a HandleCell and registers with the pool (Pool::register_owner);
-// Pool::compact_handles() (also run by compact() and, in budgeted cycles, by the background compactor) moves owned entries
-// out of sparse table pages into dense ones, rewrites each cell to the new handle, and gives the emptied
-// pages back. The old handle becomes stale (kNotFound, or an abort in checked mode), as after a free.
+// Pool::compact_handles() (also run by compact() and, in budgeted cycles, by the background compactor)
+// moves owned entries out of sparse table pages into dense ones, rewrites each cell to the new handle, and
+// gives the emptied pages back. The old handle becomes stale (kNotFound, or an abort in checked mode), as after a free.
 //
 // The contract is the kernel's movable-page one (isolate / migrate / putback), per entry instead of per page:
 //  - isolate: the pool picks an owned entry in a sparse page; it fails on a pinned object (a counted pin, a
