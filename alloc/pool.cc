@@ -391,6 +391,19 @@ struct Pool::Impl {
   static absl::Status MovedOn() { return absl::AbortedError("mova: the cell's handle moved"); }
   static bool IsMovedOn(const absl::Status& s) { return s.code() == absl::StatusCode::kAborted; }
   static bool CellMovedOn(const HandleCell* via, Handle h) { return via != nullptr && via->load() != h; }
+  // Every call through a cell: `call(handle, &cell)` with the cell's handle, again with its new one while
+  // the answer is MovedOn. One named result, returned from one place: it is built where the caller wants it
+  // (no StatusOr moves). The callers' lambdas are always_inline: left to the compiler, the calls through a
+  // cell cost ~1 ns more (PinOwnedCellUnpin 6.2 against 5.3 ns, AllocFreeCell/64 17.2 against 15.9 ns).
+  template <typename Call>
+  [[gnu::always_inline]] static auto ThroughCell(const HandleCell& cell, Call call) {
+    auto r = call(cell.load(), &cell);
+    while (ABSL_PREDICT_FALSE(!r.ok() && IsMovedOn(StatusOf(r)))) r = call(cell.load(), &cell);
+    return r;
+  }
+  static const absl::Status& StatusOf(const absl::Status& s) { return s; }
+  template <typename T>
+  static const absl::Status& StatusOf(const absl::StatusOr<T>& s) { return s.status(); }
 
   absl::Status Misuse(absl::Status s) const {
     if (options.checked) {
@@ -943,43 +956,39 @@ absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) { return PinOwne
 
 // ---- through cells (mova/handle_owner.h): a call refused because the cell moved on starts again ----
 
-// One named result, returned from one place: it is built where the caller wants it (no StatusOr moves).
 absl::StatusOr<Pinned> Pool::pin(const HandleCell& cell, Access access) {
-  absl::StatusOr<Pinned> r = PinFast(*impl_, cell.load(), access, &cell);
-  while (ABSL_PREDICT_FALSE(!r.ok() && Impl::IsMovedOn(r.status()))) r = PinFast(*impl_, cell.load(), access, &cell);
-  return r;
+  Impl& p = *impl_;
+  return Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) { return PinFast(p, h, access, via); });
 }
 
 absl::StatusOr<Pinned> Pool::pin_owned(const HandleCell& cell, Access access) {
-  absl::StatusOr<Pinned> r = PinOwnedFast(*impl_, cell.load(), access, &cell);
-  while (ABSL_PREDICT_FALSE(!r.ok() && Impl::IsMovedOn(r.status()))) {
-    r = PinOwnedFast(*impl_, cell.load(), access, &cell);
-  }
-  return r;
-}
-
-absl::StatusOr<std::size_t> Pool::size_of(const HandleCell& cell) {
-  absl::StatusOr<Pinned> pinned = pin(cell, Access::kRead);
-  if (!pinned.ok()) return pinned.status();
-  return pinned->size();
+  Impl& p = *impl_;
+  return Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) { return PinOwnedFast(p, h, access, via); });
 }
 
 // A plain store of the null handle after a free: once the entry is retired no compactor can claim it, so none
 // rewrites the cell after this (a compactor that claimed it first made the free wait, then start again).
 absl::Status Pool::free(HandleCell& cell) {
-  absl::Status s = FreeFast(*impl_, cell.load(), &cell);
-  while (ABSL_PREDICT_FALSE(!s.ok() && Impl::IsMovedOn(s))) s = FreeFast(*impl_, cell.load(), &cell);
+  Impl& p = *impl_;
+  absl::Status s = Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) { return FreeFast(p, h, via); });
   if (ABSL_PREDICT_TRUE(s.ok())) cell.store(kNullHandle);
   return s;
 }
 
 void Pinned::DropCountedPin(std::atomic<std::uint64_t>* entry) { handles::UnpinCounted(*entry); }
 
-absl::StatusOr<std::size_t> Pool::size_of(Handle h) {
-  absl::StatusOr<Pinned> pinned = pin(h, Access::kRead);
+namespace {
+
+// size_of's answer from a read pin of the object.
+absl::StatusOr<std::size_t> SizeOfPinned(const absl::StatusOr<Pinned>& pinned) {
   if (!pinned.ok()) return pinned.status();
   return pinned->size();
 }
+
+}  // namespace
+
+absl::StatusOr<std::size_t> Pool::size_of(Handle h) { return SizeOfPinned(pin(h, Access::kRead)); }
+absl::StatusOr<std::size_t> Pool::size_of(const HandleCell& cell) { return SizeOfPinned(pin(cell, Access::kRead)); }
 
 absl::StatusOr<std::span<std::byte>> Pool::pin_detached(Handle h, Access access) {
   Impl& p = *impl_;
@@ -1118,8 +1127,7 @@ CompactResult Pool::compact(PassBudget budget) {
 
 HandleCompactResult Pool::Impl::CompactHandles(PassBudget budget) {
   const absl::Time start = absl::Now();
-  const absl::Time deadline =
-      budget.time.count() > 0 ? start + absl::FromChrono(budget.time) : absl::InfiniteFuture();
+  const absl::Time deadline = CallDeadlines(budget, start).end;
   HandleCompactResult r;
   handle_compactions.fetch_add(1, std::memory_order_relaxed);
   if (owners.empty()) return r;

@@ -57,16 +57,7 @@ class ObjectsOwner final : public HandleOwner {
  public:
   explicit ObjectsOwner(MmapArray<Object>& objects) : objects_(objects) {}
   void VisitCells(const std::function<void(std::span<HandleCell* const>)>& visit) override {
-    HandleCell* batch[kVisitBatch];
-    std::size_t n = 0;
-    for (Object& o : objects_) {
-      batch[n++] = &o.cell;
-      if (n == kVisitBatch) {
-        visit(std::span<HandleCell* const>(batch, n));
-        n = 0;
-      }
-    }
-    if (n > 0) visit(std::span<HandleCell* const>(batch, n));
+    VisitInBatches(objects_, [](Object& o) { return &o.cell; }, visit);
   }
 
  private:

@@ -1,8 +1,9 @@
 // bench/heap.h — the allocator under test, as the fragmentation workloads see it.
 //
-// Types: Object (what a workload keeps of each object), Heap (allocate / free / best effort), MallocHeap (whatever malloc the process was linked with:
-// glibc, jemalloc, mimalloc or tcmalloc, told apart by the symbols it exports), MovaHeap (a mova::Pool,
-// optionally compacting every so many allocated bytes, optionally owning the workload's handles).
+// Types: Object (what a workload keeps of each object), Heap (allocate / free / best effort), MallocHeap
+// (whatever malloc the process was linked with: glibc, jemalloc, mimalloc or tcmalloc, told apart by the
+// symbols it exports), MovaHeap (a mova::Pool, optionally compacting every so many allocated bytes,
+// optionally owning the workload's handles).
 // Every allocation is written in full, as a program fills what it allocates.
 #ifndef MOVA_BENCH_HEAP_H_
 #define MOVA_BENCH_HEAP_H_

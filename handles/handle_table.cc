@@ -43,8 +43,13 @@ bool HandleTable::OnList(std::uint32_t p, ListKind kind) const {
   const PageState& st = pages_[p];
   if (st.evacuating) return false;
   if (kind == kLineFree) return st.free_lines > 0;
+  return FreeEntries(p) > 0;
+}
+
+std::uint32_t HandleTable::FreeEntries(std::uint32_t p) const {
+  const PageState& st = pages_[p];
   const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;  // index 0 is never issued
-  return std::uint32_t{st.used} + st.rested < entries;  // the rest are free
+  return entries - st.used - st.rested;  // neither in use nor resting
 }
 
 void HandleTable::Relist(std::uint32_t p) {
@@ -211,20 +216,25 @@ void HandleTable::RetirePage(std::uint32_t p, bool defer_discard) {
   }
   rested_ -= st.rested;  // rested entries are free again from the restart generation on
   st.rested = 0;
+  MarkAllFree(p);  // OpenPage writes the entries' words when the page is used again
   if (defer_discard) {  // EndEvacuation discards it; until then it is on no list, so nobody takes an entry
-    MarkAllFree(p);
     evacuated_.push_back(p);
     return;
   }
-  std::byte* addr = reinterpret_cast<std::byte*>(entries_ + first);
-  if (!os_.Discard(addr, Bytes(kPageSize)).ok()) {
-    FreeAllEntries(p);  // keep the page: it stays usable and counted, its entries at the restart generation
-    return;
+  GiveBack(p, 1);
+}
+
+std::uint32_t HandleTable::GiveBack(std::uint32_t first, std::uint32_t count) {
+  std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{first} * kEntriesPerPage);
+  if (!os_.Discard(addr, ToBytes(Pages(count))).ok()) {
+    // Kept: usable and counted, their entries at the restart generation.
+    for (std::uint32_t p = first; p < first + count; ++p) FreeAllEntries(p);
+    return 0;
   }
-  MarkAllFree(p);  // OpenPage writes the entries' words when the page is used again
-  st.resident = false;
-  --resident_;
-  ++discarded_;
+  for (std::uint32_t p = first; p < first + count; ++p) pages_[p].resident = false;
+  resident_ -= count;
+  discarded_ += count;
+  return count;
 }
 
 absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, Order order) {
@@ -330,8 +340,7 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
   for (std::uint32_t p = 0; p < pages_.size(); ++p) {
     const PageState& st = pages_[p];
     if (!st.resident || st.used == 0) continue;
-    const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;
-    room += entries - st.used - st.rested;
+    room += FreeEntries(p);
     if (p < owned.size() && owned[p] >= st.used) candidates.push_back(p);
   }
   std::stable_sort(candidates.begin(), candidates.end(),
@@ -341,8 +350,7 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
   std::uint64_t moving = 0;
   for (const std::uint32_t p : candidates) {
     const PageState& st = pages_[p];
-    const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;
-    const std::uint64_t room_after = room - (entries - st.used - st.rested);
+    const std::uint64_t room_after = room - FreeEntries(p);
     if (moving + st.used > room_after) break;
     moving += st.used;
     room = room_after;
@@ -368,19 +376,7 @@ std::uint64_t HandleTable::EndEvacuation() {
   for (std::size_t i = 0; i < evacuated_.size();) {
     std::size_t j = i + 1;
     while (j < evacuated_.size() && evacuated_[j] == evacuated_[j - 1] + 1) ++j;
-    std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{evacuated_[i]} * kEntriesPerPage);
-    const bool discarded = os_.Discard(addr, ToBytes(Pages(j - i))).ok();
-    for (std::size_t k = i; k < j; ++k) {
-      const std::uint32_t p = evacuated_[k];
-      if (!discarded) {
-        FreeAllEntries(p);  // kept: usable and counted, its entries at the restart generation
-        continue;
-      }
-      pages_[p].resident = false;
-      --resident_;
-      ++discarded_;
-      ++given_back;
-    }
+    given_back += GiveBack(evacuated_[i], static_cast<std::uint32_t>(j - i));
     i = j;
   }
   evacuated_.clear();

@@ -221,6 +221,11 @@ class HandleTable {
   // Page p has no entry in use: picks the generation (and key) its entries restart at, gives its memory back
   // (or leaves that to EndEvacuation).
   void RetirePage(std::uint32_t p, bool defer_discard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Entries of page p neither in use nor resting (free in its bitmap).
+  std::uint32_t FreeEntries(std::uint32_t p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards pages [first, first + count) (retired: all entries free) in one call and marks them given back;
+  // if the discard fails they stay resident, their entries at the restart generation. Returns pages given back.
+  std::uint32_t GiveBack(std::uint32_t first, std::uint32_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether page p belongs on the list of `kind` by its state.
   bool OnList(std::uint32_t p, ListKind kind) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts page p on the density lists its state calls for / takes it off them. Every change of a listed

@@ -37,15 +37,7 @@ class CellArray final : public HandleOwner {
   std::size_t size() const { return cells_.size(); }
 
   void VisitCells(const std::function<void(std::span<HandleCell* const>)>& visit) override {
-    std::vector<HandleCell*> batch;
-    for (HandleCell& c : cells_) {
-      batch.push_back(&c);
-      if (batch.size() == kVisitBatch) {
-        visit(batch);
-        batch.clear();
-      }
-    }
-    if (!batch.empty()) visit(batch);
+    VisitInBatches(cells_, [](HandleCell& c) { return &c; }, visit);
   }
   bool Isolate(HandleCell& cell, Handle h) override {
     if (refuse_all.load()) return false;

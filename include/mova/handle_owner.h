@@ -28,7 +28,9 @@
 #ifndef MOVA_HANDLE_OWNER_H_
 #define MOVA_HANDLE_OWNER_H_
 
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -99,6 +101,24 @@ class HandleOwner {
   virtual void Putback(HandleCell& cell, Handle h) {
     (void)cell;
     (void)h;
+  }
+
+ protected:
+  // For VisitCells: hands `cell_of(element)` (a HandleCell*) of every element of `range` to `visit`, in spans
+  // of kVisitBatch.
+  template <typename Range, typename CellOf>
+  static void VisitInBatches(Range& range, CellOf cell_of,
+                             const std::function<void(std::span<HandleCell* const>)>& visit) {
+    std::array<HandleCell*, kVisitBatch> batch;
+    std::size_t n = 0;
+    for (auto& element : range) {
+      batch[n++] = cell_of(element);
+      if (n == kVisitBatch) {
+        visit(std::span<HandleCell* const>(batch.data(), n));
+        n = 0;
+      }
+    }
+    if (n > 0) visit(std::span<HandleCell* const>(batch.data(), n));
   }
 };
 

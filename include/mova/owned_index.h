@@ -18,7 +18,6 @@
 #include <optional>
 #include <shared_mutex>
 #include <utility>
-#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/hash/hash.h"
@@ -147,16 +146,7 @@ class OwnedIndex final : public HandleOwner {
   // HandleOwner: the cells, kVisitBatch at a time, under the reader lock (cells do not move meanwhile).
   void VisitCells(const std::function<void(std::span<HandleCell* const>)>& visit) override {
     std::shared_lock lock(mu_);
-    std::vector<HandleCell*> batch;
-    batch.reserve(kVisitBatch);
-    for (auto& [key, cell] : map_) {
-      batch.push_back(&cell);
-      if (batch.size() == kVisitBatch) {
-        visit(batch);
-        batch.clear();
-      }
-    }
-    if (!batch.empty()) visit(batch);
+    VisitInBatches(map_, [](auto& key_and_cell) { return &key_and_cell.second; }, visit);
   }
 
  private:
