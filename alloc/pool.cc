@@ -958,19 +958,25 @@ absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) { return PinOwne
 
 absl::StatusOr<Pinned> Pool::pin(const HandleCell& cell, Access access) {
   Impl& p = *impl_;
-  return Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) { return PinFast(p, h, access, via); });
+  return Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) {
+    return PinFast(p, h, access, via);
+  });
 }
 
 absl::StatusOr<Pinned> Pool::pin_owned(const HandleCell& cell, Access access) {
   Impl& p = *impl_;
-  return Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) { return PinOwnedFast(p, h, access, via); });
+  return Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) {
+    return PinOwnedFast(p, h, access, via);
+  });
 }
 
 // A plain store of the null handle after a free: once the entry is retired no compactor can claim it, so none
 // rewrites the cell after this (a compactor that claimed it first made the free wait, then start again).
 absl::Status Pool::free(HandleCell& cell) {
   Impl& p = *impl_;
-  absl::Status s = Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) { return FreeFast(p, h, via); });
+  absl::Status s = Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) {
+    return FreeFast(p, h, via);
+  });
   if (ABSL_PREDICT_TRUE(s.ok())) cell.store(kNullHandle);
   return s;
 }
