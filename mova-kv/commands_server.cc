@@ -198,6 +198,7 @@ void Engine::ConfigCmd(Client&, std::vector<std::string>& a, Reply& r) {
     total_commands_ = total_connections_ = rejected_connections_ = keyspace_hits_ = keyspace_misses_ = 0;
     oom_rejections_ = defrag_hits_ = 0;
     defrag_longest_ms_ = defrag_last_ms_ = defrag_last_compact_ms_ = defrag_last_migrate_ms_ = 0;
+    defrag_last_handles_ms_ = 0;
     keyspace_.ResetStats();
     return r.Ok();
   }
@@ -302,6 +303,7 @@ std::string Engine::InfoText(std::string_view which) {
     field("active_defrag_longest_cycle_ms", absl::StrFormat("%.3f", defrag_longest_ms_));
     field("active_defrag_last_compact_ms", absl::StrFormat("%.3f", defrag_last_compact_ms_));
     field("active_defrag_last_migrate_ms", absl::StrFormat("%.3f", defrag_last_migrate_ms_));
+    field("active_defrag_last_handles_ms", absl::StrFormat("%.3f", defrag_last_handles_ms_));
     field("store_errors", keyspace_.store_errors());
   }
   if (want("keyspace")) {

@@ -120,8 +120,9 @@ void Engine::CollectDefragCycles() {
     defrag_last_ms_ = cycle.ms;
     defrag_last_compact_ms_ = cycle.pass.compact_ms;
     defrag_last_migrate_ms_ = cycle.pass.migrate_ms;
+    defrag_last_handles_ms_ = cycle.pass.handles_ms;
     defrag_longest_ms_ = std::max(defrag_longest_ms_, cycle.ms);
-    defrag_hits_ += cycle.pass.objects_moved + cycle.pass.blocks_migrated;
+    defrag_hits_ += cycle.pass.objects_moved + cycle.pass.blocks_migrated + cycle.pass.handles_migrated;
     latency_.AddIfNeeded("active-defrag-cycle", static_cast<std::int64_t>(cycle.ms),
                          config_.latency_monitor_threshold, cycle.end_unix_s);
   }

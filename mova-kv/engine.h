@@ -171,8 +171,9 @@ class Engine {
   int defrag_cpu_percent_ = 0;
   double defrag_longest_ms_ = 0;
   double defrag_last_ms_ = 0;
-  double defrag_last_compact_ms_ = 0;  // of the last pass: compaction, then block migration
+  double defrag_last_compact_ms_ = 0;  // of the last cycle: compaction, block migration, handle compaction
   double defrag_last_migrate_ms_ = 0;
+  double defrag_last_handles_ms_ = 0;
   std::uint64_t defrag_hits_ = 0;
   std::uint64_t cron_runs_ = 0;
 };

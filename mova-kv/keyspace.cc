@@ -3,6 +3,7 @@
 #include "mova-kv/keyspace.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstring>
 
@@ -46,9 +47,14 @@ std::uint64_t StableHash(std::string_view s, std::uint64_t seed) {
 Keyspace::Keyspace(ObjectStore& store)
     : store_(store),
       set_(0, IndexHash{this}, IndexEq{this}),
-      max_keys_(entries_.max_size() > 0 && volatile_.max_size() > 0 ? kMaxKeys : 0) {}
+      max_keys_(entries_.max_size() > 0 && volatile_.max_size() > 0 ? kMaxKeys : 0) {
+  store_.SetOwner(this);
+}
 
-Keyspace::~Keyspace() { Clear(); }
+Keyspace::~Keyspace() {
+  store_.SetOwner(nullptr);  // waits for a compaction visiting the cells
+  Clear();
+}
 
 std::uint64_t Keyspace::HashKey(std::string_view key) { return absl::HashOf(key); }
 
@@ -106,13 +112,16 @@ absl::StatusOr<Keyspace::Index> Keyspace::Insert(std::string_view key, std::span
   absl::StatusOr<ObjectRef> ref = store_.Put(key, value_parts);
   if (!ref.ok()) return ref.status();
   Entry e;
-  e.ref = *ref;
+  e.ref = ObjectCell(Handle{*ref});
   e.hash = HashKey(key);
   e.key_len = static_cast<std::uint32_t>(key.size());
   e.value_len = static_cast<std::uint32_t>(ObjectStore::ValueSize(value_parts));
   e.lru = LruClock();
   const Index i = static_cast<Index>(entries_.size());
-  (void)entries_.push_back(e);  // below max_keys_: there is room
+  {
+    MutexLock lock(&shape_mu_);
+    (void)entries_.push_back(e);  // below max_keys_: there is room
+  }
   set_.insert(i);
   data_bytes_ += AllocatedBytes(e);
   return i;
@@ -124,7 +133,7 @@ absl::Status Keyspace::Replace(Index i, std::string_view key, std::span<const st
   if (!ref.ok()) return ref.status();
   data_bytes_ -= AllocatedBytes(e);  // before the free: a store may read the object for it
   if (absl::Status f = store_.Free(e.ref, ObjectBytes(e)); !f.ok()) ++store_errors_;
-  e.ref = *ref;
+  e.ref.store(Handle{*ref});
   e.value_len = static_cast<std::uint32_t>(ObjectStore::ValueSize(value_parts));
   e.lru = LruClock();
   data_bytes_ += AllocatedBytes(e);
@@ -156,13 +165,16 @@ void Keyspace::Remove(Index i) {
   data_bytes_ -= AllocatedBytes(e);  // before the free: a store may read the object for it
   if (absl::Status s = store_.Free(e.ref, ObjectBytes(e)); !s.ok()) ++store_errors_;
   const Index last = static_cast<Index>(entries_.size() - 1);
+  if (i != last) set_.erase(last);
+  {
+    MutexLock lock(&shape_mu_);
+    if (i != last) entries_[i] = entries_[last];
+    entries_.pop_back();
+  }
   if (i != last) {
-    set_.erase(last);
-    entries_[i] = entries_[last];
     set_.insert(i);
     if (entries_[i].volatile_pos != kNotVolatile) volatile_[entries_[i].volatile_pos].index = i;
   }
-  entries_.pop_back();
   MaybeShrink();
 }
 
@@ -171,17 +183,24 @@ void Keyspace::MaybeShrink() {
   // maxmemory: the dense arrays give back their pages past the end (DenseArray::ReleaseTail), and the hash set
   // is rehashed to its size once under a quarter full.
   constexpr std::size_t kMinCapacity = 1024;
-  entries_.ReleaseTail();
+  {
+    MutexLock lock(&shape_mu_);
+    entries_.ReleaseTail();
+  }
   volatile_.ReleaseTail();
   if (set_.capacity() > kMinCapacity && set_.size() * 4 < set_.capacity()) set_.rehash(0);
 }
 
 void Keyspace::Clear() {
-  for (const Entry& e : entries_) {
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    Entry& e = entries_[i];
     if (absl::Status s = store_.Free(e.ref, ObjectBytes(e)); !s.ok()) ++store_errors_;
   }
   // Empty arrays: used_memory goes back to its empty value.
-  entries_.Clear();
+  {
+    MutexLock lock(&shape_mu_);
+    entries_.Clear();
+  }
   volatile_.Clear();
   std::vector<Candidate>().swap(eviction_pool_);
   set_ = Set(0, IndexHash{this}, IndexEq{this});
@@ -232,7 +251,7 @@ bool Keyspace::EvictLru(int samples) {
     const std::uint32_t now = LruClock();
     for (int k = 0; k < samples; ++k) {
       const Entry& e = entries_[RandomEntry()];
-      const Candidate c{now - e.lru, e.hash, e.ref};
+      const Candidate c{now - e.lru, e.hash, e.ref.load().raw};
       if (std::any_of(eviction_pool_.begin(), eviction_pool_.end(), [&](const Candidate& o) { return o.ref == c.ref; })) {
         continue;
       }
@@ -274,6 +293,17 @@ absl::StatusOr<std::string> Keyspace::Digest() {
     for (int lane = 0; lane < 3; ++lane) d[lane] ^= h[lane];
   }
   return absl::StrFormat("%016x%016x%08x", d[0], d[1], static_cast<std::uint32_t>(d[2]));
+}
+
+void Keyspace::VisitCells(const std::function<void(std::span<HandleCell* const>)>& visit) {
+  std::array<HandleCell*, kVisitBatch> batch;
+  for (std::size_t at = 0;; at += kVisitBatch) {
+    MutexLock lock(&shape_mu_);
+    if (at >= entries_.size()) return;
+    const std::size_t n = std::min(entries_.size() - at, kVisitBatch);
+    for (std::size_t k = 0; k < n; ++k) batch[k] = &entries_[at + k].ref;
+    visit(std::span<HandleCell* const>(batch.data(), n));
+  }
 }
 
 std::uint64_t Keyspace::used_memory() const {

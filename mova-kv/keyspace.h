@@ -7,14 +7,25 @@
 // as Redis's dictGetRandomKey is); the hash set holds positions in it; a removal moves the last entry into the
 // hole. Keys with a time to live are listed in a second dense array, for active expiry.
 // The arrays shrink when under a quarter full, so used_memory follows the data set down.
+// The keyspace is the store's handle owner (mova/handle_owner.h): each entry keeps its object's reference in an
+// ObjectCell, which the store's handle compaction rewrites from the defragmenter's thread (VisitCells); the
+// server's thread reads and frees through the cells, never through a reference it loaded and kept. The
+// eviction pool keeps loaded references only as names to look up again: a candidate whose handle moved since
+// is not found, and is passed over as a candidate whose key is gone.
 // Invariants: every entry's object is live in the store; `data_bytes_` is the sum of the entries' allocation
-// sizes (ObjectStore::AllocationSize); an entry's `volatile_pos` is its place in `volatile_` iff it has an expiry. Single-threaded: the
-// server's thread only.
+// sizes (ObjectStore::AllocationSize); an entry's `volatile_pos` is its place in `volatile_` iff it has an
+// expiry.
+// Threads: the server's thread calls everything; the store's compaction calls VisitCells from the
+// defragmenter's thread. The entry array's shape (its size, which entry sits where, its pages) changes only
+// under shape_mu_, on the server's thread, which reads it without the lock (it is the only writer); the
+// visit holds shape_mu_ while it hands a batch of cells over. Lock order: the pool's compaction lock →
+// shape_mu_; the server's thread calls no store function while it holds shape_mu_.
 #ifndef MOVA_KV_KEYSPACE_H_
 #define MOVA_KV_KEYSPACE_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -22,23 +33,25 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
 #include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/mutex.h"
 #include "mova-kv/dense_array.h"
 #include "mova-kv/object_store.h"
 
 namespace mova::kv {
 
-class Keyspace {
+class Keyspace final : public HandleOwner {
  public:
   using Index = std::uint32_t;  // a position in the entry array: valid until the next removal
   static constexpr std::uint32_t kNotVolatile = ~std::uint32_t{0};
   static constexpr std::size_t kMaxKeys = std::size_t{1} << 30;
 
   struct Entry {  // 32 bytes
-    ObjectRef ref = 0;
+    ObjectCell ref;  // read through the store; rewritten by its handle compaction
     std::uint64_t hash = 0;
     std::uint32_t key_len = 0;
     std::uint32_t value_len = 0;
@@ -46,8 +59,9 @@ class Keyspace {
     std::uint32_t volatile_pos = kNotVolatile;  // its place in the expiry array, if it has an expiry
   };
 
+  // Registers as `store`'s owner (ObjectStore::SetOwner) until destroyed.
   explicit Keyspace(ObjectStore& store);
-  ~Keyspace();
+  ~Keyspace() override;
   Keyspace(const Keyspace&) = delete;
   Keyspace& operator=(const Keyspace&) = delete;
 
@@ -115,6 +129,11 @@ class Keyspace {
 
   static std::uint64_t HashKey(std::string_view key);
 
+  // HandleOwner: the entries' cells, kVisitBatch at a time, each batch under shape_mu_ (an entry moved or
+  // removed between two batches may be handed over twice or not at all in one visit: the compaction skips
+  // a cell it already moved and leaves one it did not see where it is).
+  void VisitCells(const std::function<void(std::span<HandleCell* const>)>& visit) override;
+
  private:
   struct KeyProbe {
     std::string_view key;
@@ -122,7 +141,7 @@ class Keyspace {
     const absl::FunctionRef<void(std::string_view)>* on_value = nullptr;  // called for the live match
   };
   struct RefProbe {
-    ObjectRef ref;
+    ObjectRef ref;  // a reference loaded from a cell
     std::uint64_t hash;
   };
   struct IndexHash {
@@ -138,8 +157,8 @@ class Keyspace {
     bool operator()(Index a, Index b) const { return a == b; }
     bool operator()(const KeyProbe& p, Index i) const { return ks->KeyMatches(i, p); }
     bool operator()(Index i, const KeyProbe& p) const { return ks->KeyMatches(i, p); }
-    bool operator()(const RefProbe& p, Index i) const { return ks->entries_[i].ref == p.ref; }
-    bool operator()(Index i, const RefProbe& p) const { return ks->entries_[i].ref == p.ref; }
+    bool operator()(const RefProbe& p, Index i) const { return ks->entries_[i].ref.load().raw == p.ref; }
+    bool operator()(Index i, const RefProbe& p) const { return ks->entries_[i].ref.load().raw == p.ref; }
   };
   struct VolatileEntry {
     Index index;
@@ -148,7 +167,7 @@ class Keyspace {
   struct Candidate {  // of the eviction pool
     std::uint32_t idle;
     std::uint64_t hash;
-    ObjectRef ref;
+    ObjectRef ref;  // loaded from the entry's cell when sampled: a name to look up, never read through
   };
   using Set = absl::flat_hash_set<Index, IndexHash, IndexEq>;
 
@@ -165,6 +184,7 @@ class Keyspace {
   void MaybeShrink();
 
   ObjectStore& store_;
+  Mutex shape_mu_;  // entries_' shape changes; the compaction's visit (see the top of this file)
   DenseArray<Entry> entries_{kMaxKeys};
   Set set_;
   DenseArray<VolatileEntry> volatile_{kMaxKeys};

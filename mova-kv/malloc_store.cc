@@ -27,23 +27,27 @@ class MallocStore final : public ObjectStore {
     return reinterpret_cast<ObjectRef>(out);
   }
 
-  absl::Status Read(ObjectRef ref, std::size_t size,
+  absl::Status Read(const ObjectCell& cell, std::size_t size,
                     absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
     std::string_view key, value;
-    if (absl::Status s = SplitObject(reinterpret_cast<const std::byte*>(ref), size, &key, &value); !s.ok()) return s;
+    if (absl::Status s = SplitObject(static_cast<const std::byte*>(Address(cell)), size, &key, &value); !s.ok()) {
+      return s;
+    }
     fn(key, value);
     return absl::OkStatus();
   }
 
-  absl::Status Free(ObjectRef ref, std::size_t) override {
-    allocated_ -= malloc_usable_size(reinterpret_cast<void*>(ref));
-    std::free(reinterpret_cast<void*>(ref));
+  absl::Status Free(ObjectCell& cell, std::size_t) override {
+    void* p = Address(cell);
+    allocated_ -= malloc_usable_size(p);
+    std::free(p);
+    cell.store(Handle{});
     objects_ -= 1;
     return absl::OkStatus();
   }
 
-  std::size_t AllocationSize(ObjectRef ref, std::size_t) const override {
-    return malloc_usable_size(reinterpret_cast<void*>(ref));
+  std::size_t AllocationSize(const ObjectCell& cell, std::size_t) const override {
+    return malloc_usable_size(Address(cell));
   }
 
   AllocatorReport Report() override {
@@ -61,6 +65,8 @@ class MallocStore final : public ObjectStore {
   DefragPass Defragment(std::chrono::microseconds) override { return {}; }
 
  private:
+  static void* Address(const ObjectCell& cell) { return reinterpret_cast<void*>(cell.load().raw); }
+
   std::uint64_t allocated_ = 0;
   std::uint64_t objects_ = 0;
 };

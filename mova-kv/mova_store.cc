@@ -1,6 +1,8 @@
-// mova-kv/mova_store.cc — the ObjectStore on a mova Pool. A reference is a handle's raw bits; reads pin the
-// object with pin_owned (no shared write; only this server's thread frees), so a compaction running on the
-// defragmenter's thread never moves an object while it is read.
+// mova-kv/mova_store.cc — the ObjectStore on a mova Pool. A reference is a handle's raw bits, kept in the
+// keyspace's cells; the keyspace is the pool's handle owner (SetOwner), so the defragmenter's handle compaction
+// moves its entries into dense table pages and rewrites the cells. Reads pin the object through its cell with
+// pin_owned (no shared write; only this server's thread frees), so a compaction running on the defragmenter's
+// thread never moves an object while it is read, and a read racing a handle move goes on with the new handle.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -34,12 +36,13 @@ class MovaStore final : public ObjectStore {
     return ObjectRef{h->raw};
   }
 
-  absl::Status Read(ObjectRef ref, std::size_t size,
+  absl::Status Read(const ObjectCell& cell, std::size_t size,
                     absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
-    absl::StatusOr<Pinned> pinned = pool_->pin_owned(Handle{ref}, Access::kRead);
+    absl::StatusOr<Pinned> pinned = pool_->pin_owned(cell, Access::kRead);
     if (!pinned.ok()) return pinned.status();
     if (pinned->size() != size) {
-      return absl::DataLossError(absl::StrFormat("object %#x: %u bytes; the index says %u", ref, pinned->size(), size));
+      return absl::DataLossError(
+          absl::StrFormat("object %#x: %u bytes; the index says %u", cell.load().raw, pinned->size(), size));
     }
     std::string_view key, value;
     if (absl::Status s = SplitObject(pinned->data(), size, &key, &value); !s.ok()) return s;
@@ -47,21 +50,29 @@ class MovaStore final : public ObjectStore {
     return absl::OkStatus();
   }
 
-  absl::Status Free(ObjectRef ref, std::size_t) override { return pool_->free(Handle{ref}); }
+  absl::Status Free(ObjectCell& cell, std::size_t) override { return pool_->free(cell); }
 
   // The class's slot; past the largest class, whole pages.
-  std::size_t AllocationSize(ObjectRef, std::size_t size) const override {
+  std::size_t AllocationSize(const ObjectCell&, std::size_t size) const override {
     const auto it = std::lower_bound(slot_sizes_.begin(), slot_sizes_.end(), size);
     return it != slot_sizes_.end() ? *it : (size + 4095) & ~std::size_t{4095};
+  }
+
+  void SetOwner(HandleOwner* owner) override {
+    if (owner_ != nullptr) pool_->unregister_owner(*owner_);  // waits for a compaction under way
+    owner_ = owner;
+    if (owner_ != nullptr) pool_->register_owner(*owner_);
   }
 
   AllocatorReport Report() override {
     const PoolStats s = pool_->stats();
     AllocatorReport r;
     // As jemalloc counts them (Redis's allocator_* fields): allocated is the size classes' bytes of live objects
-    // (mova's slots; a huge object's pages), active the pages that hold them.
-    r.allocated = s.slot_bytes + s.huge_bytes;
-    r.active = s.block_bytes + s.huge_bytes;
+    // (mova's slots; a huge object's pages) and the handle entries they need (8 bytes each), active the pages
+    // that hold them — blocks and handle-table pages, so that a sparse table is fragmentation the thresholds
+    // see, as sparse blocks are.
+    r.allocated = s.slot_bytes + s.huge_bytes + kEntryBytes * s.live_objects;
+    r.active = s.block_bytes + s.huge_bytes + s.handle_table_bytes;
     r.resident = s.resident_bytes;
     r.extra = {{"mova_live_bytes", s.live_bytes},
                {"mova_live_objects", s.live_objects},
@@ -78,6 +89,9 @@ class MovaStore final : public ObjectStore {
                {"mova_defrag_runs", s.defrag_runs},
                {"mova_blocks_migrated", s.blocks_migrated},
                {"mova_regions_freed", s.regions_freed},
+               {"mova_handles_owned", s.handles_owned},
+               {"mova_handles_migrated", s.handles_migrated},
+               {"mova_handle_pages_evacuated", s.handle_pages_evacuated},
                {"mova_discard_calls", s.discard_calls}};
     return r;
   }
@@ -88,36 +102,54 @@ class MovaStore final : public ObjectStore {
   DefragPass Defragment(std::chrono::microseconds budget) override {
     DefragPass pass;
     const absl::Time start = absl::Now();
-    if (!migrating_) {
+    // What is left of the budget for the next part (a microsecond at least: zero would be no limit).
+    const auto left = [&] {
+      if (budget.count() == 0) return std::chrono::microseconds(0);
+      return std::max(budget - absl::ToChronoMicroseconds(absl::Now() - start), std::chrono::microseconds(1));
+    };
+    if (stage_ == Stage::kCompact) {
       const CompactResult c = pool_->compact(PassBudget{budget});
       pass.objects_moved = c.objects_moved;
       pass.bytes_moved = c.bytes_moved;
       pass.pages_released = c.pages_released;
+      pass.handles_migrated = c.handles_migrated;  // a whole (unbudgeted) compact() ends with the handle table
+      pass.handle_pages_released = c.handle_pages_released;
       pass.compact_ms = c.seconds * 1e3;
       if (!c.complete) {
         pass.complete = false;
         return pass;
       }
-      migrating_ = true;
+      stage_ = Stage::kMigrate;
     }
-    // Block migration with what is left of the budget (a microsecond at least: zero would be no limit).
-    std::chrono::microseconds left{0};
-    if (budget.count() > 0) {
-      left = std::max(budget - absl::ToChronoMicroseconds(absl::Now() - start), std::chrono::microseconds(1));
+    if (stage_ == Stage::kMigrate) {
+      const DefragResult d = pool_->defragment(PassBudget{left()});
+      pass.blocks_migrated = d.blocks_migrated;
+      pass.pages_migrated = d.pages_moved;
+      pass.migrate_ms = d.seconds * 1e3;
+      if (!d.complete) {
+        pass.complete = false;
+        return pass;
+      }
+      stage_ = Stage::kHandles;
     }
-    const DefragResult d = pool_->defragment(PassBudget{left});
-    pass.blocks_migrated = d.blocks_migrated;
-    pass.pages_migrated = d.pages_moved;
-    pass.migrate_ms = d.seconds * 1e3;
-    pass.complete = d.complete;
-    if (d.complete) migrating_ = false;  // the next call starts a new pass with compaction
+    // The handle table last: the owner's entries move out of sparse table pages (the keyspace's cells).
+    const HandleCompactResult h = pool_->compact_handles(PassBudget{left()});
+    pass.handles_migrated += h.entries_migrated;
+    pass.handle_pages_released += h.pages_released;
+    pass.handles_ms = h.seconds * 1e3;
+    pass.complete = h.complete;
+    if (h.complete) stage_ = Stage::kCompact;  // the next call starts a new pass
     return pass;
   }
 
  private:
+  static constexpr std::uint64_t kEntryBytes = 8;  // a handle-table entry
+  enum class Stage { kCompact, kMigrate, kHandles };  // the part of the pass under way
+
   std::unique_ptr<Pool> pool_;
   std::vector<std::uint32_t> slot_sizes_;  // ascending
-  bool migrating_ = false;  // the pass under way has compacted and is migrating blocks (defragmenter's thread)
+  HandleOwner* owner_ = nullptr;           // registered with pool_
+  Stage stage_ = Stage::kCompact;          // the defragmenter's thread only
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
 namespace mova::kv {
@@ -296,16 +297,46 @@ TEST(EngineOnMova, TheDigestAndEveryValueSurviveCompaction) {
     }
   }
   const std::string before = run({"DEBUG", "DIGEST"});
+  const auto memory_field = [&](const std::string& name) {
+    const std::string info = run({"INFO", "memory"});
+    const std::size_t at = info.find(name + ":");
+    EXPECT_NE(at, std::string::npos) << name;
+    return std::stoull(info.substr(at + name.size() + 1));
+  };
+  const std::uint64_t table_before = memory_field("mova_handle_table_bytes");
   const DefragPass pass = store->Defragment(std::chrono::microseconds(0));  // the whole pass in one step
   EXPECT_TRUE(pass.complete);
   EXPECT_GT(pass.objects_moved, 0u);
   EXPECT_GT(pass.pages_released, 0u);
+  // The keyspace owns its handles: the one in ten kept moved out of the sparse table pages, which went back.
+  EXPECT_GT(pass.handles_migrated, kept.size() / 2);
+  EXPECT_GT(pass.handle_pages_released, 0u);
+  EXPECT_EQ(memory_field("mova_handles_owned"), kept.size());
+  EXPECT_LT(memory_field("mova_handle_table_bytes"), table_before / 2);
   EXPECT_EQ(run({"DEBUG", "DIGEST"}), before);
   for (int i : kept) {
     std::string value = absl::StrCat("value:", i);
     value.resize(100, '\0');
     ASSERT_EQ(run({"GET", absl::StrCat("key:", i)}), absl::StrCat("$100\r\n", value, "\r\n")) << i;
   }
+  // The moved handles serve every path: overwrite, expiry, eviction by LRU (whose pool names entries by
+  // the handles it loaded), deletion; and FLUSHALL leaves nothing.
+  ASSERT_EQ(run({"SET", absl::StrCat("key:", kept[0]), "new"}), "+OK\r\n");
+  EXPECT_EQ(run({"GET", absl::StrCat("key:", kept[0])}), "$3\r\nnew\r\n");
+  ASSERT_EQ(run({"PEXPIRE", absl::StrCat("key:", kept[1]), "1"}), ":1\r\n");
+  absl::SleepFor(absl::Milliseconds(5));
+  EXPECT_EQ(run({"GET", absl::StrCat("key:", kept[1])}), "$-1\r\n");
+  ASSERT_EQ(run({"DEL", absl::StrCat("key:", kept[2])}), ":1\r\n");
+  const std::uint64_t keys = kept.size() - 2;
+  EXPECT_EQ(run({"DBSIZE"}), absl::StrCat(":", keys, "\r\n"));
+  ASSERT_EQ(run({"CONFIG", "SET", "maxmemory-policy", "allkeys-lru"}), "+OK\r\n");
+  ASSERT_EQ(run({"CONFIG", "SET", "maxmemory", absl::StrCat(memory_field("used_memory") * 9 / 10)}), "+OK\r\n");
+  ASSERT_EQ(run({"SET", "one-more", "v"}), "+OK\r\n");
+  EXPECT_LT(memory_field("used_memory"), memory_field("maxmemory"));
+  EXPECT_EQ(run({"GET", "one-more"}), "$1\r\nv\r\n");
+  ASSERT_EQ(run({"CONFIG", "SET", "maxmemory", "0"}), "+OK\r\n");
+  ASSERT_EQ(run({"FLUSHALL"}), "+OK\r\n");
+  EXPECT_EQ(memory_field("mova_live_objects"), 0u);
 }
 
 }  // namespace
