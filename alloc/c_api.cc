@@ -4,6 +4,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "alloc/c_api_pool.h"
 #include "mova/pool.h"
@@ -165,6 +166,24 @@ mova_status mova_compact_step(mova_pool* pool, uint32_t budget_us, mova_compact_
 
 mova_status mova_defragment_step(mova_pool* pool, uint32_t budget_us, mova_defrag_result* result, int* complete) {
   return Step<mova::DefragResult>(pool, budget_us, result, complete, &mova::Pool::defragment);
+}
+
+mova_status mova_relocate(mova_pool* pool, const mova_handle* handles, size_t count, uint8_t* outcomes,
+                          size_t* moved) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (handles == nullptr && count > 0) return NullArgument("handles");
+  static_assert(static_cast<int>(mova::RelocateOutcome::kNoMemory) == MOVA_RELOCATE_NO_MEMORY &&
+                static_cast<int>(mova::RelocateOutcome::kNotIssued) == MOVA_RELOCATE_NOT_ISSUED);
+  std::vector<mova::Handle> list(count);
+  for (size_t i = 0; i < count; ++i) list[i] = mova::Handle{handles[i]};
+  std::vector<mova::RelocateOutcome> out(count);
+  const absl::StatusOr<mova::RelocateResult> r = pool->pool->relocate(list, out);
+  if (!r.ok()) return Report(r.status());
+  if (outcomes != nullptr) {
+    for (size_t i = 0; i < count; ++i) outcomes[i] = static_cast<uint8_t>(out[i]);
+  }
+  if (moved != nullptr) *moved = r->moved;
+  return MOVA_OK;
 }
 
 mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed) {

@@ -37,6 +37,7 @@
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_format.h"
 #include "base/mutex.h"
 #include "absl/time/clock.h"
@@ -142,6 +143,7 @@ struct Pool::Impl {
   bool defrag_discards_pending ABSL_GUARDED_BY(compact_mu) = false;  // the same for defragment()
   std::size_t next_defrag_region ABSL_GUARDED_BY(compact_mu) = 0;  // a budgeted defragment() goes on below it
   std::atomic<std::uint64_t> compactions{0}, objects_moved{0}, bytes_moved{0}, pages_compacted{0};
+  std::atomic<std::uint64_t> relocations{0}, objects_relocated{0};
 
   // ---- handle owners (mova/handle_owner.h) ----
   std::vector<HandleOwner*> owners ABSL_GUARDED_BY(compact_mu);
@@ -1319,6 +1321,63 @@ DefragResult Pool::defragment(PassBudget budget) {
   return r;
 }
 
+absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, std::span<RelocateOutcome> outcomes) {
+  Impl& p = *impl_;
+  if (handles.size() != outcomes.size()) {
+    return absl::InvalidArgumentError(absl::StrFormat("relocate: %u handles, but room for %u outcomes",
+                                                      handles.size(), outcomes.size()));
+  }
+  MutexLock lock(&p.compact_mu);
+  const absl::Time start = absl::Now();
+  // Setup's first half: every handle validated as any entry point validates it, and the class objects listed
+  // by class in the caller's order.
+  std::vector<std::vector<alloc::RelocateItem>> by_class(p.classes.size());
+  absl::flat_hash_set<std::uint32_t> named;
+  for (std::size_t i = 0; i < handles.size(); ++i) {
+    const Handle h = handles[i];
+    RelocateOutcome& o = outcomes[i];
+    const handles::HandleRef ref = p.Resolve(h);
+    const handles::Word w = ref.entry != nullptr ? ref.entry->load(std::memory_order_acquire) : 0;
+    if (ref.entry == nullptr || handles::GenOf(w) != ref.gen) {
+      const bool stale = ref.entry != nullptr && p.table->Classify(h) == handles::HandleVerdict::kStale;
+      (void)(stale ? p.Stale("relocate", h) : p.NotIssued("relocate", h));  // checked mode aborts here
+      o = stale ? RelocateOutcome::kStale : RelocateOutcome::kNotIssued;
+      continue;
+    }
+    const std::uint64_t offset = handles::OffsetOf(w);
+    const Impl::Located at = p.Locate(offset);
+    if (!p.SizeFieldMatches(h, offset, at)) {
+      (void)p.NotIssued("relocate", h);
+      o = RelocateOutcome::kNotIssued;
+    } else if (at.huge != nullptr) {
+      o = RelocateOutcome::kHuge;
+    } else if (!named.insert(h.index()).second) {
+      o = RelocateOutcome::kBusy;  // named before: it moves (or not) once
+    } else {
+      by_class[at.cls.value()].push_back(alloc::RelocateItem{h.index(), ref.gen, offset, &o});
+    }
+  }
+  RelocateResult r;
+  for (std::size_t k = 0; k < by_class.size(); ++k) {
+    if (!by_class[k].empty()) p.classes[k]->Relocate(by_class[k], r);
+  }
+  for (const RelocateOutcome o : outcomes) {
+    switch (o) {
+      case RelocateOutcome::kMoved: break;  // counted by the classes, with the bytes
+      case RelocateOutcome::kPinned: ++r.pinned; break;
+      case RelocateOutcome::kBusy: ++r.busy; break;
+      case RelocateOutcome::kStale: ++r.stale; break;
+      case RelocateOutcome::kNotIssued: ++r.not_issued; break;
+      case RelocateOutcome::kHuge: ++r.huge; break;
+      case RelocateOutcome::kNoMemory: ++r.no_memory; break;
+    }
+  }
+  p.relocations.fetch_add(1, std::memory_order_relaxed);
+  p.objects_relocated.fetch_add(r.moved, std::memory_order_relaxed);
+  r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  return r;
+}
+
 void Pool::release_free_memory() {
   for (auto& cls : impl_->classes) cls->ReleaseSpare();
   impl_->arena->PurgeDirty(/*force=*/true);
@@ -1396,6 +1455,8 @@ PoolStats Pool::stats() const {
   s.resident_bytes = s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes;
   s.compactions = p.compactions.load(std::memory_order_acquire);  // before the counters it publishes
   s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);
+  s.relocations = p.relocations.load(std::memory_order_relaxed);
+  s.objects_relocated = p.objects_relocated.load(std::memory_order_relaxed);
   s.bytes_moved = p.bytes_moved.load(std::memory_order_relaxed);
   s.pages_compacted = p.pages_compacted.load(std::memory_order_relaxed);
   const compactor::MigrationStats m = p.migrator.stats();

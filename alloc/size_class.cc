@@ -28,6 +28,7 @@ void SizeClass::Link(Block* b) {
   b->next = groups_[b->group];
   if (b->next != nullptr) b->next->prev = b;
   groups_[b->group] = b;
+  ++group_sizes_[b->group];
 }
 
 void SizeClass::Unlink(Block* b) {
@@ -38,6 +39,7 @@ void SizeClass::Unlink(Block* b) {
   }
   if (b->next != nullptr) b->next->prev = b->prev;
   b->prev = b->next = nullptr;
+  --group_sizes_[b->group];
 }
 
 void SizeClass::Regroup(Block* b) {
@@ -348,6 +350,76 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   return out;
 }
 
+Block* SizeClass::BlockAt(std::uint64_t offset, std::uint32_t* slot) const {
+  const std::uint64_t page = offset >> kPageShift;
+  const std::uint64_t first = page - page_map_.Get(page).page_in_block();
+  *slot = info_.SlotIndex(static_cast<std::uint32_t>(offset - (first << kPageShift) - info_.data_offset));
+  return reinterpret_cast<Block*>(arena_.PageAddress(static_cast<std::uint32_t>(first)));
+}
+
+RelocateOutcome SizeClass::Unclaimable(const RelocateItem& item) const {
+  const handles::Word w = table_.entry(item.index).load(std::memory_order_acquire);
+  if (handles::GenOf(w) != item.gen) return RelocateOutcome::kStale;  // freed since it was resolved
+  if (handles::PinsOf(w) != 0) return RelocateOutcome::kPinned;
+  return RelocateOutcome::kBusy;  // moving (another mover), or being retired by a free: busy either way
+}
+
+void SizeClass::Relocate(std::span<const RelocateItem> items, RelocateResult& out) {
+  MutexLock lock(&mu_);
+  // A batch's claimed objects wait for the batch, as in compaction.
+  const std::size_t per_batch = std::max<std::size_t>(
+      1, std::min<std::size_t>(CompactionBatch::kBatchObjects, CompactionBatch::kBatchBytes / info_.slot_size));
+  Block* dst = nullptr;  // the fresh block being filled
+  std::vector<std::size_t> claimed;  // claimed[i]: the item of claim i
+  for (std::size_t first = 0; first < items.size(); first += per_batch) {
+    const std::span<const RelocateItem> batch = items.subspan(first, std::min(per_batch, items.size() - first));
+    // Setup: one claim each, no wait; then one barrier for the batch.
+    handles::MoveClaims claims(table_, records_);
+    claimed.clear();
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      if (claims.Add(batch[k].index, batch[k].offset)) {
+        claimed.push_back(k);
+      } else {
+        *batch[k].outcome = Unclaimable(batch[k]);
+      }
+    }
+    claims.Confirm();
+    // Pages and finalize, object by object in the caller's order: a fresh block's free list hands out its
+    // slots in address order, so consecutive objects land in consecutive slots.
+    for (std::size_t i = 0; i < claims.size(); ++i) {
+      const RelocateItem& item = batch[claimed[i]];
+      if (!claims.kept(i)) {  // a record named it: a pin_owned pin, or a free under way
+        *item.outcome = RelocateOutcome::kPinned;
+        continue;
+      }
+      if (dst == nullptr || dst->free_head == kNoSlot) {
+        absl::StatusOr<Block*> fresh = NewBlock();
+        if (!fresh.ok()) {
+          claims.GiveUp(i);
+          *item.outcome = RelocateOutcome::kNoMemory;
+          continue;
+        }
+        dst = *fresh;
+        ++out.blocks_filled;
+      }
+      const std::uint32_t dslot = PopFree(dst);
+      Regroup(dst);
+      std::uint32_t slot;
+      Block* src = BlockAt(item.offset, &slot);
+      const std::uint64_t dst_off = dst->SlotOffset(dslot);
+      std::memcpy(arena_.base() + dst_off, arena_.base() + item.offset, info_.slot_size);
+      dst->Owner(dslot).store(item.index, std::memory_order_release);
+      claims.Publish(i, dst_off);
+      PushFree(src, slot);
+      if (src->in_use == 0) ++out.blocks_emptied;
+      Regroup(src);  // an emptied block becomes the spare or is released
+      *item.outcome = RelocateOutcome::kMoved;
+      ++out.moved;
+      out.bytes_moved += info_.slot_size;
+    }
+  }
+}
+
 void SizeClass::ReleaseSpareLocked() {
   while (Block* b = groups_[kGroupEmpty]) {
     Unlink(b);
@@ -365,11 +437,7 @@ ClassSnapshot SizeClass::Snapshot() const {
   ClassSnapshot s;
   s.blocks = blocks_;
   s.slots_in_use = slots_in_use_;
-  for (int g = 0; g < kNumGroups; ++g) {
-    for (const Block* b = groups_[g]; b != nullptr; b = b->next) {
-      ++s.groups[g];
-    }
-  }
+  s.groups = group_sizes_;  // counted as blocks are linked: a snapshot never walks the lists
   return s;
 }
 

@@ -1,10 +1,10 @@
 // alloc/size_class.h — one size class at run time: its blocks in fullness groups, slot hand-out and
 // return, and object compaction (zsmalloc's zs_compact for one class).
 //
-// Types: SizeClass, ClassCompaction, ClassSnapshot. All state is guarded by mu_.
+// Types: SizeClass, ClassCompaction, ClassSnapshot, RelocateItem. All state is guarded by mu_.
 // Invariants (under mu_): every block of the class is on exactly one group list, the one GroupOf(in_use,
-//   objects) names; blocks_ == Σ list lengths; slots_in_use_ == Σ in_use; the empty group holds at most one
-//   block (the spare, kept so that a class at a block boundary does not populate and discard a block on every
+//   objects) names; group_sizes_[g] is list g's length; blocks_ == Σ list lengths; slots_in_use_ == Σ in_use;
+//   the empty group holds at most one block (the spare, kept so that a class at a block boundary does not populate and discard a block on every
 //   other call); any other block that empties is released at once (its pages go back to the arena).
 //   Compact and ReleaseSpare release the spare too. A block isolated for migration is on no list (group
 //   kGroupIsolated) and gets no new slots; slots of it freed meanwhile still return to it.
@@ -37,6 +37,7 @@
 #include "compactor/movable_block.h"
 #include "handles/access_records.h"
 #include "handles/handle_table.h"
+#include "mova/stats.h"
 
 namespace mova::alloc {
 
@@ -54,6 +55,15 @@ struct ClassSnapshot {
   std::uint64_t blocks = 0;
   std::uint64_t slots_in_use = 0;  // live objects plus slots held by thread caches
   std::array<std::uint64_t, kNumGroups> groups{};
+};
+
+// One object Pool::relocate asks a class to move: its entry, the generation and place the handle was resolved
+// at, and where its outcome goes.
+struct RelocateItem {
+  std::uint32_t index;
+  std::uint16_t gen;
+  std::uint64_t offset;
+  RelocateOutcome* outcome;
 };
 
 class SizeClass {
@@ -78,6 +88,11 @@ class SizeClass {
   // this call has moved something: a call that stops has made progress.
   ClassCompaction Compact(absl::Time deadline = absl::InfiniteFuture()) ABSL_LOCKS_EXCLUDED(mu_);
   ClassSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Pool::relocate for this class's objects, in order (migrate_vma's steps), a batch at a time: setup claims
+  // each object (a pinned or busy one is skipped) and confirms the batch's claims together; pages copies the
+  // kept objects into consecutive slots of fresh blocks; finalize publishes them there and frees their old
+  // slots, releasing blocks that empty. Writes each item's outcome and adds to `out`.
+  void Relocate(std::span<const RelocateItem> items, RelocateResult& out) ABSL_LOCKS_EXCLUDED(mu_);
   // Releases the spare empty block, if any.
   void ReleaseSpare() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -115,6 +130,10 @@ class SizeClass {
   // One batch of compaction: objects claimed, each with a destination slot reserved, then confirmed and moved.
   struct CompactionBatch;
   void MoveBatch(CompactionBatch& batch, ClassCompaction& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The block and slot of this class holding arena offset `offset`.
+  Block* BlockAt(std::uint64_t offset, std::uint32_t* slot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why relocate could not claim `item`'s object: from its entry word now.
+  RelocateOutcome Unclaimable(const RelocateItem& item) const;
 
   const ClassId id_;
   const SizeClassInfo info_;
@@ -126,6 +145,7 @@ class SizeClass {
 
   mutable Mutex mu_;
   std::array<Block*, kNumGroups> groups_ ABSL_GUARDED_BY(mu_){};
+  std::array<std::uint64_t, kNumGroups> group_sizes_ ABSL_GUARDED_BY(mu_){};  // blocks on each list
   std::uint64_t blocks_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t pages_migrated_ ABSL_GUARDED_BY(mu_) = 0;

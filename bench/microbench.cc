@@ -199,6 +199,36 @@ void MovaCompaction(benchmark::State& state) {
   state.SetBytesProcessed(moved);
 }
 
+// Batch relocation (Pool::relocate) on the same 90%-thinned heap as Compaction, of every survivor in the order
+// they were allocated: bytes moved per second.
+void MovaRelocate(benchmark::State& state) {
+  const std::size_t fill = state.range(0) << 20;
+  std::uint64_t moved = 0;
+  for (auto _ : state) {
+    auto pool = mova::Pool::Create().value();
+    std::mt19937_64 rng(7);
+    std::vector<mova::Handle> hs, kept;
+    std::size_t bytes = 0;
+    while (bytes < fill) {
+      const std::size_t s = 16 + rng() % 497;
+      hs.push_back(pool->allocate(s).value());
+      bytes += s;
+    }
+    for (mova::Handle h : hs) {
+      if (rng() % 10 != 0) {
+        (void)pool->free(h);
+      } else {
+        kept.push_back(h);
+      }
+    }
+    std::vector<mova::RelocateOutcome> outcomes(kept.size());
+    const mova::RelocateResult r = pool->relocate(kept, outcomes).value();
+    state.SetIterationTime(r.seconds);
+    moved += r.bytes_moved;
+  }
+  state.SetBytesProcessed(moved);
+}
+
 // Arena defragmentation after a 90% thin-out and compact(): blocks of four classes, dense but scattered over
 // the regions, moved down by defragment(). Time per run; bytes/s of blocks moved; regions freed in the label.
 void MovaDefragment(benchmark::State& state) {
@@ -250,6 +280,7 @@ void Register(const std::string& who, bool mova) {
     reg("AllocFreeCell/64", MovaAllocFreeCell);
     reg("AtomicPairFloor", AtomicPair);
     reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
+    reg("Relocate", MovaRelocate)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
     reg("Defragment", MovaDefragment)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
     reg("PinUnpinMT", MovaSharedPinUnpin<false>)->Threads(1)->Threads(2)->UseRealTime();
     reg("PinOwnedUnpinMT", MovaSharedPinUnpin<true>)->Threads(1)->Threads(2)->UseRealTime();

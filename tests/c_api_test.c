@@ -92,6 +92,25 @@ int main(void) {
     CHECK(mova_unpin(pool, h[i]) == MOVA_OK);
   }
 
+  /* Relocation: the kept objects gathered in order; a freed handle is an outcome. */
+  {
+    mova_handle list[3] = {h[8], h[608], h[1]}; /* two objects of 32 B, and a freed one */
+    uint8_t outcomes[3];
+    size_t moved = 0;
+    void* a;
+    void* b;
+    CHECK(mova_relocate(pool, list, 3, outcomes, &moved) == MOVA_OK && moved == 2);
+    CHECK(outcomes[0] == MOVA_RELOCATE_MOVED && outcomes[1] == MOVA_RELOCATE_MOVED);
+    CHECK(outcomes[2] == MOVA_RELOCATE_STALE);
+    CHECK(mova_pin(pool, h[8], 0, &a, NULL) == MOVA_OK && mova_pin(pool, h[608], 0, &b, NULL) == MOVA_OK);
+    CHECK((char*)b == (char*)a + 32); /* the second in the slot after the first's, in a fresh block */
+    CHECK(((unsigned char*)a)[0] == 8 && ((unsigned char*)b)[0] == (608 & 0xFF));
+    CHECK(mova_unpin(pool, h[8]) == MOVA_OK && mova_unpin(pool, h[608]) == MOVA_OK);
+    CHECK(mova_relocate(NULL, list, 3, NULL, NULL) == MOVA_INVALID_ARGUMENT);
+    CHECK(mova_relocate(pool, NULL, 3, NULL, NULL) == MOVA_INVALID_ARGUMENT);
+    CHECK(mova_relocate(pool, NULL, 0, NULL, &moved) == MOVA_OK && moved == 0);
+  }
+
   /* Errors. */
   mova_handle x;
   size_t size;

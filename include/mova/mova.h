@@ -67,6 +67,17 @@ typedef struct mova_defrag_result {
   double seconds;
 } mova_defrag_result;
 
+/* What mova_relocate did with one handle (mova::RelocateOutcome). */
+typedef enum mova_relocate_outcome {
+  MOVA_RELOCATE_MOVED = 0,
+  MOVA_RELOCATE_PINNED = 1,     /* pinned, or a free of it under way: left where it is */
+  MOVA_RELOCATE_BUSY = 2,       /* another mover had it, or the list named it before */
+  MOVA_RELOCATE_STALE = 3,      /* its object was freed */
+  MOVA_RELOCATE_NOT_ISSUED = 4, /* not a handle of this pool */
+  MOVA_RELOCATE_HUGE = 5,       /* a huge object: nothing to gather */
+  MOVA_RELOCATE_NO_MEMORY = 6   /* no fresh block could be made: left where it is */
+} mova_relocate_outcome;
+
 typedef struct mova_compact_result {
   uint64_t objects_moved;
   uint64_t bytes_moved;
@@ -104,6 +115,11 @@ MOVA_API mova_status mova_compact_step(mova_pool* pool, uint32_t budget_us, mova
                                        int* complete);
 MOVA_API mova_status mova_defragment_step(mova_pool* pool, uint32_t budget_us, mova_defrag_result* result,
                                           int* complete);
+/* Moves the class objects of handles[0 .. count) into fresh blocks, in that order (mova::Pool::relocate): objects
+ * read together end up together. outcomes (count bytes, each a mova_relocate_outcome) and moved may be NULL.
+ * A stale or foreign handle is an outcome, not an error (checked mode aborts on it). */
+MOVA_API mova_status mova_relocate(mova_pool* pool, const mova_handle* handles, size_t count, uint8_t* outcomes,
+                                   size_t* moved);
 /* Writes the pool's stats as JSON (NUL-terminated) if it fits in `capacity` bytes; *needed is the length
  * without the NUL. MOVA_EXHAUSTED if it did not fit (call again with *needed + 1). */
 MOVA_API mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed);

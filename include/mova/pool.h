@@ -165,6 +165,18 @@ class Pool {
   // The same within `budget`: stops after the region during which it ran out; the next call goes on with the
   // regions below that one (a complete call starts again from the top).
   MOVA_API DefragResult defragment(PassBudget budget);
+  // Batch relocation (the kernel's migrate_vma, in its three steps): the class objects `handles` name move,
+  // in that order, into fresh blocks of their size classes, each after the one named before it — objects
+  // read together end up together. Setup: every handle is validated and its object claimed (one claim each,
+  // no wait: a pinned or busy object is skipped); pages: fresh blocks, the objects copied; finalize: the
+  // moved objects published at their new places, the rest left where they were, and blocks the moves
+  // emptied given back. `outcomes[i]` says what happened to `handles[i]`; the result counts them. A stale or
+  // forged handle is an outcome, not an error (checked mode aborts on it, naming the handle, as every entry
+  // point does). InvalidArgument if the spans differ in length. Runs under the compaction lock (compact(),
+  // defragment() and compact_handles() wait for it, and it for them); claimed objects' users wait at most a
+  // batch of moves.
+  MOVA_API absl::StatusOr<RelocateResult> relocate(std::span<const Handle> handles,
+                                                   std::span<RelocateOutcome> outcomes);
   // Gives back every freed page now, ignoring the decay delay, and each class's spare empty block.
   MOVA_API void release_free_memory();
   // Returns this thread's cached slots and handle entries to the pool.

@@ -76,6 +76,32 @@ struct HandleCompactResult {
   bool complete = true;  // false: a PassBudget ran out before every cell was visited; call again
 };
 
+// What relocate() did with one of the handles it was given (Pool::relocate).
+enum class RelocateOutcome : std::uint8_t {
+  kMoved,      // the object now sits in a fresh block, after those of its size class named before it
+  kPinned,     // pinned (a counted pin, a pin_owned pin), or a free of it under way: left where it is
+  kBusy,       // another mover had it, or the list named it before: left where it is
+  kStale,      // its object was freed: nothing done
+  kNotIssued,  // not a handle of this pool (null, forged, corrupted, another pool's): nothing done
+  kHuge,       // a huge object: it has pages of its own, nothing to gather
+  kNoMemory,   // no fresh block could be made (memory limit, arena full): left where it is
+};
+
+// What one relocate() did: the outcomes counted, and the blocks it filled and emptied.
+struct RelocateResult {
+  std::uint64_t moved = 0;
+  std::uint64_t bytes_moved = 0;      // slot bytes copied
+  std::uint64_t pinned = 0;
+  std::uint64_t busy = 0;
+  std::uint64_t stale = 0;
+  std::uint64_t not_issued = 0;
+  std::uint64_t huge = 0;
+  std::uint64_t no_memory = 0;
+  std::uint64_t blocks_filled = 0;    // fresh blocks the moved objects were gathered into
+  std::uint64_t blocks_emptied = 0;   // blocks the moves emptied (given back, or kept as a class's spare)
+  double seconds = 0;
+};
+
 // How long one compact() or defragment() call may work: it stops at the first point where it can after
 // `time` has passed, and says so in its result's `complete`. compact() stops after a batch of object moves
 // (or between classes) once it has moved something, so a call that finds nothing to move is complete;
@@ -123,6 +149,8 @@ struct PoolStats {
   std::uint64_t objects_moved = 0;
   std::uint64_t bytes_moved = 0;
   std::uint64_t pages_compacted = 0;    // pages released by compaction
+  std::uint64_t relocations = 0;        // relocate() calls
+  std::uint64_t objects_relocated = 0;  // objects they moved
   std::uint64_t discard_failures = 0;   // runs whose MADV_DONTNEED failed (pages kept and retried)
   // Block migration (defragment()), cumulative, like the kernel's compact_* vmstat lines.
   std::uint64_t defrag_runs = 0;
