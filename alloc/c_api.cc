@@ -1,15 +1,26 @@
 // alloc/c_api.cc — the C API (mova/mova.h) over mova::Pool.
 #include "mova/mova.h"
 
+#include <algorithm>
+#include <array>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "alloc/c_api_pool.h"
 #include "mova/pool.h"
 
 namespace {
+
+// A C cell is read and written as the HandleCell the pool expects: one 8-byte word, atomically (HandleCell is
+// standard-layout, its only member that word).
+static_assert(sizeof(mova::HandleCell) == sizeof(mova_handle) && alignof(mova::HandleCell) == alignof(mova_handle) &&
+              std::is_standard_layout_v<mova::HandleCell>);
+mova::HandleCell* AsCell(mova_handle* cell) { return reinterpret_cast<mova::HandleCell*>(cell); }
+const mova::HandleCell* AsCell(const mova_handle* cell) { return reinterpret_cast<const mova::HandleCell*>(cell); }
+mova_handle* AsC(mova::HandleCell& cell) { return reinterpret_cast<mova_handle*>(&cell); }
 
 thread_local std::string tls_last_error;
 
@@ -103,7 +114,7 @@ mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
   }
   absl::StatusOr<std::unique_ptr<mova::Pool>> pool = mova::Pool::Create(o);
   if (!pool.ok()) return Report(pool.status());
-  *out = new mova_pool{std::move(*pool)};
+  *out = new mova_pool{std::move(*pool), {}};
   return MOVA_OK;
 }
 
@@ -186,6 +197,66 @@ mova_status mova_relocate(mova_pool* pool, const mova_handle* handles, size_t co
   return MOVA_OK;
 }
 
+mova_status mova_register_owner(mova_pool* pool, const mova_owner_ops* ops, void* owner_ctx, mova_owner** out) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (ops == nullptr || ops->visit_cells == nullptr) return NullArgument("ops or ops->visit_cells");
+  if (out == nullptr) return NullArgument("out");
+  pool->owners.push_back(std::make_unique<mova_owner>(*ops, owner_ctx));
+  *out = pool->owners.back().get();
+  pool->pool->register_owner(**out);
+  return MOVA_OK;
+}
+
+mova_status mova_unregister_owner(mova_pool* pool, mova_owner* owner) {
+  if (pool == nullptr) return NullArgument("pool");
+  const auto it = std::find_if(pool->owners.begin(), pool->owners.end(),
+                               [&](const std::unique_ptr<mova_owner>& o) { return o.get() == owner; });
+  if (it == pool->owners.end()) {
+    return Report(absl::InvalidArgumentError("mova_unregister_owner: not an owner registered with this pool"));
+  }
+  pool->pool->unregister_owner(*owner);
+  pool->owners.erase(it);
+  return MOVA_OK;
+}
+
+mova_status mova_compact_handles(mova_pool* pool, mova_handle_compact_result* result) {
+  if (pool == nullptr) return NullArgument("pool");
+  const mova::HandleCompactResult r = pool->pool->compact_handles();
+  if (result != nullptr) {
+    *result = mova_handle_compact_result{r.cells_owned, r.entries_migrated, r.isolate_failed, r.put_back,
+                                         r.pages_released, r.seconds};
+  }
+  return MOVA_OK;
+}
+
+mova_status mova_pin_cell(mova_pool* pool, const mova_handle* cell, int writable, void** data, size_t* size) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (cell == nullptr) return NullArgument("cell");
+  // pin_detached with the cell's handle, again with its new one while the entry moved under the call: once
+  // pinned, the entry stays, and so does the cell's handle.
+  for (;;) {
+    const mova::Handle h = AsCell(cell)->load();
+    const mova_status s = mova_pin(pool, h.raw, writable, data, size);
+    if (s == MOVA_OK || AsCell(cell)->load() == h) return s;
+  }
+}
+
+mova_status mova_size_of_cell(mova_pool* pool, const mova_handle* cell, size_t* size) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (cell == nullptr) return NullArgument("cell");
+  if (size == nullptr) return NullArgument("size");
+  absl::StatusOr<std::size_t> s = pool->pool->size_of(*AsCell(cell));
+  if (!s.ok()) return Report(s.status());
+  *size = *s;
+  return MOVA_OK;
+}
+
+mova_status mova_free_cell(mova_pool* pool, mova_handle* cell) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (cell == nullptr) return NullArgument("cell");
+  return Report(pool->pool->free(*AsCell(cell)));
+}
+
 mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed) {
   if (pool == nullptr) return NullArgument("pool");
   const std::string json = mova::FormatStatsJson(pool->pool->stats());
@@ -201,3 +272,38 @@ mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size
 const char* mova_last_error(void) { return tls_last_error.c_str(); }
 
 }  // extern "C"
+
+void mova_owner::VisitCells(const std::function<void(std::span<mova::HandleCell* const>)>& visit) {
+  // The C owner hands over mova_handle* spans; the pool takes them as HandleCell* spans (the same words).
+  struct Relay {
+    const std::function<void(std::span<mova::HandleCell* const>)>* visit;
+    static void Call(mova_handle* const* cells, size_t count, void* ctx) {
+      const auto* relay = static_cast<const Relay*>(ctx);
+      std::array<mova::HandleCell*, kVisitBatch> batch;
+      for (size_t done = 0; done < count;) {
+        const size_t n = std::min(count - done, kVisitBatch);
+        for (size_t i = 0; i < n; ++i) batch[i] = AsCell(cells[done + i]);
+        (*relay->visit)(std::span<mova::HandleCell* const>(batch.data(), n));
+        done += n;
+      }
+    }
+  } relay{&visit};
+  ops.visit_cells(ctx, &Relay::Call, &relay);
+}
+
+bool mova_owner::Isolate(mova::HandleCell& cell, mova::Handle h) {
+  return ops.isolate == nullptr || ops.isolate(ctx, AsC(cell), h.raw) != 0;
+}
+
+mova::MigrateAnswer mova_owner::Migrate(mova::HandleCell& cell, mova::Handle from, mova::Handle to) {
+  if (ops.migrate == nullptr) return HandleOwner::Migrate(cell, from, to);
+  switch (ops.migrate(ctx, AsC(cell), from.raw, to.raw)) {
+    case MOVA_MIGRATE_SUCCESS: return mova::MigrateAnswer::kSuccess;
+    case MOVA_MIGRATE_AGAIN: return mova::MigrateAnswer::kAgain;
+    default: return mova::MigrateAnswer::kFail;
+  }
+}
+
+void mova_owner::Putback(mova::HandleCell& cell, mova::Handle h) {
+  if (ops.putback != nullptr) ops.putback(ctx, AsC(cell), h.raw);
+}

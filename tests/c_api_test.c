@@ -15,6 +15,98 @@ static int failures = 0;
     }                                                                \
   } while (0)
 
+/* A C owner of handle cells: it can refuse isolation, answer "again" to every migration, and counts putbacks. */
+typedef struct test_owner {
+  mova_handle* cells;
+  size_t n;
+  int refuse;
+  int again;
+  int putbacks;
+} test_owner;
+
+static void visit_all(void* ctx, mova_visit_fn visit, void* visit_ctx) {
+  test_owner* o = (test_owner*)ctx;
+  mova_handle* batch[MOVA_VISIT_BATCH];
+  for (size_t i = 0; i < o->n; i += MOVA_VISIT_BATCH) {
+    size_t k = o->n - i < MOVA_VISIT_BATCH ? o->n - i : MOVA_VISIT_BATCH;
+    for (size_t j = 0; j < k; ++j) batch[j] = &o->cells[i + j];
+    visit(batch, k, visit_ctx);
+  }
+}
+static int isolate_unless_refusing(void* ctx, mova_handle* cell, mova_handle h) {
+  (void)cell;
+  (void)h;
+  return !((test_owner*)ctx)->refuse;
+}
+static mova_migrate_answer migrate_unless_again(void* ctx, mova_handle* cell, mova_handle from, mova_handle to) {
+  if (((test_owner*)ctx)->again) return MOVA_MIGRATE_AGAIN;
+  if (!__atomic_compare_exchange_n(cell, &from, to, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return MOVA_MIGRATE_AGAIN;
+  return MOVA_MIGRATE_SUCCESS;
+}
+static void count_putback(void* ctx, mova_handle* cell, mova_handle h) {
+  (void)cell;
+  (void)h;
+  ++((test_owner*)ctx)->putbacks;
+}
+
+/* Owned handles: cells kept by a C owner move to dense table pages by the owner rules; reads go through the
+ * cells; the old handles are stale; the pool unregisters what is left when it is destroyed. */
+static void owned_handles(void) {
+  enum { M = 8192 };
+  static mova_handle cells[M];
+  mova_pool* pool;
+  CHECK(mova_pool_create(NULL, &pool) == MOVA_OK);
+  for (int i = 0; i < M; ++i) {
+    void* p;
+    CHECK(mova_alloc(pool, 32, &cells[i]) == MOVA_OK);
+    CHECK(mova_pin_cell(pool, &cells[i], 1, &p, NULL) == MOVA_OK);
+    memset(p, i & 0xFF, 32);
+    CHECK(mova_unpin(pool, cells[i]) == MOVA_OK);
+  }
+  for (int i = 0; i < M; ++i) {
+    if (i % 16 != 0) CHECK(mova_free_cell(pool, &cells[i]) == MOVA_OK && cells[i] == 0);
+  }
+  test_owner owner = {cells, M, 1, 0, 0};
+  const mova_owner_ops ops = {visit_all, isolate_unless_refusing, migrate_unless_again, count_putback};
+  mova_owner* reg = NULL;
+  CHECK(mova_register_owner(pool, &ops, &owner, &reg) == MOVA_OK && reg != NULL);
+  mova_handle_compact_result r;
+  /* Isolation refused: nothing moves. */
+  CHECK(mova_compact_handles(pool, &r) == MOVA_OK);
+  CHECK(r.cells_owned == M / 16 && r.entries_migrated == 0 && r.isolate_failed > 0 && r.pages_released == 0);
+  /* "Again" to every migration: retried, then put back (the owner is told). */
+  owner.refuse = 0;
+  owner.again = 1;
+  CHECK(mova_compact_handles(pool, &r) == MOVA_OK);
+  CHECK(r.entries_migrated == 0 && r.put_back > 0 && (uint64_t)owner.putbacks == r.put_back);
+  /* Then they move, and the emptied table pages go back. */
+  owner.again = 0;
+  const mova_handle old = cells[16];
+  CHECK(mova_compact_handles(pool, &r) == MOVA_OK);
+  CHECK(r.entries_migrated > 0 && r.pages_released > 0);
+  CHECK(cells[16] != old);
+  void* p;
+  CHECK(mova_pin(pool, old, 0, &p, NULL) == MOVA_STALE_HANDLE);
+  for (int i = 0; i < M; i += 16) {
+    size_t n = 0;
+    CHECK(mova_size_of_cell(pool, &cells[i], &n) == MOVA_OK && n == 32);
+    CHECK(mova_pin_cell(pool, &cells[i], 0, &p, NULL) == MOVA_OK);
+    CHECK(((unsigned char*)p)[0] == (unsigned char)(i & 0xFF) && ((unsigned char*)p)[31] == (unsigned char)(i & 0xFF));
+    CHECK(mova_unpin(pool, cells[i]) == MOVA_OK);
+  }
+  CHECK(mova_unregister_owner(pool, reg) == MOVA_OK);
+  CHECK(mova_unregister_owner(pool, reg) == MOVA_INVALID_ARGUMENT);
+  /* Argument checks; an owner with the default migrate, left registered for mova_pool_destroy. */
+  const mova_owner_ops no_visit = {NULL, NULL, NULL, NULL};
+  CHECK(mova_register_owner(pool, &no_visit, &owner, &reg) == MOVA_INVALID_ARGUMENT);
+  CHECK(mova_pin_cell(pool, NULL, 0, &p, NULL) == MOVA_INVALID_ARGUMENT);
+  const mova_owner_ops visit_only = {visit_all, NULL, NULL, NULL};
+  CHECK(mova_register_owner(pool, &visit_only, &owner, &reg) == MOVA_OK);
+  CHECK(mova_compact_handles(pool, NULL) == MOVA_OK);
+  CHECK(mova_free_cell(pool, &cells[0]) == MOVA_OK && cells[0] == 0);
+  mova_pool_destroy(pool);
+}
+
 int main(void) {
   mova_options o;
   mova_options_init(&o);
@@ -135,6 +227,7 @@ int main(void) {
   free(json);
 
   mova_pool_destroy(pool);
+  owned_handles();
   printf("c_api_test: %d failures\n", failures);
   return failures == 0 ? 0 : 1;
 }

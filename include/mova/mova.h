@@ -120,6 +120,55 @@ MOVA_API mova_status mova_defragment_step(mova_pool* pool, uint32_t budget_us, m
  * A stale or foreign handle is an outcome, not an error (checked mode aborts on it). */
 MOVA_API mova_status mova_relocate(mova_pool* pool, const mova_handle* handles, size_t count, uint8_t* outcomes,
                                    size_t* moved);
+/* Owned handles (mova/handle_owner.h): handles the pool may renumber, so that mova_compact_handles (and
+ * mova_compact) can move them out of sparse handle-table pages and give those pages back. An owner keeps each
+ * handle in a cell (a mova_handle it does not move while a visit holds it) and registers with ops:
+ *  - visit_cells (required) hands every cell to visit(cells, count, visit_ctx), at most MOVA_VISIT_BATCH at a
+ *    time; cells holding 0 or another pool's handles are skipped. It runs on the thread that compacts and must
+ *    not call the pool's compaction, nor pin or free the cells it hands over, during the call;
+ *  - isolate (optional): nonzero lets the handle in `cell` move now;
+ *  - migrate (optional): store `to` where `from` was and answer MOVA_MIGRATE_SUCCESS; MOVA_MIGRATE_AGAIN (retried
+ *    on later passes, then put back) or MOVA_MIGRATE_FAIL (put back at once) leave `from` in the cell. Without
+ *    it the pool compares and swaps the cell;
+ *  - putback (optional): the isolated handle stays where it is.
+ * Between compactions read a cell with the *_cell calls: they go on with the new handle when the entry moved
+ * under them. A pinned entry never moves, so after mova_pin_cell the cell holds the pinned handle until
+ * mova_unpin(pool, *cell). The old handle of a moved entry is stale. */
+enum { MOVA_VISIT_BATCH = 256 };
+typedef enum mova_migrate_answer {
+  MOVA_MIGRATE_SUCCESS = 0,
+  MOVA_MIGRATE_AGAIN = 1,
+  MOVA_MIGRATE_FAIL = 2
+} mova_migrate_answer;
+typedef void (*mova_visit_fn)(mova_handle* const* cells, size_t count, void* visit_ctx);
+typedef struct mova_owner_ops {
+  void (*visit_cells)(void* owner_ctx, mova_visit_fn visit, void* visit_ctx);
+  int (*isolate)(void* owner_ctx, mova_handle* cell, mova_handle handle);
+  mova_migrate_answer (*migrate)(void* owner_ctx, mova_handle* cell, mova_handle from, mova_handle to);
+  void (*putback)(void* owner_ctx, mova_handle* cell, mova_handle handle);
+} mova_owner_ops;
+typedef struct mova_owner mova_owner;
+typedef struct mova_handle_compact_result {
+  uint64_t cells_owned;
+  uint64_t entries_migrated; /* freed while isolated included */
+  uint64_t isolate_failed;   /* pinned, moving, or refused by the owner */
+  uint64_t put_back;
+  uint64_t pages_released;   /* handle-table pages given back */
+  double seconds;
+} mova_handle_compact_result;
+
+/* ops is copied; owner_ctx is passed to every op. *out names the registration until mova_unregister_owner
+ * (which waits for a compaction under way) or mova_pool_destroy. */
+MOVA_API mova_status mova_register_owner(mova_pool* pool, const mova_owner_ops* ops, void* owner_ctx,
+                                         mova_owner** out);
+MOVA_API mova_status mova_unregister_owner(mova_pool* pool, mova_owner* owner);
+/* result may be NULL. */
+MOVA_API mova_status mova_compact_handles(mova_pool* pool, mova_handle_compact_result* result);
+MOVA_API mova_status mova_pin_cell(mova_pool* pool, const mova_handle* cell, int writable, void** data,
+                                   size_t* size);
+MOVA_API mova_status mova_size_of_cell(mova_pool* pool, const mova_handle* cell, size_t* size);
+/* Frees the object the cell names and stores 0 in the cell. */
+MOVA_API mova_status mova_free_cell(mova_pool* pool, mova_handle* cell);
 /* Writes the pool's stats as JSON (NUL-terminated) if it fits in `capacity` bytes; *needed is the length
  * without the NUL. MOVA_EXHAUSTED if it did not fit (call again with *needed + 1). */
 MOVA_API mova_status mova_stats_json(mova_pool* pool, char* buffer, size_t capacity, size_t* needed);
