@@ -93,6 +93,7 @@ void mova_options_init(mova_options* o) {
   o->background_threshold = d.background_threshold;
   o->include_in_core_dumps = d.include_in_core_dumps ? 1 : 0;
   o->show_stats = static_cast<int>(d.show_stats);
+  o->direct_compaction_us = static_cast<uint32_t>(d.direct_compaction.count());
 }
 
 mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
@@ -111,6 +112,7 @@ mova_status mova_pool_create(const mova_options* options, mova_pool** out) {
     o.background_threshold = options->background_threshold;
     o.include_in_core_dumps = options->include_in_core_dumps != 0;
     o.show_stats = static_cast<mova::StatsOutput>(options->show_stats);  // Create refuses values out of range
+    o.direct_compaction = std::chrono::microseconds(options->direct_compaction_us);
   }
   absl::StatusOr<std::unique_ptr<mova::Pool>> pool = mova::Pool::Create(o);
   if (!pool.ok()) return Report(pool.status());

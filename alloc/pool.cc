@@ -283,6 +283,80 @@ struct Pool::Impl {
   // the calling thread returns its own now.
   void RecallThreadCaches();
 
+  // ---- object compaction ----
+  // Every class once, from where the last call that stopped early stopped, moving until `moves_deadline`
+  // (InfiniteFuture: all); adds to `r` (complete = false when it stopped early). A call stops between
+  // classes only once it has moved something: a call with nothing to move looks at every class (each only
+  // under its lock for the look) and is complete.
+  // `cursor` is where the next call starts (next_compact_class, or direct compaction's own).
+  void CompactClasses(absl::Time moves_deadline, CompactResult& r, std::size_t& cursor)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu) {
+    const std::size_t n = classes.size();
+    const std::size_t first = cursor % n;
+    cursor = 0;
+    for (std::size_t k = 0; k < n; ++k) {
+      const std::size_t at = (first + k) % n;
+      if (r.objects_moved > 0 && absl::Now() >= moves_deadline) {
+        cursor = at;
+        r.complete = false;
+        return;
+      }
+      const alloc::ClassCompaction c = classes[at]->Compact(moves_deadline);
+      r.objects_moved += c.objects_moved;
+      r.bytes_moved += c.bytes_moved;
+      r.blocks_released += c.blocks_released;
+      r.pages_released += c.pages_released;
+      r.objects_skipped += c.objects_skipped;
+      r.blocks_skipped += c.blocks_skipped;
+      if (!c.complete) {
+        cursor = at;
+        r.complete = false;
+        return;
+      }
+    }
+  }
+
+  // Direct compaction (PoolOptions::direct_compaction; the kernel's __alloc_pages_direct_compact), before a
+  // refill of class `cls`: when the refill will make a new block (the class's blocks have fewer free slots
+  // than a refill takes) and the class blocks' slack passes the background trigger's bound, the allocating
+  // thread compacts for at most the budget — at most once per kDirectSpacing budgets (and looks at the
+  // classes at most once a millisecond), and not while another compaction runs — so that new blocks take the pages compaction emptied instead of fresh ones. No thread
+  // cache is recalled (the caller is inside an allocation; blocks holding cached slots are skipped), and the
+  // emptied pages stay free for the coming blocks (the decay delay gives back what is not reused). Its own
+  // class cursor: compact()'s passes go on where they stopped.
+  static constexpr int kDirectSpacing = 10;                       // budgets between two compactions
+  static constexpr std::int64_t kDirectLookSpacing = 1'000'000;   // ns between two looks at the classes
+  std::atomic<std::int64_t> next_direct_ns{0};  // absl::GetCurrentTimeNanos(): none before
+  std::atomic<std::uint64_t> direct_compactions{0};
+  std::size_t next_direct_class ABSL_GUARDED_BY(compact_mu) = 0;  // where the next direct compaction starts
+  void MaybeCompactDirectly(ClassId cls) {
+    const std::int64_t budget_ns = std::chrono::nanoseconds(options.direct_compaction).count();
+    if (budget_ns == 0) return;
+    const std::int64_t now = absl::GetCurrentTimeNanos();
+    if (now < next_direct_ns.load(std::memory_order_relaxed)) return;
+    const alloc::ClassSnapshot snap = classes[cls.value()]->Snapshot();
+    const alloc::SizeClassInfo& info = map.info(cls);
+    if (snap.blocks * info.objects_per_block - snap.slots_in_use >= alloc::ClassSlots::RefillSize(info.slot_size)) {
+      return;  // the class's blocks have room for the refill: no new block
+    }
+    // The look below takes every class's lock once: not more often than kDirectLookSpacing.
+    next_direct_ns.store(now + kDirectLookSpacing, std::memory_order_relaxed);
+    std::uint64_t block_bytes = 0, slot_bytes = 0, tail_bytes = 0;
+    ClassBytes(&block_bytes, &slot_bytes, &tail_bytes);
+    const std::uint64_t waste = block_bytes - slot_bytes;
+    if (static_cast<double>(waste) <= options.background_threshold * static_cast<double>(block_bytes) ||
+        waste <= tail_bytes || !compact_mu.TryLock()) {
+      return;
+    }
+    CompactResult r;
+    CompactClasses(absl::Now() + absl::Nanoseconds(budget_ns), r, next_direct_class);
+    compact_mu.Unlock();
+    next_direct_ns.store(absl::GetCurrentTimeNanos() + kDirectSpacing * budget_ns, std::memory_order_relaxed);
+    direct_compactions.fetch_add(1, std::memory_order_relaxed);
+    objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
+    bytes_moved.fetch_add(r.bytes_moved, std::memory_order_relaxed);
+  }
+
   // Hands every cached slot and handle entry back.
   void Flush(ThreadCache& c) {
     c.epoch = flush_epoch.load(std::memory_order_relaxed);
@@ -338,7 +412,7 @@ struct Pool::Impl {
     alloc::ClassSlots& cs = c.classes[cls.value()];
     cs.EnsureArray(map.info(cls).slot_size);
     absl::StatusOr<std::size_t> got =
-        classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.capacity / 2)));
+        classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), alloc::ClassSlots::RefillSize(map.info(cls).slot_size)));
     if (!got.ok()) return got.status();
     cs.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
     return absl::OkStatus();
@@ -731,6 +805,7 @@ namespace {
   } else {
     const ClassId cls = p.map.ClassFor(size);
     if (ABSL_PREDICT_FALSE(c.classes[cls.value()].count.load(std::memory_order_relaxed) == 0)) {
+      p.MaybeCompactDirectly(cls);
       if (absl::Status s = p.RefillSlots(c, cls); !s.ok()) return s;
     }
     offset = p.PopSlot(c, cls, index);
@@ -1089,32 +1164,8 @@ CompactResult Pool::compact(PassBudget budget) {
     // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay; what a
     // budgeted call could not discard, the next calls do before they move anything again.
     alloc::Arena::DeferDiscards defer(*p.arena, deadlines.end);
-    // Every class once, from where the last call that ran out of budget stopped.
-    const std::size_t n = deadlines.budgeted && p.compact_discards_pending ? 0 : p.classes.size();
-    const std::size_t first = p.next_compact_class % p.classes.size();
-    p.next_compact_class = 0;
-    for (std::size_t k = 0; k < n; ++k) {
-      const std::size_t at = (first + k) % n;
-      // A call stops between classes only once it has moved something: a call with nothing to move looks at
-      // every class (each only under its lock for the look) and is complete.
-      if (r.objects_moved > 0 && absl::Now() >= deadlines.moves) {
-        p.next_compact_class = at;
-        r.complete = false;
-        break;
-      }
-      alloc::ClassCompaction c = p.classes[at]->Compact(deadlines.moves);
-      r.objects_moved += c.objects_moved;
-      r.bytes_moved += c.bytes_moved;
-      r.blocks_released += c.blocks_released;
-      r.pages_released += c.pages_released;
-      r.objects_skipped += c.objects_skipped;
-      r.blocks_skipped += c.blocks_skipped;
-      if (!c.complete) {
-        p.next_compact_class = at;
-        r.complete = false;
-        break;
-      }
-    }
+    // A budgeted call that left discards behind makes them before it moves anything again.
+    if (!(deadlines.budgeted && p.compact_discards_pending)) p.CompactClasses(deadlines.moves, r, p.next_compact_class);
     FinishDiscards(defer, /*made_progress=*/r.objects_moved > 0, deadlines, &r.complete, &p.compact_discards_pending);
   }
   // A whole pass also compacts the handle table (owned entries; one visit of every owner's cells).
@@ -1455,6 +1506,7 @@ PoolStats Pool::stats() const {
   s.resident_bytes = s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes;
   s.compactions = p.compactions.load(std::memory_order_acquire);  // before the counters it publishes
   s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);
+  s.direct_compactions = p.direct_compactions.load(std::memory_order_relaxed);
   s.relocations = p.relocations.load(std::memory_order_relaxed);
   s.objects_relocated = p.objects_relocated.load(std::memory_order_relaxed);
   s.bytes_moved = p.bytes_moved.load(std::memory_order_relaxed);

@@ -138,6 +138,8 @@ constexpr OptionField kFields[] = {
      [](auto n, auto v, PoolOptions& o) { return Set(o.background_threshold, ParseNumber, n, v); }},
     {"background_cycle_us",
      [](auto n, auto v, PoolOptions& o) { return Set(o.background_cycle, ParseMicros, n, v); }},
+    {"direct_compaction_us",
+     [](auto n, auto v, PoolOptions& o) { return Set(o.direct_compaction, ParseMicros, n, v); }},
     {"background_cpu_percent",
      [](auto n, auto v, PoolOptions& o) { return Set(o.background_cpu_percent, ParseNumber, n, v); }},
     {"include_in_core_dumps",
@@ -245,6 +247,9 @@ absl::Status ValidatePoolOptions(const PoolOptions& options) {
   if (!(options.background_threshold >= 0 && options.background_threshold <= 1)) {
     return absl::InvalidArgumentError(absl::StrFormat("background_threshold must be in [0, 1], not %g",
                                                       options.background_threshold));
+  }
+  if (options.direct_compaction.count() < 0) {
+    return absl::InvalidArgumentError("direct_compaction must not be negative (zero: no direct compaction)");
   }
   if (options.background_cycle.count() <= 0) {
     return absl::InvalidArgumentError("background_cycle must be positive (the time budget of one cycle)");

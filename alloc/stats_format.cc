@@ -53,6 +53,7 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
   }
   absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
                         s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
+  absl::StrAppendFormat(&out, "direct      %u compactions run by allocations\n", s.direct_compactions);
   absl::StrAppendFormat(&out, "relocate    %u calls, %u objects moved\n", s.relocations, s.objects_relocated);
   absl::StrAppendFormat(&out, "defrag      %u runs: %u blocks scanned, %u isolated, %u migrated (%u huge), %u failed; %u regions freed\n",
                         s.defrag_runs, s.blocks_scanned, s.blocks_isolated, s.blocks_migrated, s.huge_migrated,
@@ -108,6 +109,7 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("objects_moved", s.objects_moved);
   field("bytes_moved", s.bytes_moved);
   field("pages_compacted", s.pages_compacted);
+  field("direct_compactions", s.direct_compactions);
   field("relocations", s.relocations);
   field("objects_relocated", s.objects_relocated);
   field("discard_failures", s.discard_failures);

@@ -14,10 +14,13 @@ AccessRecords::~AccessRecords() {
 }
 
 AccessRecord* AccessRecords::Acquire() {
+  // Counted before the record is used at all (a seq_cst RMW): see Barrier.
+  held_.fetch_add(1, std::memory_order_seq_cst);
   MutexLock lock(&mu_);
   if (!released_.empty()) {
     AccessRecord* r = released_.back();
     released_.pop_back();
+    r->holder.store(pthread_self(), std::memory_order_relaxed);
     return r;
   }
   const std::size_t i = made_.load(std::memory_order_relaxed);
@@ -32,6 +35,7 @@ AccessRecord* AccessRecords::Acquire() {
   }
   AccessRecord* r = &chunk->records[i % kRecordsPerChunk];
   r->number = static_cast<std::uint32_t>(i);
+  r->holder.store(pthread_self(), std::memory_order_relaxed);
   made_.store(i + 1, std::memory_order_release);
   return r;
 }
@@ -45,12 +49,32 @@ void AccessRecords::ListPinning(AccessRecord& r) {
 
 void AccessRecords::Release(AccessRecord* r) {
   r->freeing.store(0, std::memory_order_relaxed);  // a free does not span its thread's exit; this is tidiness
-  MutexLock lock(&mu_);
-  released_.push_back(r);
+  r->holder.store(pthread_t{}, std::memory_order_relaxed);
+  {
+    MutexLock lock(&mu_);
+    released_.push_back(r);
+  }
+  held_.fetch_sub(1, std::memory_order_release);
+}
+
+bool AccessRecords::OnlyCallerHolds() const {
+  // The caller's claims (RMWs) come before this fence; a thread acquiring a record after the load below
+  // counts itself first (a seq_cst RMW), so its later loads of entry words see the claims.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  const std::size_t held = held_.load(std::memory_order_seq_cst);
+  if (held == 0) return true;
+  if (held > 1) return false;
+  bool mine = false;
+  ForEach([&](const AccessRecord& r) { mine |= pthread_equal(r.holder.load(std::memory_order_relaxed), pthread_self()); });
+  return mine;
 }
 
 absl::Status AccessRecords::Barrier() {
   barriers_.fetch_add(1, std::memory_order_relaxed);
+  if (OnlyCallerHolds()) {
+    barriers_skipped_.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
   if (!asymmetric_) {
     std::atomic_thread_fence(std::memory_order_seq_cst);
     return absl::OkStatus();

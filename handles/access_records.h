@@ -19,6 +19,8 @@
 #ifndef MOVA_HANDLES_ACCESS_RECORDS_H_
 #define MOVA_HANDLES_ACCESS_RECORDS_H_
 
+#include <pthread.h>
+
 #include <array>
 #include <atomic>
 #include <bit>
@@ -43,6 +45,7 @@ struct alignas(64) AccessRecord {
   std::array<std::atomic<Tag>, kPinSlots> pins{};  // entries pinned through this record
   bool listed = false;       // the holder's: set once the record is on its chunk's pinning mask
   std::uint32_t number = 0;  // which record of the AccessRecords this is (fixed at its making)
+  std::atomic<pthread_t> holder{};  // the thread holding it (Acquire to Release); zero while free
 
   // A pin slot of this record that holds no pin (the holder's call), or nullptr when all do.
   std::atomic<Tag>* FreePinSlot() {
@@ -112,8 +115,12 @@ class AccessRecords {
   }
 
   // The mover's side: every thread executes a full barrier before this returns (a failed membarrier is
-  // returned: the caller must then trust no record it reads, and give its claims up).
+  // returned: the caller must then trust no record it reads, and give its claims up). No system call when no
+  // thread but the caller holds a record: a thread takes its record (a locked RMW on the count of records
+  // held) before its first pin or free, so one that comes later loads entry words after the caller's claims.
   absl::Status Barrier();
+  // Barriers that needed no membarrier (no other thread held a record), for stats.
+  std::uint64_t barriers_skipped() const { return barriers_skipped_.load(std::memory_order_relaxed); }
   // Appends every tag named in any record (being freed or pinned), sorted and without repeats.
   void CollectTags(std::vector<Tag>* out) const;
 
@@ -137,9 +144,13 @@ class AccessRecords {
     for (std::size_t i = 0; i < n; ++i) f(chunks_[i / kRecordsPerChunk].load(std::memory_order_acquire)->records[i % kRecordsPerChunk]);
   }
 
+  // True when no thread but the caller holds a record (the caller's claims are made: see Barrier).
+  bool OnlyCallerHolds() const;
+
   os::Os& os_;
   const bool asymmetric_;
-  std::atomic<std::uint64_t> barriers_{0};
+  std::atomic<std::uint64_t> barriers_{0}, barriers_skipped_{0};
+  std::atomic<std::size_t> held_{0};  // records acquired and not released
   // Records are made in chunks that never move; made_ counts those readers may scan.
   std::array<std::atomic<Chunk*>, kMaxChunks> chunks_{};
   std::atomic<std::size_t> made_{0};

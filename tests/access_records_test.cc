@@ -181,6 +181,9 @@ TEST(MoveClaims, AFailedBarrierGivesEveryClaimUp) {
   ASSERT_TRUE(f.records.asymmetric());
   std::uint16_t gen = 0;
   const std::uint32_t a = f.Live(16, &gen), b = f.Live(32, &gen);
+  // Two records held: a barrier is a membarrier (with one, the caller's, it needs none).
+  f.records.Acquire();
+  f.records.Acquire();
   ASSERT_TRUE(f.claims.Add(a, 16));
   ASSERT_TRUE(f.claims.Add(b, 32));
   fos.FailAfter(os::OsOp::kMembarrier, 0, EPERM);
@@ -193,6 +196,49 @@ TEST(MoveClaims, AFailedBarrierGivesEveryClaimUp) {
   ASSERT_TRUE(f.claims.Add(a, 16));  // claims made after are confirmed as usual
   EXPECT_EQ(f.claims.Confirm(), 0u);
   EXPECT_TRUE(f.claims.kept(2));
+}
+
+// A barrier makes the membarrier call only when a thread other than the caller holds a record: one that
+// takes a record later counts itself first, and then sees the caller's claims.
+TEST(AccessRecords, ABarrierCallsMembarrierOnlyWhenAnotherThreadHoldsARecord) {
+  os::FaultInjectingOs fos;
+  AccessRecords records(fos);
+  ASSERT_TRUE(records.asymmetric());
+  ASSERT_TRUE(records.Barrier().ok());  // nobody holds one
+  AccessRecord* mine = records.Acquire();
+  ASSERT_TRUE(records.Barrier().ok());  // only the caller
+  EXPECT_EQ(fos.calls(os::OsOp::kMembarrier), 0);
+  EXPECT_EQ(records.barriers_skipped(), 2u);
+  std::atomic<int> step{0};
+  std::thread other([&] {
+    AccessRecord* r = records.Acquire();
+    step = 1;
+    while (step != 2) std::this_thread::yield();
+    records.Release(r);
+    step = 3;
+  });
+  while (step != 1) std::this_thread::yield();
+  ASSERT_TRUE(records.Barrier().ok());  // another thread holds one
+  EXPECT_EQ(fos.calls(os::OsOp::kMembarrier), 1);
+  step = 2;
+  while (step != 3) std::this_thread::yield();
+  other.join();
+  ASSERT_TRUE(records.Barrier().ok());  // released: the caller's only, again
+  EXPECT_EQ(fos.calls(os::OsOp::kMembarrier), 1);
+  records.Release(mine);
+  // Held by another thread alone, not by the caller: a barrier is needed.
+  std::thread holder([&] {
+    AccessRecord* r = records.Acquire();
+    step = 4;
+    while (step != 5) std::this_thread::yield();
+    records.Release(r);
+  });
+  while (step != 4) std::this_thread::yield();
+  ASSERT_TRUE(records.Barrier().ok());
+  EXPECT_EQ(fos.calls(os::OsOp::kMembarrier), 2);
+  step = 5;
+  holder.join();
+  EXPECT_EQ(records.barriers(), 5u);
 }
 
 TEST(MoveClaims, WithoutMembarrierBothSidesFenceAndTheRulesHold) {

@@ -245,6 +245,14 @@ TEST(PoolConcurrency, AFailingBarrierMovesNothingAndLosesNothing) {
   options.os = &fos;
   auto pool = Pool::Create(options).value();
   std::vector<Obj> kept = ThinHeap(*pool, 300);
+  // Another thread that has used the pool (it holds an access record): the mover's barrier is a membarrier.
+  std::atomic<bool> done{false}, ready{false};
+  std::thread other([&] {
+    ASSERT_TRUE(pool->free(pool->allocate(64).value()).ok());
+    ready = true;
+    while (!done) std::this_thread::yield();
+  });
+  while (!ready) std::this_thread::yield();
   fos.FailAfter(os::OsOp::kMembarrier, 0, EPERM);
   const CompactResult failed = pool->compact();
   EXPECT_EQ(failed.objects_moved, 0u);
@@ -253,6 +261,8 @@ TEST(PoolConcurrency, AFailingBarrierMovesNothingAndLosesNothing) {
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
   fos.Clear(os::OsOp::kMembarrier);
   EXPECT_GT(pool->compact().objects_moved, 0u);
+  done = true;
+  other.join();
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
   for (const Obj& o : kept) ASSERT_TRUE(pool->free(o.h).ok());
 }

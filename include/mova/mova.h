@@ -54,6 +54,7 @@ typedef struct mova_options {
   double background_threshold;     /* ... and compacts when more than this share of block bytes is not live */
   int include_in_core_dumps;       /* nonzero: the pool's reserved ranges stay in core dumps (MADV_DONTDUMP otherwise) */
   int show_stats;                  /* 0: nothing; 1: stats as text on stderr when the pool is destroyed; 2: as JSON */
+  uint32_t direct_compaction_us;   /* an allocation that needs fresh pages may first compact this long; 0: never */
 } mova_options;
 
 typedef struct mova_defrag_result {
