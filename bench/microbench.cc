@@ -175,23 +175,32 @@ void AtomicPair(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// `fill` bytes of 16–512 B objects, 90% of them freed at random (the same heap every call): the survivors.
+std::vector<mova::Handle> ThinnedHeap(mova::Pool& pool, std::size_t fill) {
+  std::mt19937_64 rng(7);
+  std::vector<mova::Handle> hs, kept;
+  std::size_t bytes = 0;
+  while (bytes < fill) {
+    const std::size_t s = 16 + rng() % 497;
+    hs.push_back(pool.allocate(s).value());
+    bytes += s;
+  }
+  for (mova::Handle h : hs) {
+    if (rng() % 10 != 0) {
+      (void)pool.free(h);
+    } else {
+      kept.push_back(h);
+    }
+  }
+  return kept;
+}
+
 // Compaction throughput on a 90%-thinned heap of 16–512 B objects: bytes moved per second.
 void MovaCompaction(benchmark::State& state) {
-  const std::size_t fill = state.range(0) << 20;
   std::uint64_t moved = 0;
   for (auto _ : state) {
     auto pool = mova::Pool::Create().value();
-    std::mt19937_64 rng(7);
-    std::vector<mova::Handle> hs;
-    std::size_t bytes = 0;
-    while (bytes < fill) {
-      const std::size_t s = 16 + rng() % 497;
-      hs.push_back(pool->allocate(s).value());
-      bytes += s;
-    }
-    for (std::size_t i = 0; i < hs.size(); ++i) {
-      if (rng() % 10 != 0) (void)pool->free(hs[i]);
-    }
+    ThinnedHeap(*pool, state.range(0) << 20);
     const mova::CompactResult r = pool->compact();
     state.SetIterationTime(r.seconds);
     moved += r.bytes_moved;
@@ -199,28 +208,13 @@ void MovaCompaction(benchmark::State& state) {
   state.SetBytesProcessed(moved);
 }
 
-// Batch relocation (Pool::relocate) on the same 90%-thinned heap as Compaction, of every survivor in the order
-// they were allocated: bytes moved per second.
+// Batch relocation (Pool::relocate) on the same heap as Compaction, of every survivor in the order they were
+// allocated: bytes moved per second.
 void MovaRelocate(benchmark::State& state) {
-  const std::size_t fill = state.range(0) << 20;
   std::uint64_t moved = 0;
   for (auto _ : state) {
     auto pool = mova::Pool::Create().value();
-    std::mt19937_64 rng(7);
-    std::vector<mova::Handle> hs, kept;
-    std::size_t bytes = 0;
-    while (bytes < fill) {
-      const std::size_t s = 16 + rng() % 497;
-      hs.push_back(pool->allocate(s).value());
-      bytes += s;
-    }
-    for (mova::Handle h : hs) {
-      if (rng() % 10 != 0) {
-        (void)pool->free(h);
-      } else {
-        kept.push_back(h);
-      }
-    }
+    const std::vector<mova::Handle> kept = ThinnedHeap(*pool, state.range(0) << 20);
     std::vector<mova::RelocateOutcome> outcomes(kept.size());
     const mova::RelocateResult r = pool->relocate(kept, outcomes).value();
     state.SetIterationTime(r.seconds);
