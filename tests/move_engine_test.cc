@@ -396,15 +396,24 @@ TEST(MoveEngine, HundredThousandRandomMovesKeepEveryByteAndAddNoMappings) {
     runs.push_back(run);
   }
   const std::size_t mappings_before = bench::MappingsIn(r.base, r.size).value();
+  std::uint64_t copied = 0;
   for (int move = 0; move < 100000; ++move) {
     Run& run = runs[rng() % runs.size()];
     std::size_t to;
     do to = rng() % kSlots;
     while (used[to]);
-    absl::StatusOr<MoveOutcome> out = engine.Move(r.page(to * kSlotPages), r.page(run.slot * kSlotPages),
-                                                  Bytes(run.pages * kPageSize), MoveKind::kBlock);
+    std::byte* const src = r.page(run.slot * kSlotPages);
+    absl::StatusOr<MoveOutcome> out =
+        engine.Move(r.page(to * kSlotPages), src, Bytes(run.pages * kPageSize), MoveKind::kBlock);
     ASSERT_TRUE(out.ok()) << out.status();
-    ASSERT_EQ(out->way, MoveWay::kUffdMove);
+    ASSERT_NE(out->way, MoveWay::kRemap);
+    if (out->way == MoveWay::kCopy) {
+      // The kernel kept refusing a page past the engine's retries (a page isolated for a moment by the
+      // kernel's own compaction or DAMON, say: seen once in 100k moves under AddressSanitizer): the engine
+      // copied instead, and the source is the caller's to give back, as the arena does.
+      ++copied;
+      ASSERT_TRUE(os::SystemOs().Discard(src, Bytes(run.pages * kPageSize)).ok());
+    }
     used[run.slot] = false;
     used[to] = true;
     run.slot = to;
@@ -417,7 +426,8 @@ TEST(MoveEngine, HundredThousandRandomMovesKeepEveryByteAndAddNoMappings) {
   for (const Run& x : runs) live_pages += x.pages;
   EXPECT_EQ(Resident(r.base, r.size / kPageSize), live_pages * kPageSize) << "moved-from pages hold nothing";
   EXPECT_EQ(bench::MappingsIn(r.base, r.size).value(), mappings_before);
-  EXPECT_EQ(engine.stats().uffd_moves, 100000u);
+  EXPECT_EQ(engine.stats().uffd_moves + copied, 100000u);
+  EXPECT_LE(copied, 100u) << "UFFDIO_MOVE should move nearly every run";
 }
 
 // Without userfaultfd, runs move by mremap: each adds mappings, so the budget bounds them however many moves.
