@@ -16,7 +16,7 @@
 // kResourceExhausted; pin count saturated (2047 pins of one object by pin(), besides the 7 pin_owned pins
 // each thread keeps in its own record) → kResourceExhausted.
 //
-// What handle validation detects (free, pin, pin_detached, unpin and size_of all use one routine):
+// What handle validation detects (free, pin, pin_detached, unpin, size_of and relocate all use one routine):
 //  - a stale handle (the object was freed: double free, use after free) → kNotFound, for certain while its
 //    handle-table entry has had fewer than 32,767 further lives; an entry that reaches its last generation
 //    rests until its table page empties, and the page then takes a new key (handles/handle_table.h). A stale
