@@ -2,7 +2,6 @@
 #include "mova/mova.h"
 
 #include <algorithm>
-#include <array>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -280,14 +279,8 @@ void mova_owner::VisitCells(const std::function<void(std::span<mova::HandleCell*
   struct Relay {
     const std::function<void(std::span<mova::HandleCell* const>)>* visit;
     static void Call(mova_handle* const* cells, size_t count, void* ctx) {
-      const auto* relay = static_cast<const Relay*>(ctx);
-      std::array<mova::HandleCell*, kVisitBatch> batch;
-      for (size_t done = 0; done < count;) {
-        const size_t n = std::min(count - done, kVisitBatch);
-        for (size_t i = 0; i < n; ++i) batch[i] = AsCell(cells[done + i]);
-        (*relay->visit)(std::span<mova::HandleCell* const>(batch.data(), n));
-        done += n;
-      }
+      std::span<mova_handle* const> given(cells, count);
+      VisitInBatches(given, [](mova_handle* cell) { return AsCell(cell); }, *static_cast<const Relay*>(ctx)->visit);
     }
   } relay{&visit};
   ops.visit_cells(ctx, &Relay::Call, &relay);

@@ -171,17 +171,28 @@ struct Pool::Impl {
   }
   std::unique_ptr<alloc::BackgroundCompactor> background;  // stopped first thing in ~Impl
 
-  // Bytes of class blocks, and of the slots in them holding live objects or cached by threads: what the
-  // background compactor weighs. `tail_bytes` (optional): a block per class that has blocks, the slack
-  // compaction cannot remove (each class's last, partly filled block).
-  void ClassBytes(std::uint64_t* block_bytes, std::uint64_t* slot_bytes, std::uint64_t* tail_bytes = nullptr) const {
+  // The class blocks' slack: their bytes not in slots that hold live objects or are cached by threads. It is
+  // worth a compaction (the background trigger's and direct compaction's test) when it is more than
+  // `background_threshold` of the blocks' bytes and more than a block per class that has blocks — the slack
+  // compaction cannot remove (each class's last, partly filled block): a small heap would otherwise compact
+  // at every look.
+  struct ClassSlack {
+    std::uint64_t bytes = 0;
+    bool worth_compacting = false;
+  };
+  ClassSlack MeasureClassSlack() const {
+    std::uint64_t block_bytes = 0, slot_bytes = 0, tail_bytes = 0;
     for (std::size_t k = 0; k < map.num_classes(); ++k) {
       const alloc::SizeClassInfo& info = map.info(ClassId(static_cast<std::uint32_t>(k)));
       const alloc::ClassSnapshot snap = classes[k]->Snapshot();
-      *block_bytes += snap.blocks * info.block_bytes().value();
-      *slot_bytes += snap.slots_in_use * info.slot_size;
-      if (tail_bytes != nullptr && snap.blocks > 0) *tail_bytes += info.block_bytes().value();
+      block_bytes += snap.blocks * info.block_bytes().value();
+      slot_bytes += snap.slots_in_use * info.slot_size;
+      if (snap.blocks > 0) tail_bytes += info.block_bytes().value();
     }
+    const std::uint64_t slack = block_bytes - slot_bytes;
+    return ClassSlack{slack, block_bytes > 0 &&
+                                 static_cast<double>(slack) > options.background_threshold * static_cast<double>(block_bytes) &&
+                                 slack > tail_bytes};
   }
 
   // ---- the background compactor's passes ----
@@ -198,12 +209,8 @@ struct Pool::Impl {
   // Why a background pass should run now, or kNone (see PoolOptions::background_interval). Counts the reason.
   BackgroundReason ReasonForAPass() {
     const double threshold = options.background_threshold;
-    std::uint64_t block_bytes = 0, slot_bytes = 0, tail_bytes = 0;
-    ClassBytes(&block_bytes, &slot_bytes, &tail_bytes);
-    const std::uint64_t waste = block_bytes - slot_bytes;
-    // Not for the classes' last blocks alone: a small heap would otherwise start a pass at every wakeup.
-    if (block_bytes > 0 && static_cast<double>(waste) > threshold * static_cast<double>(block_bytes) &&
-        waste > tail_bytes) {
+    const ClassSlack slack = MeasureClassSlack();
+    if (slack.worth_compacting) {
       background_by_classes.fetch_add(1, std::memory_order_relaxed);
       return BackgroundReason::kClasses;
     }
@@ -223,7 +230,7 @@ struct Pool::Impl {
         (m.cgroup_max > 0 &&
          static_cast<double>(m.cgroup_current) >= kPressureCgroupShare * static_cast<double>(m.cgroup_max));
     // Under pressure, any page to give back is worth a pass: dirty pages, slack in class blocks, or regions.
-    if (pressed && (a.dirty_pages > 0 || waste >= kPageSize || spread_pages > static_cast<double>(a.used_pages))) {
+    if (pressed && (a.dirty_pages > 0 || slack.bytes >= kPageSize || spread_pages > static_cast<double>(a.used_pages))) {
       background_by_pressure.fetch_add(1, std::memory_order_relaxed);
       return BackgroundReason::kPressure;
     }
@@ -316,38 +323,28 @@ struct Pool::Impl {
     }
   }
 
-  // Direct compaction (PoolOptions::direct_compaction; the kernel's __alloc_pages_direct_compact), before a
-  // refill of class `cls`: when the refill will make a new block (the class's blocks have fewer free slots
-  // than a refill takes) and the class blocks' slack passes the background trigger's bound, the allocating
-  // thread compacts for at most the budget — at most once per kDirectSpacing budgets (and looks at the
-  // classes at most once a millisecond), and not while another compaction runs — so that new blocks take the pages compaction emptied instead of fresh ones. No thread
-  // cache is recalled (the caller is inside an allocation; blocks holding cached slots are skipped), and the
-  // emptied pages stay free for the coming blocks (the decay delay gives back what is not reused). Its own
-  // class cursor: compact()'s passes go on where they stopped.
+  // Direct compaction (PoolOptions::direct_compaction; the kernel's __alloc_pages_direct_compact), after a
+  // refill that had to make a new block (a heap that grows; in a steady state no refill does, and nothing is
+  // looked at): when the class blocks' slack passes the background trigger's bound, the allocating thread
+  // compacts for at most the budget — at most once per kDirectSpacing budgets (and looks at the classes at
+  // most once a millisecond), and not while another compaction runs — so that the next new blocks take the
+  // pages compaction emptied instead of fresh ones. No thread cache is recalled (the caller is inside an
+  // allocation; blocks holding cached slots are skipped), and the emptied pages stay free for the coming
+  // blocks (the decay delay gives back what is not reused). Its own class cursor: compact()'s passes go on
+  // where they stopped.
   static constexpr int kDirectSpacing = 10;                       // budgets between two compactions
   static constexpr std::int64_t kDirectLookSpacing = 1'000'000;   // ns between two looks at the classes
   std::atomic<std::int64_t> next_direct_ns{0};  // absl::GetCurrentTimeNanos(): none before
   std::atomic<std::uint64_t> direct_compactions{0};
   std::size_t next_direct_class ABSL_GUARDED_BY(compact_mu) = 0;  // where the next direct compaction starts
-  void MaybeCompactDirectly(ClassId cls) {
+  void MaybeCompactDirectly() {
     const std::int64_t budget_ns = std::chrono::nanoseconds(options.direct_compaction).count();
     if (budget_ns == 0) return;
     const std::int64_t now = absl::GetCurrentTimeNanos();
     if (now < next_direct_ns.load(std::memory_order_relaxed)) return;
-    const alloc::ClassSnapshot snap = classes[cls.value()]->Snapshot();
-    const alloc::SizeClassInfo& info = map.info(cls);
-    if (snap.blocks * info.objects_per_block - snap.slots_in_use >= alloc::ClassSlots::RefillSize(info.slot_size)) {
-      return;  // the class's blocks have room for the refill: no new block
-    }
     // The look below takes every class's lock once: not more often than kDirectLookSpacing.
     next_direct_ns.store(now + kDirectLookSpacing, std::memory_order_relaxed);
-    std::uint64_t block_bytes = 0, slot_bytes = 0, tail_bytes = 0;
-    ClassBytes(&block_bytes, &slot_bytes, &tail_bytes);
-    const std::uint64_t waste = block_bytes - slot_bytes;
-    if (static_cast<double>(waste) <= options.background_threshold * static_cast<double>(block_bytes) ||
-        waste <= tail_bytes || !compact_mu.TryLock()) {
-      return;
-    }
+    if (!MeasureClassSlack().worth_compacting || !compact_mu.TryLock()) return;
     CompactResult r;
     CompactClasses(absl::Now() + absl::Nanoseconds(budget_ns), r, next_direct_class);
     compact_mu.Unlock();
@@ -408,11 +405,12 @@ struct Pool::Impl {
     c.handle_count.store(n + 1, std::memory_order_relaxed);
   }
 
-  ABSL_ATTRIBUTE_NOINLINE absl::Status RefillSlots(ThreadCache& c, ClassId cls) {
+  // `*made_block` (when given) is set when the refill had to make a new block.
+  ABSL_ATTRIBUTE_NOINLINE absl::Status RefillSlots(ThreadCache& c, ClassId cls, bool* made_block = nullptr) {
     alloc::ClassSlots& cs = c.classes[cls.value()];
     cs.EnsureArray(map.info(cls).slot_size);
     absl::StatusOr<std::size_t> got =
-        classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), alloc::ClassSlots::RefillSize(map.info(cls).slot_size)));
+        classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.capacity / 2)), made_block);
     if (!got.ok()) return got.status();
     cs.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
     return absl::OkStatus();
@@ -805,8 +803,9 @@ namespace {
   } else {
     const ClassId cls = p.map.ClassFor(size);
     if (ABSL_PREDICT_FALSE(c.classes[cls.value()].count.load(std::memory_order_relaxed) == 0)) {
-      p.MaybeCompactDirectly(cls);
-      if (absl::Status s = p.RefillSlots(c, cls); !s.ok()) return s;
+      bool made_block = false;
+      if (absl::Status s = p.RefillSlots(c, cls, &made_block); !s.ok()) return s;
+      if (ABSL_PREDICT_FALSE(made_block)) p.MaybeCompactDirectly();
     }
     offset = p.PopSlot(c, cls, index);
   }
@@ -1390,9 +1389,9 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
     const handles::HandleRef ref = p.Resolve(h);
     const handles::Word w = ref.entry != nullptr ? ref.entry->load(std::memory_order_acquire) : 0;
     if (ref.entry == nullptr || handles::GenOf(w) != ref.gen) {
-      const bool stale = ref.entry != nullptr && p.table->Classify(h) == handles::HandleVerdict::kStale;
-      (void)(stale ? p.Stale("relocate", h) : p.NotIssued("relocate", h));  // checked mode aborts here
-      o = stale ? RelocateOutcome::kStale : RelocateOutcome::kNotIssued;
+      // Classified as every entry point classifies a refusal (checked mode aborts here).
+      const absl::Status s = ref.entry == nullptr ? p.NotIssued("relocate", h) : p.Rejected("relocate", h);
+      o = absl::IsNotFound(s) ? RelocateOutcome::kStale : RelocateOutcome::kNotIssued;
       continue;
     }
     const std::uint64_t offset = handles::OffsetOf(w);
@@ -1405,7 +1404,7 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
     } else if (!named.insert(h.index()).second) {
       o = RelocateOutcome::kBusy;  // named before: it moves (or not) once
     } else {
-      by_class[at.cls.value()].push_back(alloc::RelocateItem{h.index(), ref.gen, offset, &o});
+      by_class[at.cls.value()].push_back(alloc::RelocateItem{h.index(), ref.gen, offset, at.block, at.slot, &o});
     }
   }
   RelocateResult r;

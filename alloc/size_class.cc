@@ -194,7 +194,7 @@ void SizeClass::PushFree(Block* b, std::uint32_t slot) {
   --slots_in_use_;
 }
 
-absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out) {
+absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, bool* made_block) {
   MutexLock lock(&mu_);
   std::size_t n = 0;
   while (n < out.size()) {
@@ -207,6 +207,7 @@ absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out) {
         return fresh.status();
       }
       b = *fresh;
+      if (made_block != nullptr) *made_block = true;
     }
     while (n < out.size() && b->free_head != kNoSlot) out[n++] = PackSlot(b, PopFree(b));
     Regroup(b);
@@ -253,6 +254,16 @@ struct SizeClass::CompactionBatch {
   const std::uint64_t max_bytes;
 };
 
+void SizeClass::MoveClaimed(handles::MoveClaims& claims, std::size_t i, Block* src, std::uint32_t slot, Block* dst,
+                            std::uint32_t dslot) {
+  const std::uint64_t dst_off = dst->SlotOffset(dslot);
+  // The whole slot is copied: the requested size travels in the handle, not in the block.
+  std::memcpy(arena_.base() + dst_off, arena_.base() + src->SlotOffset(slot), info_.slot_size);
+  dst->Owner(dslot).store(claims.index(i), std::memory_order_release);
+  claims.Publish(i, dst_off);
+  PushFree(src, slot);
+}
+
 void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
   if (batch.moves.empty()) return;
   out.objects_skipped += batch.claims.Confirm();
@@ -262,13 +273,7 @@ void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
       PushFree(m.dst, m.dslot);
       continue;
     }
-    const std::uint64_t src_off = m.src->SlotOffset(m.slot);
-    const std::uint64_t dst_off = m.dst->SlotOffset(m.dslot);
-    // The whole slot is copied: the requested size travels in the handle, not in the block.
-    std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, m.src->slot_size);
-    m.dst->Owner(m.dslot).store(batch.claims.index(i), std::memory_order_release);
-    batch.claims.Publish(i, dst_off);
-    PushFree(m.src, m.slot);
+    MoveClaimed(batch.claims, i, m.src, m.slot, m.dst, m.dslot);
     ++out.objects_moved;
     out.bytes_moved += m.src->slot_size;
   }
@@ -350,13 +355,6 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   return out;
 }
 
-Block* SizeClass::BlockAt(std::uint64_t offset, std::uint32_t* slot) const {
-  const std::uint64_t page = offset >> kPageShift;
-  const std::uint64_t first = page - page_map_.Get(page).page_in_block();
-  *slot = info_.SlotIndex(static_cast<std::uint32_t>(offset - (first << kPageShift) - info_.data_offset));
-  return reinterpret_cast<Block*>(arena_.PageAddress(static_cast<std::uint32_t>(first)));
-}
-
 RelocateOutcome SizeClass::Unclaimable(const RelocateItem& item) const {
   const handles::Word w = table_.entry(item.index).load(std::memory_order_acquire);
   if (handles::GenOf(w) != item.gen) return RelocateOutcome::kStale;  // freed since it was resolved
@@ -404,15 +402,10 @@ void SizeClass::Relocate(std::span<const RelocateItem> items, RelocateResult& ou
       }
       const std::uint32_t dslot = PopFree(dst);
       Regroup(dst);
-      std::uint32_t slot;
-      Block* src = BlockAt(item.offset, &slot);
-      const std::uint64_t dst_off = dst->SlotOffset(dslot);
-      std::memcpy(arena_.base() + dst_off, arena_.base() + item.offset, info_.slot_size);
-      dst->Owner(dslot).store(item.index, std::memory_order_release);
-      claims.Publish(i, dst_off);
-      PushFree(src, slot);
-      if (src->in_use == 0) ++out.blocks_emptied;
-      Regroup(src);  // an emptied block becomes the spare or is released
+      // Claimed at `offset`: the object is where it was resolved, in item.block's item.slot.
+      MoveClaimed(claims, i, item.block, item.slot, dst, dslot);
+      if (item.block->in_use == 0) ++out.blocks_emptied;
+      Regroup(item.block);  // an emptied block becomes the spare or is released
       *item.outcome = RelocateOutcome::kMoved;
       ++out.moved;
       out.bytes_moved += info_.slot_size;

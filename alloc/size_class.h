@@ -37,6 +37,7 @@
 #include "compactor/movable_block.h"
 #include "handles/access_records.h"
 #include "handles/handle_table.h"
+#include "handles/move_claims.h"
 #include "mova/stats.h"
 
 namespace mova::alloc {
@@ -58,11 +59,13 @@ struct ClassSnapshot {
 };
 
 // One object Pool::relocate asks a class to move: its entry, the generation and place the handle was resolved
-// at, and where its outcome goes.
+// at (the arena offset, and the block and slot there), and where its outcome goes.
 struct RelocateItem {
   std::uint32_t index;
   std::uint16_t gen;
   std::uint64_t offset;
+  Block* block;
+  std::uint32_t slot;
   RelocateOutcome* outcome;
 };
 
@@ -79,8 +82,9 @@ class SizeClass {
   const SizeClassInfo& info() const { return info_; }
 
   // Takes up to out.size() free slots (at least one on success), fullest non-full block first; marks them
-  // reserved. Makes a new block if no block has room. ResourceExhausted when the arena cannot.
-  absl::StatusOr<std::size_t> TakeSlots(std::span<SlotRef> out) ABSL_LOCKS_EXCLUDED(mu_);
+  // reserved. Makes a new block if no block has room (and then sets `*made_block`, when given).
+  // ResourceExhausted when the arena cannot.
+  absl::StatusOr<std::size_t> TakeSlots(std::span<SlotRef> out, bool* made_block = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
   // Puts reserved slots back on their blocks' free lists; releases blocks that become empty.
   void ReturnSlots(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
   // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks.
@@ -130,8 +134,11 @@ class SizeClass {
   // One batch of compaction: objects claimed, each with a destination slot reserved, then confirmed and moved.
   struct CompactionBatch;
   void MoveBatch(CompactionBatch& batch, ClassCompaction& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The block and slot of this class holding arena offset `offset`.
-  Block* BlockAt(std::uint64_t offset, std::uint32_t* slot) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // One move of compaction and relocation: the object of kept claim `i` of `claims`, in `src`'s slot `slot`,
+  // into `dst`'s reserved slot `dslot` — the whole slot copied, dst's back-map pointed at the entry, the new
+  // place published, the old slot freed (the caller regroups `src`).
+  void MoveClaimed(handles::MoveClaims& claims, std::size_t i, Block* src, std::uint32_t slot, Block* dst,
+                   std::uint32_t dslot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Why relocate could not claim `item`'s object: from its entry word now.
   RelocateOutcome Unclaimable(const RelocateItem& item) const;
 

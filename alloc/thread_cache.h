@@ -53,8 +53,6 @@ struct alignas(64) ClassSlots {
   static std::uint32_t CapacityFor(std::uint32_t slot_size) {
     return std::clamp<std::uint32_t>(16384 / slot_size, 2, 256);
   }
-  // Slots a refill takes: half the capacity.
-  static std::uint32_t RefillSize(std::uint32_t slot_size) { return std::max(1u, CapacityFor(slot_size) / 2); }
 };
 
 struct alignas(64) ThreadCache {
