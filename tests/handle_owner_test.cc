@@ -417,10 +417,14 @@ TEST(HandleOwnerConcurrency, TheBackgroundCompactorCompactsASparseTable) {
   pool->defragment();
   // Let the passes the thinning started finish (a futile handle pass is not repeated while the table stays
   // as it is): then nothing but the table is left for a pass to do.
-  const auto quiet_by = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  for (std::uint64_t runs = ~0ull; runs != pool->stats().background_runs_complete;) {
+  // Quiet: no pass under way (as many ended as started; a pass's cycles can rest longer than the 50 ms a
+  // count must stay still, under ThreadSanitizer), and none ended for 50 ms.
+  const auto quiet_by = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (std::uint64_t runs = ~0ull;;) {
+    const PoolStats q = pool->stats();
+    if (q.background_runs == q.background_runs_complete && runs == q.background_runs_complete) break;
     ASSERT_LT(std::chrono::steady_clock::now(), quiet_by) << "the background compactor never rests";
-    runs = pool->stats().background_runs_complete;
+    runs = q.background_runs_complete;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   cells.refuse_all = false;
