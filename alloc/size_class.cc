@@ -217,11 +217,19 @@ absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, bool* m
 
 void SizeClass::ReturnSlots(std::span<const SlotRef> slots) {
   MutexLock lock(&mu_);
+  // A thread cache flushes slots in the order they were freed, so runs of them share a block: each run
+  // regroups its block once (a division), not once per slot. A block's in_use only falls within a run, so
+  // regrouping at the run's end is the same as after each slot.
+  Block* run = nullptr;
   for (SlotRef r : slots) {
     Block* b = BlockOf(r);
+    if (b != run) {
+      if (run != nullptr) Regroup(run);
+      run = b;
+    }
     PushFree(b, SlotIndexOf(r));
-    Regroup(b);
   }
+  if (run != nullptr) Regroup(run);
 }
 
 // Claims made but not yet confirmed and moved, with the destination slot reserved for each.

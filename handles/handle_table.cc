@@ -286,33 +286,40 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, O
 }
 
 void HandleTable::Return(std::span<const std::uint32_t> indices) {
-  // Group by page so each page moves between density buckets once per call, not once per entry.
+  // Each page moves between density buckets once per call, not once per entry: a page is taken off its lists
+  // when the first of its entries comes by (`returning` marks it), and listed again after the last. No sort:
+  // a thread cache's entries come from a few pages, and grouping them costs a flag per page.
   std::uint32_t local[64];
   std::vector<std::uint32_t> heap;
-  std::uint32_t* sorted = local;
+  std::uint32_t* touched = local;
   if (indices.size() > 64) {
     heap.resize(indices.size());
-    sorted = heap.data();
+    touched = heap.data();
   }
-  std::copy(indices.begin(), indices.end(), sorted);
-  std::sort(sorted, sorted + indices.size());
+  std::size_t pages = 0;
   MutexLock lock(&mu_);
-  for (std::size_t i = 0; i < indices.size();) {
-    const std::uint32_t p = sorted[i] / kEntriesPerPage;
+  for (const std::uint32_t index : indices) {
+    const std::uint32_t p = index / kEntriesPerPage;
     PageState& st = pages_[p];
-    Unlist(p);
-    for (; i < indices.size() && sorted[i] / kEntriesPerPage == p; ++i) {
-      const std::uint16_t gen = GenOf(entries_[sorted[i]].load(std::memory_order_relaxed));
-      --st.used;
-      --in_use_;
-      if (gen >= kRestGen) {  // its last life is over: it rests until the page empties and is re-keyed
-        ++st.rested;
-        ++rested_;
-        continue;
-      }
-      MarkFree(st, sorted[i] - p * kEntriesPerPage);
+    if (!st.returning) {
+      Unlist(p);
+      st.returning = true;
+      touched[pages++] = p;
     }
-    if (st.used == 0) PageEmptied(p);
+    const std::uint16_t gen = GenOf(entries_[index].load(std::memory_order_relaxed));
+    --st.used;
+    --in_use_;
+    if (gen >= kRestGen) {  // its last life is over: it rests until the page empties and is re-keyed
+      ++st.rested;
+      ++rested_;
+      continue;
+    }
+    MarkFree(st, index - p * kEntriesPerPage);
+  }
+  for (std::size_t i = 0; i < pages; ++i) {
+    const std::uint32_t p = touched[i];
+    pages_[p].returning = false;
+    if (pages_[p].used == 0) PageEmptied(p);
     Relist(p);
   }
 }

@@ -185,6 +185,7 @@ class HandleTable {
     bool resident = false;
     bool idle = false;                // on idle_: emptied and kept resident
     bool evacuating = false;          // between BeginEvacuation and EndEvacuation: on no list
+    bool returning = false;           // inside Return: off its lists until the call's last entry of it
     std::array<std::uint32_t, 2> prev{kNoPage, kNoPage};  // per ListKind
     std::array<std::uint32_t, 2> next{kNoPage, kNoPage};
   };
