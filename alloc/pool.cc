@@ -366,9 +366,10 @@ struct Pool::Impl {
     }
     const std::uint32_t h = c.handle_count.load(std::memory_order_relaxed);
     if (h > 0) {
-      table->Return(std::span<const std::uint32_t>(c.handles.data(), h));
+      table->Return(std::span<const std::uint32_t>(c.handles, h));
       c.handle_count.store(0, std::memory_order_relaxed);
     }
+    c.ResetSizes();
   }
 
   // Called at thread exit with g_registry_mu held, and for temporary caches.
@@ -384,11 +385,12 @@ struct Pool::Impl {
     delete c;
   }
 
-  // Refills (the slow half of taking a handle entry or a slot from the cache); the fast half is inline in
-  // allocate.
+  // Refills and flushes (the slow halves of taking a handle entry or a slot from the cache and of giving one
+  // back; the fast halves are inline in allocate and free). A refill after a flush, or a flush after a
+  // refill, doubles the list first, or instead (thread_cache.h).
   ABSL_ATTRIBUTE_NOINLINE absl::Status RefillHandles(ThreadCache& c) {
-    absl::StatusOr<std::size_t> got =
-        table->Acquire(std::span<std::uint32_t>(c.handles.data(), ThreadCache::kHandleCapacity / 2));
+    if (c.handle_size.Swings(alloc::CacheSize::Trip::kRefill)) c.handle_size.Grow();
+    absl::StatusOr<std::size_t> got = table->Acquire(std::span<std::uint32_t>(c.handles, c.handle_size.capacity / 2));
     if (!got.ok()) return got.status();
     c.handle_count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
     return absl::OkStatus();
@@ -396,10 +398,14 @@ struct Pool::Impl {
 
   void PushHandle(ThreadCache& c, std::uint32_t index) {
     std::uint32_t n = c.handle_count.load(std::memory_order_relaxed);
-    if (ABSL_PREDICT_FALSE(n == ThreadCache::kHandleCapacity)) {
-      constexpr std::uint32_t kKeep = ThreadCache::kHandleCapacity / 2;
-      table->Return(std::span<const std::uint32_t>(c.handles.data() + kKeep, n - kKeep));
-      n = kKeep;
+    if (ABSL_PREDICT_FALSE(n == c.handle_size.capacity)) {
+      if (c.handle_size.Swings(alloc::CacheSize::Trip::kFlush)) {
+        c.handle_size.Grow();
+      } else {
+        const std::uint32_t keep = c.handle_size.capacity / 2;
+        table->Return(std::span<const std::uint32_t>(c.handles + keep, n - keep));
+        n = keep;
+      }
     }
     c.handles[n] = index;
     c.handle_count.store(n + 1, std::memory_order_relaxed);
@@ -408,9 +414,11 @@ struct Pool::Impl {
   // `*made_block` (when given) is set when the refill had to make a new block.
   ABSL_ATTRIBUTE_NOINLINE absl::Status RefillSlots(ThreadCache& c, ClassId cls, bool* made_block = nullptr) {
     alloc::ClassSlots& cs = c.classes[cls.value()];
-    cs.EnsureArray(map.info(cls).slot_size);
-    absl::StatusOr<std::size_t> got =
-        classes[cls.value()]->TakeSlots(std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.capacity / 2)), made_block);
+    const std::uint32_t slot_size = map.info(cls).slot_size;
+    cs.EnsureArray(slot_size);
+    if (cs.size.Swings(alloc::CacheSize::Trip::kRefill)) c.TryGrow(cs, slot_size);
+    absl::StatusOr<std::size_t> got = classes[cls.value()]->TakeSlots(
+        std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.size.capacity / 2)), made_block);
     if (!got.ok()) return got.status();
     cs.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
     return absl::OkStatus();
@@ -418,10 +426,12 @@ struct Pool::Impl {
 
   void PushSlot(ThreadCache& c, ClassId cls, SlotRef r) {
     alloc::ClassSlots& cs = c.classes[cls.value()];
-    cs.EnsureArray(map.info(cls).slot_size);
+    const std::uint32_t slot_size = map.info(cls).slot_size;
+    cs.EnsureArray(slot_size);
     std::uint32_t n = cs.count.load(std::memory_order_relaxed);
-    if (ABSL_PREDICT_FALSE(n == cs.capacity)) {
-      const std::uint32_t keep = cs.capacity / 2;
+    if (ABSL_PREDICT_FALSE(n == cs.size.capacity) &&
+        !(cs.size.Swings(alloc::CacheSize::Trip::kFlush) && c.TryGrow(cs, slot_size))) {
+      const std::uint32_t keep = cs.size.capacity / 2;
       classes[cls.value()]->ReturnSlots(std::span<const SlotRef>(cs.slots.get() + keep, n - keep));
       n = keep;
     }
@@ -901,7 +911,7 @@ namespace {
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
   ThreadCache& c = *tls_last.cache;
   const std::uint32_t hn = c.handle_count.load(std::memory_order_relaxed);
-  if (ABSL_PREDICT_FALSE((hn == ThreadCache::kHandleCapacity) | handles::IsLastLife(r.gen) |
+  if (ABSL_PREDICT_FALSE((hn == c.handle_size.capacity) | handles::IsLastLife(r.gen) |
                          (h.size_field() == Handle::kHugeSize) | p.options.checked |
                          (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
     return FreeSlow(p, h, via);
@@ -919,7 +929,7 @@ namespace {
     n = cs->count.load(std::memory_order_relaxed);
   }
   // A class not yet cached by this thread has capacity 0, so a full cache and a missing array are one test.
-  if (ABSL_PREDICT_FALSE(cs == nullptr || n == cs->capacity)) {
+  if (ABSL_PREDICT_FALSE(cs == nullptr || n == cs->size.capacity)) {
     handles::AbandonRetire(*c.record);
     return FreeSlow(p, h, via);
   }

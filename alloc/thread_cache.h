@@ -1,19 +1,26 @@
 // alloc/thread_cache.h — one thread's cache for one pool: free slots per class and free handle entries,
 // so that the common allocate / free touches no lock.
 //
-// Types: ThreadCache, ClassSlots. Only the owning thread changes a cache; other threads read its counters
-// (for stats) through relaxed atomics, which is why single-writer counters are atomics. A cache and each of
-// its class arrays' headers sit on cache lines of their own: two threads' caches written on every operation
-// must not share a line.
+// Types: ThreadCache, ClassSlots, CacheSize. Only the owning thread changes a cache; other threads read its
+// counters (for stats) through relaxed atomics, which is why single-writer counters are atomics. A cache and
+// each of its class arrays' headers sit on cache lines of their own: two threads' caches written on every
+// operation must not share a line.
+// Sizes adapt (tcmalloc's growing free lists): each list starts at its base capacity; a refill that follows a
+// flush, or a flush that follows a refill, says the thread's working set swings wider than the list, and the
+// list doubles instead (up to its maximum, and only while the thread's growth stays within kMaxGrownBytes of
+// slots) — so a thread that allocates and frees batches of a thousand objects stops taking the class and
+// table locks once its lists have grown. A Flush (the pool's recall before compaction, thread exit) puts every
+// list back to its base.
 // Invariants: a cached slot's block owner value is kSlotReserved and counts in its block's in_use; a
-// cached handle entry is free (even generation) and counts as in use in the handle table. `epoch` is the
-// pool's flush epoch the cache last synchronised with; when the pool's moves on, the cache empties itself.
-// `record` is held from the cache's making until it retires (handles/access_records.h).
+// cached handle entry is free (even generation) and counts as in use in the handle table; count <= size.capacity
+// <= size.max for every list (the handle list grows to kMaxHandleCapacity, outside the byte budget: 8 KiB of
+// entries); grown_bytes == Σ (size.capacity - size.base) × slot size over the class lists.
+// `epoch` is the pool's flush epoch the cache last synchronised with; when the pool's moves on, the cache
+// empties itself. `record` is held from the cache's making until it retires (handles/access_records.h).
 #ifndef MOVA_ALLOC_THREAD_CACHE_H_
 #define MOVA_ALLOC_THREAD_CACHE_H_
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -35,34 +42,111 @@ class OwnedCounter {
   std::atomic<std::uint64_t> v_{0};
 };
 
+// A list's size and the way it grows: the last trip to the shared structure behind it (refill or flush) and
+// the list's base and maximum capacities.
+struct CacheSize {
+  enum class Trip : std::uint8_t { kNone, kRefill, kFlush };
+  std::uint32_t capacity = 0;
+  std::uint32_t base = 0;
+  std::uint32_t max = 0;
+  Trip last = Trip::kNone;
+
+  void Init(std::uint32_t base_capacity, std::uint32_t max_capacity) {
+    capacity = base = base_capacity;
+    max = max_capacity;
+    last = Trip::kNone;
+  }
+  // Records a trip; true when it follows the opposite trip and the list may double (the caller checks the
+  // thread's budget and calls Grow). A list that grows forgets the trip, so each doubling needs a new swing.
+  bool Swings(Trip trip) {
+    const bool swing = last != Trip::kNone && last != trip && capacity < max;
+    last = trip;
+    return swing;
+  }
+  // The capacity added by a doubling (0 at the maximum).
+  std::uint32_t Growth() const { return std::min(capacity, max - capacity); }
+  void Grow() {
+    capacity += Growth();
+    last = Trip::kNone;
+  }
+  void Reset() {
+    capacity = base;
+    last = Trip::kNone;
+  }
+};
+
 // Each on cache lines of its own (as is the ThreadCache), so that two threads' caches never share a line.
 struct alignas(64) ClassSlots {
-  std::unique_ptr<SlotRef[]> slots;  // allocated on first use
-  std::uint32_t capacity = 0;
+  std::unique_ptr<SlotRef[]> slots;  // size.capacity of them: made on first use, remade when the size changes
+  CacheSize size;                    // size.capacity == 0 until the array is made
   std::atomic<std::uint32_t> count{0};  // written by the owner only
 
   // Makes the slot array on first use (most threads touch few classes).
   void EnsureArray(std::uint32_t slot_size) {
     if (slots != nullptr) return;
-    capacity = CapacityFor(slot_size);
-    slots = std::make_unique<SlotRef[]>(capacity);
+    size.Init(CapacityFor(slot_size), MaxCapacityFor(slot_size));
+    slots = std::make_unique<SlotRef[]>(size.capacity);
+  }
+  // Doubles the list, keeping its slots.
+  void Grow() {
+    size.Grow();
+    Remake();
+  }
+  // Back to the base capacity; the list is empty. A grown array goes, so that its memory does not outlive
+  // the growth.
+  void Reset() {
+    if (slots == nullptr || size.capacity == size.base) return;
+    size.Reset();
+    Remake();
   }
 
-  // Cache at most ~16 KiB of slots per class, between 2 and 256 slots: a refill or flush moves half of it
-  // under the class lock, so small classes take the lock once per 128 operations.
+  // Cache at most ~16 KiB of slots per class at first, between 2 and 256 slots: a refill or flush moves half
+  // of it under the class lock, so small classes take the lock once per 128 operations.
   static std::uint32_t CapacityFor(std::uint32_t slot_size) {
     return std::clamp<std::uint32_t>(16384 / slot_size, 2, 256);
+  }
+  // Grown, at most 128 KiB of slots and 2048 of them (a batch of a thousand 64-byte objects fits).
+  static std::uint32_t MaxCapacityFor(std::uint32_t slot_size) {
+    return std::clamp<std::uint32_t>((128 * 1024) / slot_size, CapacityFor(slot_size), 2048);
+  }
+
+ private:
+  void Remake() {
+    auto fresh = std::make_unique<SlotRef[]>(size.capacity);
+    std::copy_n(slots.get(), count.load(std::memory_order_relaxed), fresh.get());
+    slots = std::move(fresh);
   }
 };
 
 struct alignas(64) ThreadCache {
-  static constexpr std::uint32_t kHandleCapacity = 256;  // refills and flushes move half: whole entry lines
+  static constexpr std::uint32_t kHandleCapacity = 256;      // base; refills and flushes move half: whole lines
+  static constexpr std::uint32_t kMaxHandleCapacity = 2048;  // grown
+  static constexpr std::uint64_t kMaxGrownBytes = 1 << 20;   // slots the class lists may add in all, per thread
 
-  explicit ThreadCache(std::size_t num_classes) : classes(num_classes) {}
+  explicit ThreadCache(std::size_t num_classes) : classes(num_classes) {
+    handle_size.Init(kHandleCapacity, kMaxHandleCapacity);
+  }
+
+  // Doubles `cs` (of `slot_size` slots) if the thread's budget allows.
+  bool TryGrow(ClassSlots& cs, std::uint32_t slot_size) {
+    const std::uint64_t added = std::uint64_t{cs.size.Growth()} * slot_size;
+    if (added == 0 || grown_bytes + added > kMaxGrownBytes) return false;
+    cs.Grow();
+    grown_bytes += added;
+    return true;
+  }
+  // Every list back to its base capacity (the caller has emptied them).
+  void ResetSizes() {
+    for (ClassSlots& cs : classes) cs.Reset();
+    handle_size.Reset();
+    grown_bytes = 0;
+  }
 
   std::vector<ClassSlots> classes;
-  std::array<std::uint32_t, kHandleCapacity> handles{};
+  std::uint32_t handles[kMaxHandleCapacity];  // [0, handle_count) hold entries; the rest is never read
   std::atomic<std::uint32_t> handle_count{0};  // written by the owner only
+  CacheSize handle_size;
+  std::uint64_t grown_bytes = 0;
   std::uint64_t epoch = 0;
   handles::AccessRecord* record = nullptr;  // this thread's access record in the pool (its pins and frees)
 

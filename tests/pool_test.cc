@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <map>
 #include <random>
 #include <vector>
@@ -223,6 +225,54 @@ TEST(Pool, StatsAddUp) {
               s.block_bytes + s.huge_bytes + s.dirty_bytes + s.handle_table_bytes + s.metadata_bytes);
     pool->compact();
   }
+}
+
+// A thread's cached slots of each class, and their bytes in all classes.
+std::uint64_t CachedOf(const PoolStats& s, std::uint32_t slot_size) {
+  for (const ClassStats& c : s.classes) {
+    if (c.slot_size == slot_size) return c.objects_cached;
+  }
+  return 0;
+}
+
+TEST(Pool, ThreadCachesGrowForBatchesWithinABudgetAndShrinkWhenFlushed) {
+  PoolOptions o;
+  o.direct_compaction = std::chrono::microseconds(0);
+  auto pool = NewPool(o);
+  const alloc::SizeClassMap map;
+  const std::uint32_t slot64 = map.info(map.ClassFor(64)).slot_size;
+  // Batches of 1000 objects: the 64-byte list starts at 256 slots and doubles each time refills and flushes
+  // alternate, until a whole batch fits and the class lock is no longer taken.
+  auto batch = [&](std::size_t size, int n) {
+    std::vector<Handle> hs;
+    for (int i = 0; i < n; ++i) hs.push_back(pool->allocate(size).value());
+    for (Handle h : hs) ASSERT_TRUE(pool->free(h).ok());
+  };
+  batch(64, 1000);
+  EXPECT_LE(CachedOf(pool->stats(), slot64), 512u);
+  for (int round = 0; round < 4; ++round) batch(64, 1000);
+  const std::uint64_t grown = CachedOf(pool->stats(), slot64);
+  EXPECT_GE(grown, 1000u);
+  EXPECT_LE(grown, 2048u);
+  // A flush puts the list back to its base of 256: the next batch's one swing doubles it once.
+  pool->flush_thread_cache();
+  EXPECT_EQ(CachedOf(pool->stats(), slot64), 0u);
+  batch(64, 1000);
+  EXPECT_LE(CachedOf(pool->stats(), slot64), 512u);
+  // Batches in many classes: the lists together grow by at most kMaxGrownBytes of slots.
+  pool->flush_thread_cache();
+  std::uint64_t base_bytes = 0;
+  for (std::size_t size = 512; size <= 4096; size += 512) {
+    for (int round = 0; round < 4; ++round) batch(size, 600);
+    const std::uint32_t slot = map.info(map.ClassFor(size)).slot_size;
+    base_bytes += std::uint64_t{std::clamp<std::uint32_t>(16384 / slot, 2, 256)} * slot;
+  }
+  const PoolStats s = pool->stats();
+  std::uint64_t cached_bytes = 0;
+  for (const ClassStats& c : s.classes) cached_bytes += c.objects_cached * c.slot_size;
+  EXPECT_GT(cached_bytes, base_bytes);  // some lists grew
+  EXPECT_LE(cached_bytes, base_bytes + (std::uint64_t{1} << 20));
+  EXPECT_EQ(s.live_objects, 0u);
 }
 
 TEST(Pool, StatsRenderAsTextAndJson) {
