@@ -46,6 +46,7 @@
 #include "alloc/block.h"
 #include "alloc/page_map.h"
 #include "alloc/lower_region_targets.h"
+#include "alloc/owned_handle_count.h"
 #include "alloc/pool_block_driver.h"
 #include "alloc/pool_huge_driver.h"
 #include "compactor/region_scan.h"
@@ -157,6 +158,7 @@ struct Pool::Impl {
   }
   std::atomic<std::uint64_t> handle_compactions{0}, handles_owned{0}, handles_migrated{0},
       handles_freed_while_isolated{0}, handle_isolate_failed{0}, handles_put_back{0};
+  alloc::OwnedHandleCount owned_count ABSL_GUARDED_BY(compact_mu);  // the next plan's, made across calls
   // compact_handles(): moves owned entries out of sparse table pages (HandleTable's evacuation).
   HandleCompactResult CompactHandles(PassBudget budget) ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu);
   // Points the back-reference of the live object at `offset` (its block's back-map slot, or its huge
@@ -697,9 +699,9 @@ Pool::Impl::~Impl() {
 namespace {
 
 // One cycle of a background pass: compact() with the cycle's budget until it is complete, then defragment()
-// likewise, then compact_handles() likewise (its moves are bounded by the budget; each call also counts the
-// owned cells, a load per cell, which is not); a pass started for memory pressure ends by giving back every
-// free page. True when the pass is complete.
+// likewise, then compact_handles() likewise (its count of the owned cells and its moves are bounded by the
+// budget; the owners' iteration over cells it has no time left for is not); a pass started for memory
+// pressure ends by giving back every free page. True when the pass is complete.
 bool BackgroundCycle(Pool& pool, Pool::Impl::BackgroundPass& pass, PassBudget budget) {
   if (!pass.compacted) {
     pass.compacted = pool.compact(budget).complete;
@@ -1195,28 +1197,28 @@ CompactResult Pool::compact(PassBudget budget) {
 
 HandleCompactResult Pool::Impl::CompactHandles(PassBudget budget) {
   const absl::Time start = absl::Now();
-  const absl::Time deadline = CallDeadlines(budget, start).end;
+  const CallDeadlines deadlines(budget, start);
+  const absl::Time deadline = deadlines.end;
   HandleCompactResult r;
   handle_compactions.fetch_add(1, std::memory_order_relaxed);
   if (owners.empty()) return r;
+  // Which pages' live entries the owners could move: a count per page of the owned handles in them, which
+  // budgeted calls make across calls (alloc/owned_handle_count.h); an unbudgeted call counts afresh.
+  if (!deadlines.budgeted) owned_count.Reset();
+  const alloc::OwnedHandleCount::Progress counted = owned_count.Count(owners, *table, deadline);
+  r.cells_counted = counted.cells;
+  if (!counted.complete) {
+    r.complete = false;
+    r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+    return r;
+  }
+  r.cells_owned = owned_count.cells_owned();
+  handles_owned.store(r.cells_owned, std::memory_order_relaxed);
   // Cached entries go back to the table, so that a page's entries in use are its live handles.
   RecallThreadCaches();
-  // Which pages' live entries the owners could move: a count per page of the owned handles in them.
-  const std::uint64_t opened = table->stats().pages_opened;
-  std::vector<std::uint32_t> owned(opened, 0);
-  for (HandleOwner* o : owners) {
-    o->VisitCells([&](std::span<HandleCell* const> cells) {
-      for (const HandleCell* c : cells) {
-        const Handle h = c->load();
-        const std::uint64_t page = h.index() / handles::HandleTable::kEntriesPerPage;
-        if (h.is_null() || !table->Issued(h.index()) || page >= opened) continue;
-        ++owned[page];
-        ++r.cells_owned;
-      }
-    });
-  }
-  handles_owned.store(r.cells_owned, std::memory_order_relaxed);
-  const std::vector<std::uint32_t> plan = table->PlanEvacuation(owned);
+  // The calls of one sequence plan from the same count: the pages emptied meanwhile are no longer resident,
+  // those that took entries are dense, and the sparse pages left are counted as they were.
+  const std::vector<std::uint32_t> plan = table->PlanEvacuation(owned_count.per_page());
   r.pages_evacuated = plan.size();
   if (!plan.empty()) {
     table->BeginEvacuation(plan);
@@ -1248,6 +1250,7 @@ HandleCompactResult Pool::Impl::CompactHandles(PassBudget budget) {
     handles_put_back.fetch_add(st.put_back, std::memory_order_relaxed);
   }
   table->ReleaseSpare();
+  if (r.complete) owned_count.Reset();  // the sequence is over: the next call counts afresh
   const bool futile = r.complete && r.pages_released == 0;
   futile_table_state.store(futile ? TableState(table->stats()) : ~0ull, std::memory_order_relaxed);
   r.seconds = absl::ToDoubleSeconds(absl::Now() - start);
@@ -1267,6 +1270,7 @@ void Pool::register_owner(HandleOwner& owner) {
   MutexLock lock(&p.compact_mu);
   if (std::find(p.owners.begin(), p.owners.end(), &owner) == p.owners.end()) p.owners.push_back(&owner);
   p.owner_count.store(p.owners.size(), std::memory_order_relaxed);
+  p.owned_count.Reset();
 }
 
 void Pool::unregister_owner(HandleOwner& owner) {
@@ -1274,6 +1278,7 @@ void Pool::unregister_owner(HandleOwner& owner) {
   MutexLock lock(&p.compact_mu);  // no compaction visits it after this returns
   std::erase(p.owners, &owner);
   p.owner_count.store(p.owners.size(), std::memory_order_relaxed);
+  p.owned_count.Reset();
 }
 
 std::vector<Pool::AddressRange> Pool::reserved_ranges() const {

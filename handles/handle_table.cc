@@ -226,15 +226,22 @@ void HandleTable::RetirePage(std::uint32_t p, bool defer_discard) {
 
 std::uint32_t HandleTable::GiveBack(std::uint32_t first, std::uint32_t count) {
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{first} * kEntriesPerPage);
-  if (!os_.Discard(addr, ToBytes(Pages(count))).ok()) {
-    // Kept: usable and counted, their entries at the restart generation.
-    for (std::uint32_t p = first; p < first + count; ++p) FreeAllEntries(p);
-    return 0;
-  }
+  if (!os_.Discard(addr, ToBytes(Pages(count))).ok()) return KeepAfterFailedDiscard(first, count);
+  return MarkGivenBack(first, count);
+}
+
+std::uint32_t HandleTable::MarkGivenBack(std::uint32_t first, std::uint32_t count) {
   for (std::uint32_t p = first; p < first + count; ++p) pages_[p].resident = false;
   resident_ -= count;
   discarded_ += count;
   return count;
+}
+
+std::uint32_t HandleTable::KeepAfterFailedDiscard(std::uint32_t first, std::uint32_t count) {
+  // Kept: usable and counted, their entries at the restart generation (a discard that failed part way may
+  // have zeroed some of them).
+  for (std::uint32_t p = first; p < first + count; ++p) FreeAllEntries(p);
+  return 0;
 }
 
 absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, Order order) {
@@ -379,12 +386,27 @@ void HandleTable::BeginEvacuation(std::span<const std::uint32_t> pages) {
 std::uint64_t HandleTable::EndEvacuation() {
   MutexLock lock(&mu_);
   std::sort(evacuated_.begin(), evacuated_.end());
-  std::uint64_t given_back = 0;
+  // Address-ordered runs, given back together: one process_madvise for up to IOV_MAX runs and one TLB
+  // flush, where a call per run cost 6–20 µs each (234 scattered pages took 7.8 ms in one mova-kv cycle).
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> runs;  // first page, pages
+  std::vector<os::PageSpan> spans;
   for (std::size_t i = 0; i < evacuated_.size();) {
     std::size_t j = i + 1;
     while (j < evacuated_.size() && evacuated_[j] == evacuated_[j - 1] + 1) ++j;
-    given_back += GiveBack(evacuated_[i], static_cast<std::uint32_t>(j - i));
+    const auto count = static_cast<std::uint32_t>(j - i);
+    runs.emplace_back(evacuated_[i], count);
+    spans.push_back({reinterpret_cast<std::byte*>(entries_ + std::size_t{evacuated_[i]} * kEntriesPerPage),
+                     ToBytes(Pages(count))});
     i = j;
+  }
+  std::uint64_t given_back = 0;
+  if (!spans.empty()) {
+    os::DiscardProgress progress;
+    (void)os_.DiscardRanges(spans, &progress);  // on an error, the runs from ranges_done on are kept
+    for (std::size_t k = 0; k < runs.size(); ++k) {
+      given_back += k < progress.ranges_done ? MarkGivenBack(runs[k].first, runs[k].second)
+                                             : KeepAfterFailedDiscard(runs[k].first, runs[k].second);
+    }
   }
   evacuated_.clear();
   evacuated_total_ += given_back;

@@ -35,7 +35,8 @@
 // entries in use are all owned and fit in the free entries of the other pages; while they evacuate they are
 // on no density list, so Acquire never hands out their entries, and a page that empties is retired at once
 // (not kept idle) with its discard deferred to EndEvacuation, which gives such pages back in address-ordered
-// runs (one call a run, not a call a page) and lists the pages again. Movers acquire with kDense: single
+// runs, all runs in one DiscardRanges call (os.h: one process_madvise and TLB flush for up to IOV_MAX runs),
+// and lists the pages again. Movers acquire with kDense: single
 // entries from the densest page, those of partly used lines first, so the free entries the plan counted on
 // are the ones filled.
 // Locks: mu_ is a leaf lock. Entry words are read and CASed without it (entry_word.h); keys are read without it.
@@ -227,6 +228,10 @@ class HandleTable {
   // Discards pages [first, first + count) (retired: all entries free) in one call and marks them given back;
   // if the discard fails they stay resident, their entries at the restart generation. Returns pages given back.
   std::uint32_t GiveBack(std::uint32_t first, std::uint32_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // GiveBack's two ends, for pages [first, first + count) whose discard succeeded / failed: marks them given
+  // back and returns count / keeps them resident with every entry free at the restart generation, returns 0.
+  std::uint32_t MarkGivenBack(std::uint32_t first, std::uint32_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::uint32_t KeepAfterFailedDiscard(std::uint32_t first, std::uint32_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether page p belongs on the list of `kind` by its state.
   bool OnList(std::uint32_t p, ListKind kind) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts page p on the density lists its state calls for / takes it off them. Every change of a listed

@@ -139,22 +139,28 @@ TEST(HandleOwner, BudgetedCallsEndWithACompleteOne) {
   CellArray cells(*pool, 64 * kEntriesPerPage);
   const std::vector<std::size_t> kept = ThinnedCells(*pool, cells, 16, 11);
   int calls = 0, incomplete = 0;
-  std::uint64_t migrated = 0;
+  std::uint64_t migrated = 0, counted = 0;
   for (bool complete = false; !complete; ++calls) {
     ASSERT_LT(calls, 1000);
     const HandleCompactResult r = pool->compact_handles(PassBudget{std::chrono::microseconds(1)});
     complete = r.complete;
     if (!complete) {
       ++incomplete;
-      EXPECT_GT(r.entries_migrated, 0u) << "a call out of budget still moves a batch";
+      // A call out of budget still counts a batch of cells, or (once the count is complete) moves a batch.
+      EXPECT_GT(r.entries_migrated + r.cells_counted, 0u) << "a call made no progress";
     }
+    counted += r.cells_counted;
     migrated += r.entries_migrated;
   }
   EXPECT_GT(incomplete, 0);
+  // The count went on across the calls instead of starting again, and served every call of the sequence:
+  // each cell was counted once.
+  EXPECT_EQ(counted, cells.size());
   EXPECT_EQ(pool->stats().handles_migrated, migrated);
   EXPECT_LE(static_cast<double>(pool->stats().handle_table_bytes), 1.15 * 8 * static_cast<double>(kept.size()) + 4096);
   for (std::size_t i : kept) ASSERT_TRUE(CellIntact(*pool, cells[i], i));
-  // An owner that fails everything: a budgeted call still completes (it never stops without a move).
+  // An owner that fails everything: budgeted calls still come to a complete one (a call stops early only
+  // after counting a batch, or after a move, and nothing ever moves: the call that plans visits every cell).
   for (std::size_t i = 0; i < cells.size(); ++i) {
     if (cells[i].load().is_null()) FillCell(*pool, cells[i], i);
   }
@@ -165,9 +171,63 @@ TEST(HandleOwner, BudgetedCallsEndWithACompleteOne) {
   }
   pool->flush_thread_cache();
   cells.migrate = [](HandleCell&, Handle, Handle) { return MigrateAnswer::kFail; };
-  const HandleCompactResult failing = pool->compact_handles(PassBudget{std::chrono::microseconds(1)});
-  EXPECT_TRUE(failing.complete);
+  HandleCompactResult failing;
+  int failing_calls = 0;
+  do {
+    failing = pool->compact_handles(PassBudget{std::chrono::microseconds(1)});
+    ASSERT_LE(++failing_calls, static_cast<int>(cells.size() / HandleOwner::kVisitBatch) + 1);
+    EXPECT_EQ(failing.entries_migrated, 0u);
+  } while (!failing.complete);
   EXPECT_GT(failing.put_back, 0u);
+}
+
+TEST(HandleOwner, CellsThatChangeBetweenBudgetedCallsAreSafe) {
+  // A count made across calls sees each cell as it was when visited. Between the calls the test frees kept
+  // objects, allocates new ones into emptied cells and takes handles out of their cells (unowned now): the
+  // plan is then off, and what it tried cannot empty every page it chose, but nothing is lost and every
+  // handle still opens.
+  auto pool = Pool::Create().value();
+  CellArray cells(*pool, 64 * kEntriesPerPage);
+  std::vector<std::size_t> kept = ThinnedCells(*pool, cells, 16, 5);
+  std::mt19937 rng(6);
+  std::vector<Handle> unowned;
+  int calls = 0;
+  for (bool complete = false; !complete; ++calls) {
+    ASSERT_LT(calls, 2000);
+    complete = pool->compact_handles(PassBudget{std::chrono::microseconds(1)}).complete;
+    const std::size_t pick = kept[rng() % kept.size()];
+    switch (rng() % 3) {
+      case 0:  // freed
+        if (!cells[pick].load().is_null()) ASSERT_TRUE(pool->free(cells[pick]).ok());
+        break;
+      case 1: {  // an emptied cell filled again
+        const std::size_t i = rng() % cells.size();
+        if (cells[i].load().is_null()) {
+          FillCell(*pool, cells[i], i);
+          kept.push_back(i);
+        }
+        break;
+      }
+      default:  // taken out of its cell
+        if (!cells[pick].load().is_null()) unowned.push_back(cells[pick].exchange(kNullHandle));
+        break;
+    }
+  }
+  std::uint64_t live = unowned.size();
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    if (cells[i].load().is_null()) continue;
+    ASSERT_TRUE(CellIntact(*pool, cells[i], i)) << i;
+    ++live;
+  }
+  for (Handle h : unowned) ASSERT_TRUE(pool->size_of(h).ok());
+  EXPECT_EQ(pool->stats().live_objects, live);
+  // A whole (unbudgeted) call counts afresh and still compacts what the changes left.
+  const HandleCompactResult r = pool->compact_handles();
+  EXPECT_TRUE(r.complete);
+  EXPECT_EQ(r.cells_owned, live - unowned.size());
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    if (!cells[i].load().is_null()) ASSERT_TRUE(CellIntact(*pool, cells[i], i)) << i;
+  }
 }
 
 TEST(HandleOwner, UnownedEntriesStayWhereTheyAre) {

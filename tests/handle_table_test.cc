@@ -214,6 +214,56 @@ TEST(HandleTable, DiscardFailureKeepsThePageUsable) {
   EXPECT_EQ(t->stats().pages_opened, 1u);    // and reused
 }
 
+// Pages emptied by an evacuation go back in one DiscardRanges call at its end, a run each; when the call
+// fails part way, the runs it did not discard stay resident and usable, their entries free.
+TEST(HandleTable, EvacuatedPagesGoBackTogetherAndARunThatFailedStaysUsable) {
+  os::FaultInjectingOs fos;
+  auto t = HandleTable::Create(fos, 64 * kPer, kSalt).value();
+  std::vector<std::uint32_t> all = AcquireN(*t, 8 * kPer - 1);  // pages 0..7, full
+  std::sort(all.begin(), all.end());
+  for (std::uint32_t i : all) (void)Publish(t->entry(i), 16);
+  auto on_page = [&](std::uint32_t p) {
+    std::vector<std::uint32_t> v;
+    for (std::uint32_t i : all) {
+      if (i / kPer == p) v.push_back(i);
+    }
+    return v;
+  };
+  // Room on page 1; pages 2, 4 and 6 keep one entry each (three runs, none adjacent).
+  const std::vector<std::uint32_t> p1 = on_page(1);
+  Release(*t, std::span<const std::uint32_t>(p1).first(kPer / 2));
+  std::vector<std::uint32_t> last;
+  for (std::uint32_t p : {2u, 4u, 6u}) {
+    const std::vector<std::uint32_t> v = on_page(p);
+    Release(*t, std::span<const std::uint32_t>(v).first(v.size() - 1));
+    last.push_back(v.back());
+  }
+  std::vector<std::uint32_t> owned(8);
+  for (std::uint32_t p = 0; p < 8; ++p) owned[p] = kPer;  // every entry owned
+  const std::vector<std::uint32_t> plan = t->PlanEvacuation(owned);
+  ASSERT_EQ(std::set<std::uint32_t>(plan.begin(), plan.end()), (std::set<std::uint32_t>{2, 4, 6}));
+  const std::uint64_t resident = t->stats().pages_resident;
+  t->BeginEvacuation(plan);
+  Release(*t, last);  // their owners moved them: the three pages empty, their discards wait for the end
+  EXPECT_EQ(fos.calls(os::OsOp::kDiscard), 0);
+  fos.FailAfter(os::OsOp::kDiscard, 1, EINVAL, /*times=*/1);  // the second run fails
+  EXPECT_EQ(t->EndEvacuation(), 1u);
+  EXPECT_EQ(fos.failures(os::OsOp::kDiscard), 1);
+  EXPECT_EQ(t->stats().pages_resident, resident - 1);
+  EXPECT_EQ(t->stats().pages_evacuated, 1u);
+  auto entries_of = [&](std::uint32_t p) { return reinterpret_cast<const std::byte*>(&t->entry(p * kPer)); };
+  EXPECT_EQ(bench::ResidentBytesIn(entries_of(2), kPageSize).value(), 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(entries_of(4), kPageSize).value(), kPageSize);
+  EXPECT_EQ(bench::ResidentBytesIn(entries_of(6), kPageSize).value(), kPageSize);
+  // The kept pages hand their entries out again, free and at generations no handle of theirs had.
+  for (std::uint32_t p : {4u, 6u}) {
+    for (std::uint32_t i = p * kPer; i < (p + 1) * kPer; ++i) EXPECT_FALSE(IsLiveGen(GenOf(t->entry(i).load()))) << i;
+  }
+  const std::uint64_t in_use = t->stats().entries_in_use;
+  std::vector<std::uint32_t> more = AcquireN(*t, 3 * kPer);
+  EXPECT_EQ(t->stats().entries_in_use, in_use + 3 * kPer);
+}
+
 // A growing table makes one Populate call per kOpenAhead new pages, and counts what it populated ahead.
 TEST(HandleTable, NewPagesArePopulatedInBatches) {
   os::FaultInjectingOs fos;

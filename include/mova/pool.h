@@ -191,9 +191,10 @@ class Pool {
   // denser ones, by the kernel's isolate / migrate / putback rules (handle_owner.h), and gives the emptied
   // pages back. Unowned entries stay where they are. compact() ends with it; so does a background pass.
   MOVA_API HandleCompactResult compact_handles();
-  // The same within `budget`: the entries move for at most about that long (after the first batch, the rest
-  // of the owners' cells are passed over) and the call says so in `complete`; each call counts the owned
-  // cells afresh (one visit, a load per cell), so a sequence of calls ends with a complete one.
+  // The same within `budget`: the owned cells are counted (a load per cell; the plan needs the count of
+  // each table page) and the entries move for at most about that long — after the first batch, the rest is
+  // left for the next call, which goes on counting where this one stopped — and the call says so in
+  // `complete`; a sequence of calls ends with a complete one.
   MOVA_API HandleCompactResult compact_handles(PassBudget budget);
   // The calls above, through a cell: with the handle the cell holds, starting again with the cell's new
   // handle when its entry moved (or the owner stored another) meanwhile. free(cell) stores the null handle

@@ -64,6 +64,8 @@ struct DefragResult {
 // What one compact_handles() did (mova/handle_owner.h): owned entries moved out of sparse handle-table pages.
 struct HandleCompactResult {
   std::uint64_t cells_owned = 0;        // cells holding a handle of this pool, over all registered owners
+                                        // (0 until a count is complete: budgeted calls count across calls)
+  std::uint64_t cells_counted = 0;      // cells this call counted toward its plan
   std::uint64_t pages_evacuated = 0;    // table pages chosen to be emptied
   std::uint64_t entries_isolated = 0;
   std::uint64_t isolate_failed = 0;     // pinned, moving, or refused by the owner
@@ -73,7 +75,7 @@ struct HandleCompactResult {
   std::uint64_t put_back = 0;           // isolated and left in place
   std::uint64_t pages_released = 0;     // table pages given back
   double seconds = 0;
-  bool complete = true;  // false: a PassBudget ran out before every cell was visited; call again
+  bool complete = true;  // false: a PassBudget ran out before every cell was counted and visited; call again
 };
 
 // What relocate() did with one of the handles it was given (Pool::relocate).
