@@ -111,6 +111,7 @@ void Engine::MaybeStartDefrag() {
                                    t * (config_.active_defrag_cycle_max - config_.active_defrag_cycle_min));
   defrag_cpu_percent_ = std::max(cpu, 1);
   // Redis's cycle: that share of one cron period (at hz 10 and 25%, 25 ms; at hz 100 and 75%, 7.5 ms).
+  store_.ReleaseThreadCache();
   defrag_->Trigger(defrag_cpu_percent_, std::chrono::microseconds(1000000 * defrag_cpu_percent_ / config_.hz / 100));
 }
 

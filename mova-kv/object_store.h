@@ -84,6 +84,10 @@ class ObjectStore {
   virtual AllocatorReport Report() = 0;
   // Gives free pages back to the kernel (MEMORY PURGE).
   virtual void Purge() = 0;
+  // Called on the server's thread before a defragmentation pass starts: what the thread keeps aside for its
+  // next allocations goes back, so that the pass can compact it (the mova store's thread cache, whose slots
+  // keep their blocks in place; a thread without requests would otherwise hold them through the pass).
+  virtual void ReleaseThreadCache() {}
   // True when Defragment moves objects (the active defragmenter has something to run).
   virtual bool CanDefragment() const = 0;
   // One step of a defragmentation pass (compaction, then block migration, then handle compaction), within
