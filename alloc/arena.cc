@@ -282,13 +282,20 @@ bool Arena::DeferDiscards::Finish(bool made_progress) {
     if (--arena_.deferring_ == 0) {
       if (deadline_ == absl::InfiniteFuture()) {
         arena_.PurgeLocked(/*force=*/true);
-      } else if (!made_progress || absl::Now() < deadline_) {
-        for (;;) {
+      } else {
+        // A chunk is begun only when one as long as the last would end by the deadline (or, for a call that
+        // got nowhere else, once): the budget's overrun is the error of that guess, not a chunk (a chunk of
+        // scattered pages took 0.2-0.3 ms, a 1 ms cycle ran 1.2-1.3).
+        bool progressed = made_progress;
+        while (arena_.dirty_pages_ != 0) {
+          const absl::Time begin = absl::Now();
+          if (progressed && begin + arena_.last_discard_chunk_ >= deadline_) break;
           const std::uint64_t before = arena_.dirty_pages_;
           arena_.DiscardTopDirty(std::min(kDiscardChunk, before));
+          arena_.last_discard_chunk_ = absl::Now() - begin;
+          progressed = true;
           // A chunk whose discards failed left its pages dirty (counted): the next chunks would too.
           if (arena_.dirty_pages_ == before) return true;
-          if (arena_.dirty_pages_ == 0 || absl::Now() >= deadline_) break;
         }
       }
     }

@@ -123,7 +123,8 @@ class Arena {
     // Ends the deferral now (the destructor then does nothing more): true when no dirty page is left, or
     // when the last discard failed (those pages stay dirty, counted; nothing more would go now). With a
     // deadline already passed, a call that `made_progress` otherwise (it moved something) leaves every page
-    // to the next call; one that did not discards one chunk, so that each call gets somewhere.
+    // to the next call; one that did not discards one chunk, so that each call gets somewhere. Before the
+    // deadline, chunks go until the next one, by the time the last one took, would end past it.
     bool Finish(bool made_progress = false);
 
    private:
@@ -234,6 +235,8 @@ class Arena {
   std::chrono::steady_clock::time_point interval_start_ ABSL_GUARDED_BY(mu_){};  // the decay interval's start
   std::uint64_t low_water_ ABSL_GUARDED_BY(mu_) = 0;  // fewest dirty pages since interval_start_
   int deferring_ ABSL_GUARDED_BY(mu_) = 0;  // DeferDiscards alive
+  // How long the last chunk of a deferred discard took: a budgeted Finish begins no chunk that would not fit.
+  absl::Duration last_discard_chunk_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
 };
 
 }  // namespace mova::alloc

@@ -3,6 +3,8 @@
 // high regions empty out, and moves add no mappings.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <functional>
 #include <random>
 #include <string>
@@ -219,15 +221,24 @@ TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
   EXPECT_EQ(pool->compact().objects_moved, 0u);  // the budgeted calls left nothing for a full pass
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 
-  // One region, then the budget was spent; or no region, discarding what earlier calls gave back.
-  std::uint64_t migrated = 0;
+  // One step of a region (64 pages, and the rest of a block that begins in them), then the budget was spent;
+  // or no region, discarding what earlier calls gave back.
+  std::uint64_t migrated = 0, most_pages = 0;
   std::tie(calls, migrated) = RunBudgetedPass<DefragResult>(
-      *pool, [&] { return pool->defragment(tiny); }, &DefragResult::blocks_migrated,
+      *pool,
+      [&] {
+        const DefragResult r = pool->defragment(tiny);
+        most_pages = std::max(most_pages, r.pages_moved);
+        return r;
+      },
+      &DefragResult::blocks_migrated,
       [&](const DefragResult& r, std::uint64_t dirty) {
         return r.regions_scanned == 1 || (r.regions_scanned == 0 && pool->stats().dirty_bytes < dirty);
       });
   EXPECT_GT(calls, 1);
   EXPECT_GT(migrated, 0u);
+  EXPECT_GT(most_pages, 0u);
+  EXPECT_LE(most_pages, 64u + 15u);
   EXPECT_EQ(pool->stats().dirty_bytes, 0u);
   EXPECT_EQ(pool->defragment().blocks_migrated, 0u);
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
