@@ -1342,7 +1342,8 @@ DefragResult Pool::defragment(PassBudget budget) {
     const std::uint64_t first = region * alloc::kPagesPerRegion, end = first + alloc::kPagesPerRegion;
     std::uint64_t page = first + (region + 1 == top ? resume_page : 0);
     // A step of kDefragStepPages at a time, the budget looked at before each.
-    for (bool counted = false; page < end; stepped = true) {
+    bool counted = false;  // this region is in regions_scanned
+    while (page < end) {
       if (stepped && absl::Now() >= deadlines.moves) {
         r.complete = false;
         p.next_defrag_region = region + 1;
@@ -1383,6 +1384,7 @@ DefragResult Pool::defragment(PassBudget budget) {
         r.huge_migrated += n;
         r.blocks_migrated += n;
       }
+      stepped = true;
     }
   }
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());

@@ -3,14 +3,14 @@
 // moves its entries into dense table pages and rewrites the cells. Reads pin the object through its cell with
 // pin_owned (no shared write; only this server's thread frees), so a compaction running on the defragmenter's
 // thread never moves an object while it is read, and a read racing a handle move goes on with the new handle.
+#include <malloc.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include <malloc.h>
-
 #include "mova-kv/object_store.h"
 #include "mova/pool.h"
 
