@@ -98,8 +98,12 @@ class Arena {
   // pages without copying, populated where it would copy (then dirty pages are reused and clean ones populated
   // ahead, instead of discarding the one and populating the other page by page).
   Backing BackingForMove(Pages n, compactor::MoveKind kind) const {
+    if (keep_move_sources_.load(std::memory_order_acquire)) return Backing::kPopulated;
     return mover_->ZeroCopy(ToBytes(n), kind) ? Backing::kEmpty : Backing::kPopulated;
   }
+  // From now on every move copies and leaves its source whole (read sections may be reading it): moves into
+  // runs BackingForMove allocates are memcpy's. For good; callers order this before the moves it must cover.
+  void KeepMoveSources() { keep_move_sources_.store(true, std::memory_order_release); }
   compactor::MoveEngineStats move_stats() const { return mover_->stats(); }
   const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.
@@ -218,6 +222,7 @@ class Arena {
   const std::uint64_t limit_pages_;
   const std::chrono::milliseconds decay_;
   std::unique_ptr<compactor::MoveEngine> mover_;
+  std::atomic<bool> keep_move_sources_{false};  // KeepMoveSources
 
   mutable Mutex mu_;
   std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);

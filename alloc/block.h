@@ -48,6 +48,7 @@ inline constexpr int kGroupEmpty = 0;
 inline constexpr int kGroupFull = 11;
 inline constexpr int kNumGroups = 12;       // groups with lists
 inline constexpr int kGroupIsolated = 12;   // not on a list: isolated for block migration
+inline constexpr int kGroupMovedOut = 13;   // migrated away: the old place, until its pages go back
 constexpr int GroupOf(std::uint32_t in_use, std::uint32_t objects) {
   if (in_use == 0) return kGroupEmpty;
   if (in_use == objects) return kGroupFull;
@@ -96,6 +97,7 @@ struct HugeObject {
   PageRun run;
   std::uint64_t size = 0;   // requested bytes
   std::uint32_t owner = 0;  // handle-table index of the object
+  bool moved_out = false;   // migrated away: this is the old place, until its pages go back
   compactor::MovableBlock movable;
   std::uint64_t data_offset() const { return (std::uint64_t{run.first} << kPageShift) + kHeaderBytes; }
 };

@@ -160,6 +160,29 @@ mova_status mova_unpin(mova_pool* pool, mova_handle handle) {
   return Report(pool->pool->unpin(mova::Handle{handle}));
 }
 
+struct mova_read_section {
+  mova::ReadGuard guard;
+};
+
+mova_status mova_read_begin(mova_pool* pool, mova_read_section** out) {
+  if (pool == nullptr) return NullArgument("pool");
+  if (out == nullptr) return NullArgument("out");
+  *out = new mova_read_section{pool->pool->read_section()};
+  return MOVA_OK;
+}
+
+mova_status mova_read(mova_read_section* section, mova_handle handle, const void** data, size_t* size) {
+  if (section == nullptr) return NullArgument("section");
+  if (data == nullptr) return NullArgument("data");
+  absl::StatusOr<std::span<const std::byte>> b = section->guard.read(mova::Handle{handle});
+  if (!b.ok()) return Report(b.status());
+  *data = b->data();
+  if (size != nullptr) *size = b->size();
+  return MOVA_OK;
+}
+
+void mova_read_end(mova_read_section* section) { delete section; }
+
 mova_status mova_compact(mova_pool* pool, mova_compact_result* result) {
   if (pool == nullptr) return NullArgument("pool");
   Copy(pool->pool->compact(), result);

@@ -46,6 +46,7 @@
 #include "alloc/block.h"
 #include "alloc/page_map.h"
 #include "alloc/lower_region_targets.h"
+#include "alloc/old_copies.h"
 #include "alloc/owned_handle_count.h"
 #include "alloc/pool_block_driver.h"
 #include "alloc/pool_huge_driver.h"
@@ -114,6 +115,7 @@ struct Pool::Impl {
   std::unique_ptr<alloc::PageMap> page_map;
   std::unique_ptr<handles::HandleTable> table;
   std::unique_ptr<handles::AccessRecords> records;  // outlives the caches that hold its records
+  std::unique_ptr<alloc::OldCopies> old_copies;     // places moved away from, kept for read sections
   alloc::SizeClassMap map;
   std::vector<std::unique_ptr<alloc::SizeClass>> classes;
   std::unique_ptr<alloc::PoolBlockDriver> block_driver;  // the pool as a movable-block driver
@@ -214,6 +216,9 @@ struct Pool::Impl {
 
   // Why a background pass should run now, or kNone (see PoolOptions::background_interval). Counts the reason.
   BackgroundReason ReasonForAPass() {
+    // Old copies kept for read sections go back at every wakeup once the sections have ended, whether or not a
+    // pass is due (a barrier when there are any; nothing when there are none).
+    ReclaimOldCopies(/*pressed=*/false);
     const double threshold = options.background_threshold;
     const ClassSlack slack = MeasureClassSlack();
     if (slack.worth_compacting) {
@@ -354,6 +359,7 @@ struct Pool::Impl {
     CompactResult r;
     CompactClasses(absl::Now() + absl::Nanoseconds(budget_ns), r, next_direct_class);
     compact_mu.Unlock();
+    ReclaimOldCopies(/*pressed=*/false);  // with read sections, the emptied blocks come back only through this
     next_direct_ns.store(absl::GetCurrentTimeNanos() + kDirectSpacing * budget_ns, std::memory_order_relaxed);
     direct_compactions.fetch_add(1, std::memory_order_relaxed);
     objects_moved.fetch_add(r.objects_moved, std::memory_order_relaxed);
@@ -615,6 +621,73 @@ struct Pool::Impl {
     return at.huge->size;
   }
 
+  // ---- read sections (ReadGuard) and the old copies they keep ----
+  std::atomic<std::uint64_t> old_copies_freed{0}, old_copy_bytes_freed{0}, old_copies_freed_under_pressure{0};
+  // The pool's first read section: from now on movers keep old places (copying, never moving pages away)
+  // until the sections that may read them end. Under compact_mu, so that no move under way when the section
+  // begins was started without keeping them (every mover holds compact_mu).
+  [[gnu::noinline]] void StartKeepingOldCopies() ABSL_LOCKS_EXCLUDED(compact_mu) {
+    MutexLock lock(&compact_mu);
+    if (old_copies->keeping()) return;
+    arena->KeepMoveSources();
+    old_copies->Keep();
+  }
+  // Gives back the old places no open read section can be reading (one barrier; nothing when none are kept).
+  // `pressed`: memory is short (an allocation failed), counted. True when something was given back. Takes
+  // class locks and the arena's: call it with none of them held.
+  bool ReclaimOldCopies(bool pressed) {
+    if (old_copies->empty()) return false;
+    const std::uint64_t before = records->ReadEpoch();
+    if (!records->Barrier().ok()) return false;  // no record can be trusted: keep everything
+    alloc::OldCopies::Taken t = old_copies->Take(records->SafeReadEpoch(before), [this](std::uint32_t cls) {
+      return std::uint64_t{map.info(ClassId(cls)).slot_size};
+    });
+    if (t.empty()) return false;
+    // By class, and by block within a class, so each block is regrouped once per run of its slots.
+    std::sort(t.slots.begin(), t.slots.end());
+    std::vector<SlotRef> run;
+    for (std::size_t i = 0; i < t.slots.size();) {
+      const std::uint32_t cls = t.slots[i].first;
+      run.clear();
+      for (; i < t.slots.size() && t.slots[i].first == cls; ++i) run.push_back(t.slots[i].second);
+      classes[cls]->ReturnSlots(run);
+    }
+    for (const alloc::PageRun r : t.runs) arena->Free(r);
+    old_copies_freed.fetch_add(t.slots.size() + t.runs.size(), std::memory_order_relaxed);
+    old_copy_bytes_freed.fetch_add(t.bytes.value(), std::memory_order_relaxed);
+    if (pressed) old_copies_freed_under_pressure.fetch_add(t.slots.size() + t.runs.size(), std::memory_order_relaxed);
+    return true;
+  }
+  // The whole read in a read section: huge objects, checked mode, errors, and an object that moved on between
+  // the entry's load and the page map's (its old block's pages are unmapped only after its new place is
+  // published, so a second look finds it).
+  [[gnu::noinline]] absl::StatusOr<std::span<const std::byte>> ReadSlow(Handle h, const HandleCell* via) {
+    const handles::HandleRef r = Resolve(h);
+    if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return NotIssued("read", h, via);
+    std::uint64_t last = ~std::uint64_t{0};
+    for (;;) {
+      handles::Word w;
+      if (!handles::TryRead(*r.entry, r.gen, &w)) return Rejected("read", h, via);
+      const std::uint64_t offset = handles::OffsetOf(w);
+      const Located at = Locate(offset);
+      const bool matches = SizeFieldMatches(h, offset, at);
+      if (matches && !options.checked) return std::span<const std::byte>(arena->base() + offset, SizeOf(h, at));
+      if (matches) {
+        absl::Status s = CheckDescriptor("read", h, at);
+        if (s.ok()) return std::span<const std::byte>(arena->base() + offset, SizeOf(h, at));
+        if (offset == last) return s;
+      } else if (offset == last) {
+        return NotIssued("read", h, via);
+      }
+      last = offset;  // it may have moved on since the load: look once more
+    }
+  }
+
+  // An allocation's retry after ResourceExhausted: true when old copies were given back (then try again).
+  bool ReclaimForAllocation(const absl::Status& s) {
+    return absl::IsResourceExhausted(s) && ReclaimOldCopies(/*pressed=*/true);
+  }
+
   // ---- huge objects ----
   // A huge object for handle-table index `index`, registered movable.
   absl::StatusOr<std::uint64_t> AllocateHuge(std::size_t size, std::uint32_t index) {
@@ -746,14 +819,15 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
   impl->records = std::make_unique<handles::AccessRecords>(the_os);
-  impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->arena, impl->classes);
+  impl->old_copies = std::make_unique<alloc::OldCopies>(*impl->records);
+  impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->arena, *impl->old_copies, impl->classes);
   impl->huge_driver = std::make_unique<alloc::PoolHugeDriver>(*impl->arena, *impl->page_map, *impl->table,
-                                                             *impl->records);
+                                                             *impl->records, *impl->old_copies);
   for (std::size_t k = 0; k < impl->map.num_classes(); ++k) {
     const ClassId cls(static_cast<std::uint32_t>(k));
     impl->classes.push_back(
         std::make_unique<alloc::SizeClass>(cls, impl->map.info(cls), *impl->arena, *impl->page_map, *impl->table,
-                                           *impl->records, impl->block_driver.get()));
+                                           *impl->records, *impl->old_copies, impl->block_driver.get()));
   }
   auto pool = std::unique_ptr<Pool>(new Pool(std::move(impl)));
   if (!options.include_in_core_dumps) {
@@ -814,13 +888,16 @@ namespace {
   std::uint64_t offset;
   if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
     absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size, index);
+    if (!off.ok() && p.ReclaimForAllocation(off.status())) off = p.AllocateHuge(size, index);
     if (!off.ok()) return off.status();
     offset = *off;
   } else {
     const ClassId cls = p.map.ClassFor(size);
     if (ABSL_PREDICT_FALSE(c.classes[cls.value()].count.load(std::memory_order_relaxed) == 0)) {
       bool made_block = false;
-      if (absl::Status s = p.RefillSlots(c, cls, &made_block); !s.ok()) return s;
+      absl::Status s = p.RefillSlots(c, cls, &made_block);
+      if (!s.ok() && p.ReclaimForAllocation(s)) s = p.RefillSlots(c, cls, &made_block);
+      if (!s.ok()) return s;
       if (ABSL_PREDICT_FALSE(made_block)) p.MaybeCompactDirectly();
     }
     offset = p.PopSlot(c, cls, index);
@@ -1046,6 +1123,63 @@ namespace {
 
 absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) { return PinOwnedFast(*impl_, h, access, nullptr); }
 
+// ---- read sections ----
+
+ReadGuard Pool::read_section() {
+  Impl& p = *impl_;
+  if (ABSL_PREDICT_FALSE(!p.old_copies->keeping())) p.StartKeepingOldCopies();
+  handles::AccessRecord* rec;
+  if (ABSL_PREDICT_TRUE(tls_last.pool_id == p.id)) {
+    rec = tls_last.cache->record;
+  } else {
+    if (tls_exited) return ReadGuard();  // no record outlives this call: an ended section (reads fail)
+    bool temporary = false;
+    rec = p.SlowCache(&temporary)->record;
+  }
+  p.records->EnterRead(*rec);
+  return ReadGuard(&p, rec);
+}
+
+void ReadGuard::End() {
+  impl_->records->ExitRead(*record_);
+  impl_ = nullptr;
+  record_ = nullptr;
+}
+
+namespace {
+
+// The common read, inline: a class object of a handle that opens, live, not checked mode: loads only.
+// Anything else goes to ReadSlow.
+[[gnu::always_inline]] inline absl::StatusOr<std::span<const std::byte>> ReadFast(Pool::Impl& p, Handle h,
+                                                                                 const HandleCell* via) {
+  const handles::HandleRef r = p.Resolve(h);
+  if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize) | p.options.checked)) {
+    return p.ReadSlow(h, via);
+  }
+  handles::Word w;
+  if (ABSL_PREDICT_FALSE(!handles::TryRead(*r.entry, r.gen, &w))) return p.ReadSlow(h, via);
+  const std::uint64_t offset = handles::OffsetOf(w);
+  if (ABSL_PREDICT_FALSE(!p.InClassOfSizeField(h, offset))) return p.ReadSlow(h, via);
+  return std::span<const std::byte>(p.arena->base() + offset, std::size_t{h.size_field()} + 1);
+}
+
+absl::Status EndedSection() { return absl::FailedPreconditionError("read: the read section has ended"); }
+
+}  // namespace
+
+absl::StatusOr<std::span<const std::byte>> ReadGuard::read(Handle h) const {
+  if (ABSL_PREDICT_FALSE(impl_ == nullptr)) return EndedSection();
+  return ReadFast(*impl_, h, nullptr);
+}
+
+absl::StatusOr<std::span<const std::byte>> ReadGuard::read(const HandleCell& cell) const {
+  if (ABSL_PREDICT_FALSE(impl_ == nullptr)) return EndedSection();
+  Pool::Impl& p = *impl_;
+  return Pool::Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) {
+    return ReadFast(p, h, via);
+  });
+}
+
 // ---- through cells (mova/handle_owner.h): a call refused because the cell moved on starts again ----
 
 absl::StatusOr<Pinned> Pool::pin(const HandleCell& cell, Access access) {
@@ -1181,6 +1315,7 @@ CompactResult Pool::compact(PassBudget budget) {
     alloc::Arena::DeferDiscards defer(*p.arena, deadlines.end);
     // A budgeted call that left discards behind makes them before it moves anything again.
     if (!(deadlines.budgeted && p.compact_discards_pending)) p.CompactClasses(deadlines.moves, r, p.next_compact_class);
+    p.ReclaimOldCopies(/*pressed=*/false);  // those no read section holds now: emptied blocks go back below
     FinishDiscards(defer, /*made_progress=*/r.objects_moved > 0, deadlines, &r.complete, &p.compact_discards_pending);
   }
   // A whole pass also compacts the handle table (owned entries; one visit of every owner's cells).
@@ -1387,6 +1522,7 @@ DefragResult Pool::defragment(PassBudget budget) {
       stepped = true;
     }
   }
+  p.ReclaimOldCopies(/*pressed=*/false);
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
   FinishDiscards(defer, /*made_progress=*/r.blocks_migrated > 0, deadlines, &r.complete, &p.defrag_discards_pending);
   if (p.options.collapse_dense_regions) r.regions_collapsed = p.arena->CollapseFullRegions().collapsed;
@@ -1446,6 +1582,7 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
   for (std::size_t k = 0; k < by_class.size(); ++k) {
     if (!by_class[k].empty()) p.classes[k]->Relocate(by_class[k], r);
   }
+  p.ReclaimOldCopies(/*pressed=*/false);
   for (const RelocateOutcome o : outcomes) {
     switch (o) {
       case RelocateOutcome::kMoved: break;  // counted by the classes, with the bytes
@@ -1464,6 +1601,7 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
 }
 
 void Pool::release_free_memory() {
+  impl_->ReclaimOldCopies(/*pressed=*/false);
   for (auto& cls : impl_->classes) cls->ReleaseSpare();
   impl_->arena->PurgeDirty(/*force=*/true);
   impl_->table->ReleaseSpare();
@@ -1543,6 +1681,11 @@ PoolStats Pool::stats() const {
   s.direct_compactions = p.direct_compactions.load(std::memory_order_relaxed);
   s.relocations = p.relocations.load(std::memory_order_relaxed);
   s.objects_relocated = p.objects_relocated.load(std::memory_order_relaxed);
+  s.keeping_old_copies = p.old_copies->keeping();
+  s.old_copy_bytes = p.old_copies->pending().value();
+  s.old_copies_freed = p.old_copies_freed.load(std::memory_order_relaxed);
+  s.old_copy_bytes_freed = p.old_copy_bytes_freed.load(std::memory_order_relaxed);
+  s.old_copies_freed_under_pressure = p.old_copies_freed_under_pressure.load(std::memory_order_relaxed);
   s.bytes_moved = p.bytes_moved.load(std::memory_order_relaxed);
   s.pages_compacted = p.pages_compacted.load(std::memory_order_relaxed);
   const compactor::MigrationStats m = p.migrator.stats();

@@ -4,7 +4,8 @@
 // block's SizeClass). Its migration targets come from alloc/lower_region_targets.h.
 // Contract: the pool isolates its blocks only from its defragmenter, which holds the block's class lock
 // while it validates and isolates the block (so the block cannot be released under it); migrate and putback
-// take the class lock themselves.
+// take the class lock themselves. A migrated block's old place goes to the old copies when the pool keeps
+// them (alloc/old_copies.h), else back to the arena.
 #ifndef MOVA_ALLOC_POOL_BLOCK_DRIVER_H_
 #define MOVA_ALLOC_POOL_BLOCK_DRIVER_H_
 
@@ -14,6 +15,7 @@
 #include "alloc/arena.h"
 #include "alloc/block.h"
 #include "alloc/lower_region_targets.h"
+#include "alloc/old_copies.h"
 #include "alloc/size_class.h"
 #include "compactor/movable_block.h"
 
@@ -23,8 +25,8 @@ inline Block* BlockOfMovable(compactor::MovableBlock& m) { return static_cast<Bl
 
 class PoolBlockDriver final : public compactor::MovableOps {
  public:
-  PoolBlockDriver(Arena& arena, const std::vector<std::unique_ptr<SizeClass>>& classes)
-      : arena_(arena), classes_(classes) {}
+  PoolBlockDriver(Arena& arena, OldCopies& old_copies, const std::vector<std::unique_ptr<SizeClass>>& classes)
+      : arena_(arena), old_copies_(old_copies), classes_(classes) {}
 
   bool Isolate(compactor::MovableBlock& m, compactor::MigrateMode) override {
     Block* b = BlockOfMovable(m);
@@ -39,10 +41,18 @@ class PoolBlockDriver final : public compactor::MovableOps {
     Block* b = BlockOfMovable(m);
     classes_[b->cls]->PutbackBlock(b);
   }
-  void Release(compactor::MovableBlock& m) override { arena_.Free(BlockOfMovable(m)->run()); }
+  void Release(compactor::MovableBlock& m) override {
+    const Block* b = BlockOfMovable(m);
+    if (b->group == kGroupMovedOut && old_copies_.keeping()) {
+      old_copies_.AddRun(b->run());
+    } else {
+      arena_.Free(b->run());
+    }
+  }
 
  private:
   Arena& arena_;
+  OldCopies& old_copies_;
   const std::vector<std::unique_ptr<SizeClass>>& classes_;
 };
 

@@ -7,7 +7,8 @@
 // Again if it is pinned or being freed meanwhile.
 // Contract: the pool validates a huge object and isolates it under its huge-object lock, which FreeHuge also
 // takes, so the run cannot be released in between. The framework works on the source's descriptor after a
-// successful migrate: the move keeps the descriptor readable there (Arena::MoveRun's keep_head).
+// successful migrate: the move keeps the descriptor readable there (Arena::MoveRun's keep_head). A migrated
+// object's old run goes to the old copies when the pool keeps them (alloc/old_copies.h), else to the arena.
 #ifndef MOVA_ALLOC_POOL_HUGE_DRIVER_H_
 #define MOVA_ALLOC_POOL_HUGE_DRIVER_H_
 
@@ -18,6 +19,7 @@
 #include "alloc/block.h"
 #include "alloc/page_map.h"
 #include "alloc/lower_region_targets.h"
+#include "alloc/old_copies.h"
 #include "compactor/movable_block.h"
 #include "handles/entry_word.h"
 #include "handles/handle_table.h"
@@ -29,8 +31,9 @@ inline HugeObject* HugeOfMovable(compactor::MovableBlock& m) { return static_cas
 
 class PoolHugeDriver final : public compactor::MovableOps {
  public:
-  PoolHugeDriver(Arena& arena, PageMap& page_map, handles::HandleTable& table, handles::AccessRecords& records)
-      : arena_(arena), page_map_(page_map), table_(table), records_(records) {}
+  PoolHugeDriver(Arena& arena, PageMap& page_map, handles::HandleTable& table, handles::AccessRecords& records,
+                 OldCopies& old_copies)
+      : arena_(arena), page_map_(page_map), table_(table), records_(records), old_copies_(old_copies) {}
 
   bool Isolate(compactor::MovableBlock& m, compactor::MigrateMode) override {
     const HugeObject* h = HugeOfMovable(m);
@@ -56,6 +59,7 @@ class PoolHugeDriver final : public compactor::MovableOps {
     page_map_.MapHuge(to);
     claim.Publish(0, n->data_offset());
     h->magic = 0;
+    h->moved_out = true;
     page_map_.Unmap(from.first, 1);
     h->movable.Unregister();
     pages_migrated_.fetch_add(to.count, std::memory_order_relaxed);
@@ -63,7 +67,14 @@ class PoolHugeDriver final : public compactor::MovableOps {
   }
 
   void Putback(compactor::MovableBlock&) override {}  // isolation changed nothing of the object
-  void Release(compactor::MovableBlock& m) override { arena_.Free(HugeOfMovable(m)->run); }
+  void Release(compactor::MovableBlock& m) override {
+    const HugeObject* h = HugeOfMovable(m);
+    if (h->moved_out && old_copies_.keeping()) {
+      old_copies_.AddRun(h->run);
+    } else {
+      arena_.Free(h->run);
+    }
+  }
 
   std::uint64_t pages_migrated() const { return pages_migrated_.load(std::memory_order_relaxed); }
 
@@ -72,6 +83,7 @@ class PoolHugeDriver final : public compactor::MovableOps {
   PageMap& page_map_;
   handles::HandleTable& table_;
   handles::AccessRecords& records_;
+  OldCopies& old_copies_;
   std::atomic<std::uint64_t> pages_migrated_{0};
 };
 

@@ -170,8 +170,10 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, const MoveTarget& t
   dst->group = kGroupEmpty;
   Link(dst);
   Regroup(dst);
-  // The old place: unmapped, and the driver's reference dropped; the migrator's reference frees the pages.
+  // The old place: unmapped, and the driver's reference dropped; the migrator's reference frees the pages
+  // (the driver's Release: to the old copies, when the pool keeps them).
   src->magic = 0;
+  src->group = kGroupMovedOut;
   page_map_.Unmap(from.first, from.count);
   src->movable.Unregister();
   pages_migrated_ += to.count;
@@ -269,7 +271,20 @@ void SizeClass::MoveClaimed(handles::MoveClaims& claims, std::size_t i, Block* s
   std::memcpy(arena_.base() + dst_off, arena_.base() + src->SlotOffset(slot), info_.slot_size);
   dst->Owner(dslot).store(claims.index(i), std::memory_order_release);
   claims.Publish(i, dst_off);
-  PushFree(src, slot);
+  if (old_copies_.keeping()) {
+    // Read sections may still be reading the old place: it stays reserved (counted in use, so its block
+    // stays) until the old copies give it back.
+    src->Owner(slot).store(kSlotReserved, std::memory_order_relaxed);
+    moved_from_.push_back(PackSlot(src, slot));
+  } else {
+    PushFree(src, slot);
+  }
+}
+
+void SizeClass::KeepMovedFrom() {
+  if (moved_from_.empty()) return;
+  old_copies_.AddSlots(id_.value(), moved_from_, Bytes(info_.slot_size));
+  moved_from_.clear();
 }
 
 void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
@@ -285,6 +300,7 @@ void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
     ++out.objects_moved;
     out.bytes_moved += m.src->slot_size;
   }
+  KeepMovedFrom();
   batch.claims.Reset();
   batch.moves.clear();
 }
@@ -432,6 +448,7 @@ void SizeClass::Relocate(std::span<const RelocateItem> items, RelocateResult& ou
       ++out.moved;
       out.bytes_moved += info_.slot_size;
     }
+    KeepMovedFrom();
   }
 }
 

@@ -11,7 +11,9 @@
 // Moves: objects are claimed in batches (handles/move_claims.h: one barrier per batch of up to kBatchObjects
 //   objects or kBatchBytes bytes — kBudgetBatch* for a call with a deadline —, not one per object), each claim
 //   with its destination slot reserved; a claim
-//   given up at confirmation returns its destination slot and leaves the object where it was.
+//   given up at confirmation returns its destination slot and leaves the object where it was. Once the pool
+//   keeps old copies (alloc/old_copies.h: it has had a read section), a moved object's old slot stays reserved
+//   and goes to the old copies at the end of its batch, instead of back on its block's free list.
 // Locks: mu_ → Arena::mu_ (taken inside Arena calls). Entry words are CASed under mu_ (compaction) but never
 //   waited on under it; pinners and freers never take mu_ while waiting for a move. With the block lock of
 //   the movable-block framework: block lock → mu_ (migrate, putback); under mu_ only a block TryLock
@@ -23,6 +25,7 @@
 #include <new>
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/time/clock.h"
@@ -32,6 +35,7 @@
 #include "alloc/arena.h"
 #include "alloc/block.h"
 #include "alloc/lower_region_targets.h"
+#include "alloc/old_copies.h"
 #include "alloc/page_map.h"
 #include "alloc/size_class_map.h"
 #include "compactor/movable_block.h"
@@ -73,8 +77,15 @@ class SizeClass {
  public:
   // `ops` is the pool's movable-block driver, registered with every block this class makes.
   SizeClass(ClassId id, const SizeClassInfo& info, Arena& arena, PageMap& page_map, handles::HandleTable& table,
-            handles::AccessRecords& records, compactor::MovableOps* ops)
-      : id_(id), info_(info), arena_(arena), page_map_(page_map), table_(table), records_(records), ops_(ops) {}
+            handles::AccessRecords& records, OldCopies& old_copies, compactor::MovableOps* ops)
+      : id_(id),
+        info_(info),
+        arena_(arena),
+        page_map_(page_map),
+        table_(table),
+        records_(records),
+        old_copies_(old_copies),
+        ops_(ops) {}
   ~SizeClass();  // releases every block (the pool is going away)
   SizeClass(const SizeClass&) = delete;
   SizeClass& operator=(const SizeClass&) = delete;
@@ -136,9 +147,12 @@ class SizeClass {
   void MoveBatch(CompactionBatch& batch, ClassCompaction& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One move of compaction and relocation: the object of kept claim `i` of `claims`, in `src`'s slot `slot`,
   // into `dst`'s reserved slot `dslot` — the whole slot copied, dst's back-map pointed at the entry, the new
-  // place published, the old slot freed (the caller regroups `src`).
+  // place published, the old slot freed, or kept for read sections (the caller regroups `src`, and ends the
+  // batch with KeepMovedFrom).
   void MoveClaimed(handles::MoveClaims& claims, std::size_t i, Block* src, std::uint32_t slot, Block* dst,
                    std::uint32_t dslot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Hands the old slots MoveClaimed kept since the last call to the old copies, stamped after their publishes.
+  void KeepMovedFrom() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Why relocate could not claim `item`'s object: from its entry word now.
   RelocateOutcome Unclaimable(const RelocateItem& item) const;
 
@@ -148,6 +162,7 @@ class SizeClass {
   PageMap& page_map_;
   handles::HandleTable& table_;
   handles::AccessRecords& records_;
+  OldCopies& old_copies_;
   compactor::MovableOps* const ops_;
 
   mutable Mutex mu_;
@@ -156,6 +171,7 @@ class SizeClass {
   std::uint64_t blocks_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t pages_migrated_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<SlotRef> moved_from_ ABSL_GUARDED_BY(mu_);  // old slots kept in the batch under way
 };
 
 }  // namespace mova::alloc

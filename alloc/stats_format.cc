@@ -55,6 +55,11 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                         s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
   absl::StrAppendFormat(&out, "direct      %u compactions run by allocations\n", s.direct_compactions);
   absl::StrAppendFormat(&out, "relocate    %u calls, %u objects moved\n", s.relocations, s.objects_relocated);
+  if (s.keeping_old_copies) {
+    absl::StrAppendFormat(&out, "old copies  %.2f MiB kept for read sections; %u given back (%.2f MiB), %u of them under pressure\n",
+                          MiB(s.old_copy_bytes), s.old_copies_freed, MiB(s.old_copy_bytes_freed),
+                          s.old_copies_freed_under_pressure);
+  }
   absl::StrAppendFormat(&out, "defrag      %u runs: %u blocks scanned, %u isolated, %u migrated (%u huge), %u failed; %u regions freed\n",
                         s.defrag_runs, s.blocks_scanned, s.blocks_isolated, s.blocks_migrated, s.huge_migrated,
                         s.blocks_migrate_failed, s.regions_freed);
@@ -113,6 +118,11 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("relocations", s.relocations);
   field("objects_relocated", s.objects_relocated);
   field("discard_failures", s.discard_failures);
+  field("keeping_old_copies", s.keeping_old_copies ? 1 : 0);
+  field("old_copy_bytes", s.old_copy_bytes);
+  field("old_copies_freed", s.old_copies_freed);
+  field("old_copy_bytes_freed", s.old_copy_bytes_freed);
+  field("old_copies_freed_under_pressure", s.old_copies_freed_under_pressure);
   field("defrag_runs", s.defrag_runs);
   field("blocks_scanned", s.blocks_scanned);
   field("blocks_isolated", s.blocks_isolated);

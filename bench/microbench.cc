@@ -124,6 +124,32 @@ void MovaPinUnpin(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// Reads in a read section (mova only): ReadGuard::read of a 64 B object and a load of all its bytes, with the
+// section open across the loop (kWholeSection false) or opened and ended for each read (true).
+std::uint64_t Sum64(std::span<const std::byte> b) {
+  std::uint64_t words[8];
+  std::memcpy(words, b.data(), sizeof(words));
+  std::uint64_t s = 0;
+  for (std::uint64_t w : words) s += w;
+  return s;
+}
+template <bool kWholeSection>
+void MovaRead(benchmark::State& state) {
+  auto pool = mova::Pool::Create().value();
+  mova::Handle h = pool->allocate(64).value();
+  std::memset(pool->pin(h, mova::Access::kWrite).value().mutable_data(), 1, 64);
+  mova::ReadGuard outer = pool->read_section();
+  for (auto _ : state) {
+    if (kWholeSection) {
+      mova::ReadGuard g = pool->read_section();
+      benchmark::DoNotOptimize(Sum64(g.read(h).value()));
+    } else {
+      benchmark::DoNotOptimize(Sum64(outer.read(h).value()));
+    }
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 // The same through a HandleCell (mova/handle_owner.h): the cost of owning on the pin path — a load of the
 // cell, the same pin; the cell's move check runs only when a pin is refused.
 template <bool kOwned>
@@ -271,6 +297,8 @@ void Register(const std::string& who, bool mova) {
     reg("PinOwnedUnpin", MovaPinUnpin<true>);
     reg("PinCellUnpin", MovaPinCellUnpin<false>);
     reg("PinOwnedCellUnpin", MovaPinCellUnpin<true>);
+    reg("Read/64", MovaRead<false>);
+    reg("ReadSection/64", MovaRead<true>);
     reg("AllocFreeCell/64", MovaAllocFreeCell);
     reg("AtomicPairFloor", AtomicPair);
     reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);

@@ -3,9 +3,10 @@
 //
 // A heap of --heap_mib of 16–512 B objects is filled and thinned to --keep at random (one pool, its background
 // compactor on). Then --threads workers, each on its own share of the survivors, run at --rate operations a
-// second each until the compactor has finished its passes (and at least --min_seconds): a pin_owned() and a
-// read of up to 64 B, a pin() and the same read, and a replacement (free one of its objects, allocate and fill
-// another). Each operation is timed alone (its service time; a worker that falls behind its rate goes on at
+// second each until the compactor has finished its passes (and at least --min_seconds), in turn: a pin_owned()
+// and a read of up to 64 B, a pin() and the same read, a read section with the same read (ReadGuard: never
+// waits for a move, and makes the pool keep old copies), and a replacement (free one of its objects, allocate
+// and fill another). Each operation is timed alone (its service time; a worker that falls behind its rate goes on at
 // once, and the report says how far behind it fell). Printed: p50 / p99 / p99.9 / max per operation, the
 // compactor's passes, cycles and longest cycle with its histogram, objects moved, and RSS before and after.
 // Every surviving object's contents are checked at the end.
@@ -17,6 +18,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -82,7 +84,7 @@ void Report(const char* what, std::vector<std::uint32_t> ns) {
 
 struct Worker {
   std::vector<Obj> objs;
-  Samples pin_owned, pin, replace;
+  Samples pin_owned, pin, section, replace;
   std::uint64_t behind_ns = 0;  // the most the worker fell behind its schedule
   bool intact = true;
 };
@@ -110,13 +112,21 @@ void Work(mova::Pool& pool, Worker& w, int rate, const std::atomic<bool>& stop, 
       p.reset();
       samples.Add(Clock::now() - start);
     };
-    switch (i % 3) {
+    switch (i % 4) {
       case 0:
         read(pool.pin_owned(o.h, mova::Access::kRead), w.pin_owned);
         break;
       case 1:
         read(pool.pin(o.h, mova::Access::kRead), w.pin);
         break;
+      case 2: {
+        mova::ReadGuard g = pool.read_section();
+        const std::span<const std::byte> b = g.read(o.h).value();
+        for (std::size_t k = 0; k < std::min<std::size_t>(64, b.size()); ++k) sink = sink + static_cast<std::uint8_t>(b[k]);
+        g.reset();
+        w.section.Add(Clock::now() - start);
+        break;
+      }
       default: {
         if (!pool.free(o.h).ok()) w.intact = false;
         o = New(pool, 16 + static_cast<std::uint32_t>(rng() % 497), static_cast<std::uint32_t>(rng()));
@@ -197,11 +207,13 @@ int main(int argc, char** argv) {
   for (Worker& w : workers) {
     all.pin_owned.ns.insert(all.pin_owned.ns.end(), w.pin_owned.ns.begin(), w.pin_owned.ns.end());
     all.pin.ns.insert(all.pin.ns.end(), w.pin.ns.begin(), w.pin.ns.end());
+    all.section.ns.insert(all.section.ns.end(), w.section.ns.begin(), w.section.ns.end());
     all.replace.ns.insert(all.replace.ns.end(), w.replace.ns.begin(), w.replace.ns.end());
     all.behind_ns = std::max(all.behind_ns, w.behind_ns);
   }
   Report("pin_owned", all.pin_owned.ns);
   Report("pin", all.pin.ns);
+  Report("read section", all.section.ns);
   Report("replace", all.replace.ns);
   std::printf("workers ran %.2f s, at most %.2f ms behind schedule\n", elapsed, all.behind_ns / 1e6);
   std::printf("compactor: %llu passes (%llu after the thinning), %llu cycles, longest cycle %.2f ms; %llu objects "
@@ -218,6 +230,9 @@ int main(int argc, char** argv) {
       std::printf(" longer %llu\n", (unsigned long long)s.background_cycle_histogram[i]);
     }
   }
+  std::printf("old copies kept for read sections: %.2f MiB now; %llu given back (%.1f MiB), %llu under pressure\n",
+              s.old_copy_bytes / 1048576.0, (unsigned long long)s.old_copies_freed, s.old_copy_bytes_freed / 1048576.0,
+              (unsigned long long)s.old_copies_freed_under_pressure);
   std::printf("RSS %.0f MiB after the thinning, %.0f MiB at the end; live %.0f MiB; contents %s\n", rss_before,
               rss_after, s.live_bytes / 1048576.0, intact ? "intact" : "CORRUPTED");
   return intact ? 0 : 1;

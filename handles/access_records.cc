@@ -49,6 +49,8 @@ void AccessRecords::ListPinning(AccessRecord& r) {
 
 void AccessRecords::Release(AccessRecord* r) {
   r->freeing.store(0, std::memory_order_relaxed);  // a free does not span its thread's exit; this is tidiness
+  r->read_depth = 0;                               // nor does a read section
+  r->reading.store(0, std::memory_order_release);
   r->holder.store(pthread_t{}, std::memory_order_relaxed);
   {
     MutexLock lock(&mu_);

@@ -11,6 +11,14 @@
 // on a shared word.
 // Barrier: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) when the kernel has it (registered once); the
 // thread's fence is then a compiler barrier. Without it both sides pay a full fence (atomic_thread_fence).
+// Read sections (the same handshake, for readers that announce no entry at all): a thread entering a section
+// stores the read epoch it loaded into its record's `reading` (EnterRead; nested sections keep the outermost
+// one's), and withdraws it when the section ends. A mover that published objects at new places stamps their
+// old places with NextReadEpoch() (the epoch before its increment) and keeps them unchanged; after a Barrier,
+// a place stamped s may be reused once SafeReadEpoch() > s: every section that may have loaded the old place
+// began at an epoch <= s and is shown in its record until it ends (the Barrier makes a section's store
+// visible, or else its later loads see the publish), and a section that loaded an epoch > s synchronised with
+// the stamp, which came after the publish. Readers never wait; old places wait for readers.
 // Records live as long as the AccessRecords: a Pinned may outlive its thread's cache. A thread gives its record
 // back when its cache retires and a later thread takes it over, with any pins still held in it.
 // Invariants: a tag is an entry index + 1 (0: none). Only the record's holder stores a non-zero tag; whoever
@@ -46,6 +54,8 @@ struct alignas(64) AccessRecord {
   bool listed = false;       // the holder's: set once the record is on its chunk's pinning mask
   std::uint32_t number = 0;  // which record of the AccessRecords this is (fixed at its making)
   std::atomic<pthread_t> holder{};  // the thread holding it (Acquire to Release); zero while free
+  std::atomic<std::uint64_t> reading{0};  // the read epoch of the holder's open read section; 0: none
+  std::uint32_t read_depth = 0;           // the holder's: read sections open (nested ones count)
 
   // A pin slot of this record that holds no pin (the holder's call), or nullptr when all do.
   std::atomic<Tag>* FreePinSlot() {
@@ -92,6 +102,33 @@ class AccessRecords {
     } else {
       std::atomic_thread_fence(std::memory_order_seq_cst);
     }
+  }
+
+  // Read sections (the holder's side). EnterRead: a plain store to the holder's own line and the fence of
+  // the handshake; the outermost section's epoch stands for the nested ones.
+  void EnterRead(AccessRecord& r) const {
+    if (r.read_depth++ != 0) return;
+    r.reading.store(read_epoch_.load(std::memory_order_acquire), std::memory_order_relaxed);
+    FenceAfterAnnounce();
+  }
+  // Release: the section's reads of old places come before a mover that sees the record clear reuses them.
+  void ExitRead(AccessRecord& r) const {
+    if (--r.read_depth == 0) r.reading.store(0, std::memory_order_release);
+  }
+  // The mover's side: the stamp of places objects were published away from (call it after the publishes).
+  std::uint64_t NextReadEpoch() { return read_epoch_.fetch_add(1, std::memory_order_acq_rel); }
+  // The current read epoch: load it before the Barrier that SafeReadEpoch follows.
+  std::uint64_t ReadEpoch() const { return read_epoch_.load(std::memory_order_acquire); }
+  // After a Barrier that followed `epoch_before = ReadEpoch()`: places stamped below the answer may be
+  // reused — the oldest epoch of a section open now, and never more than epoch_before (a place stamped
+  // after that load may have been read by a section that began after this scan).
+  std::uint64_t SafeReadEpoch(std::uint64_t epoch_before) const {
+    std::uint64_t safe = epoch_before;
+    ForEach([&](const AccessRecord& r) {
+      const std::uint64_t e = r.reading.load(std::memory_order_acquire);
+      if (e != 0 && e < safe) safe = e;
+    });
+    return safe;
   }
 
   // The holder's first pin through `r` puts it on the pinning mask (one RMW in the record's lifetime), so that
@@ -151,6 +188,7 @@ class AccessRecords {
 
   os::Os& os_;
   const bool asymmetric_;
+  alignas(64) std::atomic<std::uint64_t> read_epoch_{1};  // readers load it; movers bump it once per batch
   std::atomic<std::uint64_t> barriers_{0}, barriers_skipped_{0};
   std::atomic<std::size_t> held_{0};  // records acquired and not released
   // Records are made in chunks that never move; made_ counts those readers may scan.

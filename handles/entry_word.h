@@ -16,7 +16,8 @@
 // A free announces its tag in its record too (BeginRetire), so that the location it checks cannot change,
 // and retires with one CAS (EndRetire); Retire is the same CAS for callers without a record. TryBeginRetire,
 // TryPinInRecord and TryPinCounted are the fast paths' first attempts: no waiting, nothing changed on failure
-// (the caller's slow path then starts over with the waiting versions).
+// (the caller's slow path then starts over with the waiting versions). TryRead is a read section's whole entry
+// operation: one load, MOVING ignored (access_records.h says why the old place stays readable).
 // Invariants: counted pins > 0 implies !MOVING and generation odd; MOVING is only set (by CAS, BeginMove) from
 // counted pins == 0; a free entry has no counted pins and !MOVING. Every change of a live word is a CAS or an
 // RMW, except EndMove's store of a confirmed claim, which nobody else may change: so a counted pin and a
@@ -216,6 +217,15 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
   }
   rec.freeing.store(0, std::memory_order_relaxed);
   return false;
+}
+
+// A read in a read section (access_records.h): true when the entry is live at `gen`, with `*out` its word.
+// MOVING is no obstacle: while a move is under way the word still names the old place, which the mover only
+// copies from, and which it keeps unchanged after the publish until the section ends. Loads only.
+[[gnu::always_inline]] inline bool TryRead(const EntryAtomic& e, std::uint16_t gen, Word* out) {
+  const Word w = e.load(std::memory_order_acquire);
+  *out = w;
+  return GenOf(w) == gen && IsLiveGen(gen);
 }
 
 // Ends a retire begun by BeginRetire (or TryBeginRetire), whose word was `w`: one CAS from `w` to the freed

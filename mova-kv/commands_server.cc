@@ -358,6 +358,10 @@ void Engine::MemoryCmd(Client&, std::vector<std::string>& a, Reply& r) {
     store_.Purge();
     return r.Ok();
   }
+  if (sub == "malloc-stats") {
+    if (a.size() != 2) return WrongArity("memory", sub, r);
+    return r.Bulk(store_.MallocStats());
+  }
   if (sub == "doctor") {
     const std::uint64_t used = keyspace_.used_memory(), rss = Rss();
     const double ratio = used > 0 ? static_cast<double>(rss) / used : 0;
@@ -371,7 +375,8 @@ void Engine::MemoryCmd(Client&, std::vector<std::string>& a, Reply& r) {
   if (sub == "help") {
     return Help("memory", {"USAGE <key> [SAMPLES <count>]", "    Return memory in bytes used by <key> and its value.",
                            "STATS", "    Return information about the memory usage of the server.", "PURGE",
-                           "    Give free pages back to the operating system.", "DOCTOR",
+                           "    Give free pages back to the operating system.", "MALLOC-STATS",
+                           "    Return internal statistics report from the memory allocator.", "DOCTOR",
                            "    Return memory problems reports."},
                 r);
   }
@@ -452,6 +457,10 @@ void Engine::LatencyCmd(Client&, std::vector<std::string>& a, Reply& r) {
   }
   if (sub == "reset") {
     return r.Integer(static_cast<std::int64_t>(latency_.Reset(std::vector<std::string>(a.begin() + 2, a.end()))));
+  }
+  if (sub == "malloc-stats") {
+    if (a.size() != 2) return WrongArity("memory", sub, r);
+    return r.Bulk(store_.MallocStats());
   }
   if (sub == "doctor") {
     std::string text;

@@ -99,6 +99,7 @@ class MovaStore final : public ObjectStore {
   }
 
   void Purge() override { pool_->release_free_memory(); }
+  std::string MallocStats() override { return FormatStatsText(pool_->stats(), /*all_classes=*/false); }
   void ReleaseThreadCache() override { pool_->flush_thread_cache(); }
   bool CanDefragment() const override { return true; }
 

@@ -84,6 +84,8 @@ class ObjectStore {
   virtual AllocatorReport Report() = 0;
   // Gives free pages back to the kernel (MEMORY PURGE).
   virtual void Purge() = 0;
+  // The allocator's own report, for MEMORY MALLOC-STATS; Redis's answer when the allocator has none.
+  virtual std::string MallocStats() { return "Stats not supported for the current allocator"; }
   // Called on the server's thread before a defragmentation pass starts: what the thread keeps aside for its
   // next allocations goes back, so that the pass can compact it (the mova store's thread cache, whose slots
   // keep their blocks in place; a thread without requests would otherwise hold them through the pass).

@@ -32,7 +32,18 @@ std::int64_t FaultInjectingOs::failures(OsOp op) const {
   return rules_[static_cast<int>(op)].failures;
 }
 
+void FaultInjectingOs::SetHook(OsOp op, std::function<void()> hook) {
+  MutexLock lock(&mu_);
+  hooks_[static_cast<int>(op)] = hook ? std::make_shared<const std::function<void()>>(std::move(hook)) : nullptr;
+}
+
 absl::Status FaultInjectingOs::Check(OsOp op, const char* name) {
+  std::shared_ptr<const std::function<void()>> hook;
+  {
+    MutexLock lock(&mu_);
+    hook = hooks_[static_cast<int>(op)];
+  }
+  if (hook != nullptr) (*hook)();
   MutexLock lock(&mu_);
   Rule& r = rules_[static_cast<int>(op)];
   ++r.calls;

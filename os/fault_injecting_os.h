@@ -2,12 +2,15 @@
 //
 // Types: FaultInjectingOs, OsOp. Used by tests to drive every error path through the real seam:
 // `FailAfter(OsOp::kPopulate, 3, ENOMEM)` lets three Populate calls through and fails the rest until
-// `Clear()`. Calls are counted per operation. Thread-safe (one mutex; it is a test tool, not a fast path).
+// `Clear()`. Calls are counted per operation. `SetHook(op, f)` runs f at the start of every call of `op` (a
+// test holds a caller inside the call that way: a mover inside its barrier, say). Thread-safe (one mutex; it is a test tool, not a fast path).
 #ifndef MOVA_OS_FAULT_INJECTING_OS_H_
 #define MOVA_OS_FAULT_INJECTING_OS_H_
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <memory>
 
 #include "absl/base/thread_annotations.h"
 #include "base/mutex.h"
@@ -40,6 +43,8 @@ class FaultInjectingOs final : public Os {
   // again. A failed MovePages moves nothing.
   void FailAfter(OsOp op, std::int64_t successes, int err, std::int64_t times = -1);
   void Clear(OsOp op);
+  // Runs `hook` (without this object's lock) at the start of every later call of `op`; an empty one removes it.
+  void SetHook(OsOp op, std::function<void()> hook);
   std::int64_t calls(OsOp op) const;     // calls made, failed ones included
   std::int64_t failures(OsOp op) const;  // calls failed by injection
 
@@ -77,6 +82,7 @@ class FaultInjectingOs final : public Os {
   Os& real_;
   mutable Mutex mu_;
   std::array<Rule, static_cast<int>(OsOp::kCount)> rules_ ABSL_GUARDED_BY(mu_);
+  std::array<std::shared_ptr<const std::function<void()>>, static_cast<int>(OsOp::kCount)> hooks_ ABSL_GUARDED_BY(mu_);
   bool pressure_set_ ABSL_GUARDED_BY(mu_) = false;
   MemoryPressure pressure_ ABSL_GUARDED_BY(mu_);
 };

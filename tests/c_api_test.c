@@ -184,6 +184,26 @@ int main(void) {
     CHECK(mova_unpin(pool, h[i]) == MOVA_OK);
   }
 
+  /* A read section: the objects read stay readable where they were read while a compaction moves them. */
+  {
+    mova_read_section* section = NULL;
+    const void* before[N / 8];
+    CHECK(mova_read_begin(pool, &section) == MOVA_OK && section != NULL);
+    for (int i = 0; i < N; i += 8) {
+      size_t n = 0;
+      CHECK(mova_read(section, h[i], &before[i / 8], &n) == MOVA_OK && n == (size_t)(24 + i % 300));
+    }
+    const void* p;
+    CHECK(mova_read(section, h[1], &p, NULL) == MOVA_STALE_HANDLE);
+    CHECK(mova_read(section, 0, &p, NULL) == MOVA_INVALID_ARGUMENT);
+    CHECK(mova_read(NULL, h[0], &p, NULL) == MOVA_INVALID_ARGUMENT);
+    CHECK(mova_read_begin(NULL, &section) == MOVA_INVALID_ARGUMENT);
+    CHECK(mova_relocate(pool, h, 1, NULL, NULL) == MOVA_OK); /* h[0] moves */
+    CHECK(mova_read(section, h[0], &p, NULL) == MOVA_OK && p != before[0]);
+    for (int i = 0; i < N; i += 8) CHECK(((const unsigned char*)before[i / 8])[0] == (unsigned char)(i & 0xFF));
+    mova_read_end(section);
+  }
+
   /* Relocation: the kept objects gathered in order; a freed handle is an outcome. */
   {
     mova_handle list[3] = {h[8], h[608], h[1]}; /* two objects of 32 B, and a freed one */

@@ -1,6 +1,6 @@
 /* mova/mova.h — the C API: a pool of movable objects behind handles, for C callers.
  *
- * Types: mova_pool (opaque), mova_handle (the 64-bit handle of mova/handle.h), mova_options, mova_status,
+ * Types: mova_pool, mova_read_section (opaque), mova_handle (the 64-bit handle of mova/handle.h), mova_options, mova_status,
  * mova_compact_result, mova_defrag_result. Every function returns a mova_status; MOVA_OK is 0. The semantics
  * are those of the C++ API (mova/pool.h): a pinned object stays put until unpinned; mova_compact and
  * mova_defragment (and a background compactor, if the options ask for one) may move any other object.
@@ -29,6 +29,7 @@ extern "C" {
 #endif
 
 typedef struct mova_pool mova_pool;
+typedef struct mova_read_section mova_read_section;
 typedef uint64_t mova_handle;
 
 typedef enum mova_status {
@@ -104,6 +105,13 @@ MOVA_API mova_status mova_size_of(mova_pool* pool, mova_handle handle, size_t* s
  * successful mova_pin needs one mova_unpin. */
 MOVA_API mova_status mova_pin(mova_pool* pool, mova_handle handle, int writable, void** data, size_t* size);
 MOVA_API mova_status mova_unpin(mova_pool* pool, mova_handle handle);
+/* A read section (mova::ReadGuard): reads through handles that write no shared memory and never wait for a
+ * compaction; an object moved meanwhile stays readable at the place mova_read gave until mova_read_end. The
+ * calling thread's, and only for objects no other thread frees or writes meanwhile. Sections nest. */
+MOVA_API mova_status mova_read_begin(mova_pool* pool, mova_read_section** out);
+/* Where the object's bytes are, for reading, until the section ends. */
+MOVA_API mova_status mova_read(mova_read_section* section, mova_handle handle, const void** data, size_t* size);
+MOVA_API void mova_read_end(mova_read_section* section);
 
 /* result may be NULL. */
 MOVA_API mova_status mova_compact(mova_pool* pool, mova_compact_result* result);

@@ -1,6 +1,6 @@
 // mova/pool.h — the public C++ API: a pool of movable objects behind handles.
 //
-// Types: Pool, Access, Pinned (PoolOptions: mova/pool_options.h). A Pool hands out Handles to objects of any size; it may move
+// Types: Pool, Access, Pinned, ReadGuard (PoolOptions: mova/pool_options.h). A Pool hands out Handles to objects of any size; it may move
 // an object whenever nobody has it pinned (compact()), and gives emptied memory back to the OS.
 //
 //   auto pool = mova::Pool::Create().value();
@@ -58,6 +58,9 @@
 #include "mova/units.h"
 
 namespace mova {
+namespace handles {
+struct AccessRecord;  // handles/access_records.h; opaque here
+}  // namespace handles
 
 enum class Access { kRead, kWrite, kReadWrite };
 
@@ -119,6 +122,8 @@ class Pinned {
   Access access_ = Access::kRead;
 };
 
+class ReadGuard;
+
 class Pool {
  public:
   static constexpr std::size_t kMaxObjectSize = std::size_t{1} << 40;
@@ -142,6 +147,8 @@ class Pool {
   // refused only in checked mode (when it comes after the pin), since reading every thread's record would put
   // a cache miss on every free.
   MOVA_API absl::StatusOr<Pinned> pin_owned(Handle h, Access access);
+  // Opens a read section on the calling thread (ReadGuard, above).
+  MOVA_API ReadGuard read_section();
   // The size requested when the object was allocated.
   MOVA_API absl::StatusOr<std::size_t> size_of(Handle h);
   // For callers that cannot hold a Pinned (the C API, a callback chain): pins as pin() does and records the
@@ -219,6 +226,57 @@ class Pool {
  private:
   explicit Pool(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
+};
+
+// A read section (Pool::read_section()): reads objects through handles without writing any shared cache line
+// and without ever waiting for a mover. A compaction may move an object while a section reads it: the section
+// goes on reading the old copy, which stays where it was, unchanged, until every section that began before the
+// move was published has ended; then the pool gives the old place back (at the end of a compaction or a
+// defragmentation, at release_free_memory(), at a background compactor's wakeup, or at once when an allocation
+// would otherwise fail for memory). Writers pin: a read section never makes a write safe.
+// Contract: the objects read are not freed, and not written, by another thread while the section reads them
+// (as for pin_owned); a section belongs to the thread that opened it (it is not handed to another thread) and
+// ends before its pool goes. Sections nest; the outermost one decides when old copies may go. The first
+// section a pool ever has waits for a compaction under way to end (from then on moves copy, and keep their
+// sources; a pool without read sections pays nothing for them) — so do not open a pool's first section inside
+// one of its HandleOwner callbacks. A thread whose thread-locals are already being destroyed gets an ended
+// section (its reads answer FailedPrecondition).
+class ReadGuard {
+ public:
+  ReadGuard() = default;
+  ReadGuard(ReadGuard&& o) noexcept { *this = std::move(o); }
+  ReadGuard& operator=(ReadGuard&& o) noexcept {
+    if (this != &o) {
+      reset();
+      impl_ = o.impl_;
+      record_ = o.record_;
+      o.impl_ = nullptr;
+      o.record_ = nullptr;
+    }
+    return *this;
+  }
+  ReadGuard(const ReadGuard&) = delete;
+  ReadGuard& operator=(const ReadGuard&) = delete;
+  ~ReadGuard() { reset(); }
+
+  // The bytes of the object `h` names (its requested size), readable until this section ends. Errors as
+  // Pool::pin's; FailedPrecondition on a guard whose section has ended (or a default-constructed one).
+  MOVA_API absl::StatusOr<std::span<const std::byte>> read(Handle h) const;
+  // The same through a cell: with the cell's new handle when its entry moved meanwhile.
+  MOVA_API absl::StatusOr<std::span<const std::byte>> read(const HandleCell& cell) const;
+  bool active() const { return impl_ != nullptr; }
+  // Ends the section now.
+  void reset() {
+    if (impl_ != nullptr) End();
+  }
+
+ private:
+  friend class Pool;
+  ReadGuard(Pool::Impl* impl, handles::AccessRecord* record) : impl_(impl), record_(record) {}
+  MOVA_API void End();
+
+  Pool::Impl* impl_ = nullptr;
+  handles::AccessRecord* record_ = nullptr;  // the opening thread's record in that pool
 };
 
 }  // namespace mova

@@ -155,6 +155,12 @@ struct PoolStats {
   std::uint64_t relocations = 0;        // relocate() calls
   std::uint64_t objects_relocated = 0;  // objects they moved
   std::uint64_t discard_failures = 0;   // runs whose MADV_DONTNEED failed (pages kept and retried)
+  // Read sections (ReadGuard): old places of moved objects kept until the sections that may read them end.
+  bool keeping_old_copies = false;      // the pool has had a read section: moves copy and keep their sources
+  std::uint64_t old_copy_bytes = 0;     // kept now (slots, and runs of blocks and huge objects), resident
+  std::uint64_t old_copies_freed = 0;   // places given back after their grace period, cumulative
+  std::uint64_t old_copy_bytes_freed = 0;
+  std::uint64_t old_copies_freed_under_pressure = 0;  // ... of them at once, for an allocation short of memory
   // Block migration (defragment()), cumulative, like the kernel's compact_* vmstat lines.
   std::uint64_t defrag_runs = 0;
   std::uint64_t blocks_scanned = 0;        // isolation attempts

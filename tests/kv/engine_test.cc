@@ -249,6 +249,13 @@ TEST_P(EngineTest, ConfigGetSetAndInfoSpeakRedis) {
   EXPECT_EQ(Run({"COMMAND", "COUNT"}), absl::StrCat(":", CommandTable().size(), "\r\n"));
   EXPECT_EQ(Run({"COMMAND", "INFO", "get"}).substr(0, 22), "*1\r\n*10\r\n$3\r\nget\r\n:2\r\n");
   EXPECT_EQ(Run({"MEMORY", "PURGE"}), "+OK\r\n");
+  // The allocator's own report: mova's stats table (one live object of the class that holds "k"'s), or the
+  // answer Redis gives for an allocator without one.
+  const std::string malloc_stats = Run({"MEMORY", "MALLOC-STATS"});
+  EXPECT_EQ(malloc_stats.front(), '$');
+  EXPECT_NE(malloc_stats.find(GetParam() == "mova" ? "in 1 objects" : "Stats not supported"), std::string::npos)
+      << malloc_stats;
+  EXPECT_EQ(Run({"MEMORY", "MALLOC-STATS", "x"}).substr(0, 4), "-ERR");
   EXPECT_EQ(Run({"MEMORY", "USAGE", "nope"}), "$-1\r\n");
   EXPECT_EQ(Run({"MEMORY", "USAGE", "k"}).front(), ':');
   EXPECT_EQ(Run({"LATENCY", "LATEST"}), "*0\r\n");

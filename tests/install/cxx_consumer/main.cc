@@ -40,6 +40,15 @@ int main() {
     for (std::byte b : p.bytes()) CHECK(b == static_cast<std::byte>(i & 0xFF));
   }
   {
+    // A read section: reads that never wait for a mover.
+    mova::ReadGuard g = (*pool)->read_section();
+    for (std::size_t i = 1; i < handles.size(); i += 2) {
+      const std::span<const std::byte> bytes = g.read(handles[i]).value();
+      CHECK(bytes.size() == 16 + i % 700);
+      CHECK(bytes[0] == static_cast<std::byte>(i & 0xFF));
+    }
+  }
+  {
     // Owned handles (mova/owned_index.h: Abseil's flat_hash_map through the installed dependencies).
     mova::OwnedIndex<std::string> index(**pool);
     for (int i = 0; i < 4096; ++i) {
