@@ -20,7 +20,21 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(os::Os& os, const ArenaOpti
   }
   absl::StatusOr<std::byte*> mem = os.Reserve(Bytes(regions * kRegionSize), Bytes(kRegionSize));
   if (!mem.ok()) return mem.status();
-  return std::unique_ptr<Arena>(new Arena(os, *mem, static_cast<std::uint32_t>(regions), options));
+  auto arena = std::unique_ptr<Arena>(new Arena(os, *mem, static_cast<std::uint32_t>(regions), options));
+  if (options.watch_missing_pages) {
+    // Before any page is populated: from the registration on, populating goes through the descriptor.
+    absl::StatusOr<int> fd = os.OpenFaultUserfaultfd();
+    absl::Status s = fd.ok() ? os.RegisterMissingFaults(*fd, *mem, arena->capacity()) : fd.status();
+    if (s.ok()) {
+      arena->fault_uffd_ = *fd;
+      arena->fault_pid_ = getpid();
+      arena->KeepMoveSources();  // a move must never leave its source without pages
+    } else {
+      if (fd.ok()) os.CloseFaultUserfaultfd(*fd);
+      arena->watch_refused_ = std::string(s.message());
+    }
+  }
+  return arena;
 }
 
 Arena::Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const ArenaOptions& options)
@@ -31,7 +45,10 @@ Arena::Arena(os::Os& os, std::byte* base, std::uint32_t num_regions_max, const A
       decay_(options.decay),
       mover_(std::make_unique<compactor::MoveEngine>(os, base, capacity(), options.moves)) {}
 
-Arena::~Arena() { (void)os_.Unreserve(base_, capacity()); }
+Arena::~Arena() {
+  (void)os_.Unreserve(base_, capacity());
+  if (fault_uffd() >= 0) os_.CloseFaultUserfaultfd(fault_uffd_);
+}
 
 int Arena::FindRun(const Region& r, std::size_t n) {
   // Jumps from free run to free run (libstdc++'s _Find_first / _Find_next): O(runs), not O(pages).
@@ -202,7 +219,9 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
   absl::Status failure;
   if (clean_first < clean_end) {
     ++populate_calls_;
-    failure = os_.Populate(PageAddress(clean_first), ToBytes(Pages(clean_end - clean_first)));
+    const Bytes bytes = ToBytes(Pages(clean_end - clean_first));
+    failure = fault_uffd() >= 0 ? os_.PopulateRegistered(fault_uffd_, PageAddress(clean_first), bytes)
+                                : os_.Populate(PageAddress(clean_first), bytes);
   }
   if (!failure.ok()) {
     // Give back what this call may have populated (in part, perhaps): its clean pages, not the dirty ones.

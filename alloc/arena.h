@@ -27,12 +27,15 @@
 #ifndef MOVA_ALLOC_ARENA_H_
 #define MOVA_ALLOC_ARENA_H_
 
+#include <unistd.h>
+
 #include <array>
 #include <bitset>
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -59,6 +62,10 @@ struct ArenaOptions {
   std::chrono::milliseconds decay{0};        // how long freed pages stay resident before being discarded
                                              // (the memory limit counts them: they go at once when it needs them)
   compactor::MoveEngineOptions moves;        // which ways MoveRun may use
+  // Register the whole range for missing-page faults (Os::RegisterMissingFaults) and populate through it, so
+  // that a touch of a page not in use reaches a handler (alloc/stale_touch_watch.h) instead of reading zeros.
+  // Moves then copy (KeepMoveSources). Where the kernel refuses, the arena works without (watching() false).
+  bool watch_missing_pages = false;
 };
 
 // What a run handed out holds.
@@ -104,6 +111,11 @@ class Arena {
   // From now on every move copies and leaves its source whole (read sections may be reading it): moves into
   // runs BackingForMove allocates are memcpy's. For good; callers order this before the moves it must cover.
   void KeepMoveSources() { keep_move_sources_.store(true, std::memory_order_release); }
+  // The userfaultfd a touch of a missing page of this arena is reported on (ArenaOptions::watch_missing_pages),
+  // or -1: none, or a forked child (whose range is no longer registered).
+  int fault_uffd() const { return fault_pid_ == getpid() ? fault_uffd_ : -1; }
+  // Why there is no watch although one was asked for ("" when there is one or none was asked for).
+  const std::string& watch_refused() const { return watch_refused_; }
   compactor::MoveEngineStats move_stats() const { return mover_->stats(); }
   const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.
@@ -223,6 +235,9 @@ class Arena {
   const std::chrono::milliseconds decay_;
   std::unique_ptr<compactor::MoveEngine> mover_;
   std::atomic<bool> keep_move_sources_{false};  // KeepMoveSources
+  int fault_uffd_ = -1;   // watch_missing_pages: registered for missing faults, opened by fault_pid_
+  pid_t fault_pid_ = 0;
+  std::string watch_refused_;
 
   mutable Mutex mu_;
   std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);

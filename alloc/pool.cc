@@ -53,7 +53,9 @@
 #include "compactor/region_scan.h"
 #include "alloc/size_class.h"
 #include "alloc/size_class_map.h"
+#include "alloc/stale_touch_watch.h"
 #include "alloc/thread_cache.h"
+#include "alloc/vacated_log.h"
 #include "handles/entry_migrator.h"
 #include "handles/entry_word.h"
 #include "handles/handle_table.h"
@@ -116,6 +118,28 @@ struct Pool::Impl {
   std::unique_ptr<handles::HandleTable> table;
   std::unique_ptr<handles::AccessRecords> records;  // outlives the caches that hold its records
   std::unique_ptr<alloc::OldCopies> old_copies;     // places moved away from, kept for read sections
+  // Checked mode: the places objects left, and the watch that reports a touch of a page no longer in use.
+  std::unique_ptr<alloc::VacatedLog> vacated;
+  std::unique_ptr<alloc::StaleTouchWatch> watch;  // stopped in ~Impl before anything goes
+  std::string DescribeStaleTouch(std::uintptr_t address) const {
+    const std::uint64_t offset = address - reinterpret_cast<std::uintptr_t>(arena->base());
+    std::string s = absl::StrFormat(
+        "stale pointer: a touch of %#x (offset %#x of pool %u's objects) found its page not in use — given back "
+        "after frees, or left by a block that moved",
+        address, offset, id);
+    const std::optional<alloc::VacatedLog::Place> p = vacated->Find(offset);
+    if (!p.has_value()) {
+      absl::StrAppendFormat(&s, "; no record of what it held (the last %u places objects left are kept)",
+                            alloc::VacatedLog::kPlaces);
+    } else if (p->kind == alloc::VacatedLog::Place::Kind::kFreed) {
+      absl::StrAppendFormat(&s, "; it held the object of handle %#x, freed (offset %#x, %u bytes)", p->handle,
+                            p->offset, p->bytes);
+    } else {
+      absl::StrAppendFormat(&s, "; it held the object of handle-table entry %u, moved to %p (offset %#x)", p->handle,
+                            static_cast<const void*>(arena->base() + p->moved_to), p->moved_to);
+    }
+    return s;
+  }
   alloc::SizeClassMap map;
   std::vector<std::unique_ptr<alloc::SizeClass>> classes;
   std::unique_ptr<alloc::PoolBlockDriver> block_driver;  // the pool as a movable-block driver
@@ -756,6 +780,7 @@ ThreadCaches::~ThreadCaches() {
 
 Pool::Impl::~Impl() {
   background.reset();  // its thread calls into the pool: stop it before anything goes
+  watch.reset();
   {
     MutexLock lock(&g_registry_mu);
     LivePools().erase(id);
@@ -806,9 +831,13 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   }
   absl::StatusOr<std::unique_ptr<alloc::Arena>> arena = alloc::Arena::Create(
       the_os, alloc::ArenaOptions{options.arena_capacity, options.memory_limit, options.decay,
-                                  compactor::MoveEngineOptions{.use_userfaultfd = options.move_by_userfaultfd,
-                                                               .use_remap = options.move_by_mremap,
-                                                               .zero_copy_min = options.zero_copy_min}});
+                                  // Checked mode watches the arena for stale touches (its own userfaultfd
+                                  // registration: moves copy).
+                                  compactor::MoveEngineOptions{
+                                      .use_userfaultfd = options.move_by_userfaultfd && !options.checked,
+                                      .use_remap = options.move_by_mremap && !options.checked,
+                                      .zero_copy_min = options.zero_copy_min},
+                                  /*watch_missing_pages=*/options.checked});
   if (!arena.ok()) return arena.status();
   impl->arena = std::move(*arena);
   absl::StatusOr<std::unique_ptr<alloc::PageMap>> page_map =
@@ -828,6 +857,14 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
     impl->classes.push_back(
         std::make_unique<alloc::SizeClass>(cls, impl->map.info(cls), *impl->arena, *impl->page_map, *impl->table,
                                            *impl->records, *impl->old_copies, impl->block_driver.get()));
+  }
+  if (impl->arena->fault_uffd() >= 0) {
+    impl->vacated = std::make_unique<alloc::VacatedLog>();
+    for (auto& cls : impl->classes) cls->set_vacated_log(impl->vacated.get());
+    impl->huge_driver->set_vacated_log(impl->vacated.get());
+    Impl* self = impl.get();
+    impl->watch = std::make_unique<alloc::StaleTouchWatch>(
+        the_os, impl->arena->fault_uffd(), [self](std::uintptr_t a) { return self->DescribeStaleTouch(a); });
   }
   auto pool = std::unique_ptr<Pool>(new Pool(std::move(impl)));
   if (!options.include_in_core_dumps) {
@@ -942,6 +979,10 @@ namespace {
     if (handles::EndRetire(*r.entry, w, *c.record)) [[likely]] break;
   }
   const std::size_t size = Pool::Impl::SizeOf(h, at);
+  if (ABSL_PREDICT_FALSE(p.vacated != nullptr)) {
+    p.vacated->Freed(at.huge != nullptr ? at.huge->data_offset() : at.block->SlotOffset(at.slot),
+                     at.huge != nullptr ? size : at.block->slot_size, h.raw);
+  }
   if (ABSL_PREDICT_FALSE(at.huge != nullptr)) {
     p.FreeHuge(at.huge);
   } else {
@@ -1682,6 +1723,7 @@ PoolStats Pool::stats() const {
   s.relocations = p.relocations.load(std::memory_order_relaxed);
   s.objects_relocated = p.objects_relocated.load(std::memory_order_relaxed);
   s.keeping_old_copies = p.old_copies->keeping();
+  s.stale_touch_watch = p.watch != nullptr && p.arena->fault_uffd() >= 0;
   s.old_copy_bytes = p.old_copies->pending().value();
   s.old_copies_freed = p.old_copies_freed.load(std::memory_order_relaxed);
   s.old_copy_bytes_freed = p.old_copy_bytes_freed.load(std::memory_order_relaxed);

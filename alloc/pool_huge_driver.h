@@ -20,6 +20,7 @@
 #include "alloc/page_map.h"
 #include "alloc/lower_region_targets.h"
 #include "alloc/old_copies.h"
+#include "alloc/vacated_log.h"
 #include "compactor/movable_block.h"
 #include "handles/entry_word.h"
 #include "handles/handle_table.h"
@@ -58,6 +59,7 @@ class PoolHugeDriver final : public compactor::MovableOps {
     n->movable.Register(this, n);
     page_map_.MapHuge(to);
     claim.Publish(0, n->data_offset());
+    if (vacated_ != nullptr) vacated_->Moved(h->data_offset(), h->size, h->owner, n->data_offset());
     h->magic = 0;
     h->moved_out = true;
     page_map_.Unmap(from.first, 1);
@@ -77,6 +79,8 @@ class PoolHugeDriver final : public compactor::MovableOps {
   }
 
   std::uint64_t pages_migrated() const { return pages_migrated_.load(std::memory_order_relaxed); }
+  // Checked mode: every move is logged there. Set before use.
+  void set_vacated_log(VacatedLog* log) { vacated_ = log; }
 
  private:
   Arena& arena_;
@@ -84,6 +88,7 @@ class PoolHugeDriver final : public compactor::MovableOps {
   handles::HandleTable& table_;
   handles::AccessRecords& records_;
   OldCopies& old_copies_;
+  VacatedLog* vacated_ = nullptr;
   std::atomic<std::uint64_t> pages_migrated_{0};
 };
 

@@ -165,7 +165,9 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, const MoveTarget& t
   page_map_.MapBlock(to, id_);
   const std::uint64_t to_off = dst->offset();
   for (std::size_t i = 0; i < claims.size(); ++i) {
-    claims.Publish(i, handles::OffsetOf(claims.word(i)) - from_off + to_off);
+    const std::uint64_t old_off = handles::OffsetOf(claims.word(i));
+    claims.Publish(i, old_off - from_off + to_off);
+    if (vacated_ != nullptr) vacated_->Moved(old_off, info_.slot_size, claims.index(i), old_off - from_off + to_off);
   }
   dst->group = kGroupEmpty;
   Link(dst);
@@ -271,6 +273,7 @@ void SizeClass::MoveClaimed(handles::MoveClaims& claims, std::size_t i, Block* s
   std::memcpy(arena_.base() + dst_off, arena_.base() + src->SlotOffset(slot), info_.slot_size);
   dst->Owner(dslot).store(claims.index(i), std::memory_order_release);
   claims.Publish(i, dst_off);
+  if (vacated_ != nullptr) vacated_->Moved(src->SlotOffset(slot), info_.slot_size, claims.index(i), dst_off);
   if (old_copies_.keeping()) {
     // Read sections may still be reading the old place: it stays reserved (counted in use, so its block
     // stays) until the old copies give it back.

@@ -36,6 +36,7 @@
 #include "alloc/block.h"
 #include "alloc/lower_region_targets.h"
 #include "alloc/old_copies.h"
+#include "alloc/vacated_log.h"
 #include "alloc/page_map.h"
 #include "alloc/size_class_map.h"
 #include "compactor/movable_block.h"
@@ -91,6 +92,8 @@ class SizeClass {
   SizeClass& operator=(const SizeClass&) = delete;
 
   const SizeClassInfo& info() const { return info_; }
+  // Checked mode: every move is logged there (the old place, for a stale touch's report). Set before use.
+  void set_vacated_log(VacatedLog* log) { vacated_ = log; }
 
   // Takes up to out.size() free slots (at least one on success), fullest non-full block first; marks them
   // reserved. Makes a new block if no block has room (and then sets `*made_block`, when given).
@@ -164,6 +167,7 @@ class SizeClass {
   handles::AccessRecords& records_;
   OldCopies& old_copies_;
   compactor::MovableOps* const ops_;
+  VacatedLog* vacated_ = nullptr;
 
   mutable Mutex mu_;
   std::array<Block*, kNumGroups> groups_ ABSL_GUARDED_BY(mu_){};

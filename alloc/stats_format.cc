@@ -119,6 +119,7 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("objects_relocated", s.objects_relocated);
   field("discard_failures", s.discard_failures);
   field("keeping_old_copies", s.keeping_old_copies ? 1 : 0);
+  field("stale_touch_watch", s.stale_touch_watch ? 1 : 0);
   field("old_copy_bytes", s.old_copy_bytes);
   field("old_copies_freed", s.old_copies_freed);
   field("old_copy_bytes_freed", s.old_copy_bytes_freed);

@@ -42,6 +42,20 @@ class CountingOs final : public os::Os {
   absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) override {
     return (Count(), real_.MovePages(uffd, dst, src, size, moved));
   }
+  absl::StatusOr<int> OpenFaultUserfaultfd() override { return (Count(), real_.OpenFaultUserfaultfd()); }
+  absl::Status RegisterMissingFaults(int uffd, std::byte* addr, Bytes size) override {
+    return (Count(), real_.RegisterMissingFaults(uffd, addr, size));
+  }
+  absl::Status PopulateRegistered(int uffd, std::byte* addr, Bytes size) override {
+    return (Count(), real_.PopulateRegistered(uffd, addr, size));
+  }
+  absl::StatusOr<std::uintptr_t> WaitForFault(int uffd, std::chrono::milliseconds timeout) override {
+    return (Count(), real_.WaitForFault(uffd, timeout));
+  }
+  void CloseFaultUserfaultfd(int uffd) override {
+    Count();
+    real_.CloseFaultUserfaultfd(uffd);
+  }
   void CloseUserfaultfd(int uffd) override {
     Count();
     real_.CloseUserfaultfd(uffd);

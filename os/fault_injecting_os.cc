@@ -130,6 +130,27 @@ absl::Status FaultInjectingOs::MovePages(int uffd, std::byte* dst, std::byte* sr
 
 void FaultInjectingOs::CloseUserfaultfd(int uffd) { real_.CloseUserfaultfd(uffd); }
 
+absl::StatusOr<int> FaultInjectingOs::OpenFaultUserfaultfd() {
+  if (absl::Status s = Check(OsOp::kOpenFaultUserfaultfd, "userfaultfd"); !s.ok()) return s;
+  return real_.OpenFaultUserfaultfd();
+}
+
+absl::Status FaultInjectingOs::RegisterMissingFaults(int uffd, std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kRegisterMissingFaults, "ioctl(UFFDIO_REGISTER)"); !s.ok()) return s;
+  return real_.RegisterMissingFaults(uffd, addr, size);
+}
+
+absl::Status FaultInjectingOs::PopulateRegistered(int uffd, std::byte* addr, Bytes size) {
+  if (absl::Status s = Check(OsOp::kPopulateRegistered, "ioctl(UFFDIO_COPY)"); !s.ok()) return s;
+  return real_.PopulateRegistered(uffd, addr, size);
+}
+
+absl::StatusOr<std::uintptr_t> FaultInjectingOs::WaitForFault(int uffd, std::chrono::milliseconds timeout) {
+  return real_.WaitForFault(uffd, timeout);
+}
+
+void FaultInjectingOs::CloseFaultUserfaultfd(int uffd) { real_.CloseFaultUserfaultfd(uffd); }
+
 absl::Status FaultInjectingOs::RegisterMembarrier() {
   if (absl::Status s = Check(OsOp::kRegisterMembarrier, "membarrier(REGISTER_PRIVATE_EXPEDITED)"); !s.ok()) return s;
   return real_.RegisterMembarrier();

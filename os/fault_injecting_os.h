@@ -29,6 +29,9 @@ enum class OsOp : int {
   kOpenUserfaultfd,
   kRegisterUserfaultfd,
   kMovePages,
+  kOpenFaultUserfaultfd,
+  kRegisterMissingFaults,
+  kPopulateRegistered,
   kRegisterMembarrier,
   kMembarrier,
   kCount
@@ -60,6 +63,11 @@ class FaultInjectingOs final : public Os {
   absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override;
   absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) override;
   void CloseUserfaultfd(int uffd) override;
+  absl::StatusOr<int> OpenFaultUserfaultfd() override;
+  absl::Status RegisterMissingFaults(int uffd, std::byte* addr, Bytes size) override;
+  absl::Status PopulateRegistered(int uffd, std::byte* addr, Bytes size) override;
+  absl::StatusOr<std::uintptr_t> WaitForFault(int uffd, std::chrono::milliseconds timeout) override;  // not counted
+  void CloseFaultUserfaultfd(int uffd) override;
   absl::Status RegisterMembarrier() override;
   absl::Status Membarrier() override;
   // The real reading, or the one set by SetMemoryPressure.

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/membarrier.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -230,6 +231,15 @@ class SystemOsImpl final : public Os {
   }
 
  private:
+  static absl::Status Register(int uffd, std::byte* addr, Bytes size, std::uint64_t mode) {
+    uffdio_register reg{};
+    reg.range.start = reinterpret_cast<std::uintptr_t>(addr);
+    reg.range.len = size.value();
+    reg.mode = mode;
+    if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return ErrnoStatus(errno, "ioctl(UFFDIO_REGISTER)", addr, size.value());
+    return absl::OkStatus();
+  }
+
   std::atomic<bool> batch_discards_{true};  // false once the kernel refused process_madvise on PIDFD_SELF
 
   static absl::StatusOr<int> NewUserfaultfd() {
@@ -264,13 +274,70 @@ class SystemOsImpl final : public Os {
   std::uint64_t uffd_users_ ABSL_GUARDED_BY(uffd_mu_) = 0;
 
  public:
-  absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override {
-    uffdio_register reg{};
-    reg.range.start = reinterpret_cast<std::uintptr_t>(addr);
-    reg.range.len = size.value();
-    reg.mode = UFFDIO_REGISTER_MODE_WP;
-    if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) return ErrnoStatus(errno, "ioctl(UFFDIO_REGISTER)", addr, size.value());
+  absl::StatusOr<int> OpenFaultUserfaultfd() override {
+    // The exact address touched (Linux 5.18+), not its page's; where the kernel has no such feature, the page's.
+    for (const std::uint64_t features : {std::uint64_t{UFFD_FEATURE_EXACT_ADDRESS}, std::uint64_t{0}}) {
+      int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));
+      if (fd < 0) return StatusFromErrno(errno, "userfaultfd");
+      uffdio_api api{};
+      api.api = UFFD_API;
+      api.features = features;
+      if (ioctl(fd, UFFDIO_API, &api) == 0) return fd;
+      const int err = errno;
+      close(fd);
+      if (err != EINVAL || features == 0) return StatusFromErrno(err, "ioctl(UFFDIO_API)");
+    }
+    return absl::InternalError("unreachable");
+  }
+
+  absl::Status RegisterMissingFaults(int uffd, std::byte* addr, Bytes size) override {
+    return Register(uffd, addr, size, UFFDIO_REGISTER_MODE_MISSING);
+  }
+
+  absl::Status PopulateRegistered(int uffd, std::byte* addr, Bytes size) override {
+    alignas(4096) static const std::byte kZeros[64 * 1024] = {};
+    for (std::size_t done = 0; done < size.value();) {
+      uffdio_copy c{};
+      c.dst = reinterpret_cast<std::uintptr_t>(addr) + done;
+      c.src = reinterpret_cast<std::uintptr_t>(kZeros);
+      c.len = std::min(sizeof(kZeros), size.value() - done);
+      if (ioctl(uffd, UFFDIO_COPY, &c) == 0) {
+        done += c.len;
+        continue;
+      }
+      const int err = errno;
+      if (c.copy > 0) {
+        done += static_cast<std::size_t>(c.copy);
+        continue;
+      }
+      if (err == EEXIST) {  // a page present already: keep it, go on after it
+        done += 4096;
+        continue;
+      }
+      if (err == EAGAIN) continue;  // the mapping changed meanwhile: try the rest again
+      return ErrnoStatus(err, "ioctl(UFFDIO_COPY)", addr + done, size.value() - done);
+    }
     return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::uintptr_t> WaitForFault(int uffd, std::chrono::milliseconds timeout) override {
+    pollfd p{uffd, POLLIN, 0};
+    const int n = poll(&p, 1, static_cast<int>(timeout.count()));
+    if (n < 0 && errno != EINTR) return StatusFromErrno(errno, "poll(userfaultfd)");
+    if (n <= 0) return absl::DeadlineExceededError("no fault");
+    uffd_msg msg{};
+    if (read(uffd, &msg, sizeof(msg)) != static_cast<ssize_t>(sizeof(msg))) {
+      if (errno == EAGAIN) return absl::DeadlineExceededError("no fault");
+      return StatusFromErrno(errno, "read(userfaultfd)");
+    }
+    if (msg.event != UFFD_EVENT_PAGEFAULT) return absl::DeadlineExceededError("not a page fault");
+    return static_cast<std::uintptr_t>(msg.arg.pagefault.address);
+  }
+
+  void CloseFaultUserfaultfd(int uffd) override { close(uffd); }
+
+  absl::Status RegisterUserfaultfd(int uffd, std::byte* addr, Bytes size) override {
+    return Register(uffd, addr, size, UFFDIO_REGISTER_MODE_WP);
   }
 
   absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) override {

@@ -10,6 +10,7 @@
 #define MOVA_OS_OS_H_
 
 #include <cstddef>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -97,6 +98,23 @@ class Os {
   virtual absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) = 0;
   // Gives back what OpenUserfaultfd returned, in the process that opened it.
   virtual void CloseUserfaultfd(int uffd) = 0;
+
+  // The stale-touch watch (checked mode): a userfaultfd of the caller's own (not the shared one above), for a
+  // range whose pages are always populated while in use, so that a touch of a missing page — one given back
+  // or moved away — reaches a handler instead of reading zeros. PermissionDenied / Unimplemented as above.
+  virtual absl::StatusOr<int> OpenFaultUserfaultfd() = 0;
+  // Registers a range of it for missing-page faults (UFFDIO_REGISTER_MODE_MISSING): from then on a touch of a
+  // missing page there waits for the handler, and so would MADV_POPULATE_WRITE — populate with
+  // PopulateRegistered instead.
+  virtual absl::Status RegisterMissingFaults(int uffd, std::byte* addr, Bytes size) = 0;
+  // Backs a page-aligned range registered for missing faults with zeroed memory now (UFFDIO_COPY), without a
+  // fault; pages present already are left as they are. ResourceExhausted when memory is short.
+  virtual absl::Status PopulateRegistered(int uffd, std::byte* addr, Bytes size) = 0;
+  // Waits up to `timeout` for a missing-page fault on `uffd`: the address touched (the faulting thread waits
+  // until its page is populated or the process ends). DeadlineExceeded when none came.
+  virtual absl::StatusOr<std::uintptr_t> WaitForFault(int uffd, std::chrono::milliseconds timeout) = 0;
+  // Closes what OpenFaultUserfaultfd returned.
+  virtual void CloseFaultUserfaultfd(int uffd) = 0;
 
   // membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED): once per process (a forked child inherits it), so
   // that Membarrier may be called. Unimplemented when the kernel has no private expedited membarrier.

@@ -2,7 +2,9 @@
 // exactly the ranges named lose their pages, in one call per 1024 ranges where the kernel batches, one per
 // range where it does not, and an error says how many ranges were discarded before it. And the memory-pressure
 // reading: its parsers, and the real files where the kernel has them.
+#include <atomic>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "bench/rss.h"
@@ -96,6 +98,36 @@ TEST(Os, InjectedDiscardFailureLandsOnTheRangeItNames) {
   EXPECT_FALSE(t.resident(3));
   EXPECT_TRUE(t.resident(5));
   EXPECT_TRUE(t.resident(7));
+}
+
+// The stale-touch watch's calls: a range registered for missing faults is populated through the descriptor
+// without faulting; a touch of a missing page waits and is reported at its exact address, and populating the
+// page lets the toucher go on.
+TEST(Os, MissingFaultsAreReportedAtTheAddressTouched) {
+  Os& os = SystemOs();
+  absl::StatusOr<int> fd = os.OpenFaultUserfaultfd();
+  if (!fd.ok()) GTEST_SKIP() << fd.status();
+  const Bytes size(16 * 4096);
+  std::byte* range = os.Reserve(size, Bytes(4096)).value();
+  ASSERT_TRUE(os.RegisterMissingFaults(*fd, range, size).ok());
+  EXPECT_EQ(os.WaitForFault(*fd, std::chrono::milliseconds(1)).status().code(), absl::StatusCode::kDeadlineExceeded);
+  ASSERT_TRUE(os.PopulateRegistered(*fd, range, Bytes(2 * 4096)).ok());
+  range[100] = std::byte{7};  // present: no fault
+  ASSERT_TRUE(os.PopulateRegistered(*fd, range, Bytes(3 * 4096)).ok());  // present pages are kept
+  EXPECT_EQ(range[100], std::byte{7});
+  std::atomic<int> seen{-1};
+  std::thread toucher([&] { seen.store(static_cast<int>(*static_cast<volatile std::byte*>(range + 5 * 4096 + 123))); });
+  absl::StatusOr<std::uintptr_t> touched = os.WaitForFault(*fd, std::chrono::milliseconds(5000));
+  ASSERT_TRUE(touched.ok()) << touched.status();
+  const std::uintptr_t page = reinterpret_cast<std::uintptr_t>(range + 5 * 4096);
+  EXPECT_GE(*touched, page);
+  EXPECT_LT(*touched, page + 4096);
+  EXPECT_EQ(seen.load(), -1);  // it waits
+  ASSERT_TRUE(os.PopulateRegistered(*fd, range + 5 * 4096, Bytes(4096)).ok());
+  toucher.join();
+  EXPECT_EQ(seen.load(), 0);
+  ASSERT_TRUE(os.Unreserve(range, size).ok());
+  os.CloseFaultUserfaultfd(*fd);
 }
 
 TEST(Os, MemoryPressureFilesParse) {

@@ -29,7 +29,9 @@
 //  - any other forged or corrupted bits → refused except with a chance of about 2^-20 (the 20-bit check),
 //    lowered further by the size class check on free and pin.
 // A refused handle changes nothing. In checked mode (PoolOptions::checked) every handle misuse aborts the
-// process with a message naming the handle instead of returning a status; exhaustion is still returned.
+// process with a message naming the handle instead of returning a status; exhaustion is still returned; and a
+// touch through a stale pointer of a page no longer in use aborts naming the address and the handle whose
+// object was there (PoolOptions::checked says how).
 // Checked mode also verifies, on every free and pin, that the descriptor of the object's block was not
 // overwritten (kDataLoss, an abort naming the handle) — a write out of bounds of a neighbouring object shows
 // up there.

@@ -171,6 +171,7 @@ struct PoolStats {
   std::uint64_t huge_migrated = 0;
   // The move engine, cumulative: which way pages moved (see PoolOptions::move_by_*).
   bool userfaultfd_ready = false;          // UFFDIO_MOVE usable in this process (not in a forked child)
+  bool stale_touch_watch = false;          // checked mode: a touch of a page not in use aborts with a report
   std::uint64_t moves_uffd = 0;
   std::uint64_t moves_mremap = 0;
   std::uint64_t moves_copy = 0;
