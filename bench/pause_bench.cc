@@ -37,6 +37,8 @@ ABSL_FLAG(double, cpu_percent, 25, "PoolOptions::background_cpu_percent");
 ABSL_FLAG(int, interval_ms, 10, "PoolOptions::background_interval");
 ABSL_FLAG(double, min_seconds, 2, "run the workers at least this long");
 ABSL_FLAG(double, max_seconds, 120, "and at most this long");
+ABSL_FLAG(bool, read_sections, true, "the third operation reads in a read section (false: a pin_owned read, and the "
+          "pool never keeps old copies)");
 
 namespace {
 
@@ -90,6 +92,7 @@ struct Worker {
 };
 
 void Work(mova::Pool& pool, Worker& w, int rate, const std::atomic<bool>& stop, std::uint64_t seed) {
+  const bool read_sections = absl::GetFlag(FLAGS_read_sections);
   std::mt19937_64 rng(seed);
   const Clock::duration period = std::chrono::nanoseconds(1'000'000'000 / rate);
   Clock::time_point next = Clock::now();
@@ -120,6 +123,10 @@ void Work(mova::Pool& pool, Worker& w, int rate, const std::atomic<bool>& stop, 
         read(pool.pin(o.h, mova::Access::kRead), w.pin);
         break;
       case 2: {
+        if (!read_sections) {
+          read(pool.pin_owned(o.h, mova::Access::kRead), w.section);
+          break;
+        }
         mova::ReadGuard g = pool.read_section();
         const std::span<const std::byte> b = g.read(o.h).value();
         for (std::size_t k = 0; k < std::min<std::size_t>(64, b.size()); ++k) sink = sink + static_cast<std::uint8_t>(b[k]);
@@ -213,7 +220,7 @@ int main(int argc, char** argv) {
   }
   Report("pin_owned", all.pin_owned.ns);
   Report("pin", all.pin.ns);
-  Report("read section", all.section.ns);
+  Report(absl::GetFlag(FLAGS_read_sections) ? "read section" : "pin_owned (2)", all.section.ns);
   Report("replace", all.replace.ns);
   std::printf("workers ran %.2f s, at most %.2f ms behind schedule\n", elapsed, all.behind_ns / 1e6);
   std::printf("compactor: %llu passes (%llu after the thinning), %llu cycles, longest cycle %.2f ms; %llu objects "
