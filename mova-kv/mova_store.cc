@@ -1,8 +1,9 @@
 // mova-kv/mova_store.cc — the ObjectStore on a mova Pool. A reference is a handle's raw bits, kept in the
 // keyspace's cells; the keyspace is the pool's handle owner (SetOwner), so the defragmenter's handle compaction
-// moves its entries into dense table pages and rewrites the cells. Reads pin the object through its cell with
-// pin_owned (no shared write; only this server's thread frees), so a compaction running on the defragmenter's
-// thread never moves an object while it is read, and a read racing a handle move goes on with the new handle.
+// moves its entries into dense table pages and rewrites the cells. Reads are read sections through the cell
+// (ReadGuard: no shared write, never a wait; only this server's thread frees or writes), so a compaction running
+// on the defragmenter's thread may move an object while it is read — the read goes on at the old place — and a
+// read racing a handle move goes on with the new handle.
 #include <malloc.h>
 
 #include <algorithm>
@@ -40,14 +41,16 @@ class MovaStore final : public ObjectStore {
 
   absl::Status Read(const ObjectCell& cell, std::size_t size,
                     absl::FunctionRef<void(std::string_view, std::string_view)> fn) override {
-    absl::StatusOr<Pinned> pinned = pool_->pin_owned(cell, Access::kRead);
-    if (!pinned.ok()) return pinned.status();
-    if (pinned->size() != size) {
+    // A read section: the defragmenter's thread may move the object meanwhile, and the read never waits for it.
+    const ReadGuard section = pool_->read_section();
+    absl::StatusOr<std::span<const std::byte>> bytes = section.read(cell);
+    if (!bytes.ok()) return bytes.status();
+    if (bytes->size() != size) {
       return absl::DataLossError(
-          absl::StrFormat("object %#x: %u bytes; the index says %u", cell.load().raw, pinned->size(), size));
+          absl::StrFormat("object %#x: %u bytes; the index says %u", cell.load().raw, bytes->size(), size));
     }
     std::string_view key, value;
-    if (absl::Status s = SplitObject(pinned->data(), size, &key, &value); !s.ok()) return s;
+    if (absl::Status s = SplitObject(bytes->data(), size, &key, &value); !s.ok()) return s;
     fn(key, value);
     return absl::OkStatus();
   }
