@@ -656,17 +656,23 @@ struct Pool::Impl {
     arena->KeepMoveSources();
     old_copies->Keep();
   }
-  // Gives back the old places no open read section can be reading (one barrier; nothing when none are kept).
-  // `pressed`: memory is short (an allocation failed), counted. True when something was given back. Takes
-  // class locks and the arena's: call it with none of them held.
-  bool ReclaimOldCopies(bool pressed) {
-    if (old_copies->empty()) return false;
+  // Gives back the old places no open read section can be reading (one barrier; nothing when none are kept),
+  // releasing the class blocks they leave empty. `pressed`: memory is short (an allocation failed), counted.
+  // Takes class locks and the arena's: call it with none of them held.
+  struct Reclaimed {
+    std::uint64_t places = 0;
+    std::uint64_t blocks_released = 0;  // class blocks emptied by the slots given back
+    std::uint64_t pages_released = 0;   // their pages
+  };
+  Reclaimed ReclaimOldCopies(bool pressed) {
+    Reclaimed out;
+    if (old_copies->empty()) return out;
     const std::uint64_t before = records->ReadEpoch();
-    if (!records->Barrier().ok()) return false;  // no record can be trusted: keep everything
+    if (!records->Barrier().ok()) return out;  // no record can be trusted: keep everything
     alloc::OldCopies::Taken t = old_copies->Take(records->SafeReadEpoch(before), [this](std::uint32_t cls) {
       return std::uint64_t{map.info(ClassId(cls)).slot_size};
     });
-    if (t.empty()) return false;
+    if (t.empty()) return out;
     // By class, and by block within a class, so each block is regrouped once per run of its slots.
     std::sort(t.slots.begin(), t.slots.end());
     std::vector<SlotRef> run;
@@ -674,13 +680,16 @@ struct Pool::Impl {
       const std::uint32_t cls = t.slots[i].first;
       run.clear();
       for (; i < t.slots.size() && t.slots[i].first == cls; ++i) run.push_back(t.slots[i].second);
-      classes[cls]->ReturnSlots(run);
+      const std::uint64_t blocks = classes[cls]->ReturnOldCopies(run);
+      out.blocks_released += blocks;
+      out.pages_released += blocks * map.info(ClassId(cls)).pages_per_block;
     }
     for (const alloc::PageRun r : t.runs) arena->Free(r);
     old_copies_freed.fetch_add(t.slots.size() + t.runs.size(), std::memory_order_relaxed);
     old_copy_bytes_freed.fetch_add(t.bytes.value(), std::memory_order_relaxed);
     if (pressed) old_copies_freed_under_pressure.fetch_add(t.slots.size() + t.runs.size(), std::memory_order_relaxed);
-    return true;
+    out.places = t.slots.size() + t.runs.size();
+    return out;
   }
   // The whole read in a read section: huge objects, checked mode, errors, and an object that moved on between
   // the entry's load and the page map's (its old block's pages are unmapped only after its new place is
@@ -709,7 +718,7 @@ struct Pool::Impl {
 
   // An allocation's retry after ResourceExhausted: true when old copies were given back (then try again).
   bool ReclaimForAllocation(const absl::Status& s) {
-    return absl::IsResourceExhausted(s) && ReclaimOldCopies(/*pressed=*/true);
+    return absl::IsResourceExhausted(s) && ReclaimOldCopies(/*pressed=*/true).places > 0;
   }
 
   // ---- huge objects ----
@@ -1356,7 +1365,10 @@ CompactResult Pool::compact(PassBudget budget) {
     alloc::Arena::DeferDiscards defer(*p.arena, deadlines.end);
     // A budgeted call that left discards behind makes them before it moves anything again.
     if (!(deadlines.budgeted && p.compact_discards_pending)) p.CompactClasses(deadlines.moves, r, p.next_compact_class);
-    p.ReclaimOldCopies(/*pressed=*/false);  // those no read section holds now: emptied blocks go back below
+    // Old copies no read section holds now: the blocks they empty are this call's to release (and discard below).
+    const Impl::Reclaimed back = p.ReclaimOldCopies(/*pressed=*/false);
+    r.blocks_released += back.blocks_released;
+    r.pages_released += back.pages_released;
     FinishDiscards(defer, /*made_progress=*/r.objects_moved > 0, deadlines, &r.complete, &p.compact_discards_pending);
   }
   // A whole pass also compacts the handle table (owned entries; one visit of every owner's cells).

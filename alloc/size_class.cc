@@ -219,8 +219,20 @@ absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, bool* m
   return n;
 }
 
+std::uint64_t SizeClass::ReturnOldCopies(std::span<const SlotRef> slots) {
+  MutexLock lock(&mu_);
+  const std::uint64_t before = blocks_;
+  ReturnSlotsLocked(slots);
+  ReleaseSpareLocked();
+  return before - blocks_;
+}
+
 void SizeClass::ReturnSlots(std::span<const SlotRef> slots) {
   MutexLock lock(&mu_);
+  ReturnSlotsLocked(slots);
+}
+
+void SizeClass::ReturnSlotsLocked(std::span<const SlotRef> slots) {
   // A thread cache flushes slots in the order they were freed, so runs of them share a block: each run
   // regroups its block once (a division), not once per slot. A block's in_use only falls within a run, so
   // regrouping at the run's end is the same as after each slot.

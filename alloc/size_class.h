@@ -99,8 +99,11 @@ class SizeClass {
   // reserved. Makes a new block if no block has room (and then sets `*made_block`, when given).
   // ResourceExhausted when the arena cannot.
   absl::StatusOr<std::size_t> TakeSlots(std::span<SlotRef> out, bool* made_block = nullptr) ABSL_LOCKS_EXCLUDED(mu_);
-  // Puts reserved slots back on their blocks' free lists; releases blocks that become empty.
+  // Puts reserved slots back on their blocks' free lists; releases blocks that become empty (but the spare).
   void ReturnSlots(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
+  // The same for old copies a compaction left (alloc/old_copies.h): no spare kept, as after Compact. Returns
+  // the blocks released.
+  std::uint64_t ReturnOldCopies(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
   // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks.
   // Stops after the first batch of moves that ends at or past `deadline` (absl::InfiniteFuture(): never), once
   // this call has moved something: a call that stops has made progress.
@@ -139,6 +142,7 @@ class SizeClass {
   absl::StatusOr<Block*> NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseBlock(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseSpareLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReturnSlotsLocked(std::span<const SlotRef> slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Link(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlink(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Puts b on the list its fill names; an empty b becomes the spare or is released.
