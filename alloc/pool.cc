@@ -1635,7 +1635,9 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
   for (std::size_t k = 0; k < by_class.size(); ++k) {
     if (!by_class[k].empty()) p.classes[k]->Relocate(by_class[k], r);
   }
-  p.ReclaimOldCopies(/*pressed=*/false);
+  // With read sections, the moves emptied blocks only once their old copies go back: now, if no section holds
+  // them.
+  r.blocks_emptied += p.ReclaimOldCopies(/*pressed=*/false).blocks_released;
   for (const RelocateOutcome o : outcomes) {
     switch (o) {
       case RelocateOutcome::kMoved: break;  // counted by the classes, with the bytes

@@ -100,7 +100,8 @@ struct RelocateResult {
   std::uint64_t huge = 0;
   std::uint64_t no_memory = 0;
   std::uint64_t blocks_filled = 0;    // fresh blocks the moved objects were gathered into
-  std::uint64_t blocks_emptied = 0;   // blocks the moves emptied (given back, or kept as a class's spare)
+  std::uint64_t blocks_emptied = 0;   // blocks the moves emptied (given back, or kept as a class's spare);
+                                      // in a pool with read sections, those whose old copies went back by the end
   double seconds = 0;
 };
 
