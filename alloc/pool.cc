@@ -1572,10 +1572,13 @@ DefragResult Pool::defragment(PassBudget budget) {
         r.huge_migrated += n;
         r.blocks_migrated += n;
       }
+      // With read sections, the blocks this step moved keep their old runs until no section can read them:
+      // given back now if none does, so that the next steps reuse those pages instead of populating fresh ones.
+      p.ReclaimOldCopies(/*pressed=*/false);
       stepped = true;
     }
   }
-  p.ReclaimOldCopies(/*pressed=*/false);
+  p.ReclaimOldCopies(/*pressed=*/false);  // those a section held at a step's end, if it has ended since
   r.regions_freed = compactor::RegionsFreed(usage_before, p.arena->RegionUsage());
   FinishDiscards(defer, /*made_progress=*/r.blocks_migrated > 0, deadlines, &r.complete, &p.defrag_discards_pending);
   if (p.options.collapse_dense_regions) r.regions_collapsed = p.arena->CollapseFullRegions().collapsed;
