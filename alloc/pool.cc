@@ -18,8 +18,12 @@
 // classified (stale or never issued) on the slow path. Pins taken by pin_detached are counted in a ledger,
 // so unpin(h) can drop only those, never a Pinned's.
 // Lock order: g_registry_mu → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
-//   Impl::compact_mu → Impl::huge_mu → Arena::mu_; Impl::caches_mu → AccessRecords::mu_; Impl::detached_mu
-//   and HandleTable::mu_ are leaves.
+//   Impl::compact_mu → Impl::huge_mu → Arena::mu_; SizeClass::mu_ → OldCopies::mu_; Impl::caches_mu →
+//   AccessRecords::mu_; Impl::detached_mu, HandleTable::mu_, OldCopies::mu_ and VacatedLog::mu_ are leaves.
+// Read sections (ReadGuard): a read is Resolve and one load of the entry (handles/entry_word.h TryRead); the
+// section's epoch lives in the thread's access record. Movers keep the places they moved objects from in
+// alloc/old_copies.h once the pool has had a section, and ReclaimOldCopies gives back those no section can
+// still read (after a barrier), holding no lock of its own but the old copies' leaf.
 // Thread exit: a thread's caches go back to every pool still alive (under g_registry_mu, which Pool's
 // destructor takes before it frees anything). Pool ids are never reused, so a cache pointer left in a dead
 // thread-local slot is never matched again.
