@@ -29,9 +29,8 @@ absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(os::Os& os, const ArenaOpti
       arena->fault_uffd_ = *fd;
       arena->fault_pid_ = getpid();
       arena->KeepMoveSources();  // a move must never leave its source without pages
-    } else {
-      if (fd.ok()) os.CloseFaultUserfaultfd(*fd);
-      arena->watch_refused_ = std::string(s.message());
+    } else if (fd.ok()) {
+      os.CloseFaultUserfaultfd(*fd);
     }
   }
   return arena;

@@ -35,7 +35,6 @@
 #include <cstdint>
 #include <memory>
 #include <span>
-#include <string>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -64,7 +63,7 @@ struct ArenaOptions {
   compactor::MoveEngineOptions moves;        // which ways MoveRun may use
   // Register the whole range for missing-page faults (Os::RegisterMissingFaults) and populate through it, so
   // that a touch of a page not in use reaches a handler (alloc/stale_touch_watch.h) instead of reading zeros.
-  // Moves then copy (KeepMoveSources). Where the kernel refuses, the arena works without (watching() false).
+  // Moves then copy (KeepMoveSources). Where the kernel refuses, the arena works without (fault_uffd() -1).
   bool watch_missing_pages = false;
 };
 
@@ -114,8 +113,6 @@ class Arena {
   // The userfaultfd a touch of a missing page of this arena is reported on (ArenaOptions::watch_missing_pages),
   // or -1: none, or a forked child (whose range is no longer registered).
   int fault_uffd() const { return fault_pid_ == getpid() ? fault_uffd_ : -1; }
-  // Why there is no watch although one was asked for ("" when there is one or none was asked for).
-  const std::string& watch_refused() const { return watch_refused_; }
   compactor::MoveEngineStats move_stats() const { return mover_->stats(); }
   const compactor::MoveEngine& mover() const { return *mover_; }
   // Pages in use in each region touched so far, by region index.
@@ -237,7 +234,6 @@ class Arena {
   std::atomic<bool> keep_move_sources_{false};  // KeepMoveSources
   int fault_uffd_ = -1;   // watch_missing_pages: registered for missing faults, opened by fault_pid_
   pid_t fault_pid_ = 0;
-  std::string watch_refused_;
 
   mutable Mutex mu_;
   std::vector<Region> regions_ ABSL_GUARDED_BY(mu_);

@@ -11,8 +11,8 @@
 // places back at once, exactly as before, and pays nothing here.
 // Invariants (under mu_): stamps are non-decreasing along each list; pending_bytes_ == Σ bytes of the places
 // listed.
-// Locks: mu_ is a leaf. AddSlots is called under a class lock; Take's caller gives the places back after it
-// returns, without mu_ (ReturnSlots takes the class lock, Arena::Free the arena's).
+// Locks: mu_ is a leaf. AddSlots is called under a class lock; ReleaseRun frees into the arena without mu_;
+// Take's caller gives the places back after it returns, without mu_ (the class lock, Arena::Free the arena's).
 #ifndef MOVA_ALLOC_OLD_COPIES_H_
 #define MOVA_ALLOC_OLD_COPIES_H_
 
@@ -33,7 +33,7 @@ namespace mova::alloc {
 
 class OldCopies {
  public:
-  explicit OldCopies(handles::AccessRecords& records) : records_(records) {}
+  OldCopies(handles::AccessRecords& records, Arena& arena) : records_(records), arena_(arena) {}
   OldCopies(const OldCopies&) = delete;
   OldCopies& operator=(const OldCopies&) = delete;
 
@@ -46,7 +46,8 @@ class OldCopies {
   void AddSlots(std::uint32_t cls, std::span<const SlotRef> slots, Bytes slot_size) ABSL_LOCKS_EXCLUDED(mu_) {
     MutexLock lock(&mu_);
     const std::uint64_t stamp = records_.NextReadEpoch();
-    for (const SlotRef r : slots) slots_.push_back(Slot{r, stamp, cls});
+    const auto bytes = static_cast<std::uint32_t>(slot_size.value());
+    for (const SlotRef r : slots) slots_.push_back(Slot{r, stamp, cls, bytes});
     pending_bytes_.fetch_add(slots.size() * slot_size.value(), std::memory_order_relaxed);
   }
   // A run whose block or huge object was just published elsewhere.
@@ -54,6 +55,16 @@ class OldCopies {
     MutexLock lock(&mu_);
     runs_.push_back(Run{run, records_.NextReadEpoch()});
     pending_bytes_.fetch_add(ToBytes(Pages(run.count)).value(), std::memory_order_relaxed);
+  }
+
+  // A run a movable-block driver lets go of (its Release): kept if a move took its block or huge object away
+  // and the pool keeps old copies, else back to the arena at once.
+  void ReleaseRun(PageRun run, bool moved_away) ABSL_LOCKS_EXCLUDED(mu_) {
+    if (moved_away && keeping()) {
+      AddRun(run);
+    } else {
+      arena_.Free(run);
+    }
   }
 
   bool empty() const { return pending_bytes_.load(std::memory_order_relaxed) == 0; }
@@ -66,15 +77,13 @@ class OldCopies {
     bool empty() const { return slots.empty() && runs.empty(); }
   };
   // The places stamped below `safe` (AccessRecords::SafeReadEpoch), off the lists; the caller gives them back.
-  // `slot_bytes(cls)` sizes a class's slots.
-  template <typename SlotBytes>
-  Taken Take(std::uint64_t safe, SlotBytes&& slot_bytes) ABSL_LOCKS_EXCLUDED(mu_) {
+  Taken Take(std::uint64_t safe) ABSL_LOCKS_EXCLUDED(mu_) {
     Taken t;
     MutexLock lock(&mu_);
     std::uint64_t bytes = 0;
     while (!slots_.empty() && slots_.front().stamp < safe) {
       t.slots.emplace_back(slots_.front().cls, slots_.front().ref);
-      bytes += slot_bytes(slots_.front().cls);
+      bytes += slots_.front().bytes;
       slots_.pop_front();
     }
     while (!runs_.empty() && runs_.front().stamp < safe) {
@@ -92,6 +101,7 @@ class OldCopies {
     SlotRef ref;
     std::uint64_t stamp;
     std::uint32_t cls;
+    std::uint32_t bytes;  // the class's slot size
   };
   struct Run {
     PageRun run;
@@ -99,6 +109,7 @@ class OldCopies {
   };
 
   handles::AccessRecords& records_;
+  Arena& arena_;
   std::atomic<bool> keeping_{false};
   std::atomic<std::uint64_t> pending_bytes_{0};
   Mutex mu_;

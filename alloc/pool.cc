@@ -673,10 +673,9 @@ struct Pool::Impl {
     if (old_copies->empty()) return out;
     const std::uint64_t before = records->ReadEpoch();
     if (!records->Barrier().ok()) return out;  // no record can be trusted: keep everything
-    alloc::OldCopies::Taken t = old_copies->Take(records->SafeReadEpoch(before), [this](std::uint32_t cls) {
-      return std::uint64_t{map.info(ClassId(cls)).slot_size};
-    });
+    alloc::OldCopies::Taken t = old_copies->Take(records->SafeReadEpoch(before));
     if (t.empty()) return out;
+    out.places = t.slots.size() + t.runs.size();
     // By class, and by block within a class, so each block is regrouped once per run of its slots.
     std::sort(t.slots.begin(), t.slots.end());
     std::vector<SlotRef> run;
@@ -689,10 +688,9 @@ struct Pool::Impl {
       out.pages_released += blocks * map.info(ClassId(cls)).pages_per_block;
     }
     for (const alloc::PageRun r : t.runs) arena->Free(r);
-    old_copies_freed.fetch_add(t.slots.size() + t.runs.size(), std::memory_order_relaxed);
+    old_copies_freed.fetch_add(out.places, std::memory_order_relaxed);
     old_copy_bytes_freed.fetch_add(t.bytes.value(), std::memory_order_relaxed);
-    if (pressed) old_copies_freed_under_pressure.fetch_add(t.slots.size() + t.runs.size(), std::memory_order_relaxed);
-    out.places = t.slots.size() + t.runs.size();
+    if (pressed) old_copies_freed_under_pressure.fetch_add(out.places, std::memory_order_relaxed);
     return out;
   }
   // The whole read in a read section: huge objects, checked mode, errors, and an object that moved on between
@@ -707,10 +705,8 @@ struct Pool::Impl {
       if (!handles::TryRead(*r.entry, r.gen, &w)) return Rejected("read", h, via);
       const std::uint64_t offset = handles::OffsetOf(w);
       const Located at = Locate(offset);
-      const bool matches = SizeFieldMatches(h, offset, at);
-      if (matches && !options.checked) return std::span<const std::byte>(arena->base() + offset, SizeOf(h, at));
-      if (matches) {
-        absl::Status s = CheckDescriptor("read", h, at);
+      if (SizeFieldMatches(h, offset, at)) {
+        absl::Status s = options.checked ? CheckDescriptor("read", h, at) : absl::OkStatus();
         if (s.ok()) return std::span<const std::byte>(arena->base() + offset, SizeOf(h, at));
         if (offset == last) return s;
       } else if (offset == last) {
@@ -861,8 +857,8 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
   impl->records = std::make_unique<handles::AccessRecords>(the_os);
-  impl->old_copies = std::make_unique<alloc::OldCopies>(*impl->records);
-  impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->arena, *impl->old_copies, impl->classes);
+  impl->old_copies = std::make_unique<alloc::OldCopies>(*impl->records, *impl->arena);
+  impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->old_copies, impl->classes);
   impl->huge_driver = std::make_unique<alloc::PoolHugeDriver>(*impl->arena, *impl->page_map, *impl->table,
                                                              *impl->records, *impl->old_copies);
   for (std::size_t k = 0; k < impl->map.num_classes(); ++k) {

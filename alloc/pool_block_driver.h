@@ -25,8 +25,8 @@ inline Block* BlockOfMovable(compactor::MovableBlock& m) { return static_cast<Bl
 
 class PoolBlockDriver final : public compactor::MovableOps {
  public:
-  PoolBlockDriver(Arena& arena, OldCopies& old_copies, const std::vector<std::unique_ptr<SizeClass>>& classes)
-      : arena_(arena), old_copies_(old_copies), classes_(classes) {}
+  PoolBlockDriver(OldCopies& old_copies, const std::vector<std::unique_ptr<SizeClass>>& classes)
+      : old_copies_(old_copies), classes_(classes) {}
 
   bool Isolate(compactor::MovableBlock& m, compactor::MigrateMode) override {
     Block* b = BlockOfMovable(m);
@@ -43,15 +43,10 @@ class PoolBlockDriver final : public compactor::MovableOps {
   }
   void Release(compactor::MovableBlock& m) override {
     const Block* b = BlockOfMovable(m);
-    if (b->group == kGroupMovedOut && old_copies_.keeping()) {
-      old_copies_.AddRun(b->run());
-    } else {
-      arena_.Free(b->run());
-    }
+    old_copies_.ReleaseRun(b->run(), /*moved_away=*/b->group == kGroupMovedOut);
   }
 
  private:
-  Arena& arena_;
   OldCopies& old_copies_;
   const std::vector<std::unique_ptr<SizeClass>>& classes_;
 };

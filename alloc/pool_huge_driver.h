@@ -71,11 +71,7 @@ class PoolHugeDriver final : public compactor::MovableOps {
   void Putback(compactor::MovableBlock&) override {}  // isolation changed nothing of the object
   void Release(compactor::MovableBlock& m) override {
     const HugeObject* h = HugeOfMovable(m);
-    if (h->moved_out && old_copies_.keeping()) {
-      old_copies_.AddRun(h->run);
-    } else {
-      arena_.Free(h->run);
-    }
+    old_copies_.ReleaseRun(h->run, h->moved_out);
   }
 
   std::uint64_t pages_migrated() const { return pages_migrated_.load(std::memory_order_relaxed); }

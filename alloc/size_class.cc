@@ -165,9 +165,9 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, const MoveTarget& t
   page_map_.MapBlock(to, id_);
   const std::uint64_t to_off = dst->offset();
   for (std::size_t i = 0; i < claims.size(); ++i) {
-    const std::uint64_t old_off = handles::OffsetOf(claims.word(i));
-    claims.Publish(i, old_off - from_off + to_off);
-    if (vacated_ != nullptr) vacated_->Moved(old_off, info_.slot_size, claims.index(i), old_off - from_off + to_off);
+    const std::uint64_t old_off = handles::OffsetOf(claims.word(i)), new_off = old_off - from_off + to_off;
+    claims.Publish(i, new_off);
+    if (vacated_ != nullptr) vacated_->Moved(old_off, info_.slot_size, claims.index(i), new_off);
   }
   dst->group = kGroupEmpty;
   Link(dst);
@@ -280,12 +280,12 @@ struct SizeClass::CompactionBatch {
 
 void SizeClass::MoveClaimed(handles::MoveClaims& claims, std::size_t i, Block* src, std::uint32_t slot, Block* dst,
                             std::uint32_t dslot) {
-  const std::uint64_t dst_off = dst->SlotOffset(dslot);
+  const std::uint64_t dst_off = dst->SlotOffset(dslot), src_off = src->SlotOffset(slot);
   // The whole slot is copied: the requested size travels in the handle, not in the block.
-  std::memcpy(arena_.base() + dst_off, arena_.base() + src->SlotOffset(slot), info_.slot_size);
+  std::memcpy(arena_.base() + dst_off, arena_.base() + src_off, info_.slot_size);
   dst->Owner(dslot).store(claims.index(i), std::memory_order_release);
   claims.Publish(i, dst_off);
-  if (vacated_ != nullptr) vacated_->Moved(src->SlotOffset(slot), info_.slot_size, claims.index(i), dst_off);
+  if (vacated_ != nullptr) vacated_->Moved(src_off, info_.slot_size, claims.index(i), dst_off);
   if (old_copies_.keeping()) {
     // Read sections may still be reading the old place: it stays reserved (counted in use, so its block
     // stays) until the old copies give it back.
