@@ -87,7 +87,9 @@ class MovaHeap final : public Heap {
       std::fprintf(stderr, "mova: %s\n", h.status().ToString().c_str());
       std::abort();
     }
-    Pinned p = pool_->pin(*h, Access::kWrite).value();
+    // pin_owned: this thread owns every object of the workload, so the pin lives in its own access record
+    // (no atomic read-modify-write), as a single-threaded service would pin.
+    Pinned p = pool_->pin_owned(*h, Access::kWrite).value();
     std::memset(p.mutable_data(), static_cast<int>(size), size);
     return h->raw;
   }
@@ -99,7 +101,7 @@ class MovaHeap final : public Heap {
     }
   }
   std::uint8_t Touch(std::uint64_t token) override {
-    Pinned p = pool_->pin(Handle{token}, Access::kRead).value();
+    Pinned p = pool_->pin_owned(Handle{token}, Access::kRead).value();
     return static_cast<std::uint8_t>(p.data()[0]);
   }
   void BestEffort() override { pool_->compact(); }
