@@ -285,7 +285,7 @@ void Arena::FreeMovedOut(PageRun run) {
 
 void Arena::PurgeDirty(bool force) {
   MutexLock lock(&mu_);
-  PurgeLocked(force);
+  PurgeLocked(force, /*whole=*/true);
 }
 
 Arena::DeferDiscards::DeferDiscards(Arena& arena, absl::Time deadline) : arena_(arena), deadline_(deadline) {
@@ -321,21 +321,33 @@ bool Arena::DeferDiscards::Finish(bool made_progress) {
   return arena_.dirty_pages_ == 0;
 }
 
-void Arena::PurgeLocked(bool force) {
+void Arena::PurgeLocked(bool force, bool whole) {
   if (!force && deferring_ > 0) return;
   if (force || decay_.count() == 0) {
     if (dirty_pages_ != 0) DiscardTopDirty(dirty_pages_);
+    purge_debt_ = 0;
     return;
   }
-  // Look at the clock at most every decay/8, so a free costs O(1).
+  // Look at the clock at most every decay/8 (every kPurgeStepSpacing while a purge is under way), so a free
+  // costs O(1).
   const auto now = std::chrono::steady_clock::now();
   if (now < next_purge_scan_) return;
   next_purge_scan_ = now + decay_ / 8;
-  if (now - interval_start_ < decay_) return;
-  // A decay interval has passed: the pages that stayed dirty all through it were not needed.
-  if (const std::uint64_t unused = std::min(low_water_, dirty_pages_); unused > 0) DiscardTopDirty(unused);
-  interval_start_ = now;
-  low_water_ = dirty_pages_;
+  if (now - interval_start_ >= decay_) {
+    // A decay interval has passed: the pages that stayed dirty all through it were not needed. (What the
+    // last purge left undone is in this count too: those pages stayed dirty all along.)
+    purge_debt_ = std::min(low_water_, dirty_pages_);
+    interval_start_ = now;
+    low_water_ = dirty_pages_;
+  }
+  purge_debt_ = std::min(purge_debt_, dirty_pages_);  // pages reused since are no longer dirty
+  if (purge_debt_ == 0) return;
+  const std::uint64_t before = dirty_pages_;
+  DiscardTopDirty(whole ? purge_debt_ : std::min(kPurgeStep, purge_debt_));
+  const std::uint64_t gone = before - dirty_pages_;
+  // A step whose discards failed left its pages dirty (counted): the next steps would too.
+  purge_debt_ = gone == 0 ? 0 : purge_debt_ - std::min(gone, purge_debt_);
+  if (purge_debt_ != 0) next_purge_scan_ = now + kPurgeStepSpacing;
 }
 
 void Arena::DiscardTopDirty(std::uint64_t pages) {

@@ -7,8 +7,11 @@
 // resident as "dirty" pages that a later allocation reuses without a fault or syscall. Each decay interval,
 // as many dirty pages as were never reused during it (the low-water mark of the dirty count: pages a churning
 // workload did not need) are discarded, from the top of the arena down, where first fit reuses last; so an
-// unused freed page goes back within two intervals, and pages that churn keeps reusing are not discarded only
-// to be populated again. Dirty pages also go when the memory limit needs them and by PurgeDirty(force). (Looked
+// unused freed page goes back within two intervals (and the steps below), and pages that churn keeps reusing
+// are not discarded only to be populated again. An allocation or free that finds the purge due discards one
+// step of it (kPurgeStep pages, ~0.1-0.5 ms) and leaves the rest to the calls of the next milliseconds: one
+// call discarding a whole interval's pages took 2-7 ms (churn-ops, 1 s decay), a pause in whatever allocation
+// met it; PurgeDirty discards the whole of it at once. Dirty pages also go when the memory limit needs them and by PurgeDirty(force). (Looked
 // for by allocations and frees at most every delay/8.) A purge discards few, large
 // runs: each maximal run of free pages (dirty or not; a free clean page has nothing to discard, so including
 // it costs nothing) that holds a dirty page, merged across region boundaries, is one range, and all the ranges
@@ -146,6 +149,10 @@ class Arena {
     bool finished_ = false;
   };
   static constexpr std::uint64_t kDiscardChunk = 64;
+  // The decay purge's step, made by an allocation or a free (PurgeLocked): at least this many pages, whole
+  // regions from the top down, in one Os call; and the time until the next step.
+  static constexpr std::uint64_t kPurgeStep = 256;
+  static constexpr std::chrono::milliseconds kPurgeStepSpacing{1};
   // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
   static constexpr std::uint32_t kPopulateAhead = 128;
   // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge
@@ -223,7 +230,10 @@ class Arena {
   absl::Status DiscardFreeRuns(std::span<const PageRun> runs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Discards the dirty pages of regions [first_region, end_region), in maximal free runs merged across regions.
   void DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void PurgeLocked(bool force) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards dirty pages: all if `force` (or without a decay delay); else, once a decay interval has passed,
+  // those it did not reuse (the purge's debt) — all at once if `whole`, else one step of about kPurgeStep pages
+  // now and the next a kPurgeStepSpacing later (by the next call that comes).
+  void PurgeLocked(bool force, bool whole = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   os::Os& os_;
   std::byte* const base_;
@@ -250,6 +260,7 @@ class Arena {
   std::chrono::steady_clock::time_point next_purge_scan_ ABSL_GUARDED_BY(mu_){};  // see PurgeLocked
   std::chrono::steady_clock::time_point interval_start_ ABSL_GUARDED_BY(mu_){};  // the decay interval's start
   std::uint64_t low_water_ ABSL_GUARDED_BY(mu_) = 0;  // fewest dirty pages since interval_start_
+  std::uint64_t purge_debt_ ABSL_GUARDED_BY(mu_) = 0;  // pages the last interval found unused, still dirty
   int deferring_ ABSL_GUARDED_BY(mu_) = 0;  // DeferDiscards alive
   // How long the last chunk of a deferred discard took: a budgeted Finish begins no chunk that would not fit.
   absl::Duration last_discard_chunk_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();

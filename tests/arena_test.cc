@@ -97,6 +97,51 @@ TEST(Arena, DecayDiscardsOnlyWhatAnIntervalDidNotReuse) {
   EXPECT_EQ(bench::ResidentBytesIn(a->PageAddress(low.first), kRegionSize).value(), kRegionSize);
 }
 
+// The decay purge an allocation or a free finds due is one step of it (a region's pages here), not the whole
+// interval's: the calls of the next milliseconds take the rest, a step each, one Os call per step.
+TEST(Arena, AnAllocationMakesOneStepOfADuePurge) {
+  auto a = Make(os::SystemOs(), 8, std::chrono::milliseconds(40));
+  std::vector<PageRun> runs;
+  for (int i = 0; i < 4; ++i) runs.push_back(a->Allocate(Pages(kPagesPerRegion)).value());
+  for (const PageRun& r : runs) a->Free(r);
+  const std::uint64_t dirty = a->stats().dirty_pages;
+  ASSERT_GE(dirty, 4 * kPagesPerRegion);
+  auto touch = [&] { a->Free(a->Allocate(Pages(1)).value()); };  // reuses a dirty page and frees it again
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  touch();  // an interval begins
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  const std::uint64_t calls = a->stats().discard_calls, discarded = a->stats().pages_discarded;
+  auto gone = [&] { return a->stats().pages_discarded - discarded; };
+  touch();  // the interval has passed: its unused pages are due, and this call makes one step
+  EXPECT_EQ(a->stats().discard_calls, calls + 1);
+  EXPECT_LT(gone(), 2 * kPagesPerRegion) << "more than a step at once";
+  EXPECT_GE(gone(), Arena::kPurgeStep);
+  int steps = 1;
+  while (gone() < dirty - 1 && steps < 16) {  // all but the page each touch reuses
+    std::this_thread::sleep_for(2 * Arena::kPurgeStepSpacing);
+    touch();
+    ++steps;
+  }
+  EXPECT_GE(gone(), dirty - 1);
+  EXPECT_GE(steps, 3);
+  EXPECT_LE(a->stats().discard_calls - calls, static_cast<std::uint64_t>(steps));
+}
+
+// PurgeDirty, asked for, discards everything due at once.
+TEST(Arena, PurgeDirtyDiscardsAWholeDuePurgeAtOnce) {
+  auto a = Make(os::SystemOs(), 8, std::chrono::milliseconds(40));
+  std::vector<PageRun> runs;
+  for (int i = 0; i < 4; ++i) runs.push_back(a->Allocate(Pages(kPagesPerRegion)).value());
+  for (const PageRun& r : runs) a->Free(r);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  a->PurgeDirty(/*force=*/false);  // an interval begins
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  const std::uint64_t calls = a->stats().discard_calls;
+  a->PurgeDirty(/*force=*/false);
+  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(a->stats().discard_calls, calls + 1);
+}
+
 TEST(Arena, ReusingDirtyPagesClearsThem) {
   auto a = Make(os::SystemOs(), 2, std::chrono::hours(1));
   PageRun r = a->Allocate(Pages(8)).value();
