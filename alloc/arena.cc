@@ -308,12 +308,11 @@ bool Arena::DeferDiscards::Finish(bool made_progress) {
         while (arena_.dirty_pages_ != 0) {
           const absl::Time begin = absl::Now();
           if (progressed && begin + arena_.last_discard_chunk_ >= deadline_) break;
-          const std::uint64_t before = arena_.dirty_pages_;
-          arena_.DiscardTopDirty(std::min(kDiscardChunk, before));
+          const std::uint64_t gone = arena_.DiscardTopDirty(std::min(kDiscardChunk, arena_.dirty_pages_));
           arena_.last_discard_chunk_ = absl::Now() - begin;
           progressed = true;
           // A chunk whose discards failed left its pages dirty (counted): the next chunks would too.
-          if (arena_.dirty_pages_ == before) return true;
+          if (gone == 0) return true;
         }
       }
     }
@@ -342,15 +341,14 @@ void Arena::PurgeLocked(bool force, bool whole) {
   }
   purge_debt_ = std::min(purge_debt_, dirty_pages_);  // pages reused since are no longer dirty
   if (purge_debt_ == 0) return;
-  const std::uint64_t before = dirty_pages_;
-  DiscardTopDirty(whole ? purge_debt_ : std::min(kPurgeStep, purge_debt_));
-  const std::uint64_t gone = before - dirty_pages_;
+  const std::uint64_t gone = DiscardTopDirty(whole ? purge_debt_ : std::min(kPurgeStep, purge_debt_));
   // A step whose discards failed left its pages dirty (counted): the next steps would too.
   purge_debt_ = gone == 0 ? 0 : purge_debt_ - std::min(gone, purge_debt_);
   if (purge_debt_ != 0) next_purge_scan_ = now + kPurgeStepSpacing;
 }
 
-void Arena::DiscardTopDirty(std::uint64_t pages) {
+std::uint64_t Arena::DiscardTopDirty(std::uint64_t pages) {
+  const std::uint64_t before = dirty_pages_;
   std::uint32_t cut = static_cast<std::uint32_t>(regions_.size());
   std::uint64_t found = 0;
   while (cut > 0 && found < pages) {
@@ -358,6 +356,7 @@ void Arena::DiscardTopDirty(std::uint64_t pages) {
     if (RegionHasDirty(cut)) found += regions_[cut].dirty.count();
   }
   DiscardDirtyRegions(cut, static_cast<std::uint32_t>(regions_.size()));
+  return before - dirty_pages_;
 }
 
 void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region) {

@@ -11,9 +11,9 @@
 // are not discarded only to be populated again. An allocation or free that finds the purge due discards one
 // step of it (kPurgeStep pages, ~0.1-0.5 ms) and leaves the rest to the calls of the next milliseconds: one
 // call discarding a whole interval's pages took 2-7 ms (churn-ops, 1 s decay), a pause in whatever allocation
-// met it; PurgeDirty discards the whole of it at once. Dirty pages also go when the memory limit needs them and by PurgeDirty(force). (Looked
-// for by allocations and frees at most every delay/8.) A purge discards few, large
-// runs: each maximal run of free pages (dirty or not; a free clean page has nothing to discard, so including
+// met it; PurgeDirty discards the whole of it at once. Dirty pages also go when the memory limit needs them
+// and by PurgeDirty(force). (Looked for by allocations and frees at most every delay/8.)
+// A purge discards few, large runs: each maximal run of free pages (dirty or not; a free clean page has nothing to discard, so including
 // it costs nothing) that holds a dirty page, merged across region boundaries, is one range, and all the ranges
 // of a purge go to one Os::DiscardRanges — process_madvise discards up to 1024 ranges with one TLB flush, where a
 // MADV_DONTNEED call costs 6–20 µs here (its flush) but ~0.3–0.5 µs per page in long runs or batches. With a decay delay, an allocation that must
@@ -217,8 +217,9 @@ class Arena {
   }
   // Marks pages [first, end) of one region dirty (they are free).
   void MarkDirty(std::uint32_t first, std::uint32_t end) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Discards at least `pages` dirty pages (or all), whole regions' worth from the top of the arena down.
-  void DiscardTopDirty(std::uint64_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards at least `pages` dirty pages (or all), whole regions' worth from the top of the arena down;
+  // returns how many it discarded (fewer where discards failed: those stay dirty, counted).
+  std::uint64_t DiscardTopDirty(std::uint64_t pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Page `page`, dirty, is dirty no more (reused or discarded): counts, low-water mark and region bit follow.
   void ClearDirty(std::uint32_t page) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RegionHasDirty(std::uint32_t ri) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
