@@ -1765,6 +1765,7 @@ PoolStats Pool::stats() const {
   s.bytes_moved_copy = e.copy_bytes;
   s.uffd_busy_fallbacks = e.uffd_busy_fallbacks;
   s.uffd_other_fallbacks = e.uffd_other_fallbacks;
+  s.uffd_miscounts = e.uffd_miscounts;
   s.mremap_fallbacks = e.remap_fallbacks;
   s.regions_collapsed = a.regions_collapsed;
   s.collapse_failures = a.collapse_failures;

@@ -11,23 +11,35 @@ namespace mova::alloc {
 
 SizeClass::~SizeClass() {
   MutexLock lock(&mu_);
-  for (Block*& head : groups_) {
-    while (head != nullptr) {
-      Block* b = head;
-      head = b->next;
-      const PageRun run = b->run();
-      page_map_.Unmap(run.first, run.count);
-      arena_.Free(run);
+  if (groups_ == nullptr) return;
+  for (auto& lanes : *groups_) {
+    for (Block*& head : lanes) {
+      while (head != nullptr) {
+        Block* b = head;
+        head = b->next;
+        const PageRun run = b->run();
+        page_map_.Unmap(run.first, run.count);
+        arena_.Free(run);
+      }
     }
   }
 }
 
+Block* SizeClass::FirstOf(int g) const {
+  if (group_sizes_[g] == 0) return nullptr;
+  for (Block* head : (*groups_)[g]) {
+    if (head != nullptr) return head;
+  }
+  return nullptr;
+}
+
 void SizeClass::Link(Block* b) {
   b->group = GroupOf(b->in_use, b->objects);
+  Block*& head = (*groups_)[b->group][LaneOf(b)];
   b->prev = nullptr;
-  b->next = groups_[b->group];
+  b->next = head;
   if (b->next != nullptr) b->next->prev = b;
-  groups_[b->group] = b;
+  head = b;
   ++group_sizes_[b->group];
 }
 
@@ -35,7 +47,7 @@ void SizeClass::Unlink(Block* b) {
   if (b->prev != nullptr) {
     b->prev->next = b->next;
   } else {
-    groups_[b->group] = b->next;
+    (*groups_)[b->group][LaneOf(b)] = b->next;
   }
   if (b->next != nullptr) b->next->prev = b->prev;
   b->prev = b->next = nullptr;
@@ -51,7 +63,7 @@ void SizeClass::Regroup(Block* b) {
     // Keep one empty block as the class's spare, so that a class hovering at a block boundary does not
     // populate and discard a block on every other call; a second empty block is released.
     Unlink(b);
-    if (groups_[kGroupEmpty] == nullptr) {
+    if (group_sizes_[kGroupEmpty] == 0) {
       Link(b);
     } else {
       ReleaseBlock(b);
@@ -64,6 +76,10 @@ void SizeClass::Regroup(Block* b) {
 }
 
 absl::StatusOr<Block*> SizeClass::NewBlock() {
+  if (groups_ == nullptr) {
+    groups_.reset(new (std::nothrow) GroupLanes{});
+    if (groups_ == nullptr) return absl::ResourceExhaustedError("mova: out of memory for a size class's block lists");
+  }
   absl::StatusOr<PageRun> run = arena_.Allocate(Pages(info_.pages_per_block));
   if (!run.ok()) return run.status();
   // The descriptor and back-map live at the head of the block's own (populated) pages.
@@ -203,7 +219,7 @@ absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, bool* m
   std::size_t n = 0;
   while (n < out.size()) {
     Block* b = nullptr;
-    for (int g = kGroupFull - 1; g >= kGroupEmpty && b == nullptr; --g) b = groups_[g];
+    for (int g = kGroupFull - 1; g >= kGroupEmpty && b == nullptr; --g) b = FirstOf(g);
     if (b == nullptr) {
       absl::StatusOr<Block*> fresh = NewBlock();
       if (!fresh.ok()) {
@@ -323,7 +339,7 @@ void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
 ClassCompaction SizeClass::Compact(absl::Time deadline) {
   MutexLock lock(&mu_);
   ClassCompaction out;
-  if (Block* spare = groups_[kGroupEmpty]; spare != nullptr) {  // compaction leaves no empty block behind
+  if (Block* spare = FirstOf(kGroupEmpty); spare != nullptr) {  // compaction leaves no empty block behind
     out.pages_released += spare->pages;
     ++out.blocks_released;
     ReleaseSpareLocked();
@@ -331,12 +347,21 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   // The blocks neither empty nor full, fullest first: a counting sort by in_use (at most objects_per_block
   // buckets), one read of each descriptor. A comparison sort read two descriptors per comparison, a cache miss
   // each on a large class: milliseconds before a budgeted call moved anything.
+  // The lists of the partly filled groups are walked side by side, a step of each in turn: a walk waits for
+  // each descriptor before it knows the next, and the lanes let kLanes of those misses overlap.
+  if (groups_ == nullptr) return out;  // the class never held a block
   std::vector<Block*> blocks;
   std::vector<std::uint32_t> at(info_.objects_per_block + 1, 0);  // at[k]: where blocks with in_use k start
-  for (int g = 1; g < kGroupFull; ++g) {
-    for (Block* b = groups_[g]; b != nullptr; b = b->next) {
+  std::array<Block*, (kGroupFull - 1) * kLanes> walk;  // groups 1 .. kGroupFull - 1, every lane
+  for (int g = 1; g < kGroupFull; ++g) std::copy((*groups_)[g].begin(), (*groups_)[g].end(), &walk[(g - 1) * kLanes]);
+  for (std::size_t left = walk.size(); left > 0;) {
+    left = 0;
+    for (Block*& b : walk) {
+      if (b == nullptr) continue;
       blocks.push_back(b);
       ++at[b->in_use];
+      b = b->next;
+      ++left;
     }
   }
   if (blocks.size() < 2) return out;
@@ -468,7 +493,7 @@ void SizeClass::Relocate(std::span<const RelocateItem> items, RelocateResult& ou
 }
 
 void SizeClass::ReleaseSpareLocked() {
-  while (Block* b = groups_[kGroupEmpty]) {
+  while (Block* b = FirstOf(kGroupEmpty)) {
     Unlink(b);
     ReleaseBlock(b);
   }

@@ -2,10 +2,13 @@
 // return, and object compaction (zsmalloc's zs_compact for one class).
 //
 // Types: SizeClass, ClassCompaction, ClassSnapshot, RelocateItem. All state is guarded by mu_.
-// Invariants (under mu_): every block of the class is on exactly one group list, the one GroupOf(in_use,
-//   objects) names; group_sizes_[g] is list g's length; blocks_ == Σ list lengths; slots_in_use_ == Σ in_use;
-//   the empty group holds at most one block (the spare, kept so that a class at a block boundary does not populate and discard a block on every
-//   other call); any other block that empties is released at once (its pages go back to the arena).
+// Invariants (under mu_): every block of the class is on exactly one list, its group's (GroupOf(in_use,
+//   objects)) lane LaneOf(block); group_sizes_[g] is the length of group g's lanes together; blocks_ == Σ
+//   list lengths; slots_in_use_ == Σ in_use; groups_ is allocated once the class has had a block; a block's
+//   first page (its lane) changes only while it is on no list (migration lists the moved copy afresh).
+//   The empty group holds at most one block (the spare, kept so that a class at a block boundary does not
+//   populate and discard a block on every other call); any other block that empties is released at once (its
+//   pages go back to the arena).
 //   Compact and ReleaseSpare release the spare too. A block isolated for migration is on no list (group
 //   kGroupIsolated) and gets no new slots; slots of it freed meanwhile still return to it.
 // Moves: objects are claimed in batches (handles/move_claims.h: one barrier per batch of up to kBatchObjects
@@ -22,8 +25,9 @@
 #define MOVA_ALLOC_SIZE_CLASS_H_
 
 #include <array>
-#include <new>
 #include <cstdint>
+#include <memory>
+#include <new>
 #include <span>
 #include <vector>
 
@@ -174,7 +178,18 @@ class SizeClass {
   VacatedLog* vacated_ = nullptr;
 
   mutable Mutex mu_;
-  std::array<Block*, kNumGroups> groups_ ABSL_GUARDED_BY(mu_){};
+  // Each group's blocks are on kLanes lists (a block's lane is a hash of its first page): compaction walks the
+  // lanes side by side, so kLanes descriptor misses overlap where one list waits for each before it knows the
+  // next (the 64 MiB thin-out's compaction: ~10% faster). Any block of a group serves as well as another.
+  static constexpr int kLaneBits = 3;
+  static constexpr int kLanes = 1 << kLaneBits;
+  static int LaneOf(const Block* b) { return static_cast<int>((b->first_page * 0x9E3779B1u) >> (32 - kLaneBits)); }
+  // The first block listed in group g, or null.
+  Block* FirstOf(int g) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Allocated with the class's first block (768 B: most of a pool's ~200 classes never hold a block, and
+  // inline lanes cost every pool 128 KiB).
+  using GroupLanes = std::array<std::array<Block*, kLanes>, kNumGroups>;
+  std::unique_ptr<GroupLanes> groups_ ABSL_GUARDED_BY(mu_);
   std::array<std::uint64_t, kNumGroups> group_sizes_ ABSL_GUARDED_BY(mu_){};  // blocks on each list
   std::uint64_t blocks_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;

@@ -65,10 +65,10 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                         s.blocks_migrate_failed, s.regions_freed);
   absl::StrAppendFormat(&out,
                         "moves       userfaultfd %s: %u by UFFDIO_MOVE (%.2f MiB), %u by mremap (%.2f MiB), %u by memcpy "
-                        "(%.2f MiB); fallbacks: %u shared pages, %u other, %u mremap\n",
+                        "(%.2f MiB); fallbacks: %u shared pages, %u other (%u miscounted), %u mremap\n",
                         s.userfaultfd_ready ? "ready" : "unavailable", s.moves_uffd, MiB(s.bytes_moved_uffd),
                         s.moves_mremap, MiB(s.bytes_moved_mremap), s.moves_copy, MiB(s.bytes_moved_copy),
-                        s.uffd_busy_fallbacks, s.uffd_other_fallbacks, s.mremap_fallbacks);
+                        s.uffd_busy_fallbacks, s.uffd_other_fallbacks, s.uffd_miscounts, s.mremap_fallbacks);
   absl::StrAppendFormat(&out, "%5s %6s %5s %6s %8s %9s %7s  %s\n", "class", "size", "pages", "objs", "blocks", "in_use",
                         "cached", "fullness: empty 0-10% .. 90-99% full");
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
@@ -140,6 +140,7 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("bytes_moved_copy", s.bytes_moved_copy);
   field("uffd_busy_fallbacks", s.uffd_busy_fallbacks);
   field("uffd_other_fallbacks", s.uffd_other_fallbacks);
+  field("uffd_miscounts", s.uffd_miscounts);
   field("mremap_fallbacks", s.mremap_fallbacks);
   field("regions_collapsed", s.regions_collapsed);
   field("collapse_failures", s.collapse_failures);

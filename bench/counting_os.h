@@ -60,6 +60,9 @@ class CountingOs final : public os::Os {
     Count();
     real_.CloseUserfaultfd(uffd);
   }
+  absl::StatusOr<std::vector<bool>> PagesPresent(const std::byte* addr, Pages count) override {
+    return (Count(), real_.PagesPresent(addr, count));
+  }
   absl::Status RegisterMembarrier() override { return (Count(), real_.RegisterMembarrier()); }
   absl::Status Membarrier() override { return (Count(), real_.Membarrier()); }
   os::MemoryPressure ReadMemoryPressure() override { return (Count(), real_.ReadMemoryPressure()); }

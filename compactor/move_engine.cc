@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -65,9 +66,9 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
   // A present destination takes only a copy: UFFDIO_MOVE refuses present pages, mremap would drop them.
   const bool zero_copy = dst_holds == Destination::kEmpty && size >= options_.zero_copy_min;
   const int uffd = zero_copy ? UsableUffd() : -1;
-  std::size_t moved = 0;
   if (uffd >= 0) {
     absl::Status st;
+    std::size_t moved = 0;  // as the kernel counts it
     int again = 0;
     while (moved < size.value()) {
       Bytes step(0);
@@ -79,13 +80,45 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
       // rest to memcpy.
       if (step.value() == 0 && (!absl::IsResourceExhausted(st) || ++again > kMoveAgainRetries)) break;
     }
-    c_.uffd_bytes.fetch_add(moved, std::memory_order_relaxed);
     if (moved == size.value()) {
+      c_.uffd_bytes.fetch_add(moved, std::memory_order_relaxed);
       c_.uffd_moves.fetch_add(1, std::memory_order_relaxed);
       return MoveOutcome{MoveWay::kUffdMove, true};
     }
     (absl::IsUnavailable(st) ? c_.uffd_busy_fallbacks : c_.uffd_other_fallbacks).fetch_add(1, std::memory_order_relaxed);
-  } else if (zero_copy && kind == MoveKind::kRun && options_.use_remap) {
+    const std::size_t pages = size.value() / kPageSize;
+    const std::vector<bool> left = LeftBehind(uffd, dst, src, pages, moved / kPageSize);
+    std::size_t arrived = 0;
+    for (bool l : left) arrived += l ? 0 : 1;
+    c_.uffd_bytes.fetch_add(arrived * kPageSize, std::memory_order_relaxed);
+    if (arrived * kPageSize > moved) c_.uffd_miscounts.fetch_add(1, std::memory_order_relaxed);
+    if (arrived == pages) {  // everything moved after all
+      c_.uffd_moves.fetch_add(1, std::memory_order_relaxed);
+      return MoveOutcome{MoveWay::kUffdMove, true};
+    }
+    // Copy the pages left behind, a run at a time; the moved ones stay where they are.
+    std::size_t copied = 0;
+    for (std::size_t i = 0; i < pages;) {
+      if (!left[i]) {
+        ++i;
+        continue;
+      }
+      std::size_t end = i;
+      while (end < pages && left[end]) ++end;
+      const Bytes run((end - i) * kPageSize);
+      if (absl::Status s = Copy(dst + i * kPageSize, src + i * kPageSize, run, Destination::kEmpty); !s.ok()) {
+        MoveBack(uffd, dst, src, left);  // so that the source is whole again
+        c_.failures.fetch_add(1, std::memory_order_relaxed);
+        return s;
+      }
+      copied += run.value();
+      i = end;
+    }
+    c_.copy_moves.fetch_add(1, std::memory_order_relaxed);
+    c_.copy_bytes.fetch_add(copied, std::memory_order_relaxed);
+    return MoveOutcome{MoveWay::kCopy, false};
+  }
+  if (zero_copy && kind == MoveKind::kRun && options_.use_remap) {
     std::uint64_t left = remaps_left_.load(std::memory_order_relaxed);
     while (left > 0 && !remaps_left_.compare_exchange_weak(left, left - 1, std::memory_order_relaxed)) {
     }
@@ -96,21 +129,55 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
     }
     c_.remap_fallbacks.fetch_add(1, std::memory_order_relaxed);
   }
-  const Bytes rest(size.value() - moved);
-  if (absl::Status s = Copy(dst + moved, src + moved, rest, dst_holds); !s.ok()) {
-    if (moved > 0) {
-      // Put the pages that did move back where they were, so the source is whole again.
-      Bytes back(0);
-      if (!os_.MovePages(uffd, src, dst, Bytes(moved), &back).ok()) {
-        std::memcpy(src + back.value(), dst + back.value(), moved - back.value());
-      }
-    }
+  if (absl::Status s = Copy(dst, src, size, dst_holds); !s.ok()) {
     c_.failures.fetch_add(1, std::memory_order_relaxed);
     return s;
   }
   c_.copy_moves.fetch_add(1, std::memory_order_relaxed);
-  c_.copy_bytes.fetch_add(rest.value(), std::memory_order_relaxed);
+  c_.copy_bytes.fetch_add(size.value(), std::memory_order_relaxed);
   return MoveOutcome{MoveWay::kCopy, false};
+}
+
+std::vector<bool> MoveEngine::LeftBehind(int uffd, std::byte* to, std::byte* from, std::size_t pages,
+                                         std::size_t counted) {
+  std::vector<bool> left(pages, false);
+  if (counted >= pages) return left;
+  // Moved: at `to` and gone from `from`. Either alone can mislead: `to` may map the zero page (a read of the
+  // hole) and `from` may have been a hole.
+  absl::StatusOr<std::vector<bool>> at_to = os_.PagesPresent(to + counted * kPageSize, Pages(pages - counted));
+  absl::StatusOr<std::vector<bool>> at_from =
+      at_to.ok() ? os_.PagesPresent(from + counted * kPageSize, Pages(pages - counted)) : at_to.status();
+  if (at_from.ok()) {
+    for (std::size_t i = counted; i < pages; ++i) left[i] = !(*at_to)[i - counted] || (*at_from)[i - counted];
+    return left;
+  }
+  for (std::size_t i = counted; i < pages; ++i) {
+    Bytes step(0);
+    const absl::Status st = os_.MovePages(uffd, to + i * kPageSize, from + i * kPageSize, Bytes(kPageSize), &step);
+    left[i] = !st.ok() && !absl::IsAlreadyExists(st);
+  }
+  return left;
+}
+
+void MoveEngine::MoveBack(int uffd, std::byte* dst, std::byte* src, const std::vector<bool>& left) {
+  for (std::size_t i = 0; i < left.size();) {
+    if (left[i]) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < left.size() && !left[end]) ++end;
+    std::byte* const from = dst + i * kPageSize;
+    std::byte* const to = src + i * kPageSize;
+    Bytes back(0);
+    if (!os_.MovePages(uffd, to, from, Bytes((end - i) * kPageSize), &back).ok()) {
+      const std::vector<bool> stayed = LeftBehind(uffd, to, from, end - i, back.value() / kPageSize);
+      for (std::size_t k = 0; k < stayed.size(); ++k) {
+        if (stayed[k]) std::memcpy(to + k * kPageSize, from + k * kPageSize, kPageSize);
+      }
+    }
+    i = end;
+  }
 }
 
 MoveEngineStats MoveEngine::stats() const {
@@ -124,6 +191,7 @@ MoveEngineStats MoveEngine::stats() const {
   s.copy_bytes = c_.copy_bytes.load(std::memory_order_relaxed);
   s.uffd_busy_fallbacks = c_.uffd_busy_fallbacks.load(std::memory_order_relaxed);
   s.uffd_other_fallbacks = c_.uffd_other_fallbacks.load(std::memory_order_relaxed);
+  s.uffd_miscounts = c_.uffd_miscounts.load(std::memory_order_relaxed);
   s.remap_fallbacks = c_.remap_fallbacks.load(std::memory_order_relaxed);
   s.failures = c_.failures.load(std::memory_order_relaxed);
   return s;

@@ -15,6 +15,13 @@ void FaultInjectingOs::FailAfter(OsOp op, std::int64_t successes, int err, std::
   r.successes_left = successes;
   r.failures_left = times;
   r.err = err;
+  r.after_doing = false;
+}
+
+void FaultInjectingOs::MisreportMovesAfter(std::int64_t successes, int err, std::int64_t times) {
+  FailAfter(OsOp::kMovePages, successes, err, times);
+  MutexLock lock(&mu_);
+  rules_[static_cast<int>(OsOp::kMovePages)].after_doing = true;
 }
 
 void FaultInjectingOs::Clear(OsOp op) {
@@ -37,7 +44,7 @@ void FaultInjectingOs::SetHook(OsOp op, std::function<void()> hook) {
   hooks_[static_cast<int>(op)] = hook ? std::make_shared<const std::function<void()>>(std::move(hook)) : nullptr;
 }
 
-absl::Status FaultInjectingOs::Check(OsOp op, const char* name) {
+absl::Status FaultInjectingOs::Check(OsOp op, const char* name, bool* after_doing) {
   std::shared_ptr<const std::function<void()>> hook;
   {
     MutexLock lock(&mu_);
@@ -58,6 +65,7 @@ absl::Status FaultInjectingOs::Check(OsOp op, const char* name) {
   }
   if (r.failures_left > 0) --r.failures_left;
   ++r.failures;
+  if (after_doing != nullptr) *after_doing = r.after_doing;
   return StatusFromErrno(r.err, absl::StrFormat("%s (injected)", name));
 }
 
@@ -121,11 +129,18 @@ absl::Status FaultInjectingOs::RegisterUserfaultfd(int uffd, std::byte* addr, By
 }
 
 absl::Status FaultInjectingOs::MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) {
-  if (absl::Status s = Check(OsOp::kMovePages, "ioctl(UFFDIO_MOVE)"); !s.ok()) {
+  bool after_doing = false;
+  if (absl::Status s = Check(OsOp::kMovePages, "ioctl(UFFDIO_MOVE)", &after_doing); !s.ok()) {
+    if (after_doing) (void)real_.MovePages(uffd, dst, src, size, moved);
     *moved = Bytes(0);
     return s;
   }
   return real_.MovePages(uffd, dst, src, size, moved);
+}
+
+absl::StatusOr<std::vector<bool>> FaultInjectingOs::PagesPresent(const std::byte* addr, Pages count) {
+  if (absl::Status s = Check(OsOp::kPagesPresent, "pread(/proc/self/pagemap)"); !s.ok()) return s;
+  return real_.PagesPresent(addr, count);
 }
 
 void FaultInjectingOs::CloseUserfaultfd(int uffd) { real_.CloseUserfaultfd(uffd); }

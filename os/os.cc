@@ -355,6 +355,31 @@ class SystemOsImpl final : public Os {
     return ErrnoStatus(err, "ioctl(UFFDIO_MOVE)", src, size.value());
   }
 
+  absl::StatusOr<std::vector<bool>> PagesPresent(const std::byte* addr, Pages count) override {
+    std::vector<bool> present(count.value(), false);
+    if (count.value() == 0) return present;
+    const auto first = reinterpret_cast<std::uintptr_t>(addr) / kPageSize;
+    if (const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC); fd >= 0) {
+      constexpr std::uint64_t kPresent = std::uint64_t{1} << 63, kSwapped = std::uint64_t{1} << 62;
+      std::vector<std::uint64_t> entries(count.value());
+      const std::size_t want = entries.size() * sizeof(std::uint64_t);
+      const ssize_t got = pread(fd, entries.data(), want, static_cast<off_t>(first * sizeof(std::uint64_t)));
+      const int err = errno;
+      close(fd);
+      if (got != static_cast<ssize_t>(want)) {
+        return ErrnoStatus(got < 0 ? err : EIO, "pread(/proc/self/pagemap)", addr, count.value() * kPageSize);
+      }
+      for (std::size_t i = 0; i < entries.size(); ++i) present[i] = (entries[i] & (kPresent | kSwapped)) != 0;
+      return present;
+    }
+    std::vector<unsigned char> vec(count.value());
+    if (mincore(const_cast<std::byte*>(addr), count.value() * kPageSize, vec.data()) != 0) {
+      return ErrnoStatus(errno, "mincore", addr, count.value() * kPageSize);
+    }
+    for (std::size_t i = 0; i < vec.size(); ++i) present[i] = (vec[i] & 1) != 0;
+    return present;
+  }
+
   MemoryPressure ReadMemoryPressure() override {
     MemoryPressure m;
     if (std::optional<std::string> psi = ReadSmallFile("/proc/pressure/memory")) m.some_avg10 = ParsePsiSomeAvg10(*psi);

@@ -1,8 +1,9 @@
 // os/os.h — the one seam between mova and the kernel's memory calls.
 //
 // Types: Os (the interface every component calls), SystemOs() (the real one: mmap, munmap, madvise, mremap,
-// process_madvise, userfaultfd, membarrier, and the memory-pressure files), MemoryPressure, StatusFromErrno (one errno → status mapping for every implementation),
-// PageSpan and DiscardProgress (DiscardRanges' ranges and result).
+// process_madvise, userfaultfd, membarrier, /proc/self/pagemap, and the memory-pressure files),
+// MemoryPressure, StatusFromErrno (one errno → status mapping for every implementation), PageSpan and
+// DiscardProgress (DiscardRanges' ranges and result).
 // Every mmap / madvise / mremap / userfaultfd call in mova goes through an Os, so tests can inject failures
 // (see fault_injecting_os.h) and check that no error path loses a live object's bytes. Implementations must be
 // thread-safe.
@@ -14,6 +15,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -98,6 +100,11 @@ class Os {
   virtual absl::Status MovePages(int uffd, std::byte* dst, std::byte* src, Bytes size, Bytes* moved) = 0;
   // Gives back what OpenUserfaultfd returned, in the process that opened it.
   virtual void CloseUserfaultfd(int uffd) = 0;
+  // Which of the `count` pages from the page-aligned `addr` have contents of their own — in memory or swapped
+  // out — rather than being holes that read zeros: element i for page i. /proc/self/pagemap; where that
+  // cannot be read, mincore (which takes a swapped-out page for a hole). For the rare paths that must know
+  // where pages are (a UFFDIO_MOVE whose count cannot be trusted); a system call or two per use.
+  virtual absl::StatusOr<std::vector<bool>> PagesPresent(const std::byte* addr, Pages count) = 0;
 
   // The stale-touch watch (checked mode): a userfaultfd of the caller's own (not the shared one above), for a
   // range whose pages are always populated while in use, so that a touch of a missing page — one given back

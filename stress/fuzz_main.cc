@@ -346,15 +346,21 @@ class Fuzzer {
     struct Choice {
       os::OsOp op;
       int err;
+      bool after_doing = false;  // MovePages: the pages move, then the error comes with nothing counted
     };
     static constexpr Choice kChoices[] = {
-        {os::OsOp::kPopulate, ENOMEM},  {os::OsOp::kPopulate, EAGAIN}, {os::OsOp::kDiscard, EINVAL},
-        {os::OsOp::kDiscard, ENOMEM},   {os::OsOp::kMovePages, EBUSY}, {os::OsOp::kMovePages, ENOMEM},
-        {os::OsOp::kMovePages, EINVAL}, {os::OsOp::kRemap, ENOMEM},    {os::OsOp::kCollapseHugepages, EAGAIN},
+        {os::OsOp::kPopulate, ENOMEM},  {os::OsOp::kPopulate, EAGAIN},       {os::OsOp::kDiscard, EINVAL},
+        {os::OsOp::kDiscard, ENOMEM},   {os::OsOp::kMovePages, EBUSY},       {os::OsOp::kMovePages, ENOMEM},
+        {os::OsOp::kMovePages, EINVAL}, {os::OsOp::kMovePages, EEXIST, true}, {os::OsOp::kRemap, ENOMEM},
+        {os::OsOp::kCollapseHugepages, EAGAIN}, {os::OsOp::kPagesPresent, EACCES},
     };
     const Choice& c = kChoices[rng_() % std::size(kChoices)];
     const std::int64_t after = static_cast<std::int64_t>(rng_() % 8);
-    fos_.FailAfter(c.op, after, c.err);
+    if (c.after_doing) {
+      fos_.MisreportMovesAfter(after, c.err);
+    } else {
+      fos_.FailAfter(c.op, after, c.err);
+    }
     armed_ops_ = 50 + rng_() % 400;
     ++totals_.faults_armed;
     Log(absl::StrFormat("fault armed: op %d fails with errno %d after %d calls", static_cast<int>(c.op), c.err, after));

@@ -23,6 +23,7 @@ namespace mova {
 namespace {
 
 using testing::AllocFilled;
+using testing::FreeEveryOther;
 using testing::Intact;
 using testing::Obj;
 using testing::ScatteredDenseBlocks;
@@ -65,7 +66,9 @@ TEST(PoolMoves, BlocksMoveByUserfaultfdOrByMemcpyAsConfigured) {
       EXPECT_EQ(after.bytes_moved_copy, r.pages_moved * kPageSize);
     }
     EXPECT_EQ(after.moves_uffd + after.moves_copy, after.blocks_migrated);
-    EXPECT_EQ(after.uffd_busy_fallbacks + after.uffd_other_fallbacks, 0u);
+    // A call the kernel miscounted (it moved every page, then answered an error) still ends as a move by
+    // UFFDIO_MOVE; no other call falls back.
+    EXPECT_EQ(after.uffd_busy_fallbacks + after.uffd_other_fallbacks, after.uffd_miscounts);
     EXPECT_EQ(after.block_bytes, before.block_bytes);
     EXPECT_GT(r.regions_freed, 0u);
     EXPECT_TRUE(AllIntact(*pool, kept));
@@ -173,14 +176,9 @@ TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
     if (pool->stats().userfaultfd_ready) _exit(11);
     if (!AllIntact(*pool, kept)) _exit(12);
     // Use it: free half, allocate more, compact and defragment.
-    std::vector<Obj> mine;
-    for (std::size_t i = 0; i < kept.size(); ++i) {
-      if (i % 2 == 0) {
-        if (!pool->free(kept[i].h).ok()) _exit(13);
-      } else {
-        mine.push_back(kept[i]);
-      }
-    }
+    bool freed = false;
+    std::vector<Obj> mine = FreeEveryOther(*pool, kept, &freed);
+    if (!freed) _exit(13);
     for (std::size_t i = 0; i < 20000; ++i) mine.push_back({AllocFilled(*pool, 100 + i % 900, 9000 + i), 100 + i % 900, 9000 + i});
     for (std::size_t i = 0; i < mine.size(); i += 3) {
       if (!pool->free(mine[i].h).ok()) _exit(14);
@@ -223,15 +221,9 @@ TEST(PoolMoves, AfterForkBothProcessesKeepAWorkingPool) {
   close(go[1]);
   // The parent goes on using the pool (its pages stay marked shared until written, so moves of them still
   // copy; see move_engine_test for the page-level rule).
-  std::vector<Obj> survivors;
-  for (std::size_t i = 0; i < kept.size(); ++i) {
-    if (i % 2 == 0) {
-      ASSERT_TRUE(pool->free(kept[i].h).ok());
-    } else {
-      survivors.push_back(kept[i]);
-    }
-  }
-  kept = std::move(survivors);
+  bool freed = false;
+  kept = FreeEveryOther(*pool, kept, &freed);
+  ASSERT_TRUE(freed);
   for (std::size_t i = 0; i < 20000; ++i) kept.push_back({AllocFilled(*pool, 64, 20000 + i), 64, 20000 + i});
   pool->compact();
   pool->defragment();

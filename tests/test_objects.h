@@ -62,6 +62,20 @@ inline std::vector<Obj> ScatteredDenseBlocks(Pool& pool, std::uint32_t seed, std
   return kept;
 }
 
+// Frees objs[0], objs[2], ... and returns the others; false in `*ok` if a free failed.
+inline std::vector<Obj> FreeEveryOther(Pool& pool, const std::vector<Obj>& objs, bool* ok) {
+  std::vector<Obj> survivors;
+  *ok = true;
+  for (std::size_t i = 0; i < objs.size(); ++i) {
+    if (i % 2 != 0) {
+      survivors.push_back(objs[i]);
+    } else if (!pool.free(objs[i].h).ok()) {
+      *ok = false;
+    }
+  }
+  return survivors;
+}
+
 }  // namespace mova::testing
 
 #endif  // MOVA_TESTS_TEST_OBJECTS_H_

@@ -181,6 +181,7 @@ struct PoolStats {
   std::uint64_t bytes_moved_copy = 0;
   std::uint64_t uffd_busy_fallbacks = 0;   // pages shared with another process (after fork): memcpy instead
   std::uint64_t uffd_other_fallbacks = 0;
+  std::uint64_t uffd_miscounts = 0;        // failed UFFDIO_MOVE calls that had moved more than they counted
   std::uint64_t mremap_fallbacks = 0;      // mremap failed or its budget was spent: memcpy instead
   std::uint64_t regions_collapsed = 0;     // full regions put on transparent huge pages, cumulative
   std::uint64_t collapse_failures = 0;
