@@ -14,6 +14,23 @@ namespace {
 // UFFDIO_MOVE calls that moved nothing with EAGAIN (or ENOMEM: the same status) before a move falls back to memcpy.
 constexpr int kMoveAgainRetries = 3;
 
+// Calls f(first, end) for each maximal run [first, end) of pages whose flag is `value`, in order, until f
+// returns false; returns whether every run was taken.
+template <typename F>
+bool ForEachRun(const std::vector<bool>& flags, bool value, F f) {
+  for (std::size_t i = 0; i < flags.size();) {
+    if (flags[i] != value) {
+      ++i;
+      continue;
+    }
+    std::size_t end = i;
+    while (end < flags.size() && flags[end] == value) ++end;
+    if (!f(i, end)) return false;
+    i = end;
+  }
+  return true;
+}
+
 }  // namespace
 
 MoveEngine::MoveEngine(os::Os& os, std::byte* base, Bytes size, const MoveEngineOptions& options)
@@ -97,25 +114,19 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
       return MoveOutcome{MoveWay::kUffdMove, true};
     }
     // Copy the pages left behind, a run at a time; the moved ones stay where they are.
-    std::size_t copied = 0;
-    for (std::size_t i = 0; i < pages;) {
-      if (!left[i]) {
-        ++i;
-        continue;
-      }
-      std::size_t end = i;
-      while (end < pages && left[end]) ++end;
-      const Bytes run((end - i) * kPageSize);
-      if (absl::Status s = Copy(dst + i * kPageSize, src + i * kPageSize, run, Destination::kEmpty); !s.ok()) {
-        MoveBack(uffd, dst, src, left);  // so that the source is whole again
-        c_.failures.fetch_add(1, std::memory_order_relaxed);
-        return s;
-      }
-      copied += run.value();
-      i = end;
+    absl::Status copy_status;
+    const bool copied = ForEachRun(left, true, [&](std::size_t first, std::size_t end) {
+      copy_status = Copy(dst + first * kPageSize, src + first * kPageSize, Bytes((end - first) * kPageSize),
+                         Destination::kEmpty);
+      return copy_status.ok();
+    });
+    if (!copied) {
+      MoveBack(uffd, dst, src, left);  // so that the source is whole again
+      c_.failures.fetch_add(1, std::memory_order_relaxed);
+      return copy_status;
     }
     c_.copy_moves.fetch_add(1, std::memory_order_relaxed);
-    c_.copy_bytes.fetch_add(copied, std::memory_order_relaxed);
+    c_.copy_bytes.fetch_add((pages - arrived) * kPageSize, std::memory_order_relaxed);
     return MoveOutcome{MoveWay::kCopy, false};
   }
   if (zero_copy && kind == MoveKind::kRun && options_.use_remap) {
@@ -160,24 +171,18 @@ std::vector<bool> MoveEngine::LeftBehind(int uffd, std::byte* to, std::byte* fro
 }
 
 void MoveEngine::MoveBack(int uffd, std::byte* dst, std::byte* src, const std::vector<bool>& left) {
-  for (std::size_t i = 0; i < left.size();) {
-    if (left[i]) {
-      ++i;
-      continue;
-    }
-    std::size_t end = i;
-    while (end < left.size() && !left[end]) ++end;
-    std::byte* const from = dst + i * kPageSize;
-    std::byte* const to = src + i * kPageSize;
+  ForEachRun(left, false, [&](std::size_t first, std::size_t end) {
+    std::byte* const from = dst + first * kPageSize;
+    std::byte* const to = src + first * kPageSize;
     Bytes back(0);
-    if (!os_.MovePages(uffd, to, from, Bytes((end - i) * kPageSize), &back).ok()) {
-      const std::vector<bool> stayed = LeftBehind(uffd, to, from, end - i, back.value() / kPageSize);
+    if (!os_.MovePages(uffd, to, from, Bytes((end - first) * kPageSize), &back).ok()) {
+      const std::vector<bool> stayed = LeftBehind(uffd, to, from, end - first, back.value() / kPageSize);
       for (std::size_t k = 0; k < stayed.size(); ++k) {
         if (stayed[k]) std::memcpy(to + k * kPageSize, from + k * kPageSize, kPageSize);
       }
     }
-    i = end;
-  }
+    return true;
+  });
 }
 
 MoveEngineStats MoveEngine::stats() const {

@@ -9,19 +9,21 @@
 namespace mova::os {
 
 void FaultInjectingOs::FailAfter(OsOp op, std::int64_t successes, int err, std::int64_t times) {
+  Arm(op, successes, err, times, /*after_doing=*/false);
+}
+
+void FaultInjectingOs::MisreportMovesAfter(std::int64_t successes, int err, std::int64_t times) {
+  Arm(OsOp::kMovePages, successes, err, times, /*after_doing=*/true);
+}
+
+void FaultInjectingOs::Arm(OsOp op, std::int64_t successes, int err, std::int64_t times, bool after_doing) {
   MutexLock lock(&mu_);
   Rule& r = rules_[static_cast<int>(op)];
   r.armed = true;
   r.successes_left = successes;
   r.failures_left = times;
   r.err = err;
-  r.after_doing = false;
-}
-
-void FaultInjectingOs::MisreportMovesAfter(std::int64_t successes, int err, std::int64_t times) {
-  FailAfter(OsOp::kMovePages, successes, err, times);
-  MutexLock lock(&mu_);
-  rules_[static_cast<int>(OsOp::kMovePages)].after_doing = true;
+  r.after_doing = after_doing;
 }
 
 void FaultInjectingOs::Clear(OsOp op) {

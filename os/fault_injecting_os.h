@@ -90,6 +90,8 @@ class FaultInjectingOs final : public Os {
     std::int64_t calls = 0;
     std::int64_t failures = 0;
   };
+  // FailAfter and MisreportMovesAfter: one rule set under one lock.
+  void Arm(OsOp op, std::int64_t successes, int err, std::int64_t times, bool after_doing);
   // Counts the call and returns the injected error, or OK to forward it. `*after_doing` (when given) is set
   // for an error to be answered after the call is made.
   absl::Status Check(OsOp op, const char* name, bool* after_doing = nullptr);
