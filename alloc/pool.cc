@@ -1480,6 +1480,7 @@ std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
       {reinterpret_cast<const std::byte*>(&p.table->entry(0)), std::size_t{p.table->capacity()} * sizeof(handles::Word),
        "handle table"},
       {p.table->keys_base(), p.table->keys_bytes().value(), "handle keys"},
+      {p.table->states_base(), p.table->states_reserved_bytes().value(), "handle page states"},
       {p.page_map->base(), p.page_map->reserved_bytes().value(), "page map"},
   };
 }
@@ -1719,8 +1720,8 @@ PoolStats Pool::stats() const {
   // The page map is backed where regions were touched: 2 B per page, a quarter page of map per region.
   s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint16_t);
   const handles::HandleTable::Stats t = p.table->stats();
-  // The handle table's page keys: 4 B per table page ever opened.
-  s.metadata_bytes += handles::HandleTable::KeysBytes(t.pages_opened).value();
+  // The handle table's page keys (4 B per table page ever opened), records and the states of resident pages.
+  s.metadata_bytes += handles::HandleTable::KeysBytes(t.pages_opened).value() + t.states_bytes;
   s.handles_in_use = t.entries_in_use;
   s.handle_table_bytes = t.resident_bytes().value();
   s.handle_table_pages_peak = t.pages_opened;

@@ -24,60 +24,73 @@ absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std
     (void)os.Unreserve(*mem, ToBytes(Pages(pages)));
     return keys.status();
   }
+  absl::StatusOr<std::byte*> states = os.Reserve(StatesBytes(pages), Bytes(kPageSize));
+  if (!states.ok()) {
+    (void)os.Unreserve(*keys, KeysBytes(pages));
+    (void)os.Unreserve(*mem, ToBytes(Pages(pages)));
+    return states.status();
+  }
   return std::unique_ptr<HandleTable>(new HandleTable(os, reinterpret_cast<EntryAtomic*>(*mem),
                                                       reinterpret_cast<std::atomic<std::uint32_t>*>(*keys),
-                                                      max_entries, pages, salt));
+                                                      reinterpret_cast<PageState*>(*states), max_entries, pages,
+                                                      salt));
 }
 
-HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys,
+HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys, PageState* states,
                          std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt)
-    : os_(os), entries_(entries), keys_(keys), max_entries_(max_entries), max_pages_(max_pages), salt_(salt) {
-  // Room for every page's state at once: one allocation, never copied (a growing vector's copies and the
-  // buffers it leaves behind in malloc's heap cost more resident memory than the states themselves), and
-  // large enough for malloc to map it apart, so that only the states of pages opened are ever touched.
+    : os_(os),
+      entries_(entries),
+      keys_(keys),
+      states_(states),
+      max_entries_(max_entries),
+      max_pages_(max_pages),
+      salt_(salt) {
+  // Room for every page's record at once: one allocation, never copied (a growing vector's copies and the
+  // buffers it leaves behind in malloc's heap cost more resident memory than the records themselves), and
+  // large enough for malloc to map it apart, so that only the records of pages opened are ever touched.
   MutexLock lock(&mu_);
-  pages_.reserve(max_pages_);
+  records_.reserve(max_pages_);
 }
 
 bool HandleTable::OnList(std::uint32_t p, ListKind kind) const {
-  const PageState& st = pages_[p];
-  if (st.evacuating) return false;
+  if (!records_[p].resident || records_[p].evacuating) return false;  // given back: found by LowestGivenBack
+  const PageState& st = state(p);
   if (kind == kLineFree) return st.free_lines > 0;
   return FreeEntries(p) > 0;
 }
 
 std::uint32_t HandleTable::FreeEntries(std::uint32_t p) const {
-  const PageState& st = pages_[p];
+  const PageState& st = state(p);
   const std::uint32_t entries = p == 0 ? kEntriesPerPage - 1 : kEntriesPerPage;  // index 0 is never issued
   return entries - st.used - st.rested;  // neither in use nor resting
 }
 
 void HandleTable::Relist(std::uint32_t p) {
-  PageState& st = pages_[p];
+  PageState& st = state(p);
   for (ListKind k : {kAnyFree, kLineFree}) {
     if (!OnList(p, k)) continue;
     DensityLists& l = lists_[k];
     const std::uint16_t b = st.used;
     st.prev[k] = kNoPage;
     st.next[k] = l.heads[b];
-    if (st.next[k] != kNoPage) pages_[st.next[k]].prev[k] = p;
+    if (st.next[k] != kNoPage) state(st.next[k]).prev[k] = p;
     l.heads[b] = p;
     l.nonempty[b / 64] |= std::uint64_t{1} << (b % 64);
   }
 }
 
 void HandleTable::Unlist(std::uint32_t p) {
-  PageState& st = pages_[p];
+  PageState& st = state(p);
   for (ListKind k : {kAnyFree, kLineFree}) {
     if (!OnList(p, k)) continue;
     DensityLists& l = lists_[k];
     const std::uint16_t b = st.used;
     if (st.prev[k] != kNoPage) {
-      pages_[st.prev[k]].next[k] = st.next[k];
+      state(st.prev[k]).next[k] = st.next[k];
     } else {
       l.heads[b] = st.next[k];
     }
-    if (st.next[k] != kNoPage) pages_[st.next[k]].prev[k] = st.prev[k];
+    if (st.next[k] != kNoPage) state(st.next[k]).prev[k] = st.prev[k];
     if (l.heads[b] == kNoPage) l.nonempty[b / 64] &= ~(std::uint64_t{1} << (b % 64));
     st.prev[k] = st.next[k] = kNoPage;
   }
@@ -104,7 +117,7 @@ void HandleTable::MarkTaken(PageState& st, std::uint32_t i) {
 }
 
 void HandleTable::MarkAllFree(std::uint32_t p) {
-  PageState& st = pages_[p];
+  PageState& st = state(p);
   st.free.fill(kWholeLine);
   st.free_lines = kLinesPerPage;
   if (p == 0) {  // index 0 is never issued
@@ -116,6 +129,57 @@ void HandleTable::MarkAllFree(std::uint32_t p) {
 HandleTable::~HandleTable() {
   (void)os_.Unreserve(reinterpret_cast<std::byte*>(entries_), ToBytes(Pages(max_pages_)));
   (void)os_.Unreserve(reinterpret_cast<std::byte*>(keys_), keys_bytes());
+  (void)os_.Unreserve(reinterpret_cast<std::byte*>(states_), states_reserved_bytes());
+}
+
+void HandleTable::CountStateUser(std::uint32_t p) {
+  const std::uint32_t last = LastStatePage(p);
+  if (states_pages_.size() <= last) states_pages_.resize(last + 1);
+  for (std::uint32_t sp = FirstStatePage(p); sp <= last; ++sp) {
+    StatesPage& page = states_pages_[sp];
+    ++page.users;
+    if (!page.touched) {
+      page.touched = true;
+      ++states_pages_touched_;
+    }
+  }
+}
+
+void HandleTable::UncountStateUser(std::uint32_t p) {
+  for (std::uint32_t sp = FirstStatePage(p); sp <= LastStatePage(p); ++sp) --states_pages_[sp].users;
+}
+
+void HandleTable::SweepStates() {
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> runs;  // first states_ page, pages
+  std::vector<os::PageSpan> spans;
+  const auto idle = [&](std::size_t sp) { return states_pages_[sp].touched && states_pages_[sp].users == 0; };
+  for (std::size_t i = 0; i < states_pages_.size();) {
+    if (!idle(i)) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i + 1;
+    while (j < states_pages_.size() && idle(j)) ++j;
+    runs.emplace_back(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(j - i));
+    spans.push_back({reinterpret_cast<std::byte*>(states_) + i * kPageSize, ToBytes(Pages(j - i))});
+    i = j;
+  }
+  if (spans.empty()) return;
+  os::DiscardProgress progress;
+  (void)os_.DiscardRanges(spans, &progress);  // on an error, the runs from ranges_done on stay touched
+  for (std::size_t k = 0; k < progress.ranges_done && k < runs.size(); ++k) {
+    for (std::uint32_t sp = runs[k].first; sp < runs[k].first + runs[k].second; ++sp) {
+      states_pages_[sp].touched = false;
+      --states_pages_touched_;
+    }
+  }
+}
+
+std::uint32_t HandleTable::LowestGivenBack() const {
+  for (std::size_t w = 0; w < given_back_.size(); ++w) {
+    if (given_back_[w] != 0) return static_cast<std::uint32_t>(w * 64 + std::countr_zero(given_back_[w]));
+  }
+  return kNoPage;
 }
 
 absl::Status HandleTable::OpenPage(std::uint32_t p) {
@@ -130,27 +194,29 @@ absl::Status HandleTable::OpenPage(std::uint32_t p) {
   if (!present) {
     if (absl::Status s = os_.Populate(addr, Bytes(kPageSize)); !s.ok()) return s;
   }
+  CountStateUser(p);
+  state(p) = PageState{};  // its memory may hold an earlier life's state, or have been given back
   FreeAllEntries(p);
-  pages_[p].resident = true;
+  records_[p].resident = true;
+  given_back_[p / 64] &= ~(std::uint64_t{1} << (p % 64));
   ++resident_;
   return absl::OkStatus();
 }
 
 void HandleTable::FreeAllEntries(std::uint32_t p) {
-  PageState& st = pages_[p];
   const std::uint32_t first = p * kEntriesPerPage;
   for (std::uint32_t i = p == 0 ? 1 : 0; i < kEntriesPerPage; ++i) {  // index 0 is never issued
-    entries_[first + i].store(MakeWord(st.restart_gen, 0), std::memory_order_relaxed);
+    entries_[first + i].store(MakeWord(records_[p].restart_gen, 0), std::memory_order_relaxed);
   }
   MarkAllFree(p);
-  st.used = 0;
+  state(p).used = 0;
 }
 
 void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::size_t& n, bool lines_only,
                            bool singles) {
-  PageState& st = pages_[p];
-  if (st.idle) {
-    st.idle = false;
+  PageState& st = state(p);
+  if (records_[p].idle) {
+    records_[p].idle = false;
     std::erase(idle_, p);
   }
   const std::uint32_t first = p * kEntriesPerPage;
@@ -184,13 +250,13 @@ void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::s
 }
 
 void HandleTable::PageEmptied(std::uint32_t p) {
-  PageState& st = pages_[p];
-  if (st.evacuating) {  // what the evacuation is for: given back at its end, with the other emptied pages
+  PageRecord& rec = records_[p];
+  if (rec.evacuating) {  // what the evacuation is for: given back at its end, with the other emptied pages
     RetirePage(p, /*defer_discard=*/true);
     return;
   }
-  if (st.rested == 0 && idle_.size() < kIdlePages) {
-    st.idle = true;
+  if (state(p).rested == 0 && idle_.size() < kIdlePages) {
+    rec.idle = true;
     idle_.push_back(p);
     return;
   }
@@ -198,7 +264,8 @@ void HandleTable::PageEmptied(std::uint32_t p) {
 }
 
 void HandleTable::RetirePage(std::uint32_t p, bool defer_discard) {
-  PageState& st = pages_[p];
+  PageState& st = state(p);
+  PageRecord& rec = records_[p];
   const std::uint32_t first = p * kEntriesPerPage;
   std::uint16_t max_gen = 0;
   for (std::uint32_t i = 0; i < kEntriesPerPage; ++i) {
@@ -207,12 +274,12 @@ void HandleTable::RetirePage(std::uint32_t p, bool defer_discard) {
   // Restart above every generation issued under this key; when that is no longer possible (an entry rested,
   // or one is near the end), take the next key and restart at 0: handles of the old key open to other values.
   if (st.rested > 0 || max_gen >= kRestGen - 2) {
-    ++st.epoch;
-    keys_[p].store(PageKey(salt_, p, st.epoch), std::memory_order_relaxed);
-    st.restart_gen = 0;
+    ++rec.epoch;
+    keys_[p].store(PageKey(salt_, p, rec.epoch), std::memory_order_relaxed);
+    rec.restart_gen = 0;
     ++rekeyed_;
   } else {
-    st.restart_gen = static_cast<std::uint16_t>(max_gen + 2);
+    rec.restart_gen = static_cast<std::uint16_t>(max_gen + 2);
   }
   rested_ -= st.rested;  // rested entries are free again from the restart generation on
   st.rested = 0;
@@ -231,7 +298,11 @@ std::uint32_t HandleTable::GiveBack(std::uint32_t first, std::uint32_t count) {
 }
 
 std::uint32_t HandleTable::MarkGivenBack(std::uint32_t first, std::uint32_t count) {
-  for (std::uint32_t p = first; p < first + count; ++p) pages_[p].resident = false;
+  for (std::uint32_t p = first; p < first + count; ++p) {
+    records_[p].resident = false;
+    UncountStateUser(p);
+    given_back_[p / 64] |= std::uint64_t{1} << (p % 64);
+  }
   resident_ -= count;
   discarded_ += count;
   return count;
@@ -250,18 +321,21 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, O
   const bool singles = order == Order::kDense;
   while (n < out.size() && in_use_ < max_entries_) {
     const bool want_line = !singles && out.size() - n >= kEntriesPerLine && max_entries_ - in_use_ >= kEntriesPerLine;
+    // Resident pages first (idle ones, empty, are on the lists' bucket 0), then the lowest page given back
+    // (which costs a populate), then a new page. A page given back has all its lines free.
     std::uint32_t p = want_line ? Densest(kLineFree) : kNoPage;
+    if (p == kNoPage && want_line) p = LowestGivenBack();
     const bool lines_only = p != kNoPage;
     if (p == kNoPage) p = Densest(kAnyFree);
-    // An empty page that is resident (idle) before one given back, which would cost a populate.
-    if (p != kNoPage && !pages_[p].resident && !idle_.empty()) p = idle_.back();
+    if (p == kNoPage) p = LowestGivenBack();
     if (p == kNoPage) {
       const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
       if (opened == max_pages_) break;
-      pages_.emplace_back();
+      records_.emplace_back();
+      if (given_back_.size() * 64 <= opened) given_back_.push_back(0);
       keys_[opened].store(PageKey(salt_, opened, 0), std::memory_order_relaxed);
       if (absl::Status s = OpenPage(opened); !s.ok()) {
-        pages_.pop_back();
+        records_.pop_back();
         if (n > 0) break;
         return s;
       }
@@ -269,7 +343,7 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, O
       p = opened;
     } else {
       Unlist(p);
-      if (!pages_[p].resident) {
+      if (!records_[p].resident) {
         if (absl::Status s = OpenPage(p); !s.ok()) {
           Relist(p);
           if (n > 0) break;
@@ -307,10 +381,10 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
   MutexLock lock(&mu_);
   for (const std::uint32_t index : indices) {
     const std::uint32_t p = index / kEntriesPerPage;
-    PageState& st = pages_[p];
-    if (!st.returning) {
+    PageState& st = state(p);
+    if (!records_[p].returning) {
       Unlist(p);
-      st.returning = true;
+      records_[p].returning = true;
       touched[pages++] = p;
     }
     const std::uint16_t gen = GenOf(entries_[index].load(std::memory_order_relaxed));
@@ -325,8 +399,8 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
   }
   for (std::size_t i = 0; i < pages; ++i) {
     const std::uint32_t p = touched[i];
-    pages_[p].returning = false;
-    if (pages_[p].used == 0) PageEmptied(p);
+    records_[p].returning = false;
+    if (state(p).used == 0) PageEmptied(p);
     Relist(p);
   }
 }
@@ -335,11 +409,12 @@ void HandleTable::ReleaseSpare() {
   MutexLock lock(&mu_);
   for (const std::uint32_t p : idle_) {
     Unlist(p);
-    pages_[p].idle = false;
+    records_[p].idle = false;
     RetirePage(p, /*defer_discard=*/false);
     Relist(p);
   }
   idle_.clear();
+  SweepStates();
   const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
   if (populated_end_ <= opened) return;
   std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{opened} * kEntriesPerPage);
@@ -351,19 +426,20 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
   // The pages that hold entries, and their free entries: where moved entries may go.
   std::uint64_t room = 0;
   std::vector<std::uint32_t> candidates;
-  for (std::uint32_t p = 0; p < pages_.size(); ++p) {
-    const PageState& st = pages_[p];
-    if (!st.resident || st.used == 0) continue;
+  for (std::uint32_t p = 0; p < records_.size(); ++p) {
+    if (!records_[p].resident) continue;
+    const PageState& st = state(p);
+    if (st.used == 0) continue;
     room += FreeEntries(p);
     if (p < owned.size() && owned[p] >= st.used) candidates.push_back(p);
   }
   std::stable_sort(candidates.begin(), candidates.end(),
-                   [&](std::uint32_t a, std::uint32_t b) { return pages_[a].used < pages_[b].used; });
+                   [&](std::uint32_t a, std::uint32_t b) { return state(a).used < state(b).used; });
   // Sparsest first, while what they hold fits in the room of the pages that stay.
   std::vector<std::uint32_t> plan;
   std::uint64_t moving = 0;
   for (const std::uint32_t p : candidates) {
-    const PageState& st = pages_[p];
+    const PageState& st = state(p);
     const std::uint64_t room_after = room - FreeEntries(p);
     if (moving + st.used > room_after) break;
     moving += st.used;
@@ -375,10 +451,10 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
 
 void HandleTable::BeginEvacuation(std::span<const std::uint32_t> pages) {
   MutexLock lock(&mu_);
-  evacuating_.assign(pages_.size(), 0);
+  evacuating_.assign(records_.size(), 0);
   for (const std::uint32_t p : pages) {
     Unlist(p);
-    pages_[p].evacuating = true;
+    records_[p].evacuating = true;
     evacuating_[p] = 1;
   }
 }
@@ -412,10 +488,11 @@ std::uint64_t HandleTable::EndEvacuation() {
   evacuated_total_ += given_back;
   for (std::uint32_t p = 0; p < evacuating_.size(); ++p) {
     if (evacuating_[p] == 0) continue;
-    pages_[p].evacuating = false;
+    records_[p].evacuating = false;
     Relist(p);
   }
   evacuating_.clear();
+  SweepStates();
   return given_back;
 }
 
@@ -424,8 +501,8 @@ HandleVerdict HandleTable::Classify(Handle h) const {
   const HandleRef r = Open(h);
   if (r.entry == nullptr) return HandleVerdict::kNotIssued;
   // Generations only grow under one key: an earlier one is a handle this entry issued and retired.
-  const PageState& st = pages_[h.index() / kEntriesPerPage];
-  const std::uint16_t now = st.resident ? GenOf(r.entry->load(std::memory_order_acquire)) : st.restart_gen;
+  const PageRecord& rec = records_[h.index() / kEntriesPerPage];
+  const std::uint16_t now = rec.resident ? GenOf(r.entry->load(std::memory_order_acquire)) : rec.restart_gen;
   return r.gen < now ? HandleVerdict::kStale : HandleVerdict::kNotIssued;
 }
 
@@ -440,6 +517,8 @@ HandleTable::Stats HandleTable::stats() const {
   s.pages_resident = resident_ + s.pages_populated_ahead;
   s.pages_discarded = discarded_;
   s.pages_evacuated = evacuated_total_;
+  s.states_bytes =
+      (ToBytes(Pages(states_pages_touched_)) + ToBytes(PagesCeil(Bytes(records_.size() * sizeof(PageRecord))))).value();
   return s;
 }
 

@@ -143,6 +143,47 @@ TEST(HandleTable, GivesFullyFreePagesBackAndRestartsGenerationsAbove) {
   EXPECT_EQ(t->Classify(old_handle), HandleVerdict::kStale);
 }
 
+// The bookkeeping of a page given back (its free bitmap, counts and list links: ~90 B a page) goes back with
+// it: with compaction or release_free_memory, in one discard for the runs of state pages no resident page
+// uses. A discard of them that fails keeps them counted; the pages reopen lowest first, states written afresh.
+TEST(HandleTable, StatesOfPagesGivenBackGoBackTooAndReopenedPagesStartAfresh) {
+  os::FaultInjectingOs fos;
+  auto t = HandleTable::Create(fos, 256 * kPer, kSalt).value();
+  const std::uint32_t kPages = 200;
+  std::vector<std::uint32_t> a = AcquireN(*t, kPages * kPer - 1);
+  std::sort(a.begin(), a.end());
+  for (std::uint32_t i : a) (void)Publish(t->entry(i), 16);
+  const std::uint16_t old_gen = GenOf(t->entry(a.back()).load());
+  const Handle old_handle = t->MakeHandle(a.back(), old_gen, 7);
+  const std::uint64_t states_full = t->stats().states_bytes;
+  EXPECT_GE(states_full, 4 * kPageSize);  // ~90 B for each of 200 pages
+  // Empty every page but page 0; ask for what compaction asks, first with the states' discard failing (the
+  // idle pages are each given back first, one discard each).
+  const std::span<const std::uint32_t> rest = std::span<const std::uint32_t>(a).subspan(kPer - 1);
+  Release(*t, rest);
+  fos.FailAfter(os::OsOp::kDiscard, HandleTable::kIdlePages, EINVAL, /*times=*/1);
+  t->ReleaseSpare();
+  EXPECT_EQ(fos.failures(os::OsOp::kDiscard), 1);
+  EXPECT_EQ(t->stats().pages_resident - t->stats().pages_populated_ahead, 1u);
+  EXPECT_EQ(t->stats().states_bytes, states_full);  // kept, and still counted
+  t->ReleaseSpare();
+  const std::uint64_t states_after = t->stats().states_bytes;
+  EXPECT_LE(states_after + 3 * kPageSize, states_full);
+  // Reopened lowest first, before any new page; their entries free, their generations above every old one.
+  std::vector<std::uint32_t> b = AcquireN(*t, 100 * kPer);
+  EXPECT_EQ(t->stats().pages_opened, kPages);
+  EXPECT_EQ(*std::max_element(b.begin(), b.end()) / kPer, 100u);
+  EXPECT_EQ(std::set<std::uint32_t>(b.begin(), b.end()).size(), b.size());
+  for (std::uint32_t i : b) ASSERT_FALSE(IsLiveGen(GenOf(t->entry(i).load()))) << i;
+  EXPECT_GT(t->stats().states_bytes, states_after);  // touched again
+  std::vector<std::uint32_t> c = AcquireN(*t, 99 * kPer);  // the rest of the pages given back, page 199 last
+  EXPECT_EQ(t->stats().pages_opened, kPages);
+  const std::uint16_t new_gen = Publish(t->entry(a.back()), 16);
+  EXPECT_GT(new_gen, old_gen);
+  EXPECT_EQ(t->Classify(old_handle), HandleVerdict::kStale);
+  EXPECT_EQ(t->stats().entries_in_use, kPages * kPer - 1);
+}
+
 // A page emptied and filled again, over and over, costs no syscall; an idle page is reused before a page
 // given back (which would need a populate) or a new one.
 TEST(HandleTable, AnEmptiedPageIsReusedWithoutASyscall) {

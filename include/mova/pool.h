@@ -214,8 +214,8 @@ class Pool {
   MOVA_API absl::Status free(HandleCell& cell);
   MOVA_API PoolStats stats() const;
 
-  // The address ranges the pool reserved, by role ("objects", "handle table", "handle keys", "page map"), for
-  // tools that measure residency (mincore, smaps).
+  // The address ranges the pool reserved, by role ("objects", "handle table", "handle keys", "handle page
+  // states", "page map"), for tools that measure residency (mincore, smaps).
   struct AddressRange {
     const std::byte* start = nullptr;
     std::size_t size = 0;
