@@ -55,7 +55,7 @@
 #include "alloc/pool_block_driver.h"
 #include "alloc/pool_huge_driver.h"
 #include "compactor/region_scan.h"
-#include "alloc/size_class.h"
+#include "alloc/size_classes.h"
 #include "alloc/size_class_map.h"
 #include "alloc/stale_touch_watch.h"
 #include "alloc/thread_cache.h"
@@ -145,7 +145,7 @@ struct Pool::Impl {
     return s;
   }
   alloc::SizeClassMap map;
-  std::vector<std::unique_ptr<alloc::SizeClass>> classes;
+  std::unique_ptr<alloc::SizeClasses> classes;  // each made at its first refill
   std::unique_ptr<alloc::PoolBlockDriver> block_driver;  // the pool as a movable-block driver
   std::unique_ptr<alloc::PoolHugeDriver> huge_driver;    // ... of its huge objects
   Mutex huge_mu;  // a huge object is validated and isolated, or unregistered by FreeHuge, under it
@@ -218,13 +218,13 @@ struct Pool::Impl {
   };
   ClassSlack MeasureClassSlack() const {
     std::uint64_t block_bytes = 0, slot_bytes = 0, tail_bytes = 0;
-    for (std::size_t k = 0; k < map.num_classes(); ++k) {
-      const alloc::SizeClassInfo& info = map.info(ClassId(static_cast<std::uint32_t>(k)));
-      const alloc::ClassSnapshot snap = classes[k]->Snapshot();
+    classes->ForEachMade([&](const alloc::SizeClass& cls) {
+      const alloc::SizeClassInfo& info = cls.info();
+      const alloc::ClassSnapshot snap = cls.Snapshot();
       block_bytes += snap.blocks * info.block_bytes().value();
       slot_bytes += snap.slots_in_use * info.slot_size;
       if (snap.blocks > 0) tail_bytes += info.block_bytes().value();
-    }
+    });
     const std::uint64_t slack = block_bytes - slot_bytes;
     return ClassSlack{slack, block_bytes > 0 &&
                                  static_cast<double>(slack) > options.background_threshold * static_cast<double>(block_bytes) &&
@@ -337,7 +337,7 @@ struct Pool::Impl {
   // `cursor` is where the next call starts (next_compact_class, or direct compaction's own).
   void CompactClasses(absl::Time moves_deadline, CompactResult& r, std::size_t& cursor)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(compact_mu) {
-    const std::size_t n = classes.size();
+    const std::size_t n = classes->size();
     const std::size_t first = cursor % n;
     cursor = 0;
     for (std::size_t k = 0; k < n; ++k) {
@@ -347,7 +347,9 @@ struct Pool::Impl {
         r.complete = false;
         return;
       }
-      const alloc::ClassCompaction c = classes[at]->Compact(moves_deadline);
+      alloc::SizeClass* cls = classes->Find(ClassId(static_cast<std::uint32_t>(at)));
+      if (cls == nullptr) continue;  // never made: nothing to move
+      const alloc::ClassCompaction c = cls->Compact(moves_deadline);
       r.objects_moved += c.objects_moved;
       r.bytes_moved += c.bytes_moved;
       r.blocks_released += c.blocks_released;
@@ -401,7 +403,7 @@ struct Pool::Impl {
       alloc::ClassSlots& cs = c.classes[k];
       const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
       if (n == 0) continue;
-      classes[k]->ReturnSlots(std::span<const SlotRef>(cs.slots.get(), n));
+      classes->Get(ClassId(static_cast<std::uint32_t>(k))).ReturnSlots(std::span<const SlotRef>(cs.slots.get(), n));
       cs.count.store(0, std::memory_order_relaxed);
     }
     const std::uint32_t h = c.handle_count.load(std::memory_order_relaxed);
@@ -457,7 +459,7 @@ struct Pool::Impl {
     const std::uint32_t slot_size = map.info(cls).slot_size;
     cs.EnsureArray(slot_size);
     if (cs.size.Swings(alloc::CacheSize::Trip::kRefill)) c.TryGrow(cs, slot_size);
-    absl::StatusOr<std::size_t> got = classes[cls.value()]->TakeSlots(
+    absl::StatusOr<std::size_t> got = classes->GetOrMake(cls).TakeSlots(
         std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.size.capacity / 2)), made_block);
     if (!got.ok()) return got.status();
     cs.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
@@ -472,7 +474,7 @@ struct Pool::Impl {
     if (ABSL_PREDICT_FALSE(n == cs.size.capacity) &&
         !(cs.size.Swings(alloc::CacheSize::Trip::kFlush) && c.TryGrow(cs, slot_size))) {
       const std::uint32_t keep = cs.size.capacity / 2;
-      classes[cls.value()]->ReturnSlots(std::span<const SlotRef>(cs.slots.get() + keep, n - keep));
+      classes->Get(cls).ReturnSlots(std::span<const SlotRef>(cs.slots.get() + keep, n - keep));
       n = keep;
     }
     cs.slots[n] = r;
@@ -683,7 +685,7 @@ struct Pool::Impl {
       const std::uint32_t cls = t.slots[i].first;
       run.clear();
       for (; i < t.slots.size() && t.slots[i].first == cls; ++i) run.push_back(t.slots[i].second);
-      const std::uint64_t blocks = classes[cls]->ReturnOldCopies(run);
+      const std::uint64_t blocks = classes->Get(ClassId(cls)).ReturnOldCopies(run);
       out.blocks_released += blocks;
       out.pages_released += blocks * map.info(ClassId(cls)).pages_per_block;
     }
@@ -801,7 +803,7 @@ Pool::Impl::~Impl() {
     for (ThreadCache* c : caches) delete c;
     caches.clear();
   }
-  classes.clear();
+  classes.reset();
   table.reset();
   page_map.reset();
   arena.reset();
@@ -858,18 +860,19 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   impl->table = std::move(*table);
   impl->records = std::make_unique<handles::AccessRecords>(the_os);
   impl->old_copies = std::make_unique<alloc::OldCopies>(*impl->records, *impl->arena);
-  impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->old_copies, impl->classes);
+  Impl* const made = impl.get();
+  impl->classes = std::make_unique<alloc::SizeClasses>(impl->map.num_classes(), [made](ClassId cls) {
+    auto c = std::make_unique<alloc::SizeClass>(cls, made->map.info(cls), *made->arena, *made->page_map,
+                                                *made->table, *made->records, *made->old_copies,
+                                                made->block_driver.get());
+    c->set_vacated_log(made->vacated.get());  // null unless the arena is watched (made before any class)
+    return c;
+  });
+  impl->block_driver = std::make_unique<alloc::PoolBlockDriver>(*impl->old_copies, *impl->classes);
   impl->huge_driver = std::make_unique<alloc::PoolHugeDriver>(*impl->arena, *impl->page_map, *impl->table,
                                                              *impl->records, *impl->old_copies);
-  for (std::size_t k = 0; k < impl->map.num_classes(); ++k) {
-    const ClassId cls(static_cast<std::uint32_t>(k));
-    impl->classes.push_back(
-        std::make_unique<alloc::SizeClass>(cls, impl->map.info(cls), *impl->arena, *impl->page_map, *impl->table,
-                                           *impl->records, *impl->old_copies, impl->block_driver.get()));
-  }
   if (impl->arena->fault_uffd() >= 0) {
     impl->vacated = std::make_unique<alloc::VacatedLog>();
-    for (auto& cls : impl->classes) cls->set_vacated_log(impl->vacated.get());
     impl->huge_driver->set_vacated_log(impl->vacated.get());
     Impl* self = impl.get();
     impl->watch = std::make_unique<alloc::StaleTouchWatch>(
@@ -1498,7 +1501,7 @@ DefragResult Pool::defragment(PassBudget budget) {
   const compactor::MoveEngineStats moves_before = p.arena->move_stats();
   auto pages_migrated = [&p] {
     std::uint64_t n = p.huge_driver->pages_migrated();
-    for (const auto& cls : p.classes) n += cls->pages_migrated();
+    p.classes->ForEachMade([&](const alloc::SizeClass& cls) { n += cls.pages_migrated(); });
     return n;
   };
   const std::uint64_t pages_before = pages_migrated();
@@ -1558,7 +1561,7 @@ DefragResult Pool::defragment(PassBudget budget) {
           }
           continue;
         }
-        alloc::SizeClass& cls = *p.classes[o.cls().value()];
+        alloc::SizeClass& cls = p.classes->Get(o.cls());
         auto* b = static_cast<Block*>(at);
         MutexLock class_lock(&cls.mu());  // the block cannot be released while it is validated and isolated
         if (cls.LiveBlockAt(b) && p.migrator.Isolate(b->movable, compactor::MigrateMode::kSyncLight)) {
@@ -1609,7 +1612,7 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
   const absl::Time start = absl::Now();
   // Setup's first half: every handle validated as any entry point validates it, and the class objects listed
   // by class in the caller's order.
-  std::vector<std::vector<alloc::RelocateItem>> by_class(p.classes.size());
+  std::vector<std::vector<alloc::RelocateItem>> by_class(p.classes->size());
   absl::flat_hash_set<std::uint32_t> named;
   for (std::size_t i = 0; i < handles.size(); ++i) {
     const Handle h = handles[i];
@@ -1637,7 +1640,7 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
   }
   RelocateResult r;
   for (std::size_t k = 0; k < by_class.size(); ++k) {
-    if (!by_class[k].empty()) p.classes[k]->Relocate(by_class[k], r);
+    if (!by_class[k].empty()) p.classes->Get(ClassId(static_cast<std::uint32_t>(k))).Relocate(by_class[k], r);
   }
   // With read sections, the moves emptied blocks only once their old copies go back: now, if no section holds
   // them.
@@ -1661,7 +1664,7 @@ absl::StatusOr<RelocateResult> Pool::relocate(std::span<const Handle> handles, s
 
 void Pool::release_free_memory() {
   impl_->ReclaimOldCopies(/*pressed=*/false);
-  for (auto& cls : impl_->classes) cls->ReleaseSpare();
+  impl_->classes->ForEachMade([](alloc::SizeClass& cls) { cls.ReleaseSpare(); });
   impl_->arena->PurgeDirty(/*force=*/true);
   impl_->table->ReleaseSpare();
 }
@@ -1688,13 +1691,16 @@ PoolStats Pool::stats() const {
       alloc_bytes += c->alloc_bytes.Get();
       free_bytes += c->free_bytes.Get();
       for (std::size_t k = 0; k < c->classes.size(); ++k) cached[k] += c->classes[k].count.load(std::memory_order_relaxed);
+      // Its fixed part (the slot arrays, which only the owner may read the sizes of, are left out).
+      s.metadata_bytes += sizeof(ThreadCache) + c->classes.size() * sizeof(alloc::ClassSlots);
     }
   }
   s.live_objects = allocs - frees;
   s.live_bytes = alloc_bytes - free_bytes;
   for (std::size_t k = 0; k < p.map.num_classes(); ++k) {
     const alloc::SizeClassInfo& info = p.map.info(ClassId(static_cast<std::uint32_t>(k)));
-    const alloc::ClassSnapshot snap = p.classes[k]->Snapshot();
+    const alloc::SizeClass* made = p.classes->Find(ClassId(static_cast<std::uint32_t>(k)));
+    const alloc::ClassSnapshot snap = made != nullptr ? made->Snapshot() : alloc::ClassSnapshot{};
     ClassStats cs;
     cs.slot_size = info.slot_size;
     cs.pages_per_block = info.pages_per_block;
@@ -1706,7 +1712,10 @@ PoolStats Pool::stats() const {
     s.classes.push_back(cs);
     s.slot_bytes += cs.objects_in_use * info.slot_size;
     s.block_bytes += snap.blocks * info.block_bytes().value();
+    s.metadata_bytes += snap.heap_bytes;
   }
+  // The pool's own structures on the heap: the class table, the access records.
+  s.metadata_bytes += p.classes->size() * sizeof(void*) + p.records->heap_bytes();
   s.huge_objects = p.huge_objects.load(std::memory_order_relaxed);
   s.huge_bytes = ToBytes(Pages(p.huge_pages.load(std::memory_order_relaxed))).value();
   const alloc::Arena::Stats a = p.arena->stats();

@@ -9,14 +9,11 @@
 #ifndef MOVA_ALLOC_POOL_BLOCK_DRIVER_H_
 #define MOVA_ALLOC_POOL_BLOCK_DRIVER_H_
 
-#include <memory>
-#include <vector>
-
 #include "alloc/arena.h"
 #include "alloc/block.h"
 #include "alloc/lower_region_targets.h"
 #include "alloc/old_copies.h"
-#include "alloc/size_class.h"
+#include "alloc/size_classes.h"
 #include "compactor/movable_block.h"
 
 namespace mova::alloc {
@@ -25,21 +22,21 @@ inline Block* BlockOfMovable(compactor::MovableBlock& m) { return static_cast<Bl
 
 class PoolBlockDriver final : public compactor::MovableOps {
  public:
-  PoolBlockDriver(OldCopies& old_copies, const std::vector<std::unique_ptr<SizeClass>>& classes)
+  PoolBlockDriver(OldCopies& old_copies, const SizeClasses& classes)
       : old_copies_(old_copies), classes_(classes) {}
 
   bool Isolate(compactor::MovableBlock& m, compactor::MigrateMode) override {
     Block* b = BlockOfMovable(m);
-    return classes_[b->cls]->IsolateBlock(b);
+    return classes_.Get(ClassId(b->cls)).IsolateBlock(b);
   }
   compactor::MigrateResult Migrate(compactor::MovableBlock& dst, compactor::MovableBlock& src,
                                    compactor::MigrateMode) override {
     Block* s = BlockOfMovable(src);
-    return classes_[s->cls]->MigrateBlock(s, TargetOf(dst));
+    return classes_.Get(ClassId(s->cls)).MigrateBlock(s, TargetOf(dst));
   }
   void Putback(compactor::MovableBlock& m) override {
     Block* b = BlockOfMovable(m);
-    classes_[b->cls]->PutbackBlock(b);
+    classes_.Get(ClassId(b->cls)).PutbackBlock(b);
   }
   void Release(compactor::MovableBlock& m) override {
     const Block* b = BlockOfMovable(m);
@@ -48,7 +45,7 @@ class PoolBlockDriver final : public compactor::MovableOps {
 
  private:
   OldCopies& old_copies_;
-  const std::vector<std::unique_ptr<SizeClass>>& classes_;
+  const SizeClasses& classes_;  // a block's class was made before the block
 };
 
 }  // namespace mova::alloc

@@ -350,7 +350,12 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   // The lists of the partly filled groups are walked side by side, a step of each in turn: a walk waits for
   // each descriptor before it knows the next, and the lanes let kLanes of those misses overlap.
   if (groups_ == nullptr) return out;  // the class never held a block
+  // Sized once from the groups' counts: grown by doubling, a large class left a trail of freed arrays in the
+  // heap (malloc keeps the pages of freed chunks below live ones: ~0.1 MiB of RSS after compact()).
+  std::size_t partly_filled = 0;
+  for (int g = 1; g < kGroupFull; ++g) partly_filled += group_sizes_[g];
   std::vector<Block*> blocks;
+  blocks.reserve(partly_filled);
   std::vector<std::uint32_t> at(info_.objects_per_block + 1, 0);  // at[k]: where blocks with in_use k start
   std::array<Block*, (kGroupFull - 1) * kLanes> walk;  // groups 1 .. kGroupFull - 1, every lane
   for (int g = 1; g < kGroupFull; ++g) std::copy((*groups_)[g].begin(), (*groups_)[g].end(), &walk[(g - 1) * kLanes]);
@@ -510,6 +515,8 @@ ClassSnapshot SizeClass::Snapshot() const {
   s.blocks = blocks_;
   s.slots_in_use = slots_in_use_;
   s.groups = group_sizes_;  // counted as blocks are linked: a snapshot never walks the lists
+  s.heap_bytes = sizeof(SizeClass) + (groups_ != nullptr ? sizeof(GroupLanes) : 0) +
+                 moved_from_.capacity() * sizeof(SlotRef);
   return s;
 }
 

@@ -65,6 +65,7 @@ struct ClassSnapshot {
   std::uint64_t blocks = 0;
   std::uint64_t slots_in_use = 0;  // live objects plus slots held by thread caches
   std::array<std::uint64_t, kNumGroups> groups{};
+  std::uint64_t heap_bytes = 0;  // the class's own structures on the heap: itself, its lanes, its scratch
 };
 
 // One object Pool::relocate asks a class to move: its entry, the generation and place the handle was resolved

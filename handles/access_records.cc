@@ -10,7 +10,12 @@ namespace mova::handles {
 AccessRecords::AccessRecords(os::Os& os) : os_(os), asymmetric_(os.RegisterMembarrier().ok()) {}
 
 AccessRecords::~AccessRecords() {
-  for (std::atomic<Chunk*>& c : chunks_) delete c.load(std::memory_order_relaxed);
+  for (std::atomic<Directory*>& d : directories_) {
+    Directory* dir = d.load(std::memory_order_relaxed);
+    if (dir == nullptr) continue;
+    for (std::atomic<Chunk*>& c : *dir) delete c.load(std::memory_order_relaxed);
+    delete dir;
+  }
 }
 
 AccessRecord* AccessRecords::Acquire() {
@@ -28,10 +33,16 @@ AccessRecord* AccessRecords::Acquire() {
     std::fprintf(stderr, "mova: more than %zu threads use one pool at once\n", kMaxRecords);
     std::abort();
   }
-  Chunk* chunk = chunks_[i / kRecordsPerChunk].load(std::memory_order_relaxed);
+  const std::size_t c = i / kRecordsPerChunk;
+  Directory* dir = directories_[c / kChunksPerDirectory].load(std::memory_order_relaxed);
+  if (dir == nullptr) {
+    dir = new Directory{};
+    directories_[c / kChunksPerDirectory].store(dir, std::memory_order_release);
+  }
+  Chunk* chunk = (*dir)[c % kChunksPerDirectory].load(std::memory_order_relaxed);
   if (chunk == nullptr) {
     chunk = new Chunk;
-    chunks_[i / kRecordsPerChunk].store(chunk, std::memory_order_release);
+    (*dir)[c % kChunksPerDirectory].store(chunk, std::memory_order_release);
   }
   AccessRecord* r = &chunk->records[i % kRecordsPerChunk];
   r->number = static_cast<std::uint32_t>(i);
@@ -40,8 +51,14 @@ AccessRecord* AccessRecords::Acquire() {
   return r;
 }
 
+std::uint64_t AccessRecords::heap_bytes() const {
+  const std::size_t chunks = (made_.load(std::memory_order_acquire) + kRecordsPerChunk - 1) / kRecordsPerChunk;
+  const std::size_t directories = (chunks + kChunksPerDirectory - 1) / kChunksPerDirectory;
+  return sizeof(AccessRecords) + chunks * sizeof(Chunk) + directories * sizeof(Directory);
+}
+
 void AccessRecords::ListPinning(AccessRecord& r) {
-  Chunk* chunk = chunks_[r.number / kRecordsPerChunk].load(std::memory_order_relaxed);
+  Chunk* chunk = ChunkAt(r.number / kRecordsPerChunk);
   // Release: a freer that sees a pin stored after this (through the application's synchronisation) sees the bit.
   chunk->pinning.fetch_or(std::uint64_t{1} << (r.number % kRecordsPerChunk), std::memory_order_release);
   r.listed = true;

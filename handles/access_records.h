@@ -145,7 +145,7 @@ class AccessRecords {
     bool found = false;
     const std::size_t chunks = (made_.load(std::memory_order_acquire) + kRecordsPerChunk - 1) / kRecordsPerChunk;
     for (std::size_t c = 0; c < chunks; ++c) {
-      const Chunk* chunk = chunks_[c].load(std::memory_order_acquire);
+      const Chunk* chunk = ChunkAt(c);
       for (std::uint64_t m = chunk->pinning.load(std::memory_order_acquire); m != 0; m &= m - 1) {
         found |= chunk->records[std::countr_zero(m)].Pins(tag);
       }
@@ -163,11 +163,16 @@ class AccessRecords {
   // Appends every tag named in any record (being freed or pinned), sorted and without repeats.
   void CollectTags(std::vector<Tag>* out) const;
 
+  // The records' memory: this object and the directories and chunks made (for stats).
+  std::uint64_t heap_bytes() const;
+
   // Barriers made (membarrier calls or fences), for stats.
   std::uint64_t barriers() const { return barriers_.load(std::memory_order_relaxed); }
 
   static constexpr std::size_t kRecordsPerChunk = 64;
-  static constexpr std::size_t kMaxChunks = 4096;
+  static constexpr std::size_t kChunksPerDirectory = 64;
+  static constexpr std::size_t kMaxDirectories = 64;
+  static constexpr std::size_t kMaxChunks = kChunksPerDirectory * kMaxDirectories;
   static constexpr std::size_t kMaxRecords = kRecordsPerChunk * kMaxChunks;
 
  private:
@@ -180,7 +185,7 @@ class AccessRecords {
   template <typename F>
   void ForEach(F&& f) const {
     const std::size_t n = made_.load(std::memory_order_acquire);
-    for (std::size_t i = 0; i < n; ++i) f(chunks_[i / kRecordsPerChunk].load(std::memory_order_acquire)->records[i % kRecordsPerChunk]);
+    for (std::size_t i = 0; i < n; ++i) f(ChunkAt(i / kRecordsPerChunk)->records[i % kRecordsPerChunk]);
   }
 
   // True when no thread but the caller holds a record (the caller's claims are made: see Barrier).
@@ -191,8 +196,15 @@ class AccessRecords {
   alignas(64) std::atomic<std::uint64_t> read_epoch_{1};  // readers load it; movers bump it once per batch
   std::atomic<std::uint64_t> barriers_{0}, barriers_skipped_{0};
   std::atomic<std::size_t> held_{0};  // records acquired and not released
-  // Records are made in chunks that never move; made_ counts those readers may scan.
-  std::array<std::atomic<Chunk*>, kMaxChunks> chunks_{};
+  // Chunk c (made before any of its records counts in made_) is (*directories_[c / kChunksPerDirectory])
+  // [c % kChunksPerDirectory]. Two levels, so that a pool's fixed part is 512 B of directory pointers rather
+  // than 32 KiB of chunk pointers written at its making (most pools see a few threads).
+  using Directory = std::array<std::atomic<Chunk*>, kChunksPerDirectory>;
+  Chunk* ChunkAt(std::size_t c) const {
+    return (*directories_[c / kChunksPerDirectory].load(std::memory_order_acquire))[c % kChunksPerDirectory].load(
+        std::memory_order_acquire);
+  }
+  std::array<std::atomic<Directory*>, kMaxDirectories> directories_{};
   std::atomic<std::size_t> made_{0};
   Mutex mu_;
   std::vector<AccessRecord*> released_ ABSL_GUARDED_BY(mu_);

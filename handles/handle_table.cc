@@ -433,9 +433,18 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
     room += FreeEntries(p);
     if (p < owned.size() && owned[p] >= st.used) candidates.push_back(p);
   }
-  std::stable_sort(candidates.begin(), candidates.end(),
-                   [&](std::uint32_t a, std::uint32_t b) { return state(a).used < state(b).used; });
-  // Sparsest first, while what they hold fits in the room of the pages that stay.
+  // Sparsest first by quarters of a page, and the highest pages first among those alike: the pages that stay
+  // are then the lowest of the densest, so their states (88 B each, 46 to a page of states) share pages and
+  // the rest go back (SweepStates). Sparsest by entry count left the survivors spread over the whole table
+  // (after thinning at random every page is about as dense as the next): thin-out at 256 MiB kept 35 pages of
+  // states for its 199 pages, now 5, for 2.7% more entries moved (91,380 against 88,953). Eighths of a page
+  // kept 35 too: 3.5% of its pages had 64 entries or more, spread everywhere.
+  constexpr std::uint32_t kDensityStep = kEntriesPerPage / 4;
+  std::sort(candidates.begin(), candidates.end(), [&](std::uint32_t a, std::uint32_t b) {
+    const std::uint32_t da = state(a).used / kDensityStep, db = state(b).used / kDensityStep;
+    return da != db ? da < db : a > b;
+  });
+  // In that order, while what they hold fits in the room of the pages that stay.
   std::vector<std::uint32_t> plan;
   std::uint64_t moving = 0;
   for (const std::uint32_t p : candidates) {

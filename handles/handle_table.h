@@ -38,8 +38,9 @@
 // the other CPU); more than that are discarded as they empty, and ReleaseSpare() discards the idle ones.
 // Pages never opened before are populated kOpenAhead at a time (one syscall per 64 KiB of table, not per
 // page); those populated ahead and not yet opened count as resident.
-// Evacuation (handle compaction, the pool's compact_handles): PlanEvacuation picks the sparsest pages whose
-// entries in use are all owned and fit in the free entries of the other pages; while they evacuate they are
+// Evacuation (handle compaction, the pool's compact_handles): PlanEvacuation picks the sparsest pages (by
+// quarters of a page; the highest first among those alike, so the pages that stay are low and their states
+// share pages) whose entries in use are all owned and fit in the free entries of the other pages; while they evacuate they are
 // on no density list, so Acquire never hands out their entries, and a page that empties is retired at once
 // (not kept idle) with its discard deferred to EndEvacuation, which gives such pages back in address-ordered
 // runs, all runs in one DiscardRanges call (os.h: one process_madvise and TLB flush for up to IOV_MAX runs),
@@ -116,8 +117,8 @@ class HandleTable {
 
   // ---- evacuation (one evacuation at a time; the pool's compaction lock orders them) ----
   // Pages to empty, given `owned[p]`, the entries of page p that their owners could move: resident pages
-  // whose entries in use are all owned, sparsest first, as long as their entries fit in the free entries of
-  // the pages that stay. Empty when nothing would be given back.
+  // whose entries in use are all owned, sparsest first (by quarters of a page, then highest first), as long
+  // as their entries fit in the free entries of the pages that stay. Empty when nothing would be given back.
   std::vector<std::uint32_t> PlanEvacuation(std::span<const std::uint32_t> owned) const;
   // Takes `pages` off the density lists until EndEvacuation.
   void BeginEvacuation(std::span<const std::uint32_t> pages);

@@ -250,8 +250,11 @@ TEST(HandleOwner, IsolationFailsOnPinnedObjectsAndWhenTheOwnerRefuses) {
   CellArray cells(*pool, 16 * kEntriesPerPage);
   const std::vector<std::size_t> kept = ThinnedCells(*pool, cells, 16, 3);
   ASSERT_GT(kept.size(), 20u);
-  // One held by a counted pin, one by a pin_owned pin, and the owner refuses a third.
-  const Handle counted = cells[kept[0]].load(), owned_pin = cells[kept[1]].load(), refused = cells[kept[2]].load();
+  // One held by a counted pin, one by a pin_owned pin, and the owner refuses a third: the last three, on the
+  // highest pages, which an evacuation empties first.
+  const std::size_t n = kept.size();
+  const std::size_t a = kept[n - 1], b = kept[n - 2], c = kept[n - 3];
+  const Handle counted = cells[a].load(), owned_pin = cells[b].load(), refused = cells[c].load();
   Pinned p1 = pool->pin(counted, Access::kRead).value();
   Pinned p2 = pool->pin_owned(owned_pin, Access::kRead).value();
   cells.isolate = [&](HandleCell&, Handle h) { return h != refused; };
@@ -259,12 +262,12 @@ TEST(HandleOwner, IsolationFailsOnPinnedObjectsAndWhenTheOwnerRefuses) {
   EXPECT_GE(r.isolate_failed, 3u);
   EXPECT_GT(r.entries_migrated, 0u);
   // They stay; only what was isolated is ever put back, and nothing was.
-  EXPECT_EQ(cells[kept[0]].load(), counted);
-  EXPECT_EQ(cells[kept[1]].load(), owned_pin);
-  EXPECT_EQ(cells[kept[2]].load(), refused);
+  EXPECT_EQ(cells[a].load(), counted);
+  EXPECT_EQ(cells[b].load(), owned_pin);
+  EXPECT_EQ(cells[c].load(), refused);
   EXPECT_TRUE(cells.put_back.empty());
-  EXPECT_TRUE(Matches(p1.bytes(), SeedOf(kept[0])));
-  EXPECT_TRUE(Matches(p2.bytes(), SeedOf(kept[1])));
+  EXPECT_TRUE(Matches(p1.bytes(), SeedOf(a)));
+  EXPECT_TRUE(Matches(p2.bytes(), SeedOf(b)));
   p1.reset();
   p2.reset();
   cells.isolate = nullptr;

@@ -255,6 +255,55 @@ TEST(HandleTable, DiscardFailureKeepsThePageUsable) {
   EXPECT_EQ(t->stats().pages_opened, 1u);    // and reused
 }
 
+// Among pages about as sparse as each other (within a quarter page), the plan empties the highest first: the
+// pages that stay are the lowest, and their states share one page of states, the others going back at the
+// end. A plan by entry count alone kept the page that held a few entries more, wherever it was.
+TEST(HandleTable, AnEvacuationKeepsTheLowestOfPagesAlikeAndTheirStatesShareAPage) {
+  auto t = HandleTable::Create(os::SystemOs(), 128 * kPer, kSalt).value();
+  constexpr std::uint32_t kPages = 96;  // states of 46 pages to a page: three pages of states
+  std::vector<std::uint32_t> all = AcquireN(*t, kPages * kPer - 1);
+  std::sort(all.begin(), all.end());
+  for (std::uint32_t i : all) (void)Publish(t->entry(i), 16);
+  // Every page keeps 10 entries, page 60 keeps 40: all in the sparsest quarter.
+  std::vector<std::uint32_t> kept, freed;
+  for (std::uint32_t i : all) {
+    const std::uint32_t p = i / kPer, k = i % kPer;
+    (k < 11 || (p == 60 && k < 41) ? kept : freed).push_back(i);
+  }
+  Release(*t, freed);
+  t->ReleaseSpare();
+  std::vector<std::uint32_t> owned(kPages, kPer);  // every entry owned
+  const std::vector<std::uint32_t> plan = t->PlanEvacuation(owned);
+  const std::set<std::uint32_t> leaving(plan.begin(), plan.end());
+  ASSERT_FALSE(leaving.empty());
+  EXPECT_TRUE(leaving.contains(60));
+  EXPECT_FALSE(leaving.contains(0));
+  // The pages that stay are the lowest ones, and few: their free entries take what the others hold.
+  const std::uint32_t staying = kPages - static_cast<std::uint32_t>(leaving.size());
+  EXPECT_LE(staying, 3u);
+  for (std::uint32_t p = 0; p < kPages; ++p) EXPECT_EQ(leaving.contains(p), p >= staying) << p;
+  // The owners move the entries (here: freed, and as many taken on the pages that stay); the pages that left
+  // go back, and with them every page of states but the first.
+  const std::uint64_t states_before = t->stats().states_bytes;
+  t->BeginEvacuation(plan);
+  std::vector<std::uint32_t> moving;
+  for (std::uint32_t i : kept) {
+    if (leaving.contains(i / kPer)) moving.push_back(i);
+  }
+  std::vector<std::uint32_t> dest(moving.size());
+  for (std::size_t got = 0; got < dest.size();) {
+    const absl::StatusOr<std::size_t> k =
+        t->Acquire(std::span<std::uint32_t>(dest).subspan(got), HandleTable::Order::kDense);
+    ASSERT_TRUE(k.ok()) << k.status();
+    got += *k;
+  }
+  for (std::uint32_t i : dest) EXPECT_LT(i / kPer, staying) << i;
+  Release(*t, moving);
+  EXPECT_EQ(t->EndEvacuation(), leaving.size());
+  EXPECT_EQ(t->stats().pages_resident - t->stats().pages_populated_ahead, staying);
+  EXPECT_EQ(t->stats().states_bytes + 2 * kPageSize, states_before);
+}
+
 // Pages emptied by an evacuation go back in one DiscardRanges call at its end, a run each; when the call
 // fails part way, the runs it did not discard stay resident and usable, their entries free.
 TEST(HandleTable, EvacuatedPagesGoBackTogetherAndARunThatFailedStaysUsable) {

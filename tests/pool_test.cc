@@ -3,6 +3,7 @@
 #include "mova/pool.h"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -13,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "alloc/size_class_map.h"
 #include "os/os.h"
+#include "tests/sanitizers.h"
 #include "tests/test_objects.h"
 
 namespace mova {
@@ -31,6 +33,40 @@ TEST(Pool, AllocatePinFreeRoundTrip) {
   EXPECT_TRUE(Intact(*pool, h, 100, 7));
   EXPECT_EQ(pool->size_of(h).value(), 100u);
   EXPECT_TRUE(pool->free(h).ok());
+  EXPECT_EQ(pool->stats().live_objects, 0u);
+}
+
+// A pool costs little before it holds objects, and a size class costs only once it is used: the ~200 classes
+// were made up front (55 KiB of a new pool's 110 KiB of heap) and the access records' chunk pointers were a
+// 32 KiB array. What the classes made and the thread's cache take is counted in metadata_bytes.
+TEST(Pool, ANewPoolHoldsLittleHeapAndAClassCostsOnlyOnceUsed) {
+  MOVA_SKIP_UNDER_SANITIZERS();  // their malloc keeps no glibc arena statistics
+  const std::size_t before = mallinfo2().uordblks;
+  auto pool = NewPool();
+  const std::size_t created = mallinfo2().uordblks - before;
+  EXPECT_LE(created, std::size_t{32} << 10);
+  const std::uint64_t meta0 = pool->stats().metadata_bytes;
+
+  Handle h64 = AllocFilled(*pool, 64, 1);  // the thread's cache and the 64 B class are made
+  const std::uint64_t meta1 = pool->stats().metadata_bytes;
+  EXPECT_GT(meta1, meta0);
+  Handle h64b = AllocFilled(*pool, 60, 2);  // the same class: nothing more is made
+  EXPECT_EQ(pool->stats().metadata_bytes, meta1);
+  Handle h1k = AllocFilled(*pool, 1000, 3);  // another class is made
+  EXPECT_GT(pool->stats().metadata_bytes, meta1);
+
+  // Every class can be made late and serves as one made up front.
+  std::vector<Obj> objs;
+  for (std::size_t size = 1; size <= alloc::kMaxClassSize; size += 37) {
+    objs.push_back({AllocFilled(*pool, size, size), size, size});
+  }
+  pool->compact();
+  for (const Obj& o : objs) EXPECT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << o.size;
+  EXPECT_TRUE(Intact(*pool, h64, 64, 1));
+  EXPECT_TRUE(Intact(*pool, h64b, 60, 2));
+  EXPECT_TRUE(Intact(*pool, h1k, 1000, 3));
+  for (const Obj& o : objs) ASSERT_TRUE(pool->free(o.h).ok());
+  for (Handle h : {h64, h64b, h1k}) ASSERT_TRUE(pool->free(h).ok());
   EXPECT_EQ(pool->stats().live_objects, 0u);
 }
 

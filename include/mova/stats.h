@@ -126,7 +126,8 @@ struct PoolStats {
   std::uint64_t huge_bytes = 0;         // pages of huge objects
   std::uint64_t dirty_bytes = 0;        // freed pages kept resident for the decay delay
   std::uint64_t handle_table_bytes = 0; // the price of movability: resident handle-table pages
-  std::uint64_t metadata_bytes = 0;     // page map; handle-table page keys, records and page states
+  std::uint64_t metadata_bytes = 0;     // page map; handle-table page keys, records and page states; the pool's
+                                        // structures on the heap (size classes made, access records, caches)
   std::uint64_t resident_bytes = 0;     // the sum of the five above
   // Handles.
   std::uint64_t handles_in_use = 0;     // live handles plus entries cached by threads
