@@ -356,27 +356,9 @@ class SystemOsImpl final : public Os {
   }
 
   absl::StatusOr<std::vector<bool>> PagesPresent(const std::byte* addr, Pages count) override {
-    std::vector<bool> present(count.value(), false);
-    if (count.value() == 0) return present;
-    const auto first = reinterpret_cast<std::uintptr_t>(addr) / kPageSize;
-    if (const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC); fd >= 0) {
-      constexpr std::uint64_t kPresent = std::uint64_t{1} << 63, kSwapped = std::uint64_t{1} << 62;
-      std::vector<std::uint64_t> entries(count.value());
-      const std::size_t want = entries.size() * sizeof(std::uint64_t);
-      const ssize_t got = pread(fd, entries.data(), want, static_cast<off_t>(first * sizeof(std::uint64_t)));
-      const int err = errno;
-      close(fd);
-      if (got != static_cast<ssize_t>(want)) {
-        return ErrnoStatus(got < 0 ? err : EIO, "pread(/proc/self/pagemap)", addr, count.value() * kPageSize);
-      }
-      for (std::size_t i = 0; i < entries.size(); ++i) present[i] = (entries[i] & (kPresent | kSwapped)) != 0;
-      return present;
-    }
-    std::vector<unsigned char> vec(count.value());
-    if (mincore(const_cast<std::byte*>(addr), count.value() * kPageSize, vec.data()) != 0) {
-      return ErrnoStatus(errno, "mincore", addr, count.value() * kPageSize);
-    }
-    for (std::size_t i = 0; i < vec.size(); ++i) present[i] = (vec[i] & 1) != 0;
+    const int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    absl::StatusOr<std::vector<bool>> present = PagesPresentFrom(fd, addr, count);
+    if (fd >= 0) close(fd);
     return present;
   }
 
@@ -436,6 +418,29 @@ std::uint64_t ParseCgroupBytes(std::string_view text) {
   std::uint64_t v = 0;
   const auto [end, err] = std::from_chars(text.data(), text.data() + text.size(), v);
   return err == std::errc() && end == text.data() + text.size() ? v : 0;
+}
+
+absl::StatusOr<std::vector<bool>> PagesPresentFrom(int pagemap_fd, const std::byte* addr, Pages count) {
+  std::vector<bool> present(count.value(), false);
+  if (count.value() == 0) return present;
+  if (pagemap_fd >= 0) {
+    constexpr std::uint64_t kPresent = std::uint64_t{1} << 63, kSwapped = std::uint64_t{1} << 62;
+    const auto first = reinterpret_cast<std::uintptr_t>(addr) / kPageSize;
+    std::vector<std::uint64_t> entries(count.value());
+    const std::size_t want = entries.size() * sizeof(std::uint64_t);
+    const ssize_t got = pread(pagemap_fd, entries.data(), want, static_cast<off_t>(first * sizeof(std::uint64_t)));
+    if (got == static_cast<ssize_t>(want)) {
+      for (std::size_t i = 0; i < entries.size(); ++i) present[i] = (entries[i] & (kPresent | kSwapped)) != 0;
+      return present;
+    }
+    // Unreadable after all: mincore answers instead.
+  }
+  std::vector<unsigned char> vec(count.value());
+  if (mincore(const_cast<std::byte*>(addr), count.value() * kPageSize, vec.data()) != 0) {
+    return ErrnoStatus(errno, "mincore", addr, count.value() * kPageSize);
+  }
+  for (std::size_t i = 0; i < vec.size(); ++i) present[i] = (vec[i] & 1) != 0;
+  return present;
 }
 
 Os& SystemOs() {

@@ -146,6 +146,12 @@ std::uint64_t ParseCgroupBytes(std::string_view text);
 // EINVAL → InvalidArgument, ENOSYS / ENOTTY → Unimplemented, anything else → Internal.
 absl::Status StatusFromErrno(int err, std::string_view what);
 
+// SystemOs's PagesPresent, given `pagemap_fd`, an open /proc/self/pagemap (or -1 where it could not be
+// opened): the pagemap's present and swapped bits where it reads in full; mincore where it cannot be read (a
+// failed or short read, say where /proc restricts it), whose error is the answer when it fails too. For
+// SystemOs and its tests.
+absl::StatusOr<std::vector<bool>> PagesPresentFrom(int pagemap_fd, const std::byte* addr, Pages count);
+
 // The process-wide real implementation.
 Os& SystemOs();
 

@@ -1,7 +1,11 @@
 // The OS seam's batched discard (Os::DiscardRanges), on the real kernel and through the fault injector:
 // exactly the ranges named lose their pages, in one call per 1024 ranges where the kernel batches, one per
-// range where it does not, and an error says how many ranges were discarded before it. And the memory-pressure
-// reading: its parsers, and the real files where the kernel has them.
+// range where it does not, and an error says how many ranges were discarded before it. PagesPresent, with the
+// pagemap and with mincore where the pagemap cannot be read. And the memory-pressure reading: its parsers, and
+// the real files where the kernel has them.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstring>
 #include <thread>
@@ -54,6 +58,32 @@ TEST(Os, DiscardRangesDiscardsExactlyTheRangesNamed) {
     }
   }
   for (std::size_t i = 0; i < 2 * kRanges; i += 2) ASSERT_EQ(std::to_integer<int>(*t.page(i)), 0x5a);
+}
+
+// Pages with contents and holes told apart, through the pagemap and, where it cannot be read (no file, or a
+// read that fails or comes short), through mincore: a page written is present, one never touched or discarded
+// is a hole.
+TEST(Os, PagesPresentTellsPagesFromHolesWithTheirPagemapOrWithout) {
+  constexpr std::size_t kPages = 8;
+  std::byte* base = SystemOs().Reserve(Bytes(kPages * kPageSize), Bytes(kPageSize)).value();
+  for (std::size_t i : {0u, 3u, 5u, 7u}) base[i * kPageSize] = std::byte{1};
+  ASSERT_TRUE(SystemOs().Discard(base + 5 * kPageSize, Bytes(kPageSize)).ok());
+  const std::vector<bool> expected = {true, false, false, true, false, false, false, true};
+  EXPECT_EQ(SystemOs().PagesPresent(base, Pages(kPages)).value(), expected);
+  EXPECT_EQ(PagesPresentFrom(-1, base, Pages(kPages)).value(), expected);  // no pagemap
+  const int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);  // reads nothing: a short read
+  ASSERT_GE(null_fd, 0);
+  EXPECT_EQ(PagesPresentFrom(null_fd, base, Pages(kPages)).value(), expected);
+  close(null_fd);
+  int pipe_fds[2];  // pread fails (ESPIPE)
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  EXPECT_EQ(PagesPresentFrom(pipe_fds[0], base, Pages(kPages)).value(), expected);
+  close(pipe_fds[0]);
+  close(pipe_fds[1]);
+  // Neither way: the range is not mapped, and mincore's error is the answer.
+  ASSERT_TRUE(SystemOs().Unreserve(base, Bytes(kPages * kPageSize)).ok());
+  EXPECT_FALSE(PagesPresentFrom(-1, base, Pages(kPages)).ok());
+  EXPECT_EQ(PagesPresentFrom(-1, base, Pages(0)).value(), std::vector<bool>{});
 }
 
 TEST(Os, DiscardRangesOfNothingMakesNoCall) {
