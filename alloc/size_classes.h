@@ -66,9 +66,6 @@ class SizeClasses {
     }
   }
 
-  // Classes made so far.
-  std::size_t made() const { return made_.load(std::memory_order_relaxed); }
-
  private:
   [[noreturn]] static void Unmade(ClassId id) {
     std::fprintf(stderr, "mova: internal error: size class %u used before it was made\n", id.value());
@@ -79,14 +76,12 @@ class SizeClasses {
     if (SizeClass* c = classes_[id.value()].load(std::memory_order_relaxed); c != nullptr) return *c;
     SizeClass* c = make_(id).release();
     classes_[id.value()].store(c, std::memory_order_release);
-    made_.fetch_add(1, std::memory_order_relaxed);
     return *c;
   }
 
   const std::size_t count_;
   const Factory make_;
   const std::unique_ptr<std::atomic<SizeClass*>[]> classes_;
-  std::atomic<std::size_t> made_{0};
   Mutex mu_;
 };
 

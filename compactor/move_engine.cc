@@ -7,29 +7,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/runs.h"
 
 namespace mova::compactor {
 namespace {
 
 // UFFDIO_MOVE calls that moved nothing with EAGAIN (or ENOMEM: the same status) before a move falls back to memcpy.
 constexpr int kMoveAgainRetries = 3;
-
-// Calls f(first, end) for each maximal run [first, end) of pages whose flag is `value`, in order, until f
-// returns false; returns whether every run was taken.
-template <typename F>
-bool ForEachRun(const std::vector<bool>& flags, bool value, F f) {
-  for (std::size_t i = 0; i < flags.size();) {
-    if (flags[i] != value) {
-      ++i;
-      continue;
-    }
-    std::size_t end = i;
-    while (end < flags.size() && flags[end] == value) ++end;
-    if (!f(i, end)) return false;
-    i = end;
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -115,7 +99,8 @@ absl::StatusOr<MoveOutcome> MoveEngine::Move(std::byte* dst, std::byte* src, Byt
     }
     // Copy the pages left behind, a run at a time; the moved ones stay where they are.
     absl::Status copy_status;
-    const bool copied = ForEachRun(left, true, [&](std::size_t first, std::size_t end) {
+    const auto stayed = [&](std::size_t i) { return left[i]; };
+    const bool copied = ForEachRun(left.size(), stayed, [&](std::size_t first, std::size_t end) {
       copy_status = Copy(dst + first * kPageSize, src + first * kPageSize, Bytes((end - first) * kPageSize),
                          Destination::kEmpty);
       return copy_status.ok();
@@ -171,7 +156,8 @@ std::vector<bool> MoveEngine::LeftBehind(int uffd, std::byte* to, std::byte* fro
 }
 
 void MoveEngine::MoveBack(int uffd, std::byte* dst, std::byte* src, const std::vector<bool>& left) {
-  ForEachRun(left, false, [&](std::size_t first, std::size_t end) {
+  const auto moved = [&](std::size_t i) { return !left[i]; };
+  ForEachRun(left.size(), moved, [&](std::size_t first, std::size_t end) {
     std::byte* const from = dst + first * kPageSize;
     std::byte* const to = src + first * kPageSize;
     Bytes back(0);

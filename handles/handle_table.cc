@@ -5,6 +5,7 @@
 #include <bit>
 
 #include "absl/strings/str_format.h"
+#include "base/runs.h"
 
 namespace mova::handles {
 
@@ -149,30 +150,32 @@ void HandleTable::UncountStateUser(std::uint32_t p) {
   for (std::uint32_t sp = FirstStatePage(p); sp <= LastStatePage(p); ++sp) --states_pages_[sp].users;
 }
 
-void HandleTable::SweepStates() {
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> runs;  // first states_ page, pages
+template <typename Done>
+void HandleTable::DiscardRuns(std::byte* base, std::span<const PageRunOf> runs, Done done) {
+  if (runs.empty()) return;
   std::vector<os::PageSpan> spans;
-  const auto idle = [&](std::size_t sp) { return states_pages_[sp].touched && states_pages_[sp].users == 0; };
-  for (std::size_t i = 0; i < states_pages_.size();) {
-    if (!idle(i)) {
-      ++i;
-      continue;
-    }
-    std::size_t j = i + 1;
-    while (j < states_pages_.size() && idle(j)) ++j;
-    runs.emplace_back(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(j - i));
-    spans.push_back({reinterpret_cast<std::byte*>(states_) + i * kPageSize, ToBytes(Pages(j - i))});
-    i = j;
-  }
-  if (spans.empty()) return;
+  spans.reserve(runs.size());
+  for (const PageRunOf& r : runs) spans.push_back({base + std::size_t{r.first} * kPageSize, ToBytes(Pages(r.count))});
   os::DiscardProgress progress;
-  (void)os_.DiscardRanges(spans, &progress);  // on an error, the runs from ranges_done on stay touched
-  for (std::size_t k = 0; k < progress.ranges_done && k < runs.size(); ++k) {
-    for (std::uint32_t sp = runs[k].first; sp < runs[k].first + runs[k].second; ++sp) {
+  (void)os_.DiscardRanges(spans, &progress);  // on an error, the runs from ranges_done on are not discarded
+  for (std::size_t k = 0; k < runs.size(); ++k) done(runs[k], k < progress.ranges_done);
+}
+
+void HandleTable::SweepStates() {
+  std::vector<PageRunOf> runs;  // of states_ pages
+  const auto idle = [&](std::size_t sp) { return states_pages_[sp].touched && states_pages_[sp].users == 0; };
+  ForEachRun(states_pages_.size(), idle, [&](std::size_t first, std::size_t end) {
+    runs.push_back({static_cast<std::uint32_t>(first), static_cast<std::uint32_t>(end - first)});
+    return true;
+  });
+  // A run whose discard failed stays touched, and counted.
+  DiscardRuns(reinterpret_cast<std::byte*>(states_), runs, [&](const PageRunOf& r, bool discarded) {
+    if (!discarded) return;
+    for (std::uint32_t sp = r.first; sp < r.first + r.count; ++sp) {
       states_pages_[sp].touched = false;
       --states_pages_touched_;
     }
-  }
+  });
 }
 
 std::uint32_t HandleTable::LowestGivenBack() const {
@@ -473,26 +476,18 @@ std::uint64_t HandleTable::EndEvacuation() {
   std::sort(evacuated_.begin(), evacuated_.end());
   // Address-ordered runs, given back together: one process_madvise for up to IOV_MAX runs and one TLB
   // flush, where a call per run cost 6–20 µs each (234 scattered pages took 7.8 ms in one mova-kv cycle).
-  std::vector<std::pair<std::uint32_t, std::uint32_t>> runs;  // first page, pages
-  std::vector<os::PageSpan> spans;
+  std::vector<PageRunOf> runs;  // of table pages
   for (std::size_t i = 0; i < evacuated_.size();) {
     std::size_t j = i + 1;
     while (j < evacuated_.size() && evacuated_[j] == evacuated_[j - 1] + 1) ++j;
-    const auto count = static_cast<std::uint32_t>(j - i);
-    runs.emplace_back(evacuated_[i], count);
-    spans.push_back({reinterpret_cast<std::byte*>(entries_ + std::size_t{evacuated_[i]} * kEntriesPerPage),
-                     ToBytes(Pages(count))});
+    runs.push_back({evacuated_[i], static_cast<std::uint32_t>(j - i)});
     i = j;
   }
+  // A run whose discard failed is kept, resident and usable.
   std::uint64_t given_back = 0;
-  if (!spans.empty()) {
-    os::DiscardProgress progress;
-    (void)os_.DiscardRanges(spans, &progress);  // on an error, the runs from ranges_done on are kept
-    for (std::size_t k = 0; k < runs.size(); ++k) {
-      given_back += k < progress.ranges_done ? MarkGivenBack(runs[k].first, runs[k].second)
-                                             : KeepAfterFailedDiscard(runs[k].first, runs[k].second);
-    }
-  }
+  DiscardRuns(reinterpret_cast<std::byte*>(entries_), runs, [&](const PageRunOf& r, bool discarded) {
+    given_back += discarded ? MarkGivenBack(r.first, r.count) : KeepAfterFailedDiscard(r.first, r.count);
+  });
   evacuated_.clear();
   evacuated_total_ += given_back;
   for (std::uint32_t p = 0; p < evacuating_.size(); ++p) {

@@ -251,6 +251,16 @@ class HandleTable {
   // resident, and those pages given back (by SweepStates) once no resident page's state lies in them.
   void CountStateUser(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void UncountStateUser(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pages first .. first + count - 1 of one of the table's ranges.
+  struct PageRunOf {
+    std::uint32_t first;
+    std::uint32_t count;
+  };
+  // Gives back `runs` of the range at `base`, all in one DiscardRanges call (os.h: one process_madvise and
+  // TLB flush for up to IOV_MAX runs), then calls done(run, discarded) for each in order: discarded is false
+  // from the first run that failed on.
+  template <typename Done>
+  void DiscardRuns(std::byte* base, std::span<const PageRunOf> runs, Done done) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Gives back the pages of states_ that were touched and hold no resident page's state, in runs, all in one
   // DiscardRanges call; a run whose discard failed stays touched (and counted).
   void SweepStates() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -17,11 +17,12 @@ namespace {
 constexpr std::uint32_t kPer = HandleTable::kEntriesPerPage;
 constexpr std::uint64_t kSalt = 0x1234567;
 
-std::vector<std::uint32_t> AcquireN(HandleTable& t, std::size_t n) {
+std::vector<std::uint32_t> AcquireN(HandleTable& t, std::size_t n,
+                                    HandleTable::Order order = HandleTable::Order::kLinesFirst) {
   std::vector<std::uint32_t> out(n);
   std::size_t got = 0;
   while (got < n) {
-    absl::StatusOr<std::size_t> k = t.Acquire(std::span<std::uint32_t>(out.data() + got, n - got));
+    absl::StatusOr<std::size_t> k = t.Acquire(std::span<std::uint32_t>(out.data() + got, n - got), order);
     EXPECT_TRUE(k.ok()) << k.status();
     if (!k.ok()) break;
     got += *k;
@@ -290,13 +291,7 @@ TEST(HandleTable, AnEvacuationKeepsTheLowestOfPagesAlikeAndTheirStatesShareAPage
   for (std::uint32_t i : kept) {
     if (leaving.contains(i / kPer)) moving.push_back(i);
   }
-  std::vector<std::uint32_t> dest(moving.size());
-  for (std::size_t got = 0; got < dest.size();) {
-    const absl::StatusOr<std::size_t> k =
-        t->Acquire(std::span<std::uint32_t>(dest).subspan(got), HandleTable::Order::kDense);
-    ASSERT_TRUE(k.ok()) << k.status();
-    got += *k;
-  }
+  const std::vector<std::uint32_t> dest = AcquireN(*t, moving.size(), HandleTable::Order::kDense);
   for (std::uint32_t i : dest) EXPECT_LT(i / kPer, staying) << i;
   Release(*t, moving);
   EXPECT_EQ(t->EndEvacuation(), leaving.size());
