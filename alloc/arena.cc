@@ -102,7 +102,18 @@ bool Arena::FindPlacement(std::size_t n, std::uint32_t limit_region, bool may_gr
   return false;
 }
 
+absl::Status Arena::AttachRegionShadow(std::byte* base, Bytes per_region) {
+  if (absl::Status s = RegionShadow::Check(base, per_region); !s.ok()) return s;
+  MutexLock lock(&mu_);
+  if (shadow_.attached() || !regions_.empty()) {
+    return absl::FailedPreconditionError("a region shadow is attached once, before the arena hands out a run");
+  }
+  shadow_ = RegionShadow(base, per_region, num_regions_max_);
+  return absl::OkStatus();
+}
+
 void Arena::MarkUsed(std::uint32_t first, std::size_t n, bool used) {
+  if (used && n > 0) shadow_.MarkRegions(first / kPagesPerRegion, (first + n - 1) / kPagesPerRegion);
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t page = first + i;
     Region& r = regions_[page / kPagesPerRegion];
@@ -188,7 +199,7 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
       dirty.push_back(PageRun{p, q - p});
       p = q;
     }
-    if (absl::Status s = DiscardFreeRuns(dirty); !s.ok()) return s;
+    if (absl::Status s = DiscardFreeRuns(dirty, ShadowUnits::kNone); !s.ok()) return s;
     MarkUsed(first, n.value(), true);
     return PageRun{first, static_cast<std::uint32_t>(n.value())};
   }
@@ -323,7 +334,11 @@ bool Arena::DeferDiscards::Finish(bool made_progress) {
 void Arena::PurgeLocked(bool force, bool whole) {
   if (!force && deferring_ > 0) return;
   if (force || decay_.count() == 0) {
-    if (dirty_pages_ != 0) DiscardTopDirty(dirty_pages_);
+    if (dirty_pages_ != 0) {
+      DiscardTopDirty(dirty_pages_);
+    } else if (force) {
+      (void)DiscardFreeRuns({}, ShadowUnits::kAlways);  // regions emptied by moves leave no page to discard
+    }
     purge_debt_ = 0;
     return;
   }
@@ -393,17 +408,28 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
   (void)DiscardFreeRuns(runs);  // a failed run stays dirty and is counted
 }
 
-absl::Status Arena::DiscardFreeRuns(std::span<const PageRun> runs) {
+absl::Status Arena::DiscardFreeRuns(std::span<const PageRun> runs, ShadowUnits shadow) {
+  // The shadow's idle units ride along after the runs: spans [runs.size(), ...) are units[i - runs.size()].
+  std::vector<std::uint32_t> units;
+  if (shadow == ShadowUnits::kAlways || (shadow == ShadowUnits::kWithRuns && !runs.empty())) {
+    units = shadow_.IdleUnits([this](std::uint32_t r) { return r >= regions_.size() || regions_[r].used_count == 0; });
+  }
   std::vector<os::PageSpan> spans;
-  spans.reserve(runs.size());
+  spans.reserve(runs.size() + units.size());
   for (const PageRun& r : runs) spans.push_back(os::PageSpan{PageAddress(r.first), ToBytes(Pages(r.count))});
+  for (const std::uint32_t u : units) spans.push_back(shadow_.SpanOf(u));
   absl::Status first_failure;
-  for (std::size_t next = 0; next < runs.size();) {
+  for (std::size_t next = 0; next < spans.size();) {
     os::DiscardProgress progress;
     const absl::Status s = os_.DiscardRanges(std::span<const os::PageSpan>(spans).subspan(next), &progress);
     discard_calls_ += progress.calls;
-    discard_runs_ += progress.ranges_done;
     for (std::size_t i = next; i < next + progress.ranges_done; ++i) {
+      if (i >= runs.size()) {
+        shadow_.GivenBack(units[i - runs.size()]);
+        ++shadow_units_given_back_;
+        continue;
+      }
+      ++discard_runs_;
       for (std::uint32_t p = runs[i].first; p < runs[i].first + runs[i].count; ++p) {
         if (!IsDirty(p)) continue;
         ClearDirty(p);
@@ -412,8 +438,8 @@ absl::Status Arena::DiscardFreeRuns(std::span<const PageRun> runs) {
     }
     next += progress.ranges_done;
     if (!s.ok()) {
-      ++discard_failures_;  // this run's pages stay dirty (resident) and are tried again later
-      if (first_failure.ok()) first_failure = s;
+      ++discard_failures_;  // this run's pages (or this unit) stay resident and are tried again later
+      if (first_failure.ok() && next < runs.size()) first_failure = s;
       ++next;
     }
   }
@@ -460,6 +486,8 @@ Arena::Stats Arena::stats() const {
   s.populate_calls = populate_calls_;
   s.regions_collapsed = regions_collapsed_;
   s.collapse_failures = collapse_failures_;
+  s.shadow_bytes = shadow_.resident_bytes();
+  s.shadow_units_given_back = shadow_units_given_back_;
   return s;
 }
 

@@ -44,6 +44,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "base/mutex.h"
+#include "alloc/region_shadow.h"
 #include "compactor/move_engine.h"
 #include "mova/units.h"
 #include "os/os.h"
@@ -164,6 +165,12 @@ class Arena {
   };
   CollapseResult CollapseFullRegions();
 
+  // Another component's memory that describes the arena region by region, `per_region` bytes each from
+  // `base` (region_shadow.h; the pool attaches its page map): its pages that describe only free regions are
+  // given back with the arena's discards, in the same Os call. Once, before the first run is handed out:
+  // FailedPrecondition after that or on a second call; InvalidArgument for a base or size RegionShadow refuses.
+  absl::Status AttachRegionShadow(std::byte* base, Bytes per_region);
+
   std::byte* base() const { return base_; }
   std::byte* PageAddress(std::uint32_t page) const { return base_ + (std::size_t{page} << kPageShift); }
   Bytes capacity() const { return ToBytes(Pages(std::size_t{num_regions_max_} * kPagesPerRegion)); }
@@ -180,6 +187,8 @@ class Arena {
     std::uint64_t populate_calls = 0;    // Os::Populate calls, cumulative
     std::uint64_t regions_collapsed = 0;   // cumulative CollapseFullRegions successes
     std::uint64_t collapse_failures = 0;
+    std::uint64_t shadow_bytes = 0;        // the attached region shadow's resident units (region_shadow.h)
+    std::uint64_t shadow_units_given_back = 0;  // cumulative
   };
   Stats stats() const;
 
@@ -228,7 +237,11 @@ class Arena {
   // Discards free runs (their pages dirty or clean, none used), as few Os calls as the OS allows
   // (Os::DiscardRanges): the dirty pages of each run discarded become clean; a run whose discard failed stays
   // as it was, the failure is counted, and the runs after it are still tried. Returns the first failure.
-  absl::Status DiscardFreeRuns(std::span<const PageRun> runs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // With kWithRuns (when there are runs) or kAlways, the region shadow's idle units go in the same calls; a
+  // unit whose discard failed stays resident and is counted, but is not the returned failure.
+  enum class ShadowUnits { kNone, kWithRuns, kAlways };
+  absl::Status DiscardFreeRuns(std::span<const PageRun> runs, ShadowUnits shadow = ShadowUnits::kWithRuns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Discards the dirty pages of regions [first_region, end_region), in maximal free runs merged across regions.
   void DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_region) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Discards dirty pages: all if `force` (or without a decay delay); else, once a decay interval has passed,
@@ -256,6 +269,8 @@ class Arena {
   std::uint64_t discard_runs_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t populate_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::uint64_t> dirty_regions_ ABSL_GUARDED_BY(mu_);  // bit per region: has dirty pages
+  RegionShadow shadow_ ABSL_GUARDED_BY(mu_);
+  std::uint64_t shadow_units_given_back_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t regions_collapsed_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t collapse_failures_ ABSL_GUARDED_BY(mu_) = 0;
   std::chrono::steady_clock::time_point next_purge_scan_ ABSL_GUARDED_BY(mu_){};  // see PurgeLocked

@@ -56,6 +56,10 @@ class PageMap {
   PageMap& operator=(const PageMap&) = delete;
 
   const std::byte* base() const { return reinterpret_cast<const std::byte*>(map_); }
+  // The map's memory, for the arena to give back where it describes only free regions (region_shadow.h):
+  // `Bytes(n * kBytesPerPage)` describe n arena pages.
+  static constexpr std::size_t kBytesPerPage = sizeof(std::uint16_t);
+  std::byte* memory() const { return reinterpret_cast<std::byte*>(map_); }
   Bytes reserved_bytes() const { return Bytes(pages_ * sizeof(Slot)); }
 
   PageOwner Get(std::uint64_t page) const { return PageOwner(map_[page].load(std::memory_order_acquire)); }
@@ -71,6 +75,7 @@ class PageMap {
 
  private:
   using Slot = std::atomic<std::uint16_t>;
+  static_assert(sizeof(Slot) == kBytesPerPage);
   PageMap(os::Os& os, Slot* map, std::size_t pages) : os_(os), map_(map), pages_(pages) {}
 
   os::Os& os_;

@@ -855,6 +855,12 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
       alloc::PageMap::Create(the_os, impl->arena->capacity().value() >> kPageShift);
   if (!page_map.ok()) return page_map.status();
   impl->page_map = std::move(*page_map);
+  // The map of regions the pool no longer uses goes back with the arena's discards.
+  if (absl::Status s = impl->arena->AttachRegionShadow(impl->page_map->memory(),
+                                                        Bytes(alloc::kPagesPerRegion * alloc::PageMap::kBytesPerPage));
+      !s.ok()) {
+    return s;
+  }
   absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles, PoolSalt(impl->id));
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
@@ -1726,8 +1732,8 @@ PoolStats Pool::stats() const {
   s.populate_calls = a.populate_calls;
   s.discard_calls = a.discard_calls;
   s.discard_runs = a.discard_runs;
-  // The page map is backed where regions were touched: 2 B per page, a quarter page of map per region.
-  s.metadata_bytes += a.regions_touched * alloc::kPagesPerRegion * sizeof(std::uint16_t);
+  // The page map is backed in the units the arena has not given back (region_shadow.h): a page per 4 regions.
+  s.metadata_bytes += a.shadow_bytes;
   const handles::HandleTable::Stats t = p.table->stats();
   // The handle table's page keys (4 B per table page ever opened), records and the states of resident pages.
   s.metadata_bytes += handles::HandleTable::KeysBytes(t.pages_opened).value() + t.states_bytes;

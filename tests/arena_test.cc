@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "bench/rss.h"
@@ -409,6 +410,133 @@ TEST(Arena, FullRegionsAreCollapsedOnceAndAKernelWithoutCollapseStopsTheScan) {
   EXPECT_EQ(a->CollapseFullRegions().collapsed, 0u);
   EXPECT_EQ(a->stats().regions_collapsed, 3u);
   EXPECT_EQ(a->stats().collapse_failures, 3u);
+}
+
+// A region shadow (region_shadow.h) as the pool's page map uses it: 1 KiB per region, so a page of it
+// describes four regions.
+constexpr std::size_t kShadowPerRegion = 1024;
+constexpr std::size_t kRegionsPerUnit = kPageSize / kShadowPerRegion;
+
+struct ShadowedArena {
+  ShadowedArena(os::Os& os, std::size_t regions) : os(os), regions(regions) {
+    arena = Make(os, regions);
+    shadow = os::SystemOs().Reserve(Bytes(regions * kShadowPerRegion), Bytes(kPageSize)).value();
+    EXPECT_TRUE(arena->AttachRegionShadow(shadow, Bytes(kShadowPerRegion)).ok());
+  }
+  ~ShadowedArena() {
+    arena.reset();
+    (void)os::SystemOs().Unreserve(shadow, Bytes(regions * kShadowPerRegion));
+  }
+  // What the shadow's owner does for a run it was handed: writes the run's regions' parts.
+  PageRun Take(std::size_t region) {
+    const PageRun r = arena->Allocate(Pages(kPagesPerRegion)).value();
+    EXPECT_EQ(r.first, region * kPagesPerRegion);
+    std::memset(shadow + region * kShadowPerRegion, 0xA0 + static_cast<int>(region), kShadowPerRegion);
+    return r;
+  }
+  std::uint64_t Resident(std::size_t unit) const {
+    return bench::ResidentBytesIn(shadow + unit * kPageSize, kPageSize).value();
+  }
+  os::Os& os;
+  const std::size_t regions;
+  std::unique_ptr<Arena> arena;
+  std::byte* shadow = nullptr;
+};
+
+// The shadow's page of four regions goes back in the same call that discards the last of their pages, and
+// only once all four are free; the other units keep their bytes; a run handed out there again marks it anew.
+TEST(Arena, ARegionShadowsPageGoesBackWithTheLastPagesOfItsRegions) {
+  os::FaultInjectingOs fos;
+  ShadowedArena sa(fos, 12);
+  std::vector<PageRun> runs;
+  for (std::size_t r = 0; r < 8; ++r) runs.push_back(sa.Take(r));  // units 0 and 1
+  EXPECT_EQ(sa.arena->stats().shadow_bytes, 2 * kPageSize);
+  EXPECT_EQ(sa.Resident(0), kPageSize);
+  EXPECT_EQ(sa.Resident(1), kPageSize);
+  for (std::size_t r = 4; r < 7; ++r) sa.arena->Free(runs[r]);
+  EXPECT_EQ(sa.Resident(1), kPageSize) << "region 7 is still in use";
+  EXPECT_EQ(sa.arena->stats().shadow_units_given_back, 0u);
+  const std::int64_t calls = fos.calls(os::OsOp::kDiscard);
+  const std::uint64_t discard_calls = sa.arena->stats().discard_calls;
+  sa.arena->Free(runs[7]);
+  EXPECT_EQ(fos.calls(os::OsOp::kDiscard) - calls, 2) << "the region's run and the shadow's unit";
+  EXPECT_EQ(sa.arena->stats().discard_calls, discard_calls + 1) << "in one Os call";
+  EXPECT_EQ(sa.Resident(1), 0u);
+  EXPECT_EQ(sa.Resident(0), kPageSize);
+  for (std::size_t r = 0; r < 4; ++r) {
+    EXPECT_EQ(static_cast<int>(sa.shadow[r * kShadowPerRegion + 17]), 0xA0 + static_cast<int>(r));
+  }
+  const Arena::Stats st = sa.arena->stats();
+  EXPECT_EQ(st.shadow_bytes, kPageSize);
+  EXPECT_EQ(st.shadow_units_given_back, 1u);
+  EXPECT_EQ(st.discard_failures, 0u);
+  EXPECT_EQ(st.discard_runs, 4u) << "a run per free; shadow units are not counted as runs";
+  // Reused: the unit is resident again once its owner writes it.
+  runs[4] = sa.Take(4);
+  EXPECT_EQ(sa.arena->stats().shadow_bytes, 2 * kPageSize);
+  EXPECT_EQ(sa.Resident(1), kPageSize);
+  for (std::size_t r = 0; r < 5; ++r) sa.arena->Free(runs[r]);
+  EXPECT_EQ(sa.arena->stats().shadow_bytes, 0u);
+  EXPECT_EQ(sa.Resident(0) + sa.Resident(1), 0u);
+}
+
+// A unit whose discard fails stays resident and counted, without failing what carried it (the free, its run
+// discarded); a forced purge with no dirty page left gives it back on its own.
+TEST(Arena, ARegionShadowUnitWhoseDiscardFailedStaysAndGoesWithTheNextForcedPurge) {
+  os::FaultInjectingOs fos;
+  ShadowedArena sa(fos, 4);
+  const PageRun r0 = sa.Take(0);
+  fos.FailAfter(os::OsOp::kDiscard, 1, EINVAL, /*times=*/1);  // the run goes, the unit fails
+  sa.arena->Free(r0);
+  Arena::Stats st = sa.arena->stats();
+  EXPECT_EQ(st.dirty_pages, 0u);
+  EXPECT_EQ(st.discard_failures, 1u);
+  EXPECT_EQ(st.shadow_bytes, kPageSize);
+  EXPECT_EQ(sa.Resident(0), kPageSize);
+  sa.arena->PurgeDirty(/*force=*/false);  // nothing dirty, not forced: no call
+  EXPECT_EQ(sa.arena->stats().discard_calls, st.discard_calls);
+  sa.arena->PurgeDirty(/*force=*/true);
+  st = sa.arena->stats();
+  EXPECT_EQ(st.shadow_bytes, 0u);
+  EXPECT_EQ(st.shadow_units_given_back, 1u);
+  EXPECT_EQ(sa.Resident(0), 0u);
+  sa.arena->PurgeDirty(/*force=*/true);  // nothing left to give back: no call
+  EXPECT_EQ(sa.arena->stats().discard_calls, st.discard_calls);
+}
+
+TEST(Arena, ARegionShadowIsAttachedOnceBeforeAnyRunAndMustFitPages) {
+  auto a = Make(os::SystemOs(), 4);
+  std::byte* shadow = os::SystemOs().Reserve(Bytes(8 * kPageSize), Bytes(kPageSize)).value();
+  EXPECT_EQ(a->AttachRegionShadow(shadow + 64, Bytes(1024)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a->AttachRegionShadow(shadow, Bytes(3000)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(a->AttachRegionShadow(shadow, Bytes(0)).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(a->AttachRegionShadow(shadow, Bytes(2 * kPageSize)).ok());  // whole pages per region
+  EXPECT_EQ(a->AttachRegionShadow(shadow, Bytes(1024)).code(), absl::StatusCode::kFailedPrecondition);
+  auto b = Make(os::SystemOs(), 4);
+  ASSERT_TRUE(b->Allocate(Pages(1)).ok());
+  EXPECT_EQ(b->AttachRegionShadow(shadow, Bytes(1024)).code(), absl::StatusCode::kFailedPrecondition);
+  a.reset();
+  (void)os::SystemOs().Unreserve(shadow, Bytes(8 * kPageSize));
+}
+
+// Two pages of shadow per region: a region's part goes back as soon as that region is free.
+TEST(Arena, ARegionShadowOfWholePagesGoesBackRegionByRegion) {
+  auto a = Make(os::SystemOs(), 4);
+  constexpr std::size_t kPart = 2 * kPageSize;
+  std::byte* shadow = os::SystemOs().Reserve(Bytes(4 * kPart), Bytes(kPageSize)).value();
+  ASSERT_TRUE(a->AttachRegionShadow(shadow, Bytes(kPart)).ok());
+  const PageRun r0 = a->Allocate(Pages(kPagesPerRegion)).value();
+  const PageRun r1 = a->Allocate(Pages(kPagesPerRegion)).value();
+  std::memset(shadow, 1, 2 * kPart);
+  EXPECT_EQ(a->stats().shadow_bytes, 2 * kPart);
+  a->Free(r1);
+  EXPECT_EQ(bench::ResidentBytesIn(shadow + kPart, kPart).value(), 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(shadow, kPart).value(), kPart);
+  EXPECT_EQ(a->stats().shadow_bytes, kPart);
+  a->Free(r0);
+  EXPECT_EQ(a->stats().shadow_bytes, 0u);
+  a.reset();
+  (void)os::SystemOs().Unreserve(shadow, Bytes(4 * kPart));
 }
 
 }  // namespace

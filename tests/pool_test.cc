@@ -9,10 +9,12 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_format.h"
 #include "alloc/size_class_map.h"
+#include "bench/rss.h"
 #include "os/os.h"
 #include "tests/sanitizers.h"
 #include "tests/test_objects.h"
@@ -207,6 +209,33 @@ TEST(Pool, CompactionGivesEmptiedBlocksBackInBatchesWhateverTheDecay) {
     EXPECT_EQ(after.discard_failures, 0u);
     for (const Obj& o : kept) { ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed)); }
   }
+}
+
+// The page map of regions the pool no longer uses goes back with the discards of their pages (the arena's
+// region shadow, alloc/region_shadow.h): a heap that shrinks keeps no map of the address space it left. The
+// map of the region still in use keeps its entries: every survivor is still found.
+TEST(Pool, ThePageMapOfRegionsNoLongerInUseGoesBack) {
+  auto pool = NewPool();
+  std::vector<Obj> all;
+  for (std::uint64_t i = 0; i < 6000; ++i) all.push_back({AllocFilled(*pool, 4000, i), 4000, i});  // ~12 regions
+  const auto ranges = pool->reserved_ranges();
+  const auto map = std::find_if(ranges.begin(), ranges.end(),
+                                [](const Pool::AddressRange& r) { return std::string(r.role) == "page map"; });
+  ASSERT_NE(map, ranges.end());
+  const std::uint64_t map_before = bench::ResidentBytesIn(map->start, map->size).value();
+  EXPECT_GE(map_before, 3 * kPageSize);  // 1 KiB of map per region, a page per four regions
+  const std::uint64_t metadata_before = pool->stats().metadata_bytes;
+  std::vector<Obj> kept(all.begin(), all.begin() + 100);  // the first region's
+  for (std::size_t i = 100; i < all.size(); ++i) ASSERT_TRUE(pool->free(all[i].h).ok());
+  pool->flush_thread_cache();
+  pool->compact();
+  EXPECT_EQ(pool->stats().regions_in_use, 1u);
+  EXPECT_EQ(bench::ResidentBytesIn(map->start, map->size).value(), kPageSize);
+  EXPECT_LE(pool->stats().metadata_bytes + map_before - kPageSize, metadata_before);
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  // The map comes back where the pool grows again.
+  for (std::size_t i = 100; i < all.size(); ++i) all[i].h = AllocFilled(*pool, 4000, all[i].seed);
+  for (const Obj& o : all) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 }
 
 TEST(Pool, PinnedObjectsAreNeverMoved) {
