@@ -74,9 +74,10 @@ class OwnedHandleCount {
     progress.complete = true;
     return progress;
   }
-  // Starts a new count.
+  // Starts a new count, and gives the old one's memory back (a count lives only while the calls of one
+  // sequence plan from it).
   void Reset() {
-    per_page_.clear();
+    per_page_ = std::vector<std::uint32_t>();
     owners_done_ = 0;
     cells_done_ = 0;
     cells_owned_ = 0;

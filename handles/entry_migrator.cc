@@ -8,6 +8,7 @@ namespace mova::handles {
 
 void EntryMigrator::Migrate(HandleOwner& owner, std::span<HandleCell* const> cells) {
   std::vector<Isolated> work;
+  work.reserve(cells.size());  // once, not by doubling (each copy left behind is a hole in malloc's heap)
   for (HandleCell* cell : cells) {
     const Handle h = cell->load();
     if (h.is_null() || !table_.Evacuating(h.index())) continue;
@@ -30,6 +31,8 @@ void EntryMigrator::Migrate(HandleOwner& owner, std::span<HandleCell* const> cel
 void EntryMigrator::Pass(HandleOwner& owner, std::vector<Isolated>& work, bool last) {
   std::vector<Isolated> retry, claimed;
   MoveClaims claims(table_, records_);
+  claimed.reserve(work.size());
+  claims.Reserve(work.size());
   for (const Isolated& it : work) {
     const Word w = table_.entry(it.handle.index()).load(std::memory_order_acquire);
     if (GenOf(w) != it.gen) {  // freed while isolated: as good as migrated, and nothing to put back

@@ -488,14 +488,14 @@ std::uint64_t HandleTable::EndEvacuation() {
   DiscardRuns(reinterpret_cast<std::byte*>(entries_), runs, [&](const PageRunOf& r, bool discarded) {
     given_back += discarded ? MarkGivenBack(r.first, r.count) : KeepAfterFailedDiscard(r.first, r.count);
   });
-  evacuated_.clear();
+  evacuated_ = std::vector<std::uint32_t>();  // an evacuation's lists are its own: their memory goes with it
   evacuated_total_ += given_back;
   for (std::uint32_t p = 0; p < evacuating_.size(); ++p) {
     if (evacuating_[p] == 0) continue;
     records_[p].evacuating = false;
     Relist(p);
   }
-  evacuating_.clear();
+  evacuating_ = std::vector<std::uint8_t>();
   SweepStates();
   return given_back;
 }

@@ -8,7 +8,7 @@ namespace mova::handles {
 bool MoveClaims::Add(std::uint32_t index, std::uint64_t offset) {
   Word w;
   if (!BeginMove(table_.entry(index), offset, &w)) return false;
-  claims_.push_back(Claim{index, w, State::kClaimed});
+  claims_.push_back(Claim{w, index, State::kClaimed});
   return true;
 }
 

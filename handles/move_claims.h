@@ -33,6 +33,8 @@ class MoveClaims {
   // claimed now — freed, moved elsewhere, counted pins, or already moving.
   bool Add(std::uint32_t index, std::uint64_t offset);
   std::size_t size() const { return claims_.size(); }
+  // Room for `n` claims without growing.
+  void Reserve(std::size_t n) { claims_.reserve(n); }
 
   // Confirms every claim added since the last Confirm; returns how many of them were given up. A failed
   // barrier gives up all of them (no record read after it can be trusted).
@@ -56,8 +58,8 @@ class MoveClaims {
  private:
   enum class State : std::uint8_t { kClaimed, kKept, kEnded };
   struct Claim {
-    std::uint32_t index;
     Word word;
+    std::uint32_t index;
     State state;
   };
   void GiveUp(Claim& c);  // ends it at its old place
