@@ -429,6 +429,7 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
   // The pages that hold entries, and their free entries: where moved entries may go.
   std::uint64_t room = 0;
   std::vector<std::uint32_t> candidates;
+  candidates.reserve(records_.size());  // sized once, not by doubling (whose copies stay as holes in malloc's heap)
   for (std::uint32_t p = 0; p < records_.size(); ++p) {
     if (!records_[p].resident) continue;
     const PageState& st = state(p);
@@ -449,6 +450,7 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
   });
   // In that order, while what they hold fits in the room of the pages that stay.
   std::vector<std::uint32_t> plan;
+  plan.reserve(candidates.size());
   std::uint64_t moving = 0;
   for (const std::uint32_t p : candidates) {
     const PageState& st = state(p);

@@ -141,6 +141,7 @@ class SystemOsImpl final : public Os {
       const std::span<const PageSpan> rest = ranges.subspan(progress->ranges_done);
       const std::size_t n = std::min(rest.size(), uapi::kMaxIovecs);
       iov.clear();
+      iov.reserve(n);  // once: copies left by doubling would stay as holes in the caller's malloc heap
       for (std::size_t i = 0; i < n; ++i) iov.push_back(iovec{rest[i].addr, rest[i].size.value()});
       ++progress->calls;
       const long done = syscall(SYS_process_madvise, uapi::kPidfdSelf, iov.data(), n, MADV_DONTNEED, 0);
