@@ -221,7 +221,7 @@ struct Pool::Impl {
     classes->ForEachMade([&](const alloc::SizeClass& cls) {
       const alloc::SizeClassInfo& info = cls.info();
       const alloc::ClassSnapshot snap = cls.Snapshot();
-      block_bytes += snap.blocks * info.block_bytes().value();
+      block_bytes += ToBytes(Pages(snap.pages)).value();
       slot_bytes += snap.slots_in_use * info.slot_size;
       if (snap.blocks > 0) tail_bytes += info.block_bytes().value();
     });
@@ -685,9 +685,9 @@ struct Pool::Impl {
       const std::uint32_t cls = t.slots[i].first;
       run.clear();
       for (; i < t.slots.size() && t.slots[i].first == cls; ++i) run.push_back(t.slots[i].second);
-      const std::uint64_t blocks = classes->Get(ClassId(cls)).ReturnOldCopies(run);
-      out.blocks_released += blocks;
-      out.pages_released += blocks * map.info(ClassId(cls)).pages_per_block;
+      const alloc::SizeClass::Released released = classes->Get(ClassId(cls)).ReturnOldCopies(run);
+      out.blocks_released += released.blocks;
+      out.pages_released += released.pages;
     }
     for (const alloc::PageRun r : t.runs) arena->Free(r);
     old_copies_freed.fetch_add(out.places, std::memory_order_relaxed);
@@ -1712,12 +1712,13 @@ PoolStats Pool::stats() const {
     cs.pages_per_block = info.pages_per_block;
     cs.objects_per_block = info.objects_per_block;
     cs.blocks = snap.blocks;
+    cs.block_pages = snap.pages;
     cs.objects_cached = std::min(cached[k], snap.slots_in_use);
     cs.objects_in_use = snap.slots_in_use - cs.objects_cached;
     cs.fullness = snap.groups;
     s.classes.push_back(cs);
     s.slot_bytes += cs.objects_in_use * info.slot_size;
-    s.block_bytes += snap.blocks * info.block_bytes().value();
+    s.block_bytes += ToBytes(Pages(snap.pages)).value();
     s.metadata_bytes += snap.heap_bytes;
   }
   // The pool's own structures on the heap: the class table, the access records.

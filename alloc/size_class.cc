@@ -98,6 +98,7 @@ absl::StatusOr<Block*> SizeClass::NewBlock() {
   page_map_.MapBlock(*run, id_);
   b->movable.Register(ops_, b);
   ++blocks_;
+  pages_ += b->pages;
   Link(b);
   return b;
 }
@@ -107,6 +108,7 @@ void SizeClass::ReleaseBlock(Block* b) {
   b->magic = 0;  // checked mode verifies the magic of every block it frees or pins into
   page_map_.Unmap(run.first, run.count);
   --blocks_;
+  pages_ -= run.count;
   // The pages go back to the arena when the last reference goes: now, unless the block is isolated (then
   // the migrator's, and migration counts the block as migrated).
   b->movable.Unregister();
@@ -235,12 +237,54 @@ absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, bool* m
   return n;
 }
 
-std::uint64_t SizeClass::ReturnOldCopies(std::span<const SlotRef> slots) {
+SizeClass::Released SizeClass::ReturnOldCopies(std::span<const SlotRef> slots) {
   MutexLock lock(&mu_);
-  const std::uint64_t before = blocks_;
+  const std::uint64_t blocks = blocks_, pages = pages_;
   ReturnSlotsLocked(slots);
   ReleaseSpareLocked();
-  return before - blocks_;
+  return Released{blocks - blocks_, pages - pages_};
+}
+
+std::uint32_t SizeClass::CutTail(Block* b) {
+  std::int64_t last = -1;  // the last slot not free
+  for (std::uint32_t slot = b->objects; slot-- > 0;) {
+    const std::uint32_t owner = b->Owner(slot).load(std::memory_order_relaxed);
+    if (owner == kSlotReserved || (owner & kSlotFreeBit) == 0) {
+      last = slot;
+      break;
+    }
+  }
+  if (last < 0) return 0;  // empty: Regroup releases it whole
+  const std::uint64_t end = b->data_offset + (static_cast<std::uint64_t>(last) + 1) * b->slot_size;
+  const std::uint32_t keep = static_cast<std::uint32_t>((end + kPageSize - 1) / kPageSize);
+  if (keep >= b->pages) return 0;
+  const std::uint32_t objects = static_cast<std::uint32_t>((std::uint64_t{keep} * kPageSize - b->data_offset) / b->slot_size);
+  // The free list keeps the slots below `objects`, in its order.
+  std::uint32_t head = kNoSlot;
+  std::uint32_t prev = kNoSlot;
+  for (std::uint32_t slot = b->free_head; slot != kNoSlot;) {
+    const std::uint32_t next = b->Owner(slot).load(std::memory_order_relaxed) & ~kSlotFreeBit;
+    if (slot < objects) {
+      if (prev == kNoSlot) {
+        head = slot;
+      } else {
+        b->Owner(prev).store(kSlotFreeBit | slot, std::memory_order_relaxed);
+      }
+      prev = slot;
+    }
+    slot = next;
+  }
+  if (prev != kNoSlot) b->Owner(prev).store(kSlotFreeBit | kNoSlot, std::memory_order_relaxed);
+  b->free_head = static_cast<std::uint16_t>(head);
+  const PageRun tail{b->first_page + keep, b->pages - keep};
+  Unlink(b);
+  page_map_.Unmap(tail.first, tail.count);
+  b->pages = static_cast<std::uint8_t>(keep);
+  b->objects = static_cast<std::uint16_t>(objects);
+  pages_ -= tail.count;
+  arena_.Free(tail);
+  Link(b);
+  return tail.count;
 }
 
 void SizeClass::ReturnSlots(std::span<const SlotRef> slots) {
@@ -375,7 +419,10 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
       ++left;
     }
   }
-  if (blocks.size() < 2) return out;
+  if (blocks.size() < 2) {
+    for (Block* b : blocks) out.pages_released += CutTail(b);
+    return out;
+  }
   for (std::uint32_t k = info_.objects_per_block + 1, start = 0; k-- > 0;) {  // descending: fullest first
     const std::uint32_t n = at[k];
     at[k] = start;
@@ -430,6 +477,36 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
     if (stop) break;
     if (dst < src) room -= blocks[src]->objects - blocks[src]->in_use;
   }
+  // The emptiest block left cannot be emptied into the room left: the room takes its highest objects instead,
+  // so that its last pages empty and are cut off below (size-shift at 64 MiB: the last blocks of ~150 classes
+  // of 2-16 pages held 1.1 MiB of free slots).
+  if (!stop && dst < src && room > 0) {
+    Block* s = blocks[src];
+    for (std::uint32_t slot = s->objects; slot-- > 0 && room > 0;) {
+      const std::uint32_t owner = s->Owner(slot).load(std::memory_order_acquire);
+      if (owner == kSlotReserved) break;  // a thread cache holds it: the tail cannot empty past it
+      if ((owner & kSlotFreeBit) != 0) continue;
+      if (owner > kMaxHandleIndex || !batch.claims.Add(owner, s->SlotOffset(slot))) {
+        ++out.objects_skipped;
+        break;
+      }
+      Block* d = blocks[dst];
+      batch.moves.push_back({s, d, slot, PopFree(d)});
+      --room;
+      if (d->in_use == d->objects) {
+        Regroup(d);
+        ++dst;
+      }
+      if (batch.full(s->slot_size)) {
+        MoveBatch(batch, out);
+        if (absl::Now() >= deadline) {
+          stop = true;
+          out.complete = false;
+          break;
+        }
+      }
+    }
+  }
   MoveBatch(batch, out);
   for (std::size_t i = src + 1; i <= last; ++i) {
     if (blocks[i]->in_use == 0) {
@@ -438,8 +515,13 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
     }
     Regroup(blocks[i]);  // releases it if it was emptied
   }
-  // Destinations filled in part are relisted.
+  // Destinations filled in part are relisted, and every block still partly filled gives back its free tail.
   for (std::size_t i = 0; i <= src; ++i) Regroup(blocks[i]);
+  if (!stop) {
+    for (std::size_t i = dst; i <= src; ++i) {
+      if (blocks[i]->in_use < blocks[i]->objects) out.pages_released += CutTail(blocks[i]);
+    }
+  }
   ReleaseSpareLocked();  // a source emptied above may have become the spare; it was counted then
   return out;
 }
@@ -519,6 +601,7 @@ ClassSnapshot SizeClass::Snapshot() const {
   MutexLock lock(&mu_);
   ClassSnapshot s;
   s.blocks = blocks_;
+  s.pages = pages_;
   s.slots_in_use = slots_in_use_;
   s.groups = group_sizes_;  // counted as blocks are linked: a snapshot never walks the lists
   s.heap_bytes = sizeof(SizeClass) + (groups_ != nullptr ? sizeof(GroupLanes) : 0) +

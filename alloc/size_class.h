@@ -4,7 +4,8 @@
 // Types: SizeClass, ClassCompaction, ClassSnapshot, RelocateItem. All state is guarded by mu_.
 // Invariants (under mu_): every block of the class is on exactly one list, its group's (GroupOf(in_use,
 //   objects)) lane LaneOf(block); group_sizes_[g] is the length of group g's lanes together; blocks_ == Σ
-//   list lengths; slots_in_use_ == Σ in_use; groups_ is allocated once the class has had a block; a block's
+//   list lengths; pages_ == Σ pages of the blocks; slots_in_use_ == Σ in_use; groups_ is allocated once the
+//   class has had a block; a block has the class's geometry, or fewer pages and slots after CutTail; a block's
 //   first page (its lane) changes only while it is on no list (migration lists the moved copy afresh).
 //   The empty group holds at most one block (the spare, kept so that a class at a block boundary does not
 //   populate and discard a block on every other call); any other block that empties is released at once (its
@@ -63,6 +64,7 @@ struct ClassCompaction {
 
 struct ClassSnapshot {
   std::uint64_t blocks = 0;
+  std::uint64_t pages = 0;         // of the blocks (a block cut short has fewer than the class's geometry)
   std::uint64_t slots_in_use = 0;  // live objects plus slots held by thread caches
   std::array<std::uint64_t, kNumGroups> groups{};
   std::uint64_t heap_bytes = 0;  // the class's own structures on the heap: itself, its lanes, its scratch
@@ -107,11 +109,17 @@ class SizeClass {
   // Puts reserved slots back on their blocks' free lists; releases blocks that become empty (but the spare).
   void ReturnSlots(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
   // The same for old copies a compaction left (alloc/old_copies.h): no spare kept, as after Compact. Returns
-  // the blocks released.
-  std::uint64_t ReturnOldCopies(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
-  // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks.
+  // the blocks released and their pages.
+  struct Released {
+    std::uint64_t blocks = 0;
+    std::uint64_t pages = 0;
+  };
+  Released ReturnOldCopies(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
+  // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks. The emptiest
+  // block that cannot be emptied gives its highest objects to the room left, and every block still partly
+  // filled gives back the pages past its last slot in use (CutTail).
   // Stops after the first batch of moves that ends at or past `deadline` (absl::InfiniteFuture(): never), once
-  // this call has moved something: a call that stops has made progress.
+  // this call has moved something: a call that stops has made progress (and cuts no tails).
   ClassCompaction Compact(absl::Time deadline = absl::InfiniteFuture()) ABSL_LOCKS_EXCLUDED(mu_);
   ClassSnapshot Snapshot() const ABSL_LOCKS_EXCLUDED(mu_);
   // Pool::relocate for this class's objects, in order (migrate_vma's steps), a batch at a time: setup claims
@@ -147,6 +155,10 @@ class SizeClass {
   absl::StatusOr<Block*> NewBlock() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseBlock(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReleaseSpareLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives back the pages of listed block `b` past the page of its last slot not free (in use, or held by a
+  // thread cache): they go to the arena, the slots in them leave the free list, and b has fewer pages and
+  // slots from then on. Returns the pages given back (0 when the last page holds a slot not free).
+  std::uint32_t CutTail(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSlotsLocked(std::span<const SlotRef> slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Link(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlink(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -193,6 +205,7 @@ class SizeClass {
   std::unique_ptr<GroupLanes> groups_ ABSL_GUARDED_BY(mu_);
   std::array<std::uint64_t, kNumGroups> group_sizes_ ABSL_GUARDED_BY(mu_){};  // blocks on each list
   std::uint64_t blocks_ ABSL_GUARDED_BY(mu_) = 0;
+  std::uint64_t pages_ ABSL_GUARDED_BY(mu_) = 0;  // Σ pages of the blocks
   std::uint64_t slots_in_use_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t pages_migrated_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<SlotRef> moved_from_ ABSL_GUARDED_BY(mu_);  // old slots kept in the batch under way

@@ -164,9 +164,9 @@ std::string FormatStatsJson(const PoolStats& s) {
     const ClassStats& c = s.classes[i];
     absl::StrAppendFormat(&out,
                           "%s{\"class\":%u,\"size\":%u,\"pages_per_block\":%u,\"objects_per_block\":%u,\"blocks\":%u,"
-                          "\"objects_in_use\":%u,\"objects_cached\":%u,\"fullness\":[%s]}",
+                          "\"block_pages\":%u,\"objects_in_use\":%u,\"objects_cached\":%u,\"fullness\":[%s]}",
                           i == 0 ? "" : ",", i, c.slot_size, c.pages_per_block, c.objects_per_block, c.blocks,
-                          c.objects_in_use, c.objects_cached, absl::StrJoin(c.fullness, ","));
+                          c.block_pages, c.objects_in_use, c.objects_cached, absl::StrJoin(c.fullness, ","));
   }
   out += "]}";
   return out;

@@ -238,6 +238,98 @@ TEST(Pool, ThePageMapOfRegionsNoLongerInUseGoesBack) {
   for (const Obj& o : all) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 }
 
+// A size of a class whose blocks span many pages and slots (the 1-4 KiB classes size-shift leaves partly filled).
+alloc::SizeClassInfo WideClass(std::size_t* size) {
+  const alloc::SizeClassMap map;
+  for (*size = 1024; *size <= 4096; *size += 16) {
+    const alloc::SizeClassInfo& i = map.info(map.ClassFor(*size));
+    if (i.pages_per_block >= 8 && i.objects_per_block >= 8) return i;
+  }
+  ADD_FAILURE() << "no class of 8 pages and 8 slots";
+  return {};
+}
+
+const ClassStats& StatsOf(const PoolStats& s, std::size_t size) {
+  return s.classes[alloc::SizeClassMap().ClassFor(size).value()];
+}
+
+// A block compaction leaves partly filled gives back the pages past its last slot in use: the arena holds
+// only the pages the block still has, the stats count them, and the block takes new objects in the slots it
+// kept before the class makes another.
+TEST(Pool, CompactionCutsTheFreeTailOfABlockLeftPartlyFilled) {
+  std::size_t size;
+  const alloc::SizeClassInfo info = WideClass(&size);
+  auto pool = NewPool();
+  std::vector<Obj> objs;
+  for (std::uint64_t i = 0; i < info.objects_per_block / 2; ++i) objs.push_back({AllocFilled(*pool, size, i), size, i});
+  pool->flush_thread_cache();
+  ASSERT_EQ(StatsOf(pool->stats(), size).block_pages, info.pages_per_block);
+  const CompactResult r = pool->compact();
+  const PoolStats s = pool->stats();
+  const ClassStats& c = StatsOf(s, size);
+  EXPECT_EQ(c.blocks, 1u);
+  EXPECT_LT(c.block_pages, info.pages_per_block);
+  EXPECT_GE(c.block_pages * kPageSize, info.data_offset + objs.size() * info.slot_size);  // the live slots stay
+  EXPECT_EQ(r.pages_released, info.pages_per_block - c.block_pages);
+  EXPECT_EQ(s.block_bytes, c.block_pages * kPageSize);
+  const Pool::AddressRange arena = pool->reserved_ranges()[0];
+  EXPECT_EQ(bench::ResidentBytesIn(arena.start, arena.size).value(), c.block_pages * kPageSize);
+  for (const Obj& o : objs) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  // More objects: the cut block's slots and new whole blocks take them (a slot past the cut would be on a page
+  // the page map no longer names, and its object would not read back).
+  for (std::uint64_t i = objs.size(); i < 3 * info.objects_per_block; ++i) objs.push_back({AllocFilled(*pool, size, i), size, i});
+  pool->flush_thread_cache();
+  const ClassStats& grown = StatsOf(pool->stats(), size);
+  EXPECT_EQ(grown.objects_in_use, objs.size());
+  EXPECT_EQ(grown.block_pages, c.block_pages + (grown.blocks - 1) * info.pages_per_block);  // new ones whole
+  for (const Obj& o : objs) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+  for (const Obj& o : objs) ASSERT_TRUE(pool->free(o.h).ok());
+  pool->compact();
+  EXPECT_EQ(StatsOf(pool->stats(), size).block_pages, 0u);
+  EXPECT_EQ(bench::ResidentBytesIn(arena.start, arena.size).value(), 0u);
+}
+
+// The emptiest block that cannot be emptied gives its highest objects to the room the others have left, so
+// that its tail empties and goes back: one block full, the other cut below its first slots.
+TEST(Pool, TheEmptiestBlockLeftGivesItsHighestObjectsToTheRoomLeft) {
+  std::size_t size;
+  const alloc::SizeClassInfo info = WideClass(&size);
+  auto pool = NewPool();
+  const Pool::AddressRange arena = pool->reserved_ranges()[0];
+  const std::size_t block_bytes = info.pages_per_block * kPageSize;
+  std::vector<Obj> objs;
+  for (std::uint64_t i = 0; i < info.objects_per_block + 3; ++i) objs.push_back({AllocFilled(*pool, size, i), size, i});
+  pool->flush_thread_cache();
+  auto block_of = [&](Handle h) {
+    return static_cast<std::size_t>(pool->pin(h, Access::kRead).value().data() - arena.start) / block_bytes;
+  };
+  // One hole in the first block (a refill may have left it one already); the second holds the rest.
+  auto in_block = [&](std::size_t b) {
+    std::size_t n = 0;
+    for (const Obj& o : objs) n += block_of(o.h) == b ? 1 : 0;
+    return n;
+  };
+  if (in_block(0) == info.objects_per_block) {
+    const auto hole = std::find_if(objs.begin(), objs.end(), [&](const Obj& o) { return block_of(o.h) == 0; });
+    ASSERT_TRUE(pool->free(hole->h).ok());
+    objs.erase(hole);
+    pool->flush_thread_cache();
+  }
+  ASSERT_EQ(in_block(0), info.objects_per_block - 1);
+  const std::size_t second = in_block(1);
+  ASSERT_GE(second, 3u);  // more than the room: the second block cannot be emptied
+  const CompactResult r = pool->compact();
+  EXPECT_EQ(r.objects_moved, 1u);
+  const ClassStats& c = StatsOf(pool->stats(), size);
+  EXPECT_EQ(c.blocks, 2u);
+  EXPECT_EQ(c.fullness[kFullnessGroups - 1], 1u);
+  EXPECT_LT(c.block_pages, 2 * info.pages_per_block);
+  EXPECT_EQ(r.pages_released, 2 * info.pages_per_block - c.block_pages);
+  EXPECT_EQ(bench::ResidentBytesIn(arena.start, arena.size).value(), c.block_pages * kPageSize);
+  EXPECT_EQ(in_block(1), second - 1);
+  for (const Obj& o : objs) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+}
+
 TEST(Pool, PinnedObjectsAreNeverMoved) {
   auto pool = NewPool();
   std::vector<Obj> kept = ThinnedHeap(*pool, 20000, 48, 48, 8, 9);
@@ -275,7 +367,8 @@ TEST(Pool, StatsAddUp) {
     for (const ClassStats& c : s.classes) {
       in_use += c.objects_in_use;
       slot_bytes += c.objects_in_use * c.slot_size;
-      block_bytes += c.blocks * c.pages_per_block * kPageSize;
+      block_bytes += c.block_pages * kPageSize;
+      EXPECT_LE(c.block_pages, c.blocks * c.pages_per_block);
       std::uint64_t listed = 0;
       for (std::uint64_t g : c.fullness) listed += g;
       EXPECT_EQ(listed, c.blocks);

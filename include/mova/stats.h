@@ -25,6 +25,8 @@ struct ClassStats {
   std::uint32_t pages_per_block = 0;
   std::uint32_t objects_per_block = 0;
   std::uint64_t blocks = 0;
+  std::uint64_t block_pages = 0;     // pages of those blocks: blocks × pages_per_block, less the tails that
+                                     // compaction cut off partly filled blocks (compact())
   std::uint64_t objects_in_use = 0;  // live objects
   std::uint64_t objects_cached = 0;  // free slots held by thread caches
   std::array<std::uint64_t, kFullnessGroups> fullness{};  // blocks per fullness group
