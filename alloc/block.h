@@ -19,7 +19,10 @@
 //   listed in fullness group GroupOf(in_use, objects), or is isolated for migration (group kGroupIsolated,
 //   on no list, never handed slots); a slot whose owner is a handle index i has entry(i)
 //   live with location == this slot, or entry(i) is being published / retired by the thread that holds it.
-//   Immutable after creation: magic, cls, pages, first_page, slot_size, objects, data_offset.
+//   Immutable after creation: magic, cls, first_page, slot_size, data_offset; pages and objects only shrink,
+//   under the class lock, when compaction cuts a partly filled block's free tail (SizeClass::CutTail: the
+//   slots past it are all free, and the page map no longer names its pages). Free and pin never read them
+//   (they locate a slot from the page map and the class table).
 // Owner words are read and written without the class lock by allocate and free (through std::atomic_ref).
 // `movable` registers the block with the movable-block framework (compactor/): the pool is its driver
 // (alloc/pool_block_driver.h); the block's pages go back to the arena when the framework's last reference

@@ -161,7 +161,9 @@ class Pool {
   MOVA_API absl::Status unpin(Handle h);
 
   // Object compaction (zsmalloc's zs_compact): in every class, moves objects from the emptiest blocks into
-  // the fullest, skipping pinned ones, and releases emptied blocks; then gives freed pages back.
+  // the fullest, skipping pinned ones, and releases emptied blocks; the emptiest block left gives its highest
+  // objects to the room left, and blocks left partly filled give back their pages past the last slot in use;
+  // then freed pages go back to the OS.
   MOVA_API CompactResult compact();
   // The same within `budget` (stats.h): stops after the batch of moves during which it ran out; the next call
   // starts with the class it stopped in.
