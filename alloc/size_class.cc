@@ -442,6 +442,32 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   CompactionBatch batch(table_, records_, /*budgeted=*/deadline != absl::InfiniteFuture(), info_.slot_size);
   const std::size_t last = src;
   bool stop = false;  // the deadline passed: the source under way stays where it is, in part moved
+  // Claims the object of s's `slot` (entry `owner`) with a slot of the fullest destination reserved (room > 0
+  // guarantees a non-full one before src), and moves the batch once it is full. False when the object cannot
+  // be claimed (pinned, moving, or being freed into a cache), or when the deadline passed after a batch that
+  // moved something (stop is set: a call stops only having got somewhere).
+  auto claim = [&](Block* s, std::uint32_t slot, std::uint32_t owner) {
+    if (owner > kMaxHandleIndex || !batch.claims.Add(owner, s->SlotOffset(slot))) {
+      ++out.objects_skipped;
+      return false;
+    }
+    Block* d = blocks[dst];
+    batch.moves.push_back({s, d, slot, PopFree(d)});
+    --room;
+    if (d->in_use == d->objects) {
+      Regroup(d);
+      ++dst;
+    }
+    if (batch.full(s->slot_size)) {
+      MoveBatch(batch, out);
+      if (out.objects_moved > 0 && absl::Now() >= deadline) {
+        stop = true;
+        out.complete = false;
+        return false;
+      }
+    }
+    return true;
+  };
   while (!stop && dst < src && room >= blocks[src]->in_use) {
     Block* s = blocks[src];
     std::uint32_t pending = s->in_use;  // objects of s not yet claimed
@@ -453,25 +479,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
       }
       if ((owner & kSlotFreeBit) != 0) continue;
       --pending;
-      if (owner > kMaxHandleIndex || !batch.claims.Add(owner, s->SlotOffset(slot))) {
-        ++out.objects_skipped;  // pinned, moving, or being freed into a cache: s cannot be emptied now
-        break;
-      }
-      Block* d = blocks[dst];  // room >= in_use guarantees a non-full destination before src
-      batch.moves.push_back({s, d, slot, PopFree(d)});
-      --room;
-      if (d->in_use == d->objects) {
-        Regroup(d);
-        ++dst;
-      }
-      if (batch.full(s->slot_size)) {
-        MoveBatch(batch, out);
-        if (out.objects_moved > 0 && absl::Now() >= deadline) {  // stops only having got somewhere
-          stop = true;
-          out.complete = false;
-          break;
-        }
-      }
+      if (!claim(s, slot, owner)) break;  // s cannot be emptied now, or the deadline passed
     }
     --src;  // s is done with (emptied, or left in part moved when the deadline passed)
     if (stop) break;
@@ -486,25 +494,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
       const std::uint32_t owner = s->Owner(slot).load(std::memory_order_acquire);
       if (owner == kSlotReserved) break;  // a thread cache holds it: the tail cannot empty past it
       if ((owner & kSlotFreeBit) != 0) continue;
-      if (owner > kMaxHandleIndex || !batch.claims.Add(owner, s->SlotOffset(slot))) {
-        ++out.objects_skipped;
-        break;
-      }
-      Block* d = blocks[dst];
-      batch.moves.push_back({s, d, slot, PopFree(d)});
-      --room;
-      if (d->in_use == d->objects) {
-        Regroup(d);
-        ++dst;
-      }
-      if (batch.full(s->slot_size)) {
-        MoveBatch(batch, out);
-        if (absl::Now() >= deadline) {
-          stop = true;
-          out.complete = false;
-          break;
-        }
-      }
+      if (!claim(s, slot, owner)) break;
     }
   }
   MoveBatch(batch, out);
