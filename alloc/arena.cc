@@ -410,9 +410,17 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
 
 absl::Status Arena::DiscardFreeRuns(std::span<const PageRun> runs, ShadowUnits shadow) {
   // The shadow's idle units ride along after the runs: spans [runs.size(), ...) are units[i - runs.size()].
+  // kWithRuns looks only at the units of the runs' regions (a unit idles when its last region's last run is
+  // freed, and that run's pages are discarded then or with a later purge, in a call like this one); kAlways
+  // at those of every region touched (regions emptied by moves leave no page to discard).
   std::vector<std::uint32_t> units;
-  if (shadow == ShadowUnits::kAlways || (shadow == ShadowUnits::kWithRuns && !runs.empty())) {
-    units = shadow_.IdleUnits([this](std::uint32_t r) { return r >= regions_.size() || regions_[r].used_count == 0; });
+  const auto region_free = [this](std::uint32_t r) { return r >= regions_.size() || regions_[r].used_count == 0; };
+  if (shadow == ShadowUnits::kWithRuns) {
+    for (const PageRun& r : runs) {  // address-ordered
+      shadow_.AddIdleUnits(r.first / kPagesPerRegion, (r.first + r.count - 1) / kPagesPerRegion, region_free, units);
+    }
+  } else if (shadow == ShadowUnits::kAlways && !regions_.empty()) {
+    shadow_.AddIdleUnits(0, regions_.size() - 1, region_free, units);
   }
   std::vector<os::PageSpan> spans;
   spans.reserve(runs.size() + units.size());

@@ -43,8 +43,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "base/mutex.h"
 #include "alloc/region_shadow.h"
+#include "base/mutex.h"
 #include "compactor/move_engine.h"
 #include "mova/units.h"
 #include "os/os.h"
@@ -237,8 +237,9 @@ class Arena {
   // Discards free runs (their pages dirty or clean, none used), as few Os calls as the OS allows
   // (Os::DiscardRanges): the dirty pages of each run discarded become clean; a run whose discard failed stays
   // as it was, the failure is counted, and the runs after it are still tried. Returns the first failure.
-  // With kWithRuns (when there are runs) or kAlways, the region shadow's idle units go in the same calls; a
-  // unit whose discard failed stays resident and is counted, but is not the returned failure.
+  // With kWithRuns (the units of the runs' regions) or kAlways (of every region), the region shadow's idle
+  // units go in the same calls; a unit whose discard failed stays resident and is counted, but is not the
+  // returned failure.
   enum class ShadowUnits { kNone, kWithRuns, kAlways };
   absl::Status DiscardFreeRuns(std::span<const PageRun> runs, ShadowUnits shadow = ShadowUnits::kWithRuns)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

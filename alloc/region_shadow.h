@@ -49,7 +49,6 @@ class RegionShadow {
         resident_((regions + regions_per_unit_ - 1) / regions_per_unit_, false) {}
 
   bool attached() const { return base_ != nullptr; }
-  std::uint32_t regions_per_unit() const { return regions_per_unit_; }
   // A run was handed out in regions [first, last].
   void MarkRegions(std::size_t first, std::size_t last) {
     if (!attached()) return;
@@ -60,18 +59,19 @@ class RegionShadow {
       }
     }
   }
-  // The resident units whose regions are all free (`region_free(r)`), in address order.
+  // Appends to `idle` the resident units among those describing regions [first, last] whose regions are all
+  // free (`region_free(r)`), in address order, after the units already in it (callers go up the address space).
   template <typename RegionFree>
-  std::vector<std::uint32_t> IdleUnits(RegionFree region_free) const {
-    std::vector<std::uint32_t> idle;
-    if (resident_units_ == 0) return idle;
-    for (std::uint32_t u = 0; u < resident_.size(); ++u) {
-      if (!resident_[u]) continue;
+  void AddIdleUnits(std::size_t first, std::size_t last, RegionFree region_free, std::vector<std::uint32_t>& idle) const {
+    if (resident_units_ == 0) return;
+    for (std::size_t u = first / regions_per_unit_; u <= last / regions_per_unit_ && u < resident_.size(); ++u) {
+      if (!resident_[u] || (!idle.empty() && idle.back() >= u)) continue;
       bool free = true;
-      for (std::uint32_t r = u * regions_per_unit_; free && r < (u + 1) * regions_per_unit_; ++r) free = region_free(r);
-      if (free) idle.push_back(u);
+      for (std::size_t r = u * regions_per_unit_; free && r < (u + 1) * regions_per_unit_; ++r) {
+        free = region_free(static_cast<std::uint32_t>(r));
+      }
+      if (free) idle.push_back(static_cast<std::uint32_t>(u));
     }
-    return idle;
   }
   os::PageSpan SpanOf(std::uint32_t unit) const { return os::PageSpan{base_ + std::size_t{unit} * unit_bytes_, Bytes(unit_bytes_)}; }
   // Unit `unit` was given back.
