@@ -1490,6 +1490,7 @@ std::vector<Pool::AddressRange> Pool::reserved_ranges() const {
        "handle table"},
       {p.table->keys_base(), p.table->keys_bytes().value(), "handle keys"},
       {p.table->states_base(), p.table->states_reserved_bytes().value(), "handle page states"},
+      {p.table->records_base(), p.table->records_reserved_bytes().value(), "handle page records"},
       {p.page_map->base(), p.page_map->reserved_bytes().value(), "page map"},
   };
 }

@@ -31,27 +31,28 @@ absl::StatusOr<std::unique_ptr<HandleTable>> HandleTable::Create(os::Os& os, std
     (void)os.Unreserve(*mem, ToBytes(Pages(pages)));
     return states.status();
   }
-  return std::unique_ptr<HandleTable>(new HandleTable(os, reinterpret_cast<EntryAtomic*>(*mem),
-                                                      reinterpret_cast<std::atomic<std::uint32_t>*>(*keys),
-                                                      reinterpret_cast<PageState*>(*states), max_entries, pages,
-                                                      salt));
+  absl::StatusOr<std::byte*> records = os.Reserve(RecordsBytes(pages), Bytes(kPageSize));
+  if (!records.ok()) {
+    (void)os.Unreserve(*states, StatesBytes(pages));
+    (void)os.Unreserve(*keys, KeysBytes(pages));
+    (void)os.Unreserve(*mem, ToBytes(Pages(pages)));
+    return records.status();
+  }
+  return std::unique_ptr<HandleTable>(new HandleTable(
+      os, reinterpret_cast<EntryAtomic*>(*mem), reinterpret_cast<std::atomic<std::uint32_t>*>(*keys),
+      reinterpret_cast<PageState*>(*states), reinterpret_cast<PageRecord*>(*records), max_entries, pages, salt));
 }
 
 HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys, PageState* states,
-                         std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt)
+                         PageRecord* records, std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt)
     : os_(os),
       entries_(entries),
       keys_(keys),
       states_(states),
+      records_(records),
       max_entries_(max_entries),
       max_pages_(max_pages),
-      salt_(salt) {
-  // Room for every page's record at once: one allocation, never copied (a growing vector's copies and the
-  // buffers it leaves behind in malloc's heap cost more resident memory than the records themselves), and
-  // large enough for malloc to map it apart, so that only the records of pages opened are ever touched.
-  MutexLock lock(&mu_);
-  records_.reserve(max_pages_);
-}
+      salt_(salt) {}
 
 bool HandleTable::OnList(std::uint32_t p, ListKind kind) const {
   if (!records_[p].resident || records_[p].evacuating) return false;  // given back: found by LowestGivenBack
@@ -131,6 +132,7 @@ HandleTable::~HandleTable() {
   (void)os_.Unreserve(reinterpret_cast<std::byte*>(entries_), ToBytes(Pages(max_pages_)));
   (void)os_.Unreserve(reinterpret_cast<std::byte*>(keys_), keys_bytes());
   (void)os_.Unreserve(reinterpret_cast<std::byte*>(states_), states_reserved_bytes());
+  (void)os_.Unreserve(reinterpret_cast<std::byte*>(records_), records_reserved_bytes());
 }
 
 void HandleTable::CountStateUser(std::uint32_t p) {
@@ -334,11 +336,11 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, O
     if (p == kNoPage) {
       const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
       if (opened == max_pages_) break;
-      records_.emplace_back();
+      records_[records_size_++] = PageRecord{};
       if (given_back_.size() * 64 <= opened) given_back_.push_back(0);
       keys_[opened].store(PageKey(salt_, opened, 0), std::memory_order_relaxed);
       if (absl::Status s = OpenPage(opened); !s.ok()) {
-        records_.pop_back();
+        --records_size_;
         if (n > 0) break;
         return s;
       }
@@ -429,8 +431,8 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
   // The pages that hold entries, and their free entries: where moved entries may go.
   std::uint64_t room = 0;
   std::vector<std::uint32_t> candidates;
-  candidates.reserve(records_.size());  // sized once, not by doubling (whose copies stay as holes in malloc's heap)
-  for (std::uint32_t p = 0; p < records_.size(); ++p) {
+  candidates.reserve(records_size_);  // sized once, not by doubling (whose copies stay as holes in malloc's heap)
+  for (std::uint32_t p = 0; p < records_size_; ++p) {
     if (!records_[p].resident) continue;
     const PageState& st = state(p);
     if (st.used == 0) continue;
@@ -465,7 +467,7 @@ std::vector<std::uint32_t> HandleTable::PlanEvacuation(std::span<const std::uint
 
 void HandleTable::BeginEvacuation(std::span<const std::uint32_t> pages) {
   MutexLock lock(&mu_);
-  evacuating_.assign(records_.size(), 0);
+  evacuating_.assign(records_size_, 0);
   for (const std::uint32_t p : pages) {
     Unlist(p);
     records_[p].evacuating = true;
@@ -524,7 +526,7 @@ HandleTable::Stats HandleTable::stats() const {
   s.pages_discarded = discarded_;
   s.pages_evacuated = evacuated_total_;
   s.states_bytes =
-      (ToBytes(Pages(states_pages_touched_)) + ToBytes(PagesCeil(Bytes(records_.size() * sizeof(PageRecord))))).value();
+      (ToBytes(Pages(states_pages_touched_)) + ToBytes(PagesCeil(Bytes(std::uint64_t{records_size_} * sizeof(PageRecord))))).value();
   return s;
 }
 

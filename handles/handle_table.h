@@ -56,6 +56,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -163,6 +164,9 @@ class HandleTable {
   // The range of the resident pages' states (reserved for every page; backed where pages are resident).
   const std::byte* states_base() const { return reinterpret_cast<const std::byte*>(states_); }
   Bytes states_reserved_bytes() const { return StatesBytes(max_pages_); }
+  // The range of the opened pages' records (reserved for every page; backed where pages were opened).
+  const std::byte* records_base() const { return reinterpret_cast<const std::byte*>(records_); }
+  Bytes records_reserved_bytes() const { return RecordsBytes(max_pages_); }
 
   struct Stats {
     std::uint64_t entries_in_use = 0;  // handed out and not returned (live handles + thread-cached entries)
@@ -197,6 +201,10 @@ class HandleTable {
     bool evacuating = false;          // between BeginEvacuation and EndEvacuation: on no list
     bool returning = false;           // inside Return: off its lists until the call's last entry of it
   };
+  static_assert(std::is_trivially_copyable_v<PageRecord>, "records live in zero-filled reserved memory");
+  static Bytes RecordsBytes(std::uint32_t pages) {
+    return ToBytes(PagesCeil(Bytes(std::uint64_t{pages} * sizeof(PageRecord))));
+  }
   // What a resident page keeps besides: which entries are free, its counts and its density-list links.
   // In states_, a range of its own; OpenPage writes it afresh, so its memory may go back with the page's.
   struct PageState {
@@ -229,7 +237,7 @@ class HandleTable {
   };
 
   HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys, PageState* states,
-              std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt);
+              PageRecord* records, std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt);
   PageState& state(std::uint32_t p) const { return states_[p]; }
   std::uint32_t KeyOf(std::uint32_t index) const {
     return keys_[index / kEntriesPerPage].load(std::memory_order_relaxed);
@@ -296,13 +304,17 @@ class HandleTable {
   EntryAtomic* const entries_;
   std::atomic<std::uint32_t>* const keys_;  // one per page, in a range of its own (never discarded)
   PageState* const states_;                 // one per page, in a range of its own (max_pages of them)
+  // One per opened page, in a range of its own (max_pages of them; zero-filled memory is a default record):
+  // only the pages of records written are resident, whatever malloc's mmap threshold (a reserved vector of
+  // 6 MiB went to malloc's heap once the threshold had grown past it).
+  PageRecord* const records_;
   const std::uint32_t max_entries_;
   const std::uint32_t max_pages_;
   const std::uint64_t salt_;
   std::atomic<std::uint32_t> opened_pages_{0};
 
   mutable Mutex mu_;
-  std::vector<PageRecord> records_ ABSL_GUARDED_BY(mu_);  // one per opened page
+  std::uint32_t records_size_ ABSL_GUARDED_BY(mu_) = 0;  // records_[0, records_size_) are the opened pages'
   // Per page of states_ touched so far: the resident pages whose state lies in it, and whether it may hold
   // memory (touched since it was last given back).
   struct StatesPage {

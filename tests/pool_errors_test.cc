@@ -266,14 +266,23 @@ TEST(PoolErrors, InvalidOptions) {
   }
 }
 
+// Every reservation Create makes (arena, page map, the handle table's entries, keys, states and records, ...)
+// failing in turn fails Create, and what it had reserved is given back: as many unreserves as reserves.
 TEST(PoolErrors, ReservationFailureFailsCreate) {
   os::FaultInjectingOs fos;
-  for (int ok_calls = 0; ok_calls < 3; ++ok_calls) {  // arena, page map, handle table
+  int ok_calls = 0;
+  for (;; ++ok_calls) {
     fos.FailAfter(os::OsOp::kReserve, ok_calls, ENOMEM);
+    const std::int64_t reserves = fos.calls(os::OsOp::kReserve), unreserves = fos.calls(os::OsOp::kUnreserve);
     PoolOptions o;
     o.os = &fos;
-    EXPECT_EQ(Pool::Create(o).status().code(), absl::StatusCode::kResourceExhausted) << ok_calls;
+    const absl::StatusOr<std::unique_ptr<Pool>> pool = Pool::Create(o);
+    if (pool.ok()) break;
+    EXPECT_EQ(pool.status().code(), absl::StatusCode::kResourceExhausted) << ok_calls;
+    EXPECT_EQ(fos.calls(os::OsOp::kUnreserve) - unreserves, ok_calls) << "reserved " << ok_calls << " of "
+                                                                      << fos.calls(os::OsOp::kReserve) - reserves;
   }
+  EXPECT_GE(ok_calls, 6);  // arena, page map, the handle table's entries, keys, states and records
 }
 
 TEST(PoolErrors, MemoryLimitExhaustionKeepsEveryLiveObject) {

@@ -217,7 +217,7 @@ class Pool {
   MOVA_API PoolStats stats() const;
 
   // The address ranges the pool reserved, by role ("objects", "handle table", "handle keys", "handle page
-  // states", "page map"), for tools that measure residency (mincore, smaps).
+  // states", "handle page records", "page map"), for tools that measure residency (mincore, smaps).
   struct AddressRange {
     const std::byte* start = nullptr;
     std::size_t size = 0;
