@@ -249,9 +249,8 @@ alloc::SizeClassInfo WideClass(std::size_t* size) {
   return {};
 }
 
-const ClassStats& StatsOf(const PoolStats& s, std::size_t size) {
-  return s.classes[alloc::SizeClassMap().ClassFor(size).value()];
-}
+// A copy: callers pass pool->stats(), a temporary.
+ClassStats StatsOf(const PoolStats& s, std::size_t size) { return s.classes[alloc::SizeClassMap().ClassFor(size).value()]; }
 
 // A block compaction leaves partly filled gives back the pages past its last slot in use: the arena holds
 // only the pages the block still has, the stats count them, and the block takes new objects in the slots it
@@ -266,7 +265,7 @@ TEST(Pool, CompactionCutsTheFreeTailOfABlockLeftPartlyFilled) {
   ASSERT_EQ(StatsOf(pool->stats(), size).block_pages, info.pages_per_block);
   const CompactResult r = pool->compact();
   const PoolStats s = pool->stats();
-  const ClassStats& c = StatsOf(s, size);
+  const ClassStats c = StatsOf(s, size);
   EXPECT_EQ(c.blocks, 1u);
   EXPECT_LT(c.block_pages, info.pages_per_block);
   EXPECT_GE(c.block_pages * kPageSize, info.data_offset + objs.size() * info.slot_size);  // the live slots stay
@@ -279,7 +278,7 @@ TEST(Pool, CompactionCutsTheFreeTailOfABlockLeftPartlyFilled) {
   // the page map no longer names, and its object would not read back).
   for (std::uint64_t i = objs.size(); i < 3 * info.objects_per_block; ++i) objs.push_back({AllocFilled(*pool, size, i), size, i});
   pool->flush_thread_cache();
-  const ClassStats& grown = StatsOf(pool->stats(), size);
+  const ClassStats grown = StatsOf(pool->stats(), size);
   EXPECT_EQ(grown.objects_in_use, objs.size());
   EXPECT_EQ(grown.block_pages, c.block_pages + (grown.blocks - 1) * info.pages_per_block);  // new ones whole
   for (const Obj& o : objs) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
@@ -320,7 +319,7 @@ TEST(Pool, TheEmptiestBlockLeftGivesItsHighestObjectsToTheRoomLeft) {
   ASSERT_GE(second, 3u);  // more than the room: the second block cannot be emptied
   const CompactResult r = pool->compact();
   EXPECT_EQ(r.objects_moved, 1u);
-  const ClassStats& c = StatsOf(pool->stats(), size);
+  const ClassStats c = StatsOf(pool->stats(), size);
   EXPECT_EQ(c.blocks, 2u);
   EXPECT_EQ(c.fullness[kFullnessGroups - 1], 1u);
   EXPECT_LT(c.block_pages, 2 * info.pages_per_block);
