@@ -43,6 +43,12 @@ inline constexpr std::uint32_t kSlotReserved = 0xFFFFFFFFu;  // held by a thread
 inline constexpr std::uint32_t kSlotFreeBit = 0x80000000u;   // on the free list; low bits: next free slot
 inline constexpr std::uint32_t kNoSlot = 0xFFFF;
 inline constexpr std::uint32_t kMaxHandleIndex = (1u << 28) - 1;  // Handle::kIndexBits; below kSlotFreeBit
+
+// The free list's encoding in the owner words: a slot on it (kSlotReserved has the bit too, but is not), the
+// word of a free slot whose next free slot is `next` (kNoSlot for the last), and that next slot.
+constexpr bool OnFreeList(std::uint32_t owner) { return owner != kSlotReserved && (owner & kSlotFreeBit) != 0; }
+constexpr std::uint32_t FreeLink(std::uint32_t next) { return kSlotFreeBit | next; }
+constexpr std::uint32_t NextFree(std::uint32_t owner) { return owner & ~kSlotFreeBit; }
 inline constexpr std::uint32_t kBlockMagic = 0x6D6F7661;            // "mova"
 
 // Fullness groups in 10% bands, as zsmalloc's inuse ratios: 0 = empty, 1..10 = (0,10%] .. (90%,100%),

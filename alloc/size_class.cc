@@ -91,7 +91,7 @@ absl::StatusOr<Block*> SizeClass::NewBlock() {
   b->objects = static_cast<std::uint16_t>(info_.objects_per_block);
   b->data_offset = static_cast<std::uint16_t>(info_.data_offset);
   for (std::uint32_t i = 0; i < b->objects; ++i) {
-    b->Owner(i).store(kSlotFreeBit | (i + 1 < b->objects ? i + 1 : kNoSlot), std::memory_order_relaxed);
+    b->Owner(i).store(FreeLink(i + 1 < b->objects ? i + 1 : kNoSlot), std::memory_order_relaxed);
   }
   b->free_head = 0;
   b->in_use = 0;
@@ -126,7 +126,7 @@ bool SizeClass::IsolateBlock(Block* b) {
   // cache holds (reserved, or freed into a cache) would be handed out from the old place after the move.
   for (std::uint32_t slot = 0; slot < b->objects; ++slot) {
     const std::uint32_t owner = b->Owner(slot).load(std::memory_order_acquire);
-    if (owner != kSlotReserved && (owner & kSlotFreeBit) != 0) continue;
+    if (OnFreeList(owner)) continue;
     if (owner == kSlotReserved) return false;
     const handles::Word w = table_.entry(owner).load(std::memory_order_acquire);
     if (!handles::IsLiveGen(handles::GenOf(w)) || handles::OffsetOf(w) != b->SlotOffset(slot) ||
@@ -161,7 +161,7 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, const MoveTarget& t
   handles::MoveClaims claims(table_, records_);
   for (std::uint32_t slot = 0; slot < src->objects; ++slot) {
     const std::uint32_t owner = src->Owner(slot).load(std::memory_order_acquire);
-    if (owner != kSlotReserved && (owner & kSlotFreeBit) != 0) continue;
+    if (OnFreeList(owner)) continue;
     if (owner == kSlotReserved || !claims.Add(owner, src->SlotOffset(slot))) {
       return compactor::MigrateResult::kAgain;  // pinned, freed into a cache, or being freed: try again later
     }
@@ -202,7 +202,7 @@ compactor::MigrateResult SizeClass::MigrateBlock(Block* src, const MoveTarget& t
 
 std::uint32_t SizeClass::PopFree(Block* b) {
   const std::uint32_t slot = b->free_head;
-  b->free_head = b->Owner(slot).load(std::memory_order_relaxed) & ~kSlotFreeBit;
+  b->free_head = NextFree(b->Owner(slot).load(std::memory_order_relaxed));
   b->Owner(slot).store(kSlotReserved, std::memory_order_relaxed);
   ++b->in_use;
   ++slots_in_use_;
@@ -210,7 +210,7 @@ std::uint32_t SizeClass::PopFree(Block* b) {
 }
 
 void SizeClass::PushFree(Block* b, std::uint32_t slot) {
-  b->Owner(slot).store(kSlotFreeBit | b->free_head, std::memory_order_relaxed);
+  b->Owner(slot).store(FreeLink(b->free_head), std::memory_order_relaxed);
   b->free_head = slot;
   --b->in_use;
   --slots_in_use_;
@@ -248,8 +248,7 @@ SizeClass::Released SizeClass::ReturnOldCopies(std::span<const SlotRef> slots) {
 std::uint32_t SizeClass::CutTail(Block* b) {
   std::int64_t last = -1;  // the last slot not free
   for (std::uint32_t slot = b->objects; slot-- > 0;) {
-    const std::uint32_t owner = b->Owner(slot).load(std::memory_order_relaxed);
-    if (owner == kSlotReserved || (owner & kSlotFreeBit) == 0) {
+    if (!OnFreeList(b->Owner(slot).load(std::memory_order_relaxed))) {
       last = slot;
       break;
     }
@@ -258,23 +257,24 @@ std::uint32_t SizeClass::CutTail(Block* b) {
   const std::uint64_t end = b->data_offset + (static_cast<std::uint64_t>(last) + 1) * b->slot_size;
   const std::uint32_t keep = static_cast<std::uint32_t>((end + kPageSize - 1) / kPageSize);
   if (keep >= b->pages) return 0;
-  const std::uint32_t objects = static_cast<std::uint32_t>((std::uint64_t{keep} * kPageSize - b->data_offset) / b->slot_size);
+  const std::uint32_t objects =
+      static_cast<std::uint32_t>((std::uint64_t{keep} * kPageSize - b->data_offset) / b->slot_size);
   // The free list keeps the slots below `objects`, in its order.
   std::uint32_t head = kNoSlot;
   std::uint32_t prev = kNoSlot;
   for (std::uint32_t slot = b->free_head; slot != kNoSlot;) {
-    const std::uint32_t next = b->Owner(slot).load(std::memory_order_relaxed) & ~kSlotFreeBit;
+    const std::uint32_t next = NextFree(b->Owner(slot).load(std::memory_order_relaxed));
     if (slot < objects) {
       if (prev == kNoSlot) {
         head = slot;
       } else {
-        b->Owner(prev).store(kSlotFreeBit | slot, std::memory_order_relaxed);
+        b->Owner(prev).store(FreeLink(slot), std::memory_order_relaxed);
       }
       prev = slot;
     }
     slot = next;
   }
-  if (prev != kNoSlot) b->Owner(prev).store(kSlotFreeBit | kNoSlot, std::memory_order_relaxed);
+  if (prev != kNoSlot) b->Owner(prev).store(FreeLink(kNoSlot), std::memory_order_relaxed);
   b->free_head = static_cast<std::uint16_t>(head);
   const PageRun tail{b->first_page + keep, b->pages - keep};
   Unlink(b);
@@ -478,7 +478,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
         ++out.blocks_skipped;
         break;
       }
-      if ((owner & kSlotFreeBit) != 0) continue;
+      if (OnFreeList(owner)) continue;
       --pending;
       if (!claim(s, slot, owner)) break;  // s cannot be emptied now, or the deadline passed
     }
@@ -494,7 +494,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
     for (std::uint32_t slot = s->objects; slot-- > 0 && room > 0;) {
       const std::uint32_t owner = s->Owner(slot).load(std::memory_order_acquire);
       if (owner == kSlotReserved) break;  // a thread cache holds it: the tail cannot empty past it
-      if ((owner & kSlotFreeBit) != 0) continue;
+      if (OnFreeList(owner)) continue;
       if (!claim(s, slot, owner)) break;
     }
   }
