@@ -252,13 +252,21 @@ alloc::SizeClassInfo WideClass(std::size_t* size) {
 // A copy: callers pass pool->stats(), a temporary.
 ClassStats StatsOf(const PoolStats& s, std::size_t size) { return s.classes[alloc::SizeClassMap().ClassFor(size).value()]; }
 
+// A pool whose allocations never compact on their own (direct compaction is timed by the clock: whether it ran
+// during a test's allocations, and cut a block's tail or moved an object, would depend on the machine's speed).
+std::unique_ptr<Pool> NewPoolCompactingOnlyWhenAsked() {
+  PoolOptions o;
+  o.direct_compaction = std::chrono::microseconds(0);
+  return NewPool(o);
+}
+
 // A block compaction leaves partly filled gives back the pages past its last slot in use: the arena holds
 // only the pages the block still has, the stats count them, and the block takes new objects in the slots it
 // kept before the class makes another.
 TEST(Pool, CompactionCutsTheFreeTailOfABlockLeftPartlyFilled) {
   std::size_t size;
   const alloc::SizeClassInfo info = WideClass(&size);
-  auto pool = NewPool();
+  auto pool = NewPoolCompactingOnlyWhenAsked();
   std::vector<Obj> objs;
   for (std::uint64_t i = 0; i < info.objects_per_block / 2; ++i) objs.push_back({AllocFilled(*pool, size, i), size, i});
   pool->flush_thread_cache();
@@ -293,7 +301,7 @@ TEST(Pool, CompactionCutsTheFreeTailOfABlockLeftPartlyFilled) {
 TEST(Pool, TheEmptiestBlockLeftGivesItsHighestObjectsToTheRoomLeft) {
   std::size_t size;
   const alloc::SizeClassInfo info = WideClass(&size);
-  auto pool = NewPool();
+  auto pool = NewPoolCompactingOnlyWhenAsked();
   const Pool::AddressRange arena = pool->reserved_ranges()[0];
   const std::size_t block_bytes = info.pages_per_block * kPageSize;
   std::vector<Obj> objs;
