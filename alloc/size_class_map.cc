@@ -1,25 +1,31 @@
-// alloc/size_class_map.cc — see size_class_map.h.
+// alloc/size_class_map.cc — see size_class_map.h. Everything here is constexpr: kSizeClassTable is built by
+// the compiler, and the functions the tests call run the same code.
 #include "alloc/size_class_map.h"
 
 #include <algorithm>
 
-
 namespace mova::alloc {
+namespace {
 
-std::vector<std::uint32_t> CandidateClassSizes() {
-  std::vector<std::uint32_t> sizes;
-  for (std::uint32_t s = kMinSlotSize; s <= kPageSize; s += kMinSlotSize) sizes.push_back(s);
+struct Candidates {
+  std::array<std::uint32_t, kMaxCandidateSizes> sizes{};
+  std::size_t count = 0;
+};
+
+constexpr Candidates MakeCandidates() {
+  Candidates c;
+  for (std::uint32_t s = kMinSlotSize; s <= kPageSize; s += kMinSlotSize) c.sizes[c.count++] = s;
   for (std::uint32_t base = kPageSize; base < kMaxClassSize; base *= 2) {
     const std::uint32_t step = base / 16;
     for (std::uint32_t s = base + step; s <= base * 2; s += step) {
-      sizes.push_back(static_cast<std::uint32_t>(std::min<std::size_t>(s, kMaxClassSize)));
+      const auto size = static_cast<std::uint32_t>(std::min<std::size_t>(s, kMaxClassSize));
+      if (c.sizes[c.count - 1] != size) c.sizes[c.count++] = size;
     }
   }
-  sizes.erase(std::unique(sizes.begin(), sizes.end()), sizes.end());
-  return sizes;
+  return c;
 }
 
-SizeClassInfo GeometryFor(std::uint32_t slot_size, std::uint32_t pages) {
+constexpr SizeClassInfo Geometry(std::uint32_t slot_size, std::uint32_t pages) {
   const std::size_t bytes = std::size_t{pages} * kPageSize;
   // The most slots whose metadata and data fit: DataOffset(n) + n * slot_size <= bytes.
   std::size_t n = bytes / (slot_size + kMetaBytesPerSlot);
@@ -29,44 +35,62 @@ SizeClassInfo GeometryFor(std::uint32_t slot_size, std::uint32_t pages) {
                        reciprocal};
 }
 
-std::uint32_t WastePermille(const SizeClassInfo& g) {
+constexpr std::uint32_t Waste(const SizeClassInfo& g) {
   const std::size_t bytes = g.block_bytes().value();
   return static_cast<std::uint32_t>((bytes - std::size_t{g.objects_per_block} * g.slot_size) * 1000 / bytes);
 }
 
-SizeClassInfo BestGeometry(std::uint32_t slot_size) {
+constexpr SizeClassInfo Best(std::uint32_t slot_size) {
   std::uint32_t least = 1000;
   for (std::uint32_t pages = 1; pages <= kMaxPagesPerBlock; ++pages) {
-    const SizeClassInfo g = GeometryFor(slot_size, pages);
-    if (g.objects_per_block > 0) least = std::min(least, WastePermille(g));
+    const SizeClassInfo g = Geometry(slot_size, pages);
+    if (g.objects_per_block > 0) least = std::min(least, Waste(g));
   }
   for (std::uint32_t pages = 1; pages <= kMaxPagesPerBlock; ++pages) {
-    const SizeClassInfo g = GeometryFor(slot_size, pages);
-    if (g.objects_per_block > 0 && WastePermille(g) <= least + kWasteSlackPermille) return g;
+    const SizeClassInfo g = Geometry(slot_size, pages);
+    if (g.objects_per_block > 0 && Waste(g) <= least + kWasteSlackPermille) return g;
   }
   return {};  // unreachable: 16 pages hold at least one slot of kMaxClassSize
 }
 
-SizeClassMap::SizeClassMap() {
-  const std::vector<std::uint32_t> sizes = CandidateClassSizes();
+constexpr SizeClassTable MakeTable() {
+  const Candidates sizes = MakeCandidates();
   // Walk from the largest down; a candidate whose geometry equals the next kept class's is merged into it.
-  std::vector<SizeClassInfo> kept_desc;
-  for (auto it = sizes.rbegin(); it != sizes.rend(); ++it) {
-    SizeClassInfo g = BestGeometry(*it);
-    if (!kept_desc.empty() && kept_desc.back().pages_per_block == g.pages_per_block &&
-        kept_desc.back().objects_per_block == g.objects_per_block) {
+  std::array<SizeClassInfo, kMaxCandidateSizes> kept_desc{};
+  std::size_t kept = 0;
+  for (std::size_t i = sizes.count; i-- > 0;) {
+    const SizeClassInfo g = Best(sizes.sizes[i]);
+    if (kept > 0 && kept_desc[kept - 1].pages_per_block == g.pages_per_block &&
+        kept_desc[kept - 1].objects_per_block == g.objects_per_block) {
       continue;
     }
-    kept_desc.push_back(g);
+    kept_desc[kept++] = g;
   }
-  classes_.assign(kept_desc.rbegin(), kept_desc.rend());
-  lookup_.assign(kMaxClassSize / kMinSlotSize + 1, 0);
+  SizeClassTable t;
+  t.num_classes = kept;
+  for (std::size_t c = 0; c < kept; ++c) t.classes[c] = kept_desc[kept - 1 - c];
   std::size_t c = 0;
-  for (std::size_t q = 0; q < lookup_.size(); ++q) {
+  for (std::size_t q = 0; q < t.lookup.size(); ++q) {
     const std::size_t size = q * kMinSlotSize;
-    while (classes_[c].slot_size < size) ++c;
-    lookup_[q] = static_cast<std::uint16_t>(c);
+    while (t.classes[c].slot_size < size) ++c;
+    t.lookup[q] = static_cast<std::uint16_t>(c);
   }
+  return t;
 }
+
+}  // namespace
+
+constinit const SizeClassTable kSizeClassTable = MakeTable();
+
+std::vector<std::uint32_t> CandidateClassSizes() {
+  const Candidates c = MakeCandidates();
+  return std::vector<std::uint32_t>(c.sizes.begin(), c.sizes.begin() + static_cast<std::ptrdiff_t>(c.count));
+}
+
+SizeClassInfo GeometryFor(std::uint32_t slot_size, std::uint32_t pages) { return Geometry(slot_size, pages); }
+
+std::uint32_t WastePermille(const SizeClassInfo& g) { return Waste(g); }
+
+SizeClassInfo BestGeometry(std::uint32_t slot_size) { return Best(slot_size); }
 
 }  // namespace mova::alloc

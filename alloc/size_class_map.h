@@ -1,7 +1,7 @@
-// alloc/size_class_map.h — the geometry of size classes, computed once: which class serves a size, and how
-// many pages and slots each class's blocks have.
+// alloc/size_class_map.h — the geometry of size classes, computed at compile time: which class serves a size,
+// and how many pages and slots each class's blocks have.
 //
-// Types: SizeClassInfo, SizeClassMap. Spacing: 16 B steps up to 4 KiB (as zsmalloc), then 16 classes per
+// Types: SizeClassInfo, SizeClassTable, SizeClassMap. Spacing: 16 B steps up to 4 KiB (as zsmalloc), then 16 classes per
 // doubling up to kMaxClassSize (64 KiB less the 80 B of metadata a one-slot block keeps in its own pages:
 // 65456 B); larger objects are huge (own page runs, no class).
 // Each class picks its block size among 1..kMaxPagesPerBlock pages: the smallest whose waste (the bytes not in
@@ -15,6 +15,8 @@
 #ifndef MOVA_ALLOC_SIZE_CLASS_MAP_H_
 #define MOVA_ALLOC_SIZE_CLASS_MAP_H_
 
+#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -27,6 +29,8 @@ inline constexpr std::size_t kMinSlotSize = 16;
 inline constexpr std::size_t kMaxPagesPerBlock = 16;
 inline constexpr std::size_t kMaxClassSize = kMaxPagesPerBlock * kPageSize - DataOffset(1);
 inline constexpr std::uint32_t kWasteSlackPermille = 20;
+// Candidate sizes before merging: 16 B steps up to a page, then 16 per doubling up to kMaxClassSize.
+inline constexpr std::size_t kMaxCandidateSizes = kPageSize / kMinSlotSize + 16 * 4;
 
 struct SizeClassInfo {
   std::uint32_t slot_size = 0;          // bytes per slot
@@ -34,7 +38,7 @@ struct SizeClassInfo {
   std::uint32_t objects_per_block = 0;  // slots per block
   std::uint32_t data_offset = 0;        // where slot 0 starts in the block (after the in-block metadata)
   std::uint32_t slot_reciprocal = 0;    // ceil(2^32 / slot_size): SlotIndex divides by multiplying
-  Bytes block_bytes() const { return ToBytes(Pages(pages_per_block)); }
+  constexpr Bytes block_bytes() const { return ToBytes(Pages(pages_per_block)); }
   // Where slot `slot` of the block at `block_offset` starts (Block::SlotOffset, from the class geometry
   // instead of the block's descriptor).
   std::uint64_t SlotOffset(std::uint64_t block_offset, std::uint32_t slot) const {
@@ -47,20 +51,25 @@ struct SizeClassInfo {
   }
 };
 
+// The table every map reads: computed by the compiler (size_class_map.cc), so it lives in the program's
+// read-only data, one copy shared by every pool (and, mapped from the file, by every process), instead of
+// 16 KiB of heap per pool.
+struct SizeClassTable {
+  std::array<SizeClassInfo, kMaxCandidateSizes> classes{};
+  std::size_t num_classes = 0;
+  std::array<std::uint16_t, kMaxClassSize / kMinSlotSize + 1> lookup{};  // (size + 15) / 16 -> class
+};
+extern const SizeClassTable kSizeClassTable;
+
+// A view of kSizeClassTable (holds nothing; kept as a type so that callers name what they read).
 class SizeClassMap {
  public:
-  SizeClassMap();
-
-  std::size_t num_classes() const { return classes_.size(); }
-  const SizeClassInfo& info(ClassId c) const { return classes_[c.value()]; }
+  std::size_t num_classes() const { return kSizeClassTable.num_classes; }
+  const SizeClassInfo& info(ClassId c) const { return kSizeClassTable.classes[c.value()]; }
   // The class serving `size` (1..kMaxClassSize).
   ClassId ClassFor(std::size_t size) const {
-    return ClassId(lookup_[(size + kMinSlotSize - 1) / kMinSlotSize]);
+    return ClassId(kSizeClassTable.lookup[(size + kMinSlotSize - 1) / kMinSlotSize]);
   }
-
- private:
-  std::vector<SizeClassInfo> classes_;
-  std::vector<std::uint16_t> lookup_;  // (size + 15) / 16 -> class
 };
 
 // The raw candidate sizes before merging, exposed for tests.
