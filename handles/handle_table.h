@@ -6,7 +6,7 @@
 // Each table page keeps a bitmap of its free entries, a count of entries in use (handed out by Acquire and
 // not yet Returned: live objects plus entries cached by threads), a count of rested entries, a count of its
 // wholly free lines, and a key (handle_seal.h) kept outside the page so that it survives the page being
-// given back. Bookkeeping in three ranges: keys (4 B a page, never given back), records (PageRecord, 12 B
+// given back. Bookkeeping in three ranges: keys (4 B a page, never given back), records (PageRecord, 8 B
 // for every page ever opened: key epoch, restart generation, flags) and states (PageState, 88 B: bitmap,
 // counts, list links), which only resident pages need. A page's state is written afresh when it opens, so
 // the pages of the states range that hold only given-back pages' states go back too (ReleaseSpare,
@@ -196,10 +196,11 @@ class HandleTable {
   struct PageRecord {
     std::uint32_t epoch = 0;          // key epoch (keys_ holds PageKey(salt, page, epoch))
     std::uint16_t restart_gen = 0;    // even generation the page's entries start from when reopened
-    bool resident = false;
-    bool idle = false;                // on idle_: emptied and kept resident
-    bool evacuating = false;          // between BeginEvacuation and EndEvacuation: on no list
-    bool returning = false;           // inside Return: off its lists until the call's last entry of it
+    // One byte of flags (all written under mu_): 8 B a record, not 12.
+    bool resident : 1 = false;
+    bool idle : 1 = false;            // on idle_: emptied and kept resident
+    bool evacuating : 1 = false;      // between BeginEvacuation and EndEvacuation: on no list
+    bool returning : 1 = false;       // inside Return: off its lists until the call's last entry of it
   };
   static_assert(std::is_trivially_copyable_v<PageRecord>, "records live in zero-filled reserved memory");
   static Bytes RecordsBytes(std::uint32_t pages) {
@@ -217,7 +218,7 @@ class HandleTable {
     std::array<std::uint32_t, 2> prev{kNoPage, kNoPage};  // per ListKind
     std::array<std::uint32_t, 2> next{kNoPage, kNoPage};
   };
-  static_assert(sizeof(PageRecord) == 12 && sizeof(PageState) == 88, "the sizes the comment above names");
+  static_assert(sizeof(PageRecord) == 8 && sizeof(PageState) == 88, "the sizes the comment above names");
   // The pages of states_ that page p's state lies in (one, or two where it straddles a page boundary).
   static std::uint32_t FirstStatePage(std::uint32_t p) {
     return static_cast<std::uint32_t>(std::uint64_t{p} * sizeof(PageState) / kPageSize);
