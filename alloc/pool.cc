@@ -403,15 +403,15 @@ struct Pool::Impl {
       alloc::ClassSlots& cs = c.classes[k];
       const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
       if (n == 0) continue;
-      classes->Get(ClassId(static_cast<std::uint32_t>(k))).ReturnSlots(std::span<const SlotRef>(cs.slots.get(), n));
+      classes->Get(ClassId(static_cast<std::uint32_t>(k))).ReturnSlots(std::span<const SlotRef>(cs.items.get(), n));
       cs.count.store(0, std::memory_order_relaxed);
     }
-    const std::uint32_t h = c.handle_count.load(std::memory_order_relaxed);
+    const std::uint32_t h = c.handles.count.load(std::memory_order_relaxed);
     if (h > 0) {
-      table->Return(std::span<const std::uint32_t>(c.handles, h));
-      c.handle_count.store(0, std::memory_order_relaxed);
+      table->Return(std::span<const std::uint32_t>(c.handles.items.get(), h));
+      c.handles.count.store(0, std::memory_order_relaxed);
     }
-    c.ResetSizes();
+    c.ReleaseLists();
   }
 
   // Called at thread exit with g_registry_mu held, and for temporary caches.
@@ -431,26 +431,29 @@ struct Pool::Impl {
   // back; the fast halves are inline in allocate and free). A refill after a flush, or a flush after a
   // refill, doubles the list first, or instead (thread_cache.h).
   ABSL_ATTRIBUTE_NOINLINE absl::Status RefillHandles(ThreadCache& c) {
-    if (c.handle_size.Swings(alloc::CacheSize::Trip::kRefill)) c.handle_size.Grow();
-    absl::StatusOr<std::size_t> got = table->Acquire(std::span<std::uint32_t>(c.handles, c.handle_size.capacity / 2));
+    c.EnsureHandleArray();
+    if (c.handles.size.Swings(alloc::CacheSize::Trip::kRefill)) c.handles.Grow();
+    absl::StatusOr<std::size_t> got =
+        table->Acquire(std::span<std::uint32_t>(c.handles.items.get(), c.handles.size.capacity / 2));
     if (!got.ok()) return got.status();
-    c.handle_count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
+    c.handles.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
     return absl::OkStatus();
   }
 
   void PushHandle(ThreadCache& c, std::uint32_t index) {
-    std::uint32_t n = c.handle_count.load(std::memory_order_relaxed);
-    if (ABSL_PREDICT_FALSE(n == c.handle_size.capacity)) {
-      if (c.handle_size.Swings(alloc::CacheSize::Trip::kFlush)) {
-        c.handle_size.Grow();
+    c.EnsureHandleArray();
+    std::uint32_t n = c.handles.count.load(std::memory_order_relaxed);
+    if (ABSL_PREDICT_FALSE(n == c.handles.size.capacity)) {
+      if (c.handles.size.Swings(alloc::CacheSize::Trip::kFlush)) {
+        c.handles.Grow();
       } else {
-        const std::uint32_t keep = c.handle_size.capacity / 2;
-        table->Return(std::span<const std::uint32_t>(c.handles + keep, n - keep));
+        const std::uint32_t keep = c.handles.size.capacity / 2;
+        table->Return(std::span<const std::uint32_t>(c.handles.items.get() + keep, n - keep));
         n = keep;
       }
     }
-    c.handles[n] = index;
-    c.handle_count.store(n + 1, std::memory_order_relaxed);
+    c.handles.items[n] = index;
+    c.handles.count.store(n + 1, std::memory_order_relaxed);
   }
 
   // `*made_block` (when given) is set when the refill had to make a new block.
@@ -460,7 +463,7 @@ struct Pool::Impl {
     cs.EnsureArray(slot_size);
     if (cs.size.Swings(alloc::CacheSize::Trip::kRefill)) c.TryGrow(cs, slot_size);
     absl::StatusOr<std::size_t> got = classes->GetOrMake(cls).TakeSlots(
-        std::span<SlotRef>(cs.slots.get(), std::max(1u, cs.size.capacity / 2)), made_block);
+        std::span<SlotRef>(cs.items.get(), std::max(1u, cs.size.capacity / 2)), made_block);
     if (!got.ok()) return got.status();
     cs.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
     return absl::OkStatus();
@@ -474,10 +477,10 @@ struct Pool::Impl {
     if (ABSL_PREDICT_FALSE(n == cs.size.capacity) &&
         !(cs.size.Swings(alloc::CacheSize::Trip::kFlush) && c.TryGrow(cs, slot_size))) {
       const std::uint32_t keep = cs.size.capacity / 2;
-      classes->Get(cls).ReturnSlots(std::span<const SlotRef>(cs.slots.get() + keep, n - keep));
+      classes->Get(cls).ReturnSlots(std::span<const SlotRef>(cs.items.get() + keep, n - keep));
       n = keep;
     }
-    cs.slots[n] = r;
+    cs.items[n] = r;
     cs.count.store(n + 1, std::memory_order_relaxed);
   }
   // The common half of every allocation of a class object, for allocate's fast path and AllocateSlow: pops
@@ -487,7 +490,7 @@ struct Pool::Impl {
     alloc::ClassSlots& cs = c.classes[cls.value()];
     const std::uint32_t n = cs.count.load(std::memory_order_relaxed) - 1;
     cs.count.store(n, std::memory_order_relaxed);
-    const SlotRef r = cs.slots[n];
+    const SlotRef r = cs.items[n];
     Block* b = alloc::BlockOf(r);
     const std::uint32_t slot = alloc::SlotIndexOf(r);
     b->Owner(slot).store(index, std::memory_order_release);
@@ -936,10 +939,10 @@ namespace {
   }
   CacheScope scope(p);
   ThreadCache& c = *scope;
-  if (ABSL_PREDICT_FALSE(c.handle_count.load(std::memory_order_relaxed) == 0)) {
+  if (ABSL_PREDICT_FALSE(c.handles.count.load(std::memory_order_relaxed) == 0)) {
     if (absl::Status s = p.RefillHandles(c); !s.ok()) return s;
   }
-  const std::uint32_t index = c.handles[c.handle_count.load(std::memory_order_relaxed) - 1];
+  const std::uint32_t index = c.handles.items[c.handles.count.load(std::memory_order_relaxed) - 1];
   std::uint64_t offset;
   if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
     absl::StatusOr<std::uint64_t> off = p.AllocateHuge(size, index);
@@ -957,7 +960,7 @@ namespace {
     }
     offset = p.PopSlot(c, cls, index);
   }
-  c.handle_count.store(c.handle_count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  c.handles.count.store(c.handles.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   return p.PublishNew(c, index, offset, size);
 }
 
@@ -1032,12 +1035,12 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   const ClassId cls = p.map.ClassFor(size);
   alloc::ClassSlots& cs = c.classes[cls.value()];
   const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
-  const std::uint32_t hn = c.handle_count.load(std::memory_order_relaxed);
+  const std::uint32_t hn = c.handles.count.load(std::memory_order_relaxed);
   if (ABSL_PREDICT_FALSE((n == 0) | (hn == 0) | (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
     return AllocateSlow(p, size);
   }
-  const std::uint32_t index = c.handles[hn - 1];
-  c.handle_count.store(hn - 1, std::memory_order_relaxed);
+  const std::uint32_t index = c.handles.items[hn - 1];
+  c.handles.count.store(hn - 1, std::memory_order_relaxed);
   return p.PublishNew(c, index, p.PopSlot(c, cls, index), size);
 }
 
@@ -1052,8 +1055,8 @@ namespace {
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
   ThreadCache& c = *tls_last.cache;
-  const std::uint32_t hn = c.handle_count.load(std::memory_order_relaxed);
-  if (ABSL_PREDICT_FALSE((hn == c.handle_size.capacity) | handles::IsLastLife(r.gen) |
+  const std::uint32_t hn = c.handles.count.load(std::memory_order_relaxed);
+  if (ABSL_PREDICT_FALSE((hn == c.handles.size.capacity) | handles::IsLastLife(r.gen) |
                          (h.size_field() == Handle::kHugeSize) | p.options.checked |
                          (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
     return FreeSlow(p, h, via);
@@ -1078,10 +1081,10 @@ namespace {
   if (ABSL_PREDICT_FALSE(!handles::EndRetire(*r.entry, w, *c.record))) return FreeSlow(p, h, via);
   // The slot's owner word keeps the retired index until the slot is returned to its block: compaction
   // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
-  cs->slots[n] = alloc::PackSlot(at.block, at.slot);
+  cs->items[n] = alloc::PackSlot(at.block, at.slot);
   cs->count.store(n + 1, std::memory_order_relaxed);
-  c.handles[hn] = index;
-  c.handle_count.store(hn + 1, std::memory_order_relaxed);
+  c.handles.items[hn] = index;
+  c.handles.count.store(hn + 1, std::memory_order_relaxed);
   c.frees.Add(1);
   c.free_bytes.Add(std::size_t{h.size_field()} + 1);
   return absl::OkStatus();

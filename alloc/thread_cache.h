@@ -1,7 +1,7 @@
 // alloc/thread_cache.h — one thread's cache for one pool: free slots per class and free handle entries,
 // so that the common allocate / free touches no lock.
 //
-// Types: ThreadCache, ClassSlots, CacheSize. Only the owning thread changes a cache; other threads read its
+// Types: ThreadCache, CachedList, ClassSlots, CacheSize. Only the owning thread changes a cache; other threads read its
 // counters (for stats) through relaxed atomics, which is why single-writer counters are atomics. A cache and
 // each of its class arrays' headers sit on cache lines of their own: two threads' caches written on every
 // operation must not share a line.
@@ -9,12 +9,12 @@
 // flush, or a flush that follows a refill, says the thread's working set swings wider than the list, and the
 // list doubles instead (up to its maximum, and only while the thread's growth stays within kMaxGrownBytes of
 // slots) — so a thread that allocates and frees batches of a thousand objects stops taking the class and
-// table locks once its lists have grown. A Flush (the pool's recall before compaction, thread exit) puts every
-// list back to its base.
+// table locks once its lists have grown. A Flush (the pool's recall before compaction, thread exit) gives
+// every list's array back; the next use makes it again at the base capacity.
 // Invariants: a cached slot's block owner value is kSlotReserved and counts in its block's in_use; a
 // cached handle entry is free (even generation) and counts as in use in the handle table; count <= size.capacity
 // <= size.max for every list (the handle list grows to kMaxHandleCapacity, outside the byte budget: 8 KiB of
-// entries); grown_bytes == Σ (size.capacity - size.base) × slot size over the class lists.
+// entries, made only when grown); grown_bytes == Σ (size.capacity - size.base) × slot size over the class lists.
 // `epoch` is the pool's flush epoch the cache last synchronised with; when the pool's moves on, the cache
 // empties itself. `record` is held from the cache's making until it retires (handles/access_records.h).
 #ifndef MOVA_ALLOC_THREAD_CACHE_H_
@@ -69,9 +69,36 @@ struct CacheSize {
     capacity += Growth();
     last = Trip::kNone;
   }
-  void Reset() {
-    capacity = base;
-    last = Trip::kNone;
+};
+
+// A list of free things (slots of a class, handle entries) a thread keeps: an array made on first use,
+// remade when the list grows, given back when the list is flushed. capacity == 0 until the array is made, so
+// "full" and "no array yet" are one test on the fast paths.
+template <typename T>
+struct CachedList {
+  std::unique_ptr<T[]> items;            // size.capacity of them
+  CacheSize size;
+  std::atomic<std::uint32_t> count{0};  // written by the owner only
+
+  // Makes the array on first use (most threads touch few classes).
+  void EnsureArray(std::uint32_t base, std::uint32_t max) {
+    if (items != nullptr) return;
+    size.Init(base, max);
+    items = std::make_unique<T[]>(size.capacity);
+  }
+  // Doubles the list, keeping its items.
+  void Grow() {
+    size.Grow();
+    auto fresh = std::make_unique<T[]>(size.capacity);
+    std::copy_n(items.get(), count.load(std::memory_order_relaxed), fresh.get());
+    items = std::move(fresh);
+  }
+  // Gives the array back; the list is empty. The next use makes it afresh at the base capacity (a flush
+  // comes with compaction, after which a thread may not use the class again soon: the arrays of the 32
+  // classes a thin-out had used were 24 KiB of heap kept resident).
+  void Release() {
+    items.reset();
+    size = CacheSize{};
   }
 };
 
@@ -79,29 +106,8 @@ struct CacheSize {
 // ThreadCache is on lines of its own), so two threads' lists share a line only where malloc put another
 // thread's memory next to an end of the array. 32 B, not a line each: a cache holds one per size class, used
 // or not (196 of them: 6 KiB per thread and pool instead of 12).
-struct alignas(32) ClassSlots {
-  std::unique_ptr<SlotRef[]> slots;  // size.capacity of them: made on first use, remade when the size changes
-  CacheSize size;                    // size.capacity == 0 until the array is made
-  std::atomic<std::uint32_t> count{0};  // written by the owner only
-
-  // Makes the slot array on first use (most threads touch few classes).
-  void EnsureArray(std::uint32_t slot_size) {
-    if (slots != nullptr) return;
-    size.Init(CapacityFor(slot_size), MaxCapacityFor(slot_size));
-    slots = std::make_unique<SlotRef[]>(size.capacity);
-  }
-  // Doubles the list, keeping its slots.
-  void Grow() {
-    size.Grow();
-    Remake();
-  }
-  // Back to the base capacity; the list is empty. A grown array goes, so that its memory does not outlive
-  // the growth.
-  void Reset() {
-    if (slots == nullptr || size.capacity == size.base) return;
-    size.Reset();
-    Remake();
-  }
+struct alignas(32) ClassSlots : CachedList<SlotRef> {
+  void EnsureArray(std::uint32_t slot_size) { CachedList::EnsureArray(CapacityFor(slot_size), MaxCapacityFor(slot_size)); }
 
   // Cache at most ~16 KiB of slots per class at first, between 2 and 256 slots: a refill or flush moves half
   // of it under the class lock, so small classes take the lock once per 128 operations.
@@ -112,13 +118,6 @@ struct alignas(32) ClassSlots {
   static std::uint32_t MaxCapacityFor(std::uint32_t slot_size) {
     return std::clamp<std::uint32_t>((128 * 1024) / slot_size, CapacityFor(slot_size), 2048);
   }
-
- private:
-  void Remake() {
-    auto fresh = std::make_unique<SlotRef[]>(size.capacity);
-    std::copy_n(slots.get(), count.load(std::memory_order_relaxed), fresh.get());
-    slots = std::move(fresh);
-  }
 };
 static_assert(sizeof(ClassSlots) == 32);
 
@@ -127,9 +126,8 @@ struct alignas(64) ThreadCache {
   static constexpr std::uint32_t kMaxHandleCapacity = 2048;  // grown
   static constexpr std::uint64_t kMaxGrownBytes = 1 << 20;   // slots the class lists may add in all, per thread
 
-  explicit ThreadCache(std::size_t num_classes) : classes(num_classes) {
-    handle_size.Init(kHandleCapacity, kMaxHandleCapacity);
-  }
+  explicit ThreadCache(std::size_t num_classes) : classes(num_classes) {}
+  void EnsureHandleArray() { handles.EnsureArray(kHandleCapacity, kMaxHandleCapacity); }
 
   // Doubles `cs` (of `slot_size` slots) if the thread's budget allows.
   bool TryGrow(ClassSlots& cs, std::uint32_t slot_size) {
@@ -139,17 +137,15 @@ struct alignas(64) ThreadCache {
     grown_bytes += added;
     return true;
   }
-  // Every list back to its base capacity (the caller has emptied them).
-  void ResetSizes() {
-    for (ClassSlots& cs : classes) cs.Reset();
-    handle_size.Reset();
+  // Every list's array given back (the caller has emptied them).
+  void ReleaseLists() {
+    for (ClassSlots& cs : classes) cs.Release();
+    handles.Release();
     grown_bytes = 0;
   }
 
   std::vector<ClassSlots> classes;
-  std::uint32_t handles[kMaxHandleCapacity];  // [0, handle_count) hold entries; the rest is never read
-  std::atomic<std::uint32_t> handle_count{0};  // written by the owner only
-  CacheSize handle_size;
+  CachedList<std::uint32_t> handles;  // free handle entries: items[0, count)
   std::uint64_t grown_bytes = 0;
   std::uint64_t epoch = 0;
   handles::AccessRecord* record = nullptr;  // this thread's access record in the pool (its pins and frees)
