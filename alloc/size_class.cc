@@ -387,6 +387,45 @@ void SizeClass::MoveBatch(CompactionBatch& batch, ClassCompaction& out) {
   batch.moves.clear();
 }
 
+void SizeClass::PackDown(Block* b, CompactionBatch& batch) {
+  // Slots left for read sections stay taken until the old copies go back: packing would only add to them.
+  if (old_copies_.keeping() || b->in_use == 0) return;
+  const std::uint64_t packed_end = b->data_offset + std::uint64_t{b->in_use} * b->slot_size;
+  if ((packed_end + kPageSize - 1) / kPageSize >= b->pages) return;  // packed, it would keep every page
+  // Pairs the lowest free slot with the highest object while the slot lies below it. A taken slot leaves the
+  // free list without unlinking (that would walk the list): the list is remade from the slots still free.
+  std::uint32_t lo = 0, hi = b->objects, taken = 0;
+  for (;;) {
+    while (lo < hi && !OnFreeList(b->Owner(lo).load(std::memory_order_relaxed))) ++lo;
+    while (hi > lo && OnFreeList(b->Owner(hi - 1).load(std::memory_order_relaxed))) --hi;
+    if (hi <= lo + 1) break;  // no free slot below the highest object
+    const std::uint32_t slot = hi - 1;
+    const std::uint32_t owner = b->Owner(slot).load(std::memory_order_acquire);
+    // A slot a thread cache holds, a pinned or busy object: the tail cannot empty past it.
+    if (batch.full(b->slot_size) || owner == kSlotReserved || owner > kMaxHandleIndex ||
+        !batch.claims.Add(owner, b->SlotOffset(slot))) {
+      break;
+    }
+    b->Owner(lo).store(kSlotReserved, std::memory_order_relaxed);  // off the free list below
+    ++b->in_use;
+    ++slots_in_use_;
+    batch.moves.push_back({b, b, slot, lo});
+    ++taken;
+    ++lo;
+    --hi;
+  }
+  if (taken == 0) return;
+  // The taken slots' links are gone: the free list is remade from the slots still free, lowest first (so
+  // that later allocations fill the block from the bottom).
+  std::uint32_t head = kNoSlot;
+  for (std::uint32_t slot = b->objects; slot-- > 0;) {
+    if (!OnFreeList(b->Owner(slot).load(std::memory_order_relaxed))) continue;
+    b->Owner(slot).store(FreeLink(head), std::memory_order_relaxed);
+    head = slot;
+  }
+  b->free_head = static_cast<std::uint16_t>(head);
+}
+
 ClassCompaction SizeClass::Compact(absl::Time deadline) {
   MutexLock lock(&mu_);
   ClassCompaction out;
@@ -420,7 +459,10 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
       ++left;
     }
   }
+  CompactionBatch batch(table_, records_, /*budgeted=*/deadline != absl::InfiniteFuture(), info_.slot_size);
   if (blocks.size() < 2) {
+    for (Block* b : blocks) PackDown(b, batch);
+    MoveBatch(batch, out);
     for (Block* b : blocks) out.pages_released += CutTail(b);
     return out;
   }
@@ -440,7 +482,6 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   for (std::size_t i = 0; i < src; ++i) room += blocks[i]->objects - blocks[i]->in_use;
   // Objects are claimed with their destination slots reserved (so a later source never receives a pending
   // move) and moved a batch at a time; sources are regrouped (released when emptied) once every batch is done.
-  CompactionBatch batch(table_, records_, /*budgeted=*/deadline != absl::InfiniteFuture(), info_.slot_size);
   const std::size_t last = src;
   bool stop = false;  // the deadline passed: the source under way stays where it is, in part moved
   // Claims the object of s's `slot` (entry `owner`) with a slot of the fullest destination reserved (room > 0
@@ -506,9 +547,14 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
     }
     Regroup(blocks[i]);  // releases it if it was emptied
   }
-  // Destinations filled in part are relisted, and every block still partly filled gives back its free tail.
+  // Destinations filled in part are relisted, and every block still partly filled packs its objects down
+  // and gives back its free tail.
   for (std::size_t i = 0; i <= src; ++i) Regroup(blocks[i]);
   if (!stop) {
+    for (std::size_t i = dst; i <= src; ++i) {
+      if (blocks[i]->in_use < blocks[i]->objects) PackDown(blocks[i], batch);
+    }
+    MoveBatch(batch, out);
     for (std::size_t i = dst; i <= src; ++i) {
       if (blocks[i]->in_use < blocks[i]->objects) out.pages_released += CutTail(blocks[i]);
     }

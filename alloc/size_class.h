@@ -117,7 +117,8 @@ class SizeClass {
   Released ReturnOldCopies(std::span<const SlotRef> slots) ABSL_LOCKS_EXCLUDED(mu_);
   // Moves objects from the emptiest blocks into the fullest and releases the emptied blocks. The emptiest
   // block that cannot be emptied gives its highest objects to the room left, and every block still partly
-  // filled gives back the pages past its last slot in use (CutTail).
+  // filled moves its highest objects into its own lowest free slots (PackDown) and gives back the pages past
+  // its last slot in use (CutTail).
   // Stops after the first batch of moves that ends at or past `deadline` (absl::InfiniteFuture(): never), once
   // this call has moved something: a call that stops has made progress (and cuts no tails).
   ClassCompaction Compact(absl::Time deadline = absl::InfiniteFuture()) ABSL_LOCKS_EXCLUDED(mu_);
@@ -159,6 +160,12 @@ class SizeClass {
   // thread cache): they go to the arena, the slots in them leave the free list, and b has fewer pages and
   // slots from then on. Returns the pages given back (0 when the last page holds a slot not free).
   std::uint32_t CutTail(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  struct CompactionBatch;
+  // Before CutTail: moves the highest objects of listed block `b`, partly filled, into its own lowest free
+  // slots (the moves join `batch`), as long as that lets the cut give back at least one more page. A block
+  // that compaction filled in part from other blocks keeps its old objects scattered over its slots (90% of
+  // a thin-out's objects were freed at random), so its last object sits near its end and nothing would be cut.
+  void PackDown(Block* b, CompactionBatch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSlotsLocked(std::span<const SlotRef> slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Link(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlink(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -166,8 +173,8 @@ class SizeClass {
   void Regroup(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::uint32_t PopFree(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PushFree(Block* b, std::uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // One batch of compaction: objects claimed, each with a destination slot reserved, then confirmed and moved.
-  struct CompactionBatch;
+  // One batch of compaction (CompactionBatch, declared above): objects claimed, each with a destination slot
+  // reserved, then confirmed and moved.
   void MoveBatch(CompactionBatch& batch, ClassCompaction& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One move of compaction and relocation: the object of kept claim `i` of `claims`, in `src`'s slot `slot`,
   // into `dst`'s reserved slot `dslot` — the whole slot copied, dst's back-map pointed at the entry, the new
