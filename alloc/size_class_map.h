@@ -1,9 +1,9 @@
 // alloc/size_class_map.h — the geometry of size classes, computed at compile time: which class serves a size,
 // and how many pages and slots each class's blocks have.
 //
-// Types: SizeClassInfo, SizeClassTable, SizeClassMap. Spacing: 16 B steps up to 4 KiB (as zsmalloc), then 16 classes per
-// doubling up to kMaxClassSize (64 KiB less the 80 B of metadata a one-slot block keeps in its own pages:
-// 65456 B); larger objects are huge (own page runs, no class).
+// Types: SizeClassInfo, SizeClassTable, SizeClassMap. Spacing: 16 B steps up to 4 KiB (as zsmalloc), then 16
+// classes per doubling up to kMaxClassSize (64 KiB less the 80 B of metadata a one-slot block keeps in its own
+// pages: 65456 B); larger objects are huge (own page runs, no class).
 // Each class picks its block size among 1..kMaxPagesPerBlock pages: the smallest whose waste (the bytes not in
 // slots: in-block metadata and the tail) is within kWasteSlackPermille of the least any size achieves.
 // Smaller blocks matter as much as little tail waste: after compaction every class keeps one partly filled

@@ -1,8 +1,8 @@
 // alloc/thread_cache.h — one thread's cache for one pool: free slots per class and free handle entries,
 // so that the common allocate / free touches no lock.
 //
-// Types: ThreadCache, CachedList, ClassSlots, CacheSize. Only the owning thread changes a cache; other threads read its
-// counters (for stats) through relaxed atomics, which is why single-writer counters are atomics. A cache and
+// Types: ThreadCache, CachedList, ClassSlots, CacheSize. Only the owning thread changes a cache; other threads
+// read its counters (for stats) through relaxed atomics, which is why single-writer counters are atomics. A cache and
 // each of its class arrays' headers sit on cache lines of their own: two threads' caches written on every
 // operation must not share a line.
 // Sizes adapt (tcmalloc's growing free lists): each list starts at its base capacity; a refill that follows a
@@ -107,7 +107,9 @@ struct CachedList {
 // thread's memory next to an end of the array. 32 B, not a line each: a cache holds one per size class, used
 // or not (196 of them: 6 KiB per thread and pool instead of 12).
 struct alignas(32) ClassSlots : CachedList<SlotRef> {
-  void EnsureArray(std::uint32_t slot_size) { CachedList::EnsureArray(CapacityFor(slot_size), MaxCapacityFor(slot_size)); }
+  void EnsureArray(std::uint32_t slot_size) {
+    CachedList::EnsureArray(CapacityFor(slot_size), MaxCapacityFor(slot_size));
+  }
 
   // Cache at most ~16 KiB of slots per class at first, between 2 and 256 slots: a refill or flush moves half
   // of it under the class lock, so small classes take the lock once per 128 operations.

@@ -359,7 +359,9 @@ ScatteredBlock MakeScatteredBlock() {
   s.info = WideClass(&s.size);
   s.pool = NewPoolCompactingOnlyWhenAsked();
   std::vector<Obj> all;
-  for (std::uint64_t i = 0; i < 2 * s.info.objects_per_block; ++i) all.push_back({AllocFilled(*s.pool, s.size, i), s.size, i});
+  for (std::uint64_t i = 0; i < 2 * s.info.objects_per_block; ++i) {
+    all.push_back({AllocFilled(*s.pool, s.size, i), s.size, i});
+  }
   s.pool->flush_thread_cache();
   std::size_t last = 0;
   for (const Obj& o : all) {
