@@ -245,6 +245,16 @@ SizeClass::Released SizeClass::ReturnOldCopies(std::span<const SlotRef> slots) {
   return Released{blocks - blocks_, pages - pages_};
 }
 
+void SizeClass::RelinkFreeSlots(Block* b) {
+  std::uint32_t head = kNoSlot;
+  for (std::uint32_t slot = b->objects; slot-- > 0;) {
+    if (!OnFreeList(b->Owner(slot).load(std::memory_order_relaxed))) continue;
+    b->Owner(slot).store(FreeLink(head), std::memory_order_relaxed);
+    head = slot;
+  }
+  b->free_head = static_cast<std::uint16_t>(head);
+}
+
 std::uint32_t SizeClass::CutTail(Block* b) {
   std::int64_t last = -1;  // the last slot not free
   for (std::uint32_t slot = b->objects; slot-- > 0;) {
@@ -259,28 +269,12 @@ std::uint32_t SizeClass::CutTail(Block* b) {
   if (keep >= b->pages) return 0;
   const std::uint32_t objects =
       static_cast<std::uint32_t>((std::uint64_t{keep} * kPageSize - b->data_offset) / b->slot_size);
-  // The free list keeps the slots below `objects`, in its order.
-  std::uint32_t head = kNoSlot;
-  std::uint32_t prev = kNoSlot;
-  for (std::uint32_t slot = b->free_head; slot != kNoSlot;) {
-    const std::uint32_t next = NextFree(b->Owner(slot).load(std::memory_order_relaxed));
-    if (slot < objects) {
-      if (prev == kNoSlot) {
-        head = slot;
-      } else {
-        b->Owner(prev).store(FreeLink(slot), std::memory_order_relaxed);
-      }
-      prev = slot;
-    }
-    slot = next;
-  }
-  if (prev != kNoSlot) b->Owner(prev).store(FreeLink(kNoSlot), std::memory_order_relaxed);
-  b->free_head = static_cast<std::uint16_t>(head);
   const PageRun tail{b->first_page + keep, b->pages - keep};
   Unlink(b);
   page_map_.Unmap(tail.first, tail.count);
   b->pages = static_cast<std::uint8_t>(keep);
   b->objects = static_cast<std::uint16_t>(objects);
+  RelinkFreeSlots(b);  // the slots cut off leave the free list
   pages_ -= tail.count;
   arena_.Free(tail);
   Link(b);
@@ -401,11 +395,9 @@ void SizeClass::PackDown(Block* b, CompactionBatch& batch) {
     if (hi <= lo + 1) break;  // no free slot below the highest object
     const std::uint32_t slot = hi - 1;
     const std::uint32_t owner = b->Owner(slot).load(std::memory_order_acquire);
-    // A slot a thread cache holds, a pinned or busy object: the tail cannot empty past it.
-    if (batch.full(b->slot_size) || owner == kSlotReserved || owner > kMaxHandleIndex ||
-        !batch.claims.Add(owner, b->SlotOffset(slot))) {
-      break;
-    }
+    // A slot a thread cache holds (kSlotReserved, or a retired index: above kMaxHandleIndex, or claimed in
+    // vain), a pinned or busy object: the tail cannot empty past it.
+    if (batch.full(b->slot_size) || owner > kMaxHandleIndex || !batch.claims.Add(owner, b->SlotOffset(slot))) break;
     b->Owner(lo).store(kSlotReserved, std::memory_order_relaxed);  // off the free list below
     ++b->in_use;
     ++slots_in_use_;
@@ -414,16 +406,17 @@ void SizeClass::PackDown(Block* b, CompactionBatch& batch) {
     ++lo;
     --hi;
   }
-  if (taken == 0) return;
-  // The taken slots' links are gone: the free list is remade from the slots still free, lowest first (so
-  // that later allocations fill the block from the bottom).
-  std::uint32_t head = kNoSlot;
-  for (std::uint32_t slot = b->objects; slot-- > 0;) {
-    if (!OnFreeList(b->Owner(slot).load(std::memory_order_relaxed))) continue;
-    b->Owner(slot).store(FreeLink(head), std::memory_order_relaxed);
-    head = slot;
+  if (taken > 0) RelinkFreeSlots(b);  // the taken slots' links are gone
+}
+
+void SizeClass::PackAndCut(std::span<Block* const> blocks, CompactionBatch& batch, ClassCompaction& out) {
+  for (Block* b : blocks) {
+    if (b->in_use < b->objects) PackDown(b, batch);
   }
-  b->free_head = static_cast<std::uint16_t>(head);
+  MoveBatch(batch, out);
+  for (Block* b : blocks) {
+    if (b->in_use < b->objects) out.pages_released += CutTail(b);
+  }
 }
 
 ClassCompaction SizeClass::Compact(absl::Time deadline) {
@@ -461,9 +454,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   }
   CompactionBatch batch(table_, records_, /*budgeted=*/deadline != absl::InfiniteFuture(), info_.slot_size);
   if (blocks.size() < 2) {
-    for (Block* b : blocks) PackDown(b, batch);
-    MoveBatch(batch, out);
-    for (Block* b : blocks) out.pages_released += CutTail(b);
+    PackAndCut(blocks, batch, out);
     return out;
   }
   for (std::uint32_t k = info_.objects_per_block + 1, start = 0; k-- > 0;) {  // descending: fullest first
@@ -550,15 +541,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   // Destinations filled in part are relisted, and every block still partly filled packs its objects down
   // and gives back its free tail.
   for (std::size_t i = 0; i <= src; ++i) Regroup(blocks[i]);
-  if (!stop) {
-    for (std::size_t i = dst; i <= src; ++i) {
-      if (blocks[i]->in_use < blocks[i]->objects) PackDown(blocks[i], batch);
-    }
-    MoveBatch(batch, out);
-    for (std::size_t i = dst; i <= src; ++i) {
-      if (blocks[i]->in_use < blocks[i]->objects) out.pages_released += CutTail(blocks[i]);
-    }
-  }
+  if (!stop && dst <= src) PackAndCut(std::span<Block* const>(blocks).subspan(dst, src - dst + 1), batch, out);
   ReleaseSpareLocked();  // a source emptied above may have become the spare; it was counted then
   return out;
 }

@@ -166,6 +166,12 @@ class SizeClass {
   // that compaction filled in part from other blocks keeps its old objects scattered over its slots (90% of
   // a thin-out's objects were freed at random), so its last object sits near its end and nothing would be cut.
   void PackDown(Block* b, CompactionBatch& batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The partly filled blocks of `blocks` pack down (their moves done) and cut their tails.
+  void PackAndCut(std::span<Block* const> blocks, CompactionBatch& batch, ClassCompaction& out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Remakes b's free list from its slots [0, objects) that are free, lowest first (so that later allocations
+  // fill the block from the bottom).
+  void RelinkFreeSlots(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReturnSlotsLocked(std::span<const SlotRef> slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Link(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Unlink(Block* b) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
