@@ -5,10 +5,11 @@
 // Isolation refuses an object that is pinned or moving; migrate claims the handle entry (MOVING, confirmed by
 // handles/move_claims.h) so pins and frees wait until the object is published at its new place, and answers
 // Again if it is pinned or being freed meanwhile.
-// Contract: the pool validates a huge object and isolates it under its huge-object lock, which FreeHuge also
-// takes, so the run cannot be released in between. The framework works on the source's descriptor after a
-// successful migrate: the move keeps the descriptor readable there (Arena::MoveRun's keep_head). A migrated
-// object's old run goes to the old copies when the pool keeps them (alloc/old_copies.h), else to the arena.
+// Contract: the pool validates a huge object and isolates it under the huge objects' lock
+// (alloc/huge_objects.h), which their Free also takes, so the run cannot be released in between. The
+// framework works on the source's descriptor after a successful migrate: the move keeps the descriptor
+// readable there (Arena::MoveRun's keep_head). A migrated object's old run goes to the old copies when the
+// pool keeps them (alloc/old_copies.h), else to the arena.
 #ifndef MOVA_ALLOC_POOL_HUGE_DRIVER_H_
 #define MOVA_ALLOC_POOL_HUGE_DRIVER_H_
 
