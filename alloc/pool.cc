@@ -147,9 +147,7 @@ Pool::Impl::~Impl() {
   arena.reset();
 }
 
-// This thread's cache for this pool, found or made (not the common case, which CacheScope inlines). A
-// thread whose thread-locals are already destroyed (a later thread-local destructor calling into mova) gets
-// a temporary cache, handed back when its call ends.
+// Defined here, not in pool_impl.h, because it reads this file's thread-locals.
 ThreadCache* Pool::Impl::SlowCache(bool* temporary) {
   if (tls_exited) {
     *temporary = true;

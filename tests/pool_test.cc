@@ -251,7 +251,9 @@ alloc::SizeClassInfo WideClass(std::size_t* size) {
 }
 
 // A copy: callers pass pool->stats(), a temporary.
-ClassStats StatsOf(const PoolStats& s, std::size_t size) { return s.classes[alloc::SizeClassMap().ClassFor(size).value()]; }
+ClassStats StatsOf(const PoolStats& s, std::size_t size) {
+  return s.classes[alloc::SizeClassMap().ClassFor(size).value()];
+}
 
 // A pool whose allocations never compact on their own (direct compaction is timed by the clock: whether it ran
 // during a test's allocations, and cut a block's tail or moved an object, would depend on the machine's speed).
