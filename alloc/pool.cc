@@ -204,6 +204,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles, PoolSalt(impl->id));
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
+  impl->read_path = handles::ReadPath{impl->table->view(), impl->arena->base()};
   impl->records = std::make_unique<handles::AccessRecords>(the_os);
   impl->old_copies = std::make_unique<alloc::OldCopies>(*impl->records, *impl->arena);
   Impl* const made = impl.get();
@@ -539,47 +540,33 @@ ReadGuard Pool::read_section() {
     rec = p.SlowCache(&temporary)->record;
   }
   p.records->EnterRead(*rec);
-  return ReadGuard(&p, rec);
+  return ReadGuard(&p, rec, p.options.checked ? handles::ReadPath{} : p.read_path);
 }
 
 void ReadGuard::End() {
   impl_->records->ExitRead(*record_);
   impl_ = nullptr;
   record_ = nullptr;
+  path_ = {};
 }
 
 namespace {
-
-// The common read, inline: a class object of a handle that opens, live, not checked mode: loads only.
-// Anything else goes to ReadSlow.
-[[gnu::always_inline]] inline absl::StatusOr<std::span<const std::byte>> ReadFast(Pool::Impl& p, Handle h,
-                                                                                 const HandleCell* via) {
-  const handles::HandleRef r = p.Resolve(h);
-  if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize) | p.options.checked)) {
-    return p.ReadSlow(h, via);
-  }
-  handles::Word w;
-  if (ABSL_PREDICT_FALSE(!handles::TryRead(*r.entry, r.gen, &w))) return p.ReadSlow(h, via);
-  const std::uint64_t offset = handles::OffsetOf(w);
-  if (ABSL_PREDICT_FALSE(!p.InClassOfSizeField(h, offset))) return p.ReadSlow(h, via);
-  return std::span<const std::byte>(p.arena->base() + offset, std::size_t{h.size_field()} + 1);
-}
 
 absl::Status EndedSection() { return absl::FailedPreconditionError("read: the read section has ended"); }
 
 }  // namespace
 
-absl::StatusOr<std::span<const std::byte>> ReadGuard::read(Handle h) const {
+// read()'s inline path (handles/inline_read.h) took what it could; the rest is validated here, the size class
+// check and checked mode's included.
+absl::StatusOr<std::span<const std::byte>> ReadGuard::ReadSlow(Handle h) const {
   if (ABSL_PREDICT_FALSE(impl_ == nullptr)) return EndedSection();
-  return ReadFast(*impl_, h, nullptr);
+  return impl_->ReadSlow(h, nullptr);
 }
 
-absl::StatusOr<std::span<const std::byte>> ReadGuard::read(const HandleCell& cell) const {
+absl::StatusOr<std::span<const std::byte>> ReadGuard::ReadSlow(const HandleCell& cell) const {
   if (ABSL_PREDICT_FALSE(impl_ == nullptr)) return EndedSection();
   Pool::Impl& p = *impl_;
-  return Pool::Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) __attribute__((always_inline)) {
-    return ReadFast(p, h, via);
-  });
+  return Pool::Impl::ThroughCell(cell, [&](Handle h, const HandleCell* via) { return p.ReadSlow(h, via); });
 }
 
 // ---- through cells (mova/handle_owner.h): a call refused because the cell moved on starts again ----

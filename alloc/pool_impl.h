@@ -56,6 +56,7 @@
 #include "compactor/block_migrator.h"
 #include "handles/entry_word.h"
 #include "handles/handle_table.h"
+#include "handles/inline_read.h"
 #include "mova/handle_owner.h"
 #include "mova/pool.h"
 #include "os/os.h"
@@ -78,6 +79,9 @@ struct Pool::Impl {
   std::unique_ptr<handles::HandleTable> table;
   std::unique_ptr<handles::AccessRecords> records;  // outlives the caches that hold its records
   std::unique_ptr<alloc::OldCopies> old_copies;     // places moved away from, kept for read sections
+  // What ReadGuard::read inlines (handles/inline_read.h): the table's view and the arena's base. Sections of a
+  // checked pool get the path that opens nothing, so every read of theirs takes the validating path.
+  handles::ReadPath read_path;
   // Checked mode: the places objects left, and the watch that reports a touch of a page no longer in use.
   std::unique_ptr<alloc::VacatedLog> vacated;
   std::unique_ptr<alloc::StaleTouchWatch> watch;  // stopped in ~Impl before anything goes

@@ -150,6 +150,18 @@ void MovaRead(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// The floor under Read/64: the same load and sum of 64 bytes through a pointer the compiler cannot keep
+// (what a read costs beyond this is the handle's).
+void Read64Floor(benchmark::State& state) {
+  std::vector<std::byte> bytes(64, std::byte{1});
+  const std::byte* p = bytes.data();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(p);
+    benchmark::DoNotOptimize(Sum64({p, 64}));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 // The same through a HandleCell (mova/handle_owner.h): the cost of owning on the pin path — a load of the
 // cell, the same pin; the cell's move check runs only when a pin is refused.
 template <bool kOwned>
@@ -299,6 +311,7 @@ void Register(const std::string& who, bool mova) {
     reg("PinOwnedCellUnpin", MovaPinCellUnpin<true>);
     reg("Read/64", MovaRead<false>);
     reg("ReadSection/64", MovaRead<true>);
+    reg("Read64Floor", Read64Floor);
     reg("AllocFreeCell/64", MovaAllocFreeCell);
     reg("AtomicPairFloor", AtomicPair);
     reg("Compaction", MovaCompaction)->Arg(64)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);

@@ -1,13 +1,8 @@
 // handles/entry_word.h — the handle-table entry: one atomic 64-bit word, and its access protocol.
 //
-// Layout (bit 0 is least significant):
-//   bits  0..35  location: arena byte offset / 16 while live (objects are 16-byte aligned, so 1 TiB of arena);
-//                while free, 0 (the table keeps its free entries in a bitmap per page)
-//   bits 36..46  counted pins (at most kMaxPins): pins that live in the word, for pins a thread's record
-//                cannot hold (pin_detached, more pins at once than a record has slots)
-//   bit  47      MOVING: a mover owns the object; pinners and freers wait until it clears
-//   bits 48..63  generation: odd while the object lives, even while the entry is free; an entry lives at most
-//                kLastLiveGen, and rests at kRestGen afterwards until its table page is re-keyed (handle_table.h)
+// The word's layout is handles/entry_layout.h, and its loads-only read handles/inline_read.h; this file has
+// every operation that changes it.
+//
 // Two ways to pin:
 //  - through the thread's access record (access_records.h), the fast path: PinInRecord stores the entry's tag
 //    in the thread's own record, fences, and loads the word; it writes no shared line, and unpinning is a
@@ -16,8 +11,7 @@
 // A free announces its tag in its record too (BeginRetire), so that the location it checks cannot change,
 // and retires with one CAS (EndRetire); Retire is the same CAS for callers without a record. TryBeginRetire,
 // TryPinInRecord and TryPinCounted are the fast paths' first attempts: no waiting, nothing changed on failure
-// (the caller's slow path then starts over with the waiting versions). TryRead is a read section's whole entry
-// operation: one load, MOVING ignored (access_records.h says why the old place stays readable).
+// (the caller's slow path then starts over with the waiting versions).
 // Invariants: counted pins > 0 implies !MOVING and generation odd; MOVING is only set (by CAS, BeginMove) from
 // counted pins == 0; a free entry has no counted pins and !MOVING. Every change of a live word is a CAS or an
 // RMW, except EndMove's store of a confirmed claim, which nobody else may change: so a counted pin and a
@@ -30,34 +24,9 @@
 #include <cstdint>
 
 #include "handles/access_records.h"
+#include "handles/entry_layout.h"
 
 namespace mova::handles {
-
-using Word = std::uint64_t;
-using EntryAtomic = std::atomic<Word>;
-
-inline constexpr unsigned kLocationBits = 36;
-inline constexpr Word kLocationMask = (Word{1} << kLocationBits) - 1;
-inline constexpr unsigned kPinShift = 36;
-inline constexpr Word kMaxPins = (Word{1} << 11) - 1;
-inline constexpr Word kPinOne = Word{1} << kPinShift;
-inline constexpr Word kPinMask = kMaxPins << kPinShift;
-inline constexpr Word kMovingBit = Word{1} << 47;
-inline constexpr unsigned kGenShift = 48;
-inline constexpr std::uint64_t kLocationAlign = 16;
-inline constexpr std::uint16_t kLastLiveGen = 0xFFFD;  // the last life an entry is given
-inline constexpr std::uint16_t kRestGen = 0xFFFE;      // a free entry at this generation is never handed out
-inline constexpr std::uint64_t kMaxArenaBytes = (Word{1} << kLocationBits) * kLocationAlign;
-
-constexpr std::uint64_t LocationOf(Word w) { return w & kLocationMask; }
-constexpr std::uint64_t OffsetOf(Word w) { return (w & kLocationMask) * kLocationAlign; }
-constexpr Word PinsOf(Word w) { return (w & kPinMask) >> kPinShift; }
-constexpr bool IsMoving(Word w) { return (w & kMovingBit) != 0; }
-constexpr std::uint16_t GenOf(Word w) { return static_cast<std::uint16_t>(w >> kGenShift); }
-constexpr bool IsLiveGen(std::uint16_t gen) { return (gen & 1) != 0; }
-constexpr Word MakeWord(std::uint16_t gen, std::uint64_t offset) {
-  return (Word{gen} << kGenShift) | ((offset / kLocationAlign) & kLocationMask);
-}
 
 // What an attempt on an entry found.
 enum class EntryResult {
@@ -217,15 +186,6 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
   }
   rec.freeing.store(0, std::memory_order_relaxed);
   return false;
-}
-
-// A read in a read section (access_records.h): true when the entry is live at `gen`, with `*out` its word.
-// MOVING is no obstacle: while a move is under way the word still names the old place, which the mover only
-// copies from, and which it keeps unchanged after the publish until the section ends. Loads only.
-[[gnu::always_inline]] inline bool TryRead(const EntryAtomic& e, std::uint16_t gen, Word* out) {
-  const Word w = e.load(std::memory_order_acquire);
-  *out = w;
-  return GenOf(w) == gen && IsLiveGen(gen);
 }
 
 // Ends a retire begun by BeginRetire (or TryBeginRetire), whose word was `w`: one CAS from `w` to the freed

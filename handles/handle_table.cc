@@ -52,7 +52,8 @@ HandleTable::HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint
       records_(records),
       max_entries_(max_entries),
       max_pages_(max_pages),
-      salt_(salt) {}
+      salt_(salt),
+      view_{max_pages * kEntriesPerPage - 1, keys, entries} {}
 
 bool HandleTable::OnList(std::uint32_t p, ListKind kind) const {
   if (!records_[p].resident || records_[p].evacuating) return false;  // given back: found by LowestGivenBack

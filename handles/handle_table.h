@@ -1,8 +1,10 @@
 // handles/handle_table.h — the table of handle entries: entries never move, freed entries are reused, and
-// handles are made and checked here (the only place that knows how a handle names its entry).
+// handles are made here and opened by OpenHandle (inline_read.h) on this table's view: the only two places
+// that know how a handle names its entry.
 //
-// Types: HandleTable, HandleRef, HandleVerdict. Entries are EntryAtomic words (entry_word.h) in one reserved
-// range of address space, grouped in table pages of kEntriesPerPage and cache lines of kEntriesPerLine.
+// Types: HandleTable, HandleVerdict (HandleRef and TableView: inline_read.h). Entries are EntryAtomic words
+// (entry_layout.h, entry_word.h) in one reserved range of address space, grouped in table pages of
+// kEntriesPerPage and cache lines of kEntriesPerLine.
 // Each table page keeps a bitmap of its free entries, a count of entries in use (handed out by Acquire and
 // not yet Returned: live objects plus entries cached by threads), a count of rested entries, a count of its
 // wholly free lines, and a key (handle_seal.h) kept outside the page so that it survives the page being
@@ -65,18 +67,12 @@
 #include "base/mutex.h"
 #include "handles/entry_word.h"
 #include "handles/handle_seal.h"
+#include "handles/inline_read.h"
 #include "mova/handle.h"
 #include "mova/units.h"
 #include "os/os.h"
 
 namespace mova::handles {
-
-// What a handle claims: its entry, and the generation its check opened to. entry == nullptr when the handle
-// cannot be one this table issued (index never issued, or a check that opens to no live generation).
-struct HandleRef {
-  EntryAtomic* entry = nullptr;
-  std::uint16_t gen = 0;
-};
 
 // Why a handle whose generation does not match its entry was refused.
 enum class HandleVerdict {
@@ -86,7 +82,7 @@ enum class HandleVerdict {
 
 class HandleTable {
  public:
-  static constexpr std::uint32_t kEntriesPerPage = kPageSize / sizeof(Word);
+  static constexpr std::uint32_t kEntriesPerPage = handles::kEntriesPerPage;
   static constexpr std::uint32_t kEntriesPerLine = 64 / sizeof(Word);  // one cache line
   static constexpr std::uint32_t kMaxPages = (std::uint32_t{1} << Handle::kIndexBits) / kEntriesPerPage;
   static constexpr std::uint32_t kOpenAhead = 16;
@@ -137,13 +133,9 @@ class HandleTable {
   }
   // Opens a handle (loads only): its entry and claimed generation, or entry == nullptr. The caller then
   // compares the generation with the entry's (Pin, Retire, ...).
-  HandleRef Open(Handle h) const {
-    const std::uint32_t index = h.index();
-    if (!Issued(index)) [[unlikely]] return {};
-    const std::uint32_t gen = handles::Open(h.check(), KeyOf(index), h.size_field(), index % kEntriesPerPage);
-    if (!OpensToLiveGen(gen)) [[unlikely]] return {};
-    return HandleRef{&entries_[index], static_cast<std::uint16_t>(gen)};
-  }
+  HandleRef Open(Handle h) const { return OpenHandle(view_, h); }
+  // The arrays handles are opened against, for inline readers (inline_read.h): valid for the table's life.
+  const TableView& view() const { return view_; }
   // For a handle an operation refused because its generation did not match (slow path; takes mu_): was it
   // issued by this table earlier, or never?
   HandleVerdict Classify(Handle h) const;
@@ -312,6 +304,7 @@ class HandleTable {
   const std::uint32_t max_entries_;
   const std::uint32_t max_pages_;
   const std::uint64_t salt_;
+  const TableView view_;  // entries_ and keys_ again, and the last index they hold, for OpenHandle
   std::atomic<std::uint32_t> opened_pages_{0};
 
   mutable Mutex mu_;

@@ -87,6 +87,39 @@ TEST(ReadSection, ReadsSeeTheBytesAndRefuseWhatPinRefuses) {
   EXPECT_TRUE(pool->stats().keeping_old_copies);
 }
 
+// read() is inline (handles/inline_read.h): it opens the handle against the table itself and hands anything
+// it does not take to the library, which answers as pin() does. Each bad handle here fails one test of the
+// inline path, and each for certain (handle.h and pool.h say which forgeries are refused only by chance).
+TEST(ReadSection, TheInlineReadRefusesEveryHandlePinRefuses) {
+  auto pool = Pool::Create(Quiet()).value();
+  auto other = Pool::Create(Quiet()).value();
+  const Handle h = AllocFilled(*pool, 100, 7);
+  const Handle freed = AllocFilled(*pool, 48, 8);
+  ASSERT_TRUE(pool->free(freed).ok());
+  const Handle others = AllocFilled(*other, 100, 9);
+  const Handle past_range = Handle::Make(Handle::kIndexMask, h.check(), h.size_field());  // past the table
+  const Handle unopened = Handle::Make(200 * 512 + 3, h.check(), h.size_field());  // a page never opened
+  const Handle index0 = Handle::Make(0, h.check(), h.size_field());
+  const Handle resized = Handle{h.raw ^ (std::uint64_t{1} << Handle::kSizeShift)};  // 101 bytes claimed
+  const Handle rechecked = Handle{h.raw ^ (std::uint64_t{1} << Handle::kCheckShift)};
+  const Handle reindexed = Handle::Make(freed.index(), h.check(), h.size_field());  // an entry not live
+  const Handle as_huge = Handle::Make(h.index(), h.check(), Handle::kHugeSize);
+  ReadGuard g = pool->read_section();
+  for (const Handle bad :
+       {Handle{}, freed, others, past_range, unopened, index0, resized, rechecked, reindexed, as_huge}) {
+    SCOPED_TRACE(bad.raw);
+    const absl::StatusCode pinned = pool->pin(bad, Access::kRead).status().code();
+    ASSERT_NE(pinned, absl::StatusCode::kOk);
+    EXPECT_EQ(g.read(bad).status().code(), pinned);
+    const HandleCell cell(bad);
+    EXPECT_EQ(g.read(cell).status().code(), pinned);
+  }
+  absl::StatusOr<std::span<const std::byte>> bytes = g.read(h);
+  ASSERT_TRUE(bytes.ok()) << bytes.status();
+  EXPECT_EQ(bytes->size(), 100u);
+  EXPECT_TRUE(Matches(*bytes, 7));
+}
+
 TEST(ReadSection, AnObjectMovedWhileReadStaysAtItsOldPlaceUntilTheSectionEnds) {
   auto pool = Pool::Create(Quiet()).value();
   const std::vector<Obj> kept = SparseObjects(*pool, 20000, 200);

@@ -16,7 +16,8 @@
 // kResourceExhausted; pin count saturated (2047 pins of one object by pin(), besides the 7 pin_owned pins
 // each thread keeps in its own record) → kResourceExhausted.
 //
-// What handle validation detects (free, pin, pin_detached, unpin, size_of and relocate all use one routine):
+// What handle validation detects (free, pin, pin_detached, unpin, size_of, relocate and ReadGuard::read all
+// use one routine; read opens the handle inline with the routine's own first half, handles/inline_read.h):
 //  - a stale handle (the object was freed: double free, use after free) → kNotFound, for certain while its
 //    handle-table entry has had fewer than 32,767 further lives; an entry that reaches its last generation
 //    rests until its table page empties, and the page then takes a new key (handles/handle_table.h). A stale
@@ -27,7 +28,8 @@
 //    first generation, else except with a chance of about 2^-20 (pools have different keys until 2^20 pools
 //    later); a handle kept from another process or run → refused except with a chance of about 2^-20;
 //  - any other forged or corrupted bits → refused except with a chance of about 2^-20 (the 20-bit check),
-//    lowered further by the size class check on free and pin.
+//    lowered further by the size class check on free and pin (a read section's inline read does without it:
+//    its 2^-20 stands alone).
 // A refused handle changes nothing. In checked mode (PoolOptions::checked) every handle misuse aborts the
 // process with a message naming the handle instead of returning a status; exhaustion is still returned; and a
 // touch through a stale pointer of a page no longer in use aborts naming the address and the handle whose
@@ -55,6 +57,7 @@
 #include "mova/export.h"
 #include "mova/handle.h"
 #include "mova/handle_owner.h"
+#include "mova/internal/handles/inline_read.h"
 #include "mova/pool_options.h"
 #include "mova/stats.h"
 #include "mova/units.h"
@@ -254,8 +257,10 @@ class ReadGuard {
       reset();
       impl_ = o.impl_;
       record_ = o.record_;
+      path_ = o.path_;
       o.impl_ = nullptr;
       o.record_ = nullptr;
+      o.path_ = {};
     }
     return *this;
   }
@@ -265,9 +270,19 @@ class ReadGuard {
 
   // The bytes of the object `h` names (its requested size), readable until this section ends. Errors as
   // Pool::pin's; FailedPrecondition on a guard whose section has ended (or a default-constructed one).
-  MOVA_API absl::StatusOr<std::span<const std::byte>> read(Handle h) const;
+  // Inline: a live class object's read is a few loads here (handles/inline_read.h, installed with this header
+  // as mova/internal/handles/); anything else — huge objects, refusals, checked mode — goes to the library.
+  absl::StatusOr<std::span<const std::byte>> read(Handle h) const {
+    std::span<const std::byte> bytes;
+    if (handles::TryReadObject(path_, h, &bytes)) [[likely]] return bytes;
+    return ReadSlow(h);
+  }
   // The same through a cell: with the cell's new handle when its entry moved meanwhile.
-  MOVA_API absl::StatusOr<std::span<const std::byte>> read(const HandleCell& cell) const;
+  absl::StatusOr<std::span<const std::byte>> read(const HandleCell& cell) const {
+    std::span<const std::byte> bytes;
+    if (handles::TryReadObject(path_, cell.load(), &bytes)) [[likely]] return bytes;
+    return ReadSlow(cell);
+  }
   bool active() const { return impl_ != nullptr; }
   // Ends the section now.
   void reset() {
@@ -276,11 +291,18 @@ class ReadGuard {
 
  private:
   friend class Pool;
-  ReadGuard(Pool::Impl* impl, handles::AccessRecord* record) : impl_(impl), record_(record) {}
+  ReadGuard(Pool::Impl* impl, handles::AccessRecord* record, const handles::ReadPath& path)
+      : impl_(impl), record_(record), path_(path) {}
   MOVA_API void End();
+  // The whole read, validation and errors included (what read() does when its inline path declines).
+  MOVA_API absl::StatusOr<std::span<const std::byte>> ReadSlow(Handle h) const;
+  MOVA_API absl::StatusOr<std::span<const std::byte>> ReadSlow(const HandleCell& cell) const;
 
   Pool::Impl* impl_ = nullptr;
   handles::AccessRecord* record_ = nullptr;  // the opening thread's record in that pool
+  // A copy of the pool's while the section is open (one load less per read than a pointer to it); the
+  // default, which opens nothing, when it has ended and in checked mode.
+  handles::ReadPath path_;
 };
 
 }  // namespace mova
