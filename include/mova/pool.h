@@ -1,7 +1,7 @@
 // mova/pool.h — the public C++ API: a pool of movable objects behind handles.
 //
-// Types: Pool, Access, Pinned, ReadGuard (PoolOptions: mova/pool_options.h). A Pool hands out Handles to objects of any size; it may move
-// an object whenever nobody has it pinned (compact()), and gives emptied memory back to the OS.
+// Types: Pool, Access, Pinned, ReadGuard (PoolOptions: mova/pool_options.h). A Pool hands out Handles to objects of
+// any size; it may move an object whenever nobody has it pinned (compact()), and gives emptied memory back to the OS.
 //
 //   auto pool = mova::Pool::Create().value();
 //   mova::Handle h = pool->allocate(100).value();
@@ -50,6 +50,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -74,7 +75,13 @@ enum class Access { kRead, kWrite, kReadWrite };
 class Pinned {
  public:
   Pinned() = default;
-  Pinned(Pinned&& o) noexcept { *this = std::move(o); }
+  // Field by field, with nothing to unpin first: small enough to inline wherever a Pinned leaves its StatusOr.
+  Pinned(Pinned&& o) noexcept
+      : slot_(std::exchange(o.slot_, nullptr)),
+        entry_(std::exchange(o.entry_, nullptr)),
+        data_(o.data_),
+        size_(o.size_),
+        access_(o.access_) {}
   Pinned& operator=(Pinned&& o) noexcept {
     if (this != &o) {
       reset();
