@@ -201,7 +201,8 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
       !s.ok()) {
     return s;
   }
-  absl::StatusOr<std::unique_ptr<handles::HandleTable>> table = handles::HandleTable::Create(the_os, options.max_handles, PoolSalt(impl->id));
+  absl::StatusOr<std::unique_ptr<handles::HandleTable>> table =
+      handles::HandleTable::Create(the_os, options.max_handles, PoolSalt(impl->id));
   if (!table.ok()) return table.status();
   impl->table = std::move(*table);
   impl->read_path = handles::ReadPath{impl->table->view(), impl->arena->base()};
@@ -264,8 +265,8 @@ Pool::~Pool() {
   if (impl_->options.show_stats != StatsOutput::kNone) {
     const PoolStats s = stats();
     const std::string text = impl_->options.show_stats == StatsOutput::kJson ? FormatStatsJson(s) : FormatStatsText(s);
-    std::fprintf(stderr, "mova: stats of pool %llu at its destruction\n%s\n", static_cast<unsigned long long>(impl_->id),
-                 text.c_str());
+    std::fprintf(stderr, "mova: stats of pool %llu at its destruction\n%s\n",
+                 static_cast<unsigned long long>(impl_->id), text.c_str());
   }
 }
 

@@ -203,9 +203,10 @@ inline bool EndRetire(EntryAtomic& e, Word w, AccessRecord& rec) {
 }
 inline void AbandonRetire(AccessRecord& rec) { rec.freeing.store(0, std::memory_order_release); }
 
-// The counted retire (one CAS), for callers without an access record: frees the live entry of generation
-// `gen`: waits while it moves, refuses while it has counted pins. On kOk `*out` is the word before the free (its location is the slot to release) and the entry is left free with an even
-// generation; the caller still owns it and hands it back to the table (HandleTable::Return).
+// The counted retire (one CAS), for callers without an access record: frees the live entry of generation `gen`: waits
+// while it moves, refuses while it has counted pins. On kOk `*out` is the word before the free (its location is the
+// slot to release) and the entry is left free with an even generation; the caller still owns it and hands it back to
+// the table (HandleTable::Return).
 inline EntryResult Retire(EntryAtomic& e, std::uint16_t gen, Word* out) {
   Word w = e.load(std::memory_order_acquire);
   for (;;) {

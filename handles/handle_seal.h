@@ -44,7 +44,8 @@ inline constexpr std::uint64_t kPoolMul = 0x7F4A7u;   // odd
 
 // The key of table page `page` in its `epoch`, for a pool of salt `salt`.
 constexpr std::uint32_t PageKey(std::uint64_t salt, std::uint32_t page, std::uint32_t epoch) {
-  return Permute20(static_cast<std::uint32_t>(salt + std::uint64_t{page} * kPageMul + std::uint64_t{epoch} * kEpochMul));
+  return Permute20(
+      static_cast<std::uint32_t>(salt + std::uint64_t{page} * kPageMul + std::uint64_t{epoch} * kEpochMul));
 }
 
 // The cheaper permutation for the per-operation mask: nonlinear in the key, one-to-one in its argument.
@@ -58,7 +59,8 @@ constexpr std::uint32_t SealMask(std::uint32_t key, std::uint16_t size_field, st
 }
 
 // Sealing and opening are the same XOR.
-constexpr std::uint32_t Seal(std::uint16_t gen, std::uint32_t key, std::uint16_t size_field, std::uint32_t index_in_page) {
+constexpr std::uint32_t Seal(std::uint16_t gen, std::uint32_t key, std::uint16_t size_field,
+                             std::uint32_t index_in_page) {
   return (gen ^ SealMask(key, size_field, index_in_page)) & kSealMask;
 }
 constexpr std::uint32_t Open(std::uint32_t check, std::uint32_t key, std::uint16_t size_field,

@@ -40,15 +40,14 @@
 // the other CPU); more than that are discarded as they empty, and ReleaseSpare() discards the idle ones.
 // Pages never opened before are populated kOpenAhead at a time (one syscall per 64 KiB of table, not per
 // page); those populated ahead and not yet opened count as resident.
-// Evacuation (handle compaction, the pool's compact_handles): PlanEvacuation picks the sparsest pages (by
-// quarters of a page; the highest first among those alike, so the pages that stay are low and their states
-// share pages) whose entries in use are all owned and fit in the free entries of the other pages; while they evacuate they are
-// on no density list, so Acquire never hands out their entries, and a page that empties is retired at once
-// (not kept idle) with its discard deferred to EndEvacuation, which gives such pages back in address-ordered
-// runs, all runs in one DiscardRanges call (os.h: one process_madvise and TLB flush for up to IOV_MAX runs),
-// and lists the pages again. Movers acquire with kDense: single
-// entries from the densest page, those of partly used lines first, so the free entries the plan counted on
-// are the ones filled.
+// Evacuation (handle compaction, the pool's compact_handles): PlanEvacuation picks the sparsest pages (by quarters of
+// a page; the highest first among those alike, so the pages that stay are low and their states share pages) whose
+// entries in use are all owned and fit in the free entries of the other pages; while they evacuate they are on no
+// density list, so Acquire never hands out their entries, and a page that empties is retired at once (not kept idle)
+// with its discard deferred to EndEvacuation, which gives such pages back in address-ordered runs, all runs in one
+// DiscardRanges call (os.h: one process_madvise and TLB flush for up to IOV_MAX runs), and lists the pages again.
+// Movers acquire with kDense: single entries from the densest page, those of partly used lines first, so the free
+// entries the plan counted on are the ones filled.
 // Locks: mu_ is a leaf lock. Entry words are read and CASed without it (entry_word.h); keys are read without it.
 #ifndef MOVA_HANDLES_HANDLE_TABLE_H_
 #define MOVA_HANDLES_HANDLE_TABLE_H_

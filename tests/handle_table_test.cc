@@ -421,6 +421,31 @@ TEST(HandleTable, HandlesOpenToTheirEntryAndAChangedSizeFieldNever) {
   EXPECT_EQ(t->Open(kNullHandle).entry, nullptr);
 }
 
+// Open's bound is the reserved range, not the pages opened so far (inline_read.h): a handle into a page never
+// opened — its check made to open to a live generation under the page's key, which is 0 until the page opens —
+// gets its entry, whose word reads as 0 (reserved memory, never written), and is refused by the generation
+// compare, with nothing touched. Past the range, Open refuses before any load.
+TEST(HandleTable, AHandleIntoAPageNeverOpenedOpensToAFreeWordAndIsRefused) {
+  auto t = HandleTable::Create(os::SystemOs(), 4 * kPer, kSalt).value();
+  std::vector<std::uint32_t> a = AcquireN(*t, 2);
+  (void)Publish(t->entry(a[0]), 16);
+  const std::uint32_t index = 5 * kPer + 7;  // page 5 of the table's 10: never opened
+  ASSERT_LT(index, t->capacity());
+  const Handle forged = Handle::Make(index, Seal(1, 0, 3, index % kPer), 3);
+  const HandleRef r = t->Open(forged);
+  ASSERT_EQ(r.entry, &t->entry(index));
+  EXPECT_EQ(r.gen, 1);
+  EXPECT_EQ(r.entry->load(), Word{0});
+  EXPECT_FALSE(Accepted(*t, forged));
+  Word w;
+  EXPECT_EQ(Retire(*r.entry, r.gen, &w), EntryResult::kStale);
+  EXPECT_EQ(r.entry->load(), Word{0});
+  EXPECT_EQ(t->Classify(forged), HandleVerdict::kNotIssued);
+  const std::uint32_t past = t->capacity();
+  EXPECT_EQ(t->Open(Handle::Make(past, Seal(1, 0, 3, past % kPer), 3)).entry, nullptr);
+  EXPECT_EQ(t->Open(Handle::Make(0, 0, 3)).entry, nullptr);  // index 0: never issued
+}
+
 TEST(HandleTable, TablesWithDifferentSaltsRefuseEachOthersHandles) {
   // Pools get salts that differ by a multiple of kPoolMul: a thousand consecutive ones.
   auto mine = HandleTable::Create(os::SystemOs(), kPer, kSalt).value();
