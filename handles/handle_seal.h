@@ -1,7 +1,8 @@
 // handles/handle_seal.h — how a handle's 20-bit check is made from an entry's 16-bit generation, and opened.
 //
-// Types: none; functions over 20-bit values. Only handles/ calls them (the handle table seals what it issues
-// and opens what it is handed).
+// Types: none; functions over 20-bit values. Only handles/ calls them (the handle table seals what it issues;
+// inline_read.h's OpenHandle opens what the table, or ReadGuard::read inline, is handed). Installed with
+// inline_read.h (as mova/internal/handles/handle_seal.h), so standard headers only.
 //
 //   check = generation XOR Mask(page key, size field, index in page)
 //   Mask(k, s, i) = Q20((k + s + i * kIndexMul) mod 2^20)

@@ -30,7 +30,8 @@ namespace mova::handles {
 inline constexpr std::uint32_t kEntriesPerPage = kPageSize / sizeof(Word);
 
 // What a handle claims: its entry, and the generation its check opened to. entry == nullptr when the handle
-// cannot be one this table issued (index never issued, or a check that opens to no live generation).
+// cannot be one this table issued (index 0 or past the table's range, or a check that opens to no live
+// generation).
 struct HandleRef {
   EntryAtomic* entry = nullptr;
   std::uint16_t gen = 0;
