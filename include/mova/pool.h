@@ -75,23 +75,12 @@ enum class Access { kRead, kWrite, kReadWrite };
 class Pinned {
  public:
   Pinned() = default;
-  // Field by field, with nothing to unpin first: small enough to inline wherever a Pinned leaves its StatusOr.
-  Pinned(Pinned&& o) noexcept
-      : slot_(std::exchange(o.slot_, nullptr)),
-        entry_(std::exchange(o.entry_, nullptr)),
-        data_(o.data_),
-        size_(o.size_),
-        access_(o.access_) {}
+  // Nothing to unpin first: small enough to inline wherever a Pinned leaves its StatusOr.
+  Pinned(Pinned&& o) noexcept { TakeFrom(o); }
   Pinned& operator=(Pinned&& o) noexcept {
     if (this != &o) {
       reset();
-      slot_ = o.slot_;
-      entry_ = o.entry_;
-      data_ = o.data_;
-      size_ = o.size_;
-      access_ = o.access_;
-      o.slot_ = nullptr;
-      o.entry_ = nullptr;
+      TakeFrom(o);
     }
     return *this;
   }
@@ -124,6 +113,14 @@ class Pinned {
          Access access)
       : slot_(slot), entry_(entry), data_(data), size_(size), access_(access) {}
   MOVA_API static void DropCountedPin(std::atomic<std::uint64_t>* entry);
+  // Takes o's pin (this holds none): the fields, and o left holding nothing.
+  void TakeFrom(Pinned& o) {
+    slot_ = std::exchange(o.slot_, nullptr);
+    entry_ = std::exchange(o.entry_, nullptr);
+    data_ = o.data_;
+    size_ = o.size_;
+    access_ = o.access_;
+  }
 
   // Exactly one is set while the Pinned holds a pin: the pin slot of a thread's access record it occupies
   // (pin_owned), or the handle entry whose counted pins include it (pin, or pin_owned with no free slot).
