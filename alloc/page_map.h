@@ -26,14 +26,18 @@ class PageOwner {
  public:
   static constexpr std::uint16_t kPresent = 0x8000, kHuge = 0x4000;
   static constexpr std::uint32_t kMaxClasses = 1024;
+  // A class block's page, shifted right by kClassShift, is exactly kClassPageBase | its class (the inline pin's
+  // test, handles/inline_pin.h); a huge object's page and an unmapped one never are.
+  static constexpr std::uint32_t kClassShift = 4;
+  static constexpr std::uint32_t kClassPageBase = kPresent >> kClassShift;
   PageOwner() = default;
   static PageOwner OfBlockPage(ClassId cls, std::uint32_t page_in_block) {
-    return PageOwner(static_cast<std::uint16_t>(kPresent | (cls.value() << 4) | page_in_block));
+    return PageOwner(static_cast<std::uint16_t>(kPresent | (cls.value() << kClassShift) | page_in_block));
   }
   static PageOwner OfHuge() { return PageOwner(kPresent | kHuge); }
   bool present() const { return (v_ & kPresent) != 0; }
   bool huge() const { return (v_ & kHuge) != 0; }
-  ClassId cls() const { return ClassId((v_ >> 4) & (kMaxClasses - 1)); }
+  ClassId cls() const { return ClassId((v_ >> kClassShift) & (kMaxClasses - 1)); }
   std::uint32_t page_in_block() const { return v_ & 15; }
   std::uint16_t raw() const { return v_; }
 
@@ -56,6 +60,8 @@ class PageMap {
   PageMap& operator=(const PageMap&) = delete;
 
   const std::byte* base() const { return reinterpret_cast<const std::byte*>(map_); }
+  // The owner words themselves, for the inline pin (handles/inline_pin.h), which reads them as Get does.
+  const std::atomic<std::uint16_t>* owners() const { return map_; }
   // The map's memory, for the arena to give back where it describes only free regions (region_shadow.h):
   // `Bytes(n * kBytesPerPage)` describe n arena pages.
   static constexpr std::size_t kBytesPerPage = sizeof(std::uint16_t);

@@ -9,7 +9,9 @@
 // (one CAS; totally ordered with a free, so a pin racing a free of the same object has one outcome);
 // pin_owned stores the entry's tag in a pin slot of the thread's record and loads the entry, and its unpin
 // clears the slot: no shared write (handles/access_records.h; movers confirm their claims against the
-// records, handles/move_claims.h). A thread whose record's pin slots are all taken counts the pin instead.
+// records, handles/move_claims.h); its common case is inline in pool.h (handles/inline_pin.h), its binding to
+// the thread's record read from internal::thread_binding, which this file keeps. A thread whose record's pin
+// slots are all taken counts the pin instead.
 // Each fast path is inline in its public function and does the common case only; anything else (another
 // pool used last, an empty or full cache, a flush due, a huge object, a pin, a mover, checked mode, an
 // error) goes to its slow path (AllocateSlow, FreeSlow, PinSlow, Impl::PinOwnedSlow) before anything is
@@ -49,6 +51,8 @@ using alloc::Block;
 using alloc::SlotRef;
 using alloc::ThreadCache;
 
+[[gnu::tls_model("initial-exec")]] constinit thread_local internal::ThreadBinding internal::thread_binding;
+
 namespace {
 
 std::atomic<std::uint64_t> g_next_pool_id{1};
@@ -69,15 +73,9 @@ absl::flat_hash_map<std::uint64_t, Pool::Impl*>& LivePools() ABSL_EXCLUSIVE_LOCK
   return *pools;
 }
 
-struct TlsLast {
-  std::uint64_t pool_id = 0;
-  ThreadCache* cache = nullptr;
-};
-// The fast path's TLS: initial-exec, so that libmova.so reaches it with one %fs-relative load instead of a
-// __tls_get_addr call (24 bytes of the static TLS surplus glibc keeps for dlopen'ed libraries).
-#define MOVA_FAST_TLS __attribute__((tls_model("initial-exec")))
-MOVA_FAST_TLS thread_local TlsLast tls_last;        // trivially destructible: the fast path's only TLS access
-MOVA_FAST_TLS thread_local bool tls_exited = false; // set once this thread's caches were handed back
+// The fast paths' TLS is internal::thread_binding (pool.h; trivially destructible, initial-exec): one
+// %fs-relative load instead of a __tls_get_addr call.
+[[gnu::tls_model("initial-exec")]] thread_local bool tls_exited = false;  // this thread's caches were handed back
 
 struct ThreadCaches {
   absl::flat_hash_map<std::uint64_t, ThreadCache*> by_pool;
@@ -94,8 +92,8 @@ namespace {
 class CacheScope {
  public:
   explicit CacheScope(Pool::Impl& p) : p_(p) {
-    if (ABSL_PREDICT_TRUE(tls_last.pool_id == p.id)) {
-      c_ = tls_last.cache;
+    if (ABSL_PREDICT_TRUE(internal::thread_binding.pool_id == p.id)) {
+      c_ = internal::thread_binding.cache;
     } else {
       c_ = p.SlowCache(&temporary_);
     }
@@ -121,7 +119,7 @@ ThreadCaches::~ThreadCaches() {
     if (it != LivePools().end()) it->second->RetireCache(cache);
   }
   by_pool.clear();
-  tls_last = TlsLast{};
+  internal::thread_binding = internal::ThreadBinding{};
   tls_exited = true;
 }
 
@@ -167,7 +165,7 @@ ThreadCache* Pool::Impl::SlowCache(bool* temporary) {
   }
   ThreadCache*& slot = by_pool[id];
   if (slot == nullptr) slot = NewCache();
-  tls_last = TlsLast{id, slot};
+  internal::thread_binding = internal::ThreadBinding{id, slot, slot->record};
   return slot;
 }
 
@@ -207,6 +205,18 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   impl->table = std::move(*table);
   impl->read_path = handles::ReadPath{impl->table->view(), impl->arena->base()};
   impl->records = std::make_unique<handles::AccessRecords>(the_os);
+  // The inline pin_owned's path: none in checked mode (every pin is checked in full) or without membarrier
+  // (its announce would need a full fence, which only the library's path pays).
+  static_assert(alloc::kMinSlotSize == 16, "handles/inline_pin.h looks classes up in 16-byte steps");
+  if (!options.checked && impl->records->asymmetric()) {
+    impl->pin_path = handles::PinPath{.table = impl->table->view(),
+                                      .objects = impl->arena->base(),
+                                      .page_owners = impl->page_map->owners(),
+                                      .owner_shift = alloc::PageOwner::kClassShift,
+                                      .owner_base = alloc::PageOwner::kClassPageBase,
+                                      .class_by_granule = alloc::kSizeClassTable.lookup.data(),
+                                      .max_class_size = static_cast<std::uint32_t>(alloc::kMaxClassSize)};
+  }
   impl->old_copies = std::make_unique<alloc::OldCopies>(*impl->records, *impl->arena);
   Impl* const made = impl.get();
   impl->classes = std::make_unique<alloc::SizeClasses>(impl->map.num_classes(), [made](ClassId cls) {
@@ -258,7 +268,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   return pool;
 }
 
-Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), id_(impl_->id), pin_path_(impl_->pin_path) {}
 Pool::~Pool() {
   // PoolOptions::show_stats (MOVA_SHOW_STATS): the pool's stats on stderr when it goes, as mimalloc's
   // MIMALLOC_SHOW_STATS does.
@@ -372,8 +382,8 @@ namespace {
 absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   Impl& p = *impl_;
   if (ABSL_PREDICT_FALSE(size - 1 >= alloc::kMaxClassSize)) return AllocateSlow(p, size);  // 0, huge, too big
-  if (ABSL_PREDICT_FALSE(tls_last.pool_id != p.id)) return AllocateSlow(p, size);
-  ThreadCache& c = *tls_last.cache;
+  if (ABSL_PREDICT_FALSE(internal::thread_binding.pool_id != p.id)) return AllocateSlow(p, size);
+  ThreadCache& c = *internal::thread_binding.cache;
   const ClassId cls = p.map.ClassFor(size);
   alloc::ClassSlots& cs = c.classes[cls.value()];
   const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
@@ -393,13 +403,14 @@ namespace {
 // not in its last life; not checked mode. Nothing is changed until the retiring CAS succeeds, so anything
 // else (or a lost CAS) sends the call to FreeSlow from the start.
 [[gnu::always_inline]] inline absl::Status FreeFast(Pool::Impl& p, Handle h, const HandleCell* via) {
-  if (ABSL_PREDICT_FALSE(tls_last.pool_id != p.id)) return FreeSlow(p, h, via);
+  if (ABSL_PREDICT_FALSE(internal::thread_binding.pool_id != p.id)) return FreeSlow(p, h, via);
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
-  ThreadCache& c = *tls_last.cache;
+  ThreadCache& c = *internal::thread_binding.cache;
   const std::uint32_t hn = c.handles.count.load(std::memory_order_relaxed);
+  // A size field past the classes' (a huge object's, or a forged one) goes to FreeSlow, before ClassFor below.
   if (ABSL_PREDICT_FALSE((hn == c.handles.size.capacity) | handles::IsLastLife(r.gen) |
-                         (h.size_field() == Handle::kHugeSize) | p.options.checked |
+                         (h.size_field() >= alloc::kMaxClassSize) | p.options.checked |
                          (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
     return FreeSlow(p, h, via);
   }
@@ -502,12 +513,12 @@ namespace {
 
 [[gnu::always_inline]] inline absl::StatusOr<Pinned> PinOwnedFast(Pool::Impl& p, Handle h, Access access,
                                                                    const HandleCell* via) {
-  if (ABSL_PREDICT_FALSE(tls_last.pool_id != p.id)) return p.PinOwnedSlow(h, access, via);
+  if (ABSL_PREDICT_FALSE(internal::thread_binding.pool_id != p.id)) return p.PinOwnedSlow(h, access, via);
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize) | p.options.checked)) {
     return p.PinOwnedSlow(h, access, via);
   }
-  handles::AccessRecord& rec = *tls_last.cache->record;
+  handles::AccessRecord& rec = *internal::thread_binding.record;
   std::atomic<handles::Tag>* slot = rec.FreePinSlot();
   handles::Word w;
   if (ABSL_PREDICT_FALSE(slot == nullptr ||
@@ -525,7 +536,9 @@ namespace {
 
 }  // namespace
 
-absl::StatusOr<Pinned> Pool::pin_owned(Handle h, Access access) { return PinOwnedFast(*impl_, h, access, nullptr); }
+// What the inline pin_owned (pool.h) declined: this thread used another pool last (it binds to this one
+// now), a record not yet listed as pinning, anything PinOwnedFast takes; the rest goes on to PinOwnedSlow.
+absl::StatusOr<Pinned> Pool::PinOwnedSlow(Handle h, Access access) { return PinOwnedFast(*impl_, h, access, nullptr); }
 
 // ---- read sections ----
 
@@ -533,8 +546,8 @@ ReadGuard Pool::read_section() {
   Impl& p = *impl_;
   if (ABSL_PREDICT_FALSE(!p.old_copies->keeping())) p.StartKeepingOldCopies();
   handles::AccessRecord* rec;
-  if (ABSL_PREDICT_TRUE(tls_last.pool_id == p.id)) {
-    rec = tls_last.cache->record;
+  if (ABSL_PREDICT_TRUE(internal::thread_binding.pool_id == p.id)) {
+    rec = internal::thread_binding.record;
   } else {
     if (tls_exited) return ReadGuard();  // no record outlives this call: an ended section (reads fail)
     bool temporary = false;

@@ -1,6 +1,7 @@
 // handles/access_records.h — per-thread access records: how pins and frees keep off shared cache lines.
 //
-// Types: Tag, AccessRecord, AccessRecords.
+// Types: AccessRecords (the records of one pool); Tag and AccessRecord, one thread's record, are in
+// access_record.h.
 // A thread announces in its own record (plain stores to a cache line only it writes) what it is about to do
 // to an entry: `freeing` names the entry a free is retiring, `pins[]` the entries it holds pinned. A mover
 // claims entries (MOVING, entry_word.h), calls Barrier() once for the whole batch, then reads every record:
@@ -21,8 +22,7 @@
 // the stamp, which came after the publish. Readers never wait; old places wait for readers.
 // Records live as long as the AccessRecords: a Pinned may outlive its thread's cache. A thread gives its record
 // back when its cache retires and a later thread takes it over, with any pins still held in it.
-// Invariants: a tag is an entry index + 1 (0: none). Only the record's holder stores a non-zero tag; whoever
-// holds a pin through a slot (a Pinned handed to another thread) may store 0 into that slot, with release.
+// Invariants of one record: access_record.h.
 // Locks: mu_ (handing records out and back) is a leaf; records are read and written without it.
 #ifndef MOVA_HANDLES_ACCESS_RECORDS_H_
 #define MOVA_HANDLES_ACCESS_RECORDS_H_
@@ -39,44 +39,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "base/mutex.h"
+#include "handles/access_record.h"
 #include "os/os.h"
 
 namespace mova::handles {
 
-using Tag = std::uint32_t;
-constexpr Tag TagOf(std::uint32_t index) { return index + 1; }
-
-struct alignas(64) AccessRecord {
-  static constexpr std::size_t kPinSlots = 7;
-
-  std::atomic<Tag> freeing{0};                     // the entry a free of the holder is retiring
-  std::array<std::atomic<Tag>, kPinSlots> pins{};  // entries pinned through this record
-  bool listed = false;       // the holder's: set once the record is on its chunk's pinning mask
-  std::uint32_t number = 0;  // which record of the AccessRecords this is (fixed at its making)
-  std::atomic<pthread_t> holder{};  // the thread holding it (Acquire to Release); zero while free
-  std::atomic<std::uint64_t> reading{0};  // the read epoch of the holder's open read section; 0: none
-  std::uint32_t read_depth = 0;           // the holder's: read sections open (nested ones count)
-
-  // A pin slot of this record that holds no pin (the holder's call), or nullptr when all do.
-  std::atomic<Tag>* FreePinSlot() {
-    for (std::atomic<Tag>& s : pins) {
-      if (s.load(std::memory_order_relaxed) == 0) return &s;
-    }
-    return nullptr;
-  }
-  // True when a pin slot holds `tag`.
-  bool Pins(Tag tag) const {
-    bool found = false;
-    // Unrolled: seven loads and compares without a loop's counter and branch (the free fast path runs it).
-#pragma GCC unroll 8
-    for (const std::atomic<Tag>& s : pins) found |= s.load(std::memory_order_relaxed) == tag;
-    return found;
-  }
-  // Pins(tag), for the holder: a record that never held a pin (most threads never call pin_owned) answers
-  // from `listed` without reading its seven slots — about 45 instructions off every free.
-  bool HolderPins(Tag tag) const { return listed && Pins(tag); }
-};
-static_assert(sizeof(AccessRecord) == 64, "one record, one cache line");
 
 class AccessRecords {
  public:

@@ -25,6 +25,7 @@
 
 #include "handles/access_records.h"
 #include "handles/entry_layout.h"
+#include "handles/inline_pin.h"
 
 namespace mova::handles {
 
@@ -132,13 +133,7 @@ inline EntryResult PinInRecord(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
   records.NotePinning(rec);
   slot.store(tag, std::memory_order_relaxed);
   records.FenceAfterAnnounce();
-  const Word w = e.load(std::memory_order_acquire);
-  if (GenOf(w) == gen && !IsMoving(w)) [[likely]] {
-    *out = w;
-    return true;
-  }
-  slot.store(0, std::memory_order_relaxed);
-  return false;
+  return PinAnnounced(e, gen, slot, out);
 }
 
 // Drops a pin PinInRecord took (from any thread): the release orders the holder's accesses before a mover's.

@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include "alloc/size_class_map.h"
 #include "handles/access_records.h"
 #include "handles/entry_word.h"
+#include "handles/handle_seal.h"
+#include "handles/inline_read.h"
 #include "mova/pool.h"
 #include "os/fault_injecting_os.h"
 #include "tests/test_objects.h"
@@ -107,6 +110,82 @@ TEST(PoolErrors, AlteredHandlesAreRefusedEverywhere) {
     held.reset();
     EXPECT_TRUE(pool->free(h).ok());
   }
+}
+
+// `h` with its size field changed to `size_field` and its check sealed again with its table page's key, so
+// that it opens (what a forged handle achieves by chance, about 2^-20): the size class check is what is left.
+Handle Resealed(const Pool& pool, Handle h, std::uint16_t size_field) {
+  const std::atomic<std::uint32_t>* keys = nullptr;
+  for (const Pool::AddressRange& r : pool.reserved_ranges()) {
+    if (std::string_view(r.role) == "handle keys") keys = reinterpret_cast<const std::atomic<std::uint32_t>*>(r.start);
+  }
+  EXPECT_NE(keys, nullptr);
+  const std::uint32_t per_page = handles::kEntriesPerPage;
+  const std::uint32_t key = keys[h.index() / per_page].load();
+  const std::uint32_t gen = handles::Open(h.check(), key, h.size_field(), h.index() % per_page);
+  EXPECT_TRUE(handles::OpensToLiveGen(gen));
+  const Handle r = Handle::Make(h.index(), handles::Seal(static_cast<std::uint16_t>(gen), key, size_field,
+                                                          h.index() % per_page), size_field);
+  EXPECT_EQ(handles::Open(r.check(), key, size_field, h.index() % per_page), gen);
+  return r;
+}
+
+// A handle that opens with a size field of another class, or of no class (past the largest, not the huge
+// marker: the class lookup must not be indexed with it), is refused by every entry point, pin_owned's inline
+// path included, as not issued; the object stays whole. One of the same class opens to the object with the
+// size it claims (which stays inside the slot).
+TEST(PoolErrors, AHandleThatOpensWithTheSizeFieldOfAnotherClassIsRefused) {
+  auto pool = NewPool();
+  const Handle h = AllocFilled(*pool, 100, 13);
+  { Pinned first = pool->pin_owned(h, Access::kRead).value(); }  // the record is listed: pins go inline
+  for (const int size_field : {3000, 20, int{alloc::kMaxClassSize}, int{alloc::kMaxClassSize} + 7, 0xFFFE}) {
+    SCOPED_TRACE(size_field);
+    const Handle forged = Resealed(*pool, h, static_cast<std::uint16_t>(size_field));
+    EXPECT_EQ(pool->pin_owned(forged, Access::kWrite).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool->pin(forged, Access::kWrite).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool->pin_detached(forged, Access::kWrite).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool->size_of(forged).status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(pool->free(forged).code(), absl::StatusCode::kInvalidArgument);
+  }
+  const Handle same_class = Resealed(*pool, h, 104);  // 105 bytes: the 100-byte object's slot is 112
+  EXPECT_EQ(pool->pin_owned(same_class, Access::kRead).value().size(), 105u);
+  EXPECT_TRUE(Intact(*pool, h, 100, 13));
+  EXPECT_TRUE(pool->free(h).ok());
+}
+
+// pin_owned's inline path (handles/inline_pin.h) answers every handle pin() refuses as pin() does (it declines
+// them all, and the library's path sorts them out), for a thread whose record pins inline.
+TEST(PoolErrors, TheInlinePinOwnedRefusesEveryHandlePinRefuses) {
+  auto pool = NewPool();
+  auto other = NewPool();
+  const Handle others = AllocFilled(*other, 100, 9);
+  const Handle h = AllocFilled(*pool, 100, 7);
+  const Handle freed = AllocFilled(*pool, 48, 8);
+  ASSERT_TRUE(pool->free(freed).ok());
+  { Pinned first = pool->pin_owned(h, Access::kRead).value(); }
+  const Handle bad[] = {
+      Handle{}, freed, others,
+      Handle::Make(Handle::kIndexMask, h.check(), h.size_field()),  // past the table
+      Handle::Make(200 * 512 + 3, h.check(), h.size_field()),       // a page never opened
+      Handle::Make(0, h.check(), h.size_field()),
+      Handle{h.raw ^ (std::uint64_t{1} << Handle::kSizeShift)},
+      Handle{h.raw ^ (std::uint64_t{1} << Handle::kCheckShift)},
+      Handle::Make(freed.index(), h.check(), h.size_field()),  // an entry not live
+      Handle::Make(h.index(), h.check(), Handle::kHugeSize)};
+  for (const Handle b : bad) {
+    SCOPED_TRACE(b.raw);
+    const absl::StatusCode pinned = pool->pin(b, Access::kRead).status().code();
+    ASSERT_NE(pinned, absl::StatusCode::kOk);
+    EXPECT_EQ(pool->pin_owned(b, Access::kRead).status().code(), pinned);
+  }
+  // Seven pins fill the record's slots; the eighth is counted in the entry, and all of them go.
+  std::vector<Pinned> pins;
+  for (int i = 0; i < 9; ++i) pins.push_back(pool->pin_owned(h, Access::kRead).value());
+  EXPECT_EQ(pool->free(h).code(), absl::StatusCode::kFailedPrecondition);
+  pins.clear();
+  EXPECT_TRUE(Intact(*pool, h, 100, 7));
+  EXPECT_TRUE(pool->free(h).ok());
+  EXPECT_EQ(pool->pin_owned(h, Access::kRead).status().code(), absl::StatusCode::kNotFound);
 }
 
 // unpin drops only pins taken by pin_detached: never a Pinned's (issue: with a size field of another class it

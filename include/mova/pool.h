@@ -16,8 +16,9 @@
 // kResourceExhausted; pin count saturated (2047 pins of one object by pin(), besides the 7 pin_owned pins
 // each thread keeps in its own record) → kResourceExhausted.
 //
-// What handle validation detects (free, pin, pin_detached, unpin, size_of, relocate and ReadGuard::read all
-// use one routine; read opens the handle inline with the routine's own first half, handles/inline_read.h):
+// What handle validation detects (free, pin, pin_owned, pin_detached, unpin, size_of, relocate and
+// ReadGuard::read all use one routine; read and pin_owned open the handle inline with the routine's own first
+// half, handles/inline_read.h and inline_pin.h):
 //  - a stale handle (the object was freed: double free, use after free) → kNotFound, for certain while its
 //    handle-table entry has had fewer than 32,767 further lives; an entry that reaches its last generation
 //    rests until its table page empties, and the page then takes a new key (handles/handle_table.h). A stale
@@ -58,15 +59,29 @@
 #include "mova/export.h"
 #include "mova/handle.h"
 #include "mova/handle_owner.h"
+#include "mova/internal/handles/inline_pin.h"
 #include "mova/internal/handles/inline_read.h"
 #include "mova/pool_options.h"
 #include "mova/stats.h"
 #include "mova/units.h"
 
 namespace mova {
-namespace handles {
-struct AccessRecord;  // handles/access_records.h; opaque here
-}  // namespace handles
+namespace alloc {
+struct ThreadCache;  // alloc/thread_cache.h; opaque here
+}  // namespace alloc
+
+namespace internal {
+// The calling thread's binding to the pool it used last (alloc/pool.cc keeps it): that pool's id, the thread's
+// cache for it and the thread's access record in it. Initial-exec TLS, so that reading it is one %fs-relative
+// load (from 32 bytes of the static TLS surplus glibc keeps for dlopen'ed libraries); the inline pin_owned
+// reads the id and the record.
+struct ThreadBinding {
+  std::uint64_t pool_id = 0;  // pool ids start at 1 and are never reused
+  alloc::ThreadCache* cache = nullptr;
+  handles::AccessRecord* record = nullptr;
+};
+MOVA_API extern constinit thread_local ThreadBinding thread_binding [[gnu::tls_model("initial-exec")]];
+}  // namespace internal
 
 enum class Access { kRead, kWrite, kReadWrite };
 
@@ -155,7 +170,18 @@ class Pool {
   // object by the pinning thread is refused as pinned; a free by another thread breaks this contract, and is
   // refused only in checked mode (when it comes after the pin), since reading every thread's record would put
   // a cache miss on every free.
-  MOVA_API absl::StatusOr<Pinned> pin_owned(Handle h, Access access);
+  // Inline: the common case (this thread used this pool last, a class object that is not moving, a free pin
+  // slot) is a few loads and stores to the thread's own record here (handles/inline_pin.h); anything else goes
+  // to the library.
+  [[gnu::always_inline]] absl::StatusOr<Pinned> pin_owned(Handle h, Access access) {
+    const internal::ThreadBinding& t = internal::thread_binding;
+    std::atomic<std::uint32_t>* slot;
+    std::byte* data;
+    if (t.pool_id == id_ && handles::TryPinOwnedObject(pin_path_, h, *t.record, &slot, &data)) [[likely]] {
+      return Pinned(slot, nullptr, data, std::size_t{h.size_field()} + 1, access);
+    }
+    return PinOwnedSlow(h, access);
+  }
   // Opens a read section on the calling thread (ReadGuard, above).
   MOVA_API ReadGuard read_section();
   // The size requested when the object was allocated.
@@ -236,7 +262,14 @@ class Pool {
 
  private:
   explicit Pool(std::unique_ptr<Impl> impl);
+  // The whole pin_owned, validation and errors included (what pin_owned does when its inline path declines).
+  MOVA_API absl::StatusOr<Pinned> PinOwnedSlow(Handle h, Access access);
+
   std::unique_ptr<Impl> impl_;
+  std::uint64_t id_ = 0;  // the pool's id (Impl::id), for the inline pin_owned
+  // What the inline pin_owned reads (set by Create; the default, which opens nothing, in checked mode and
+  // without membarrier): a copy, so that a pin loads nothing of the Impl's.
+  handles::PinPath pin_path_;
 };
 
 // A read section (Pool::read_section()): reads objects through handles without writing any shared cache line

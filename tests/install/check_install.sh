@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # tests/install/check_install.sh BUILD_DIR WORK_DIR — installs a built mova into a fresh prefix and checks what a
-# user gets: the public headers (and the three of handles/ that ReadGuard::read inlines), libmova.so
+# user gets: the public headers (and the five of handles/ that ReadGuard::read and Pool::pin_owned inline), libmova.so
 # (versioned, exporting the API and nothing else), a position-independent libmova.a, movaConfig.cmake and
 # mova.pc; then builds and runs consumers against the installed tree only: C++ with find_package (shared and
 # static), C with pkg-config (shared and static), and a shared object made from libmova.a, loaded with dlopen.
@@ -15,10 +15,11 @@ fail() { echo "check_install: $*" >&2; exit 1; }
 
 cmake --install "$build" --prefix "$prefix" > "$work/install.log"
 
-# Headers: exactly the public ones and mova/internal/handles/ (inline_read.h and the two it includes).
+# Headers: exactly the public ones and mova/internal/handles/ (inline_read.h, inline_pin.h and what they include).
 headers=$(cd "$prefix/include" && find . -type f | sort | tr '\n' ' ')
-expected="./mova/export.h ./mova/handle.h ./mova/handle_owner.h ./mova/internal/handles/entry_layout.h \
-./mova/internal/handles/handle_seal.h ./mova/internal/handles/inline_read.h ./mova/mova.h ./mova/owned_index.h \
+expected="./mova/export.h ./mova/handle.h ./mova/handle_owner.h ./mova/internal/handles/access_record.h \
+./mova/internal/handles/entry_layout.h ./mova/internal/handles/handle_seal.h ./mova/internal/handles/inline_pin.h \
+./mova/internal/handles/inline_read.h ./mova/mova.h ./mova/owned_index.h \
 ./mova/pool.h ./mova/pool_options.h ./mova/stats.h ./mova/units.h ./mova/version.h "
 [ "$headers" = "$expected" ] || fail "installed headers are '$headers', expected '$expected'"
 
@@ -35,7 +36,7 @@ soname=$(readelf -d "$so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
 # The dynamic symbols are the API: the C functions of mova.h and the C++ API's names, nothing else.
 nm -D --defined-only "$so" | awk '{print $3}' | sed 's/@.*//' | sort -u > "$work/symbols"
 c++filt < "$work/symbols" > "$work/symbols.demangled"
-stray=$(grep -Ev '^(mova_[a-z_]+|mova::(Pool::|Pinned::(mutable_data|DropCountedPin)|ReadGuard::(ReadSlow|End)|FormatStats(Text|Json)|ParsePoolOptions|ValidatePoolOptions|EnvironmentOptionsStatus|internal::EnvironmentDefaults)).*$' \
+stray=$(grep -Ev '^(mova_[a-z_]+|mova::(Pool::|Pinned::(mutable_data|DropCountedPin)|ReadGuard::(ReadSlow|End)|FormatStats(Text|Json)|ParsePoolOptions|ValidatePoolOptions|EnvironmentOptionsStatus|internal::(EnvironmentDefaults|thread_binding))).*$' \
   "$work/symbols.demangled" || true)
 [ -z "$stray" ] || fail "libmova.so exports more than the API:
 $stray"
