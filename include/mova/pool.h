@@ -174,10 +174,12 @@ class Pool {
   // slot) is a few loads and stores to the thread's own record here (handles/inline_pin.h); anything else goes
   // to the library.
   [[gnu::always_inline]] absl::StatusOr<Pinned> pin_owned(Handle h, Access access) {
-    const internal::ThreadBinding& t = internal::thread_binding;
+    // The fields are read from the variable itself, not through a reference to it (UBSan's null check of a
+    // reference to an initial-exec thread-local misfires under GCC 12).
     std::atomic<std::uint32_t>* slot;
     std::byte* data;
-    if (t.pool_id == id_ && handles::TryPinOwnedObject(pin_path_, h, *t.record, &slot, &data)) [[likely]] {
+    if (internal::thread_binding.pool_id == id_ &&
+        handles::TryPinOwnedObject(pin_path_, h, *internal::thread_binding.record, &slot, &data)) [[likely]] {
       return Pinned(slot, nullptr, data, std::size_t{h.size_field()} + 1, access);
     }
     return PinOwnedSlow(h, access);
