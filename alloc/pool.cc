@@ -205,18 +205,6 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   impl->table = std::move(*table);
   impl->read_path = handles::ReadPath{impl->table->view(), impl->arena->base()};
   impl->records = std::make_unique<handles::AccessRecords>(the_os);
-  // The inline pin_owned's path: none in checked mode (every pin is checked in full) or without membarrier
-  // (its announce would need a full fence, which only the library's path pays).
-  static_assert(alloc::kMinSlotSize == 16, "handles/inline_pin.h looks classes up in 16-byte steps");
-  if (!options.checked && impl->records->asymmetric()) {
-    impl->pin_path = handles::PinPath{.table = impl->table->view(),
-                                      .objects = impl->arena->base(),
-                                      .page_owners = impl->page_map->owners(),
-                                      .owner_shift = alloc::PageOwner::kClassShift,
-                                      .owner_base = alloc::PageOwner::kClassPageBase,
-                                      .class_by_granule = alloc::kSizeClassTable.lookup.data(),
-                                      .max_class_size = static_cast<std::uint32_t>(alloc::kMaxClassSize)};
-  }
   impl->old_copies = std::make_unique<alloc::OldCopies>(*impl->records, *impl->arena);
   Impl* const made = impl.get();
   impl->classes = std::make_unique<alloc::SizeClasses>(impl->map.num_classes(), [made](ClassId cls) {
@@ -268,7 +256,25 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   return pool;
 }
 
-Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), id_(impl_->id), pin_path_(impl_->pin_path) {}
+namespace {
+
+// The inline pin_owned's path (pool.h): none in checked mode (every pin is checked in full) or without
+// membarrier (its announce would need a full fence, which only the library's path pays).
+handles::PinPath PinPathOf(const Pool::Impl& p) {
+  static_assert(alloc::kMinSlotSize == 16, "handles/inline_pin.h looks classes up in 16-byte steps");
+  if (p.options.checked || !p.records->asymmetric()) return {};
+  return handles::PinPath{.table = p.table->view(),
+                          .objects = p.arena->base(),
+                          .page_owners = p.page_map->owners(),
+                          .owner_shift = alloc::PageOwner::kClassShift,
+                          .owner_base = alloc::PageOwner::kClassPageBase,
+                          .class_by_granule = alloc::kSizeClassTable.lookup.data(),
+                          .max_class_size = static_cast<std::uint32_t>(alloc::kMaxClassSize)};
+}
+
+}  // namespace
+
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), id_(impl_->id), pin_path_(PinPathOf(*impl_)) {}
 Pool::~Pool() {
   // PoolOptions::show_stats (MOVA_SHOW_STATS): the pool's stats on stderr when it goes, as mimalloc's
   // MIMALLOC_SHOW_STATS does.
@@ -408,7 +414,7 @@ namespace {
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
   ThreadCache& c = *internal::thread_binding.cache;
   const std::uint32_t hn = c.handles.count.load(std::memory_order_relaxed);
-  // A size field past the classes' (a huge object's, or a forged one) goes to FreeSlow, before ClassFor below.
+  // A size field past the classes' (a huge object's, or a forged one) goes to FreeSlow.
   if (ABSL_PREDICT_FALSE((hn == c.handles.size.capacity) | handles::IsLastLife(r.gen) |
                          (h.size_field() >= alloc::kMaxClassSize) | p.options.checked |
                          (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
@@ -422,7 +428,7 @@ namespace {
   const Pool::Impl::Located at = p.Locate(handles::OffsetOf(w));
   alloc::ClassSlots* cs = nullptr;
   std::uint32_t n = 0;
-  if (ABSL_PREDICT_TRUE(at.block != nullptr && p.map.ClassFor(std::size_t{h.size_field()} + 1) == at.cls)) {
+  if (ABSL_PREDICT_TRUE(at.block != nullptr && p.SizeFieldNamesClass(h, at.cls))) {
     cs = &c.classes[at.cls.value()];
     n = cs->count.load(std::memory_order_relaxed);
   }

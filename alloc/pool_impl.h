@@ -82,7 +82,6 @@ struct Pool::Impl {
   // What ReadGuard::read inlines (handles/inline_read.h): the table's view and the arena's base. Sections of a
   // checked pool get the path that opens nothing, so every read of theirs takes the validating path.
   handles::ReadPath read_path;
-  handles::PinPath pin_path;  // Pool::pin_owned's inline path (pool.h); opens nothing when checked or fenced
   // Checked mode: the places objects left, and the watch that reports a touch of a page no longer in use.
   std::unique_ptr<alloc::VacatedLog> vacated;
   std::unique_ptr<alloc::StaleTouchWatch> watch;  // stopped in ~Impl before anything goes
@@ -533,16 +532,20 @@ struct Pool::Impl {
     if (h.size_field() == Handle::kHugeSize) {
       return at.huge != nullptr && (offset & (kPageSize - 1)) == alloc::HugeObject::kHeaderBytes;
     }
-    return at.block != nullptr && h.size_field() < alloc::kMaxClassSize &&
-           map.ClassFor(std::size_t{h.size_field()} + 1) == at.cls;
+    return at.block != nullptr && SizeFieldNamesClass(h, at.cls);
+  }
+
+  // True when the class object's size field of `h` is one of class `cls`'s sizes. A size field past the
+  // largest class (a forged one: huge objects' is kHugeSize) names none, and is not looked up.
+  bool SizeFieldNamesClass(Handle h, ClassId cls) const {
+    return h.size_field() < alloc::kMaxClassSize && map.ClassFor(std::size_t{h.size_field()} + 1) == cls;
   }
 
   // SizeFieldMatches for a class object's handle (size field not kHugeSize), from the page map alone: the
   // pin fast paths need neither block nor slot.
   bool InClassOfSizeField(Handle h, std::uint64_t offset) const {
     const alloc::PageOwner o = page_map->Get(offset >> kPageShift);
-    return o.present() && !o.huge() && h.size_field() < alloc::kMaxClassSize &&
-           o.cls() == map.ClassFor(std::size_t{h.size_field()} + 1);
+    return o.present() && !o.huge() && SizeFieldNamesClass(h, o.cls());
   }
 
   // Checked mode only (it reads the block header, a cache miss of its own): the descriptor of the block or
