@@ -2,6 +2,8 @@
 #include "alloc/background_compactor.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,6 +32,25 @@ struct ForkGate {
     g_compactors_mu.Unlock();
   }
 };
+
+namespace {
+
+// What the calling thread has used of a CPU, and how often the scheduler switched it out while it could run.
+struct ThreadClock {
+  absl::Duration cpu;
+  long involuntary_switches = 0;
+
+  static ThreadClock Read() {
+    ThreadClock c;
+    timespec ts{};
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) c.cpu = absl::DurationFromTimespec(ts);
+    rusage ru{};
+    if (getrusage(RUSAGE_THREAD, &ru) == 0) c.involuntary_switches = ru.ru_nivcsw;
+    return c;
+  }
+};
+
+}  // namespace
 
 void CycleHistogram::Record(absl::Duration t) {
   const std::uint64_t us = static_cast<std::uint64_t>(std::max<std::int64_t>(0, absl::ToInt64Microseconds(t)));
@@ -98,6 +119,7 @@ void BackgroundCompactor::Loop() {
     }
     runs_.fetch_add(1, std::memory_order_relaxed);
     for (;;) {
+      const ThreadClock thread_start = ThreadClock::Read();
       const absl::Time start = absl::Now();
       bool complete;
       {
@@ -105,8 +127,13 @@ void BackgroundCompactor::Loop() {
         complete = cycle_();
       }
       const absl::Duration took = absl::Now() - start;
+      const ThreadClock thread_end = ThreadClock::Read();
       cycles_.fetch_add(1, std::memory_order_relaxed);
       cycle_times_.Record(took);
+      cycle_cpu_times_.Record(thread_end.cpu - thread_start.cpu);
+      if (thread_end.involuntary_switches != thread_start.involuntary_switches) {
+        cycles_preempted_.fetch_add(1, std::memory_order_relaxed);
+      }
       if (complete) {
         completed_.fetch_add(1, std::memory_order_relaxed);
         break;

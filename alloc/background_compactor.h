@@ -1,7 +1,10 @@
 // alloc/background_compactor.h — kcompactd's part: a thread that wakes every interval, and when a pass is
 // wanted runs it as bounded cycles paced to a share of one core.
 //
-// Types: BackgroundCompactor, BackgroundPacing, CycleHistogram. The thread starts in the constructor; the
+// Types: BackgroundCompactor, BackgroundPacing, CycleHistogram. Each cycle is timed twice: on the wall clock
+// (what a thread waiting on a lock the cycle holds may wait) and on the thread's CPU clock (the cycle's own
+// work, without the time the scheduler gave its CPU to other threads), and counted as preempted when the
+// thread was switched out involuntarily during it. The thread starts in the constructor; the
 // destructor stops it and joins it, promptly (every wait — the interval, a rest between cycles — is on the
 // stop flag). `wanted` and `cycle` run on that thread, without any lock of this class held but work_mu_.
 // Pacing: after a cycle that took t, the thread rests t·(100 − p)/p (p = cpu_percent), so a pass uses p% of
@@ -66,7 +69,9 @@ class BackgroundCompactor {
   std::uint64_t runs() const { return runs_.load(std::memory_order_relaxed); }      // passes started
   std::uint64_t completed() const { return completed_.load(std::memory_order_relaxed); }  // ... and ended
   std::uint64_t cycles() const { return cycles_.load(std::memory_order_relaxed); }  // cycles run
-  const CycleHistogram& cycle_times() const { return cycle_times_; }
+  const CycleHistogram& cycle_times() const { return cycle_times_; }          // wall clock
+  const CycleHistogram& cycle_cpu_times() const { return cycle_cpu_times_; }  // the thread's CPU clock
+  std::uint64_t cycles_preempted() const { return cycles_preempted_.load(std::memory_order_relaxed); }
 
  private:
   void Loop();
@@ -84,7 +89,8 @@ class BackgroundCompactor {
   std::unique_ptr<CondVar> wake_ = std::make_unique<CondVar>();
   Mutex work_mu_;  // held by the thread while it works; by fork's prepare handler until the fork is done
   std::atomic<std::uint64_t> wakeups_{0}, runs_{0}, completed_{0}, cycles_{0};
-  CycleHistogram cycle_times_;
+  CycleHistogram cycle_times_, cycle_cpu_times_;
+  std::atomic<std::uint64_t> cycles_preempted_{0};
   const pid_t pid_;  // the process the thread runs in
   std::unique_ptr<std::thread> thread_;
 };

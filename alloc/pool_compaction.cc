@@ -231,14 +231,18 @@ DefragResult Pool::defragment(PassBudget budget) {
   p.next_defrag_region = 0;
   p.next_defrag_page = 0;
   bool stopped = false, stepped = false;  // stepped: this call made a step (at least one a call)
+  const std::uint64_t step_pages = deadlines.budgeted ? Impl::kBudgetedDefragStepPages : Impl::kDefragStepPages;
+  absl::Duration last_step;  // how long this call's last step took
   for (std::size_t region = top; !stopped && region-- > needed;) {
     if (usage_before[region] == 0) continue;
     const std::uint64_t first = region * alloc::kPagesPerRegion, end = first + alloc::kPagesPerRegion;
     std::uint64_t page = first + (region + 1 == top ? resume_page : 0);
-    // A step of kDefragStepPages at a time, the budget looked at before each.
+    // A step of `step_pages` at a time; after the first, a step begins only if one as long as the last would
+    // end by the deadline for moves.
     bool counted = false;  // this region is in regions_scanned
     while (page < end) {
-      if (stepped && absl::Now() >= deadlines.moves) {
+      const absl::Time step_start = absl::Now();
+      if (stepped && step_start + last_step >= deadlines.moves) {
         r.complete = false;
         p.next_defrag_region = region + 1;
         p.next_defrag_page = page - first;
@@ -250,7 +254,7 @@ DefragResult Pool::defragment(PassBudget budget) {
         counted = true;
       }
       std::vector<compactor::MovableBlock*> blocks, huge;
-      for (const std::uint64_t step_end = std::min(end, page + Impl::kDefragStepPages); page < step_end; ++page) {
+      for (const std::uint64_t step_end = std::min(end, page + step_pages); page < step_end; ++page) {
         const alloc::PageOwner o = p.page_map->Get(page);
         if (!o.present() || o.page_in_block() != 0) continue;
         void* at = p.arena->PageAddress(static_cast<std::uint32_t>(page));
@@ -282,6 +286,7 @@ DefragResult Pool::defragment(PassBudget budget) {
       // given back now if none does, so that the next steps reuse those pages instead of populating fresh ones.
       p.ReclaimOldCopies(/*pressed=*/false);
       stepped = true;
+      last_step = absl::Now() - step_start;
     }
   }
   p.ReclaimOldCopies(/*pressed=*/false);  // those a section held at a step's end, if it has ended since

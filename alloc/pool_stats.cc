@@ -127,6 +127,9 @@ PoolStats Pool::stats() const {
     s.background_cycles = p.background->cycles();
     s.background_cycle_longest_us = p.background->cycle_times().longest_us();
     s.background_cycle_histogram = p.background->cycle_times().counts();
+    s.background_cycle_longest_cpu_us = p.background->cycle_cpu_times().longest_us();
+    s.background_cycle_cpu_histogram = p.background->cycle_cpu_times().counts();
+    s.background_cycles_preempted = p.background->cycles_preempted();
     s.background_by_classes = p.background_by_classes.load(std::memory_order_relaxed);
     s.background_by_regions = p.background_by_regions.load(std::memory_order_relaxed);
     s.background_by_pressure = p.background_by_pressure.load(std::memory_order_relaxed);

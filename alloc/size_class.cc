@@ -427,36 +427,76 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
     ++out.blocks_released;
     ReleaseSpareLocked();
   }
-  // The blocks neither empty nor full, fullest first: a counting sort by in_use (at most objects_per_block
-  // buckets), one read of each descriptor. A comparison sort read two descriptors per comparison, a cache miss
-  // each on a large class: milliseconds before a budgeted call moved anything.
-  // The lists of the partly filled groups are walked side by side, a step of each in turn: a walk waits for
-  // each descriptor before it knows the next, and the lanes let kLanes of those misses overlap.
   if (groups_ == nullptr) return out;  // the class never held a block
-  // Sized once from the groups' counts: grown by doubling, a large class left a trail of freed arrays in the
-  // heap (malloc keeps the pages of freed chunks below live ones: ~0.1 MiB of RSS after compact()).
-  std::size_t partly_filled = 0;
-  for (int g = 1; g < kGroupFull; ++g) partly_filled += group_sizes_[g];
+  const bool budgeted = deadline != absl::InfiniteFuture();
+  CompactionBatch batch(table_, records_, budgeted, info_.slot_size);
   std::vector<Block*> blocks;
-  blocks.reserve(partly_filled);
-  std::vector<std::uint32_t> at(info_.objects_per_block + 1, 0);  // at[k]: where blocks with in_use k start
-  std::array<Block*, (kGroupFull - 1) * kLanes> walk;  // groups 1 .. kGroupFull - 1, every lane
-  for (int g = 1; g < kGroupFull; ++g) std::copy((*groups_)[g].begin(), (*groups_)[g].end(), &walk[(g - 1) * kLanes]);
-  for (std::size_t left = walk.size(); left > 0;) {
-    left = 0;
-    for (Block*& b : walk) {
-      if (b == nullptr) continue;
-      blocks.push_back(b);
-      ++at[b->in_use];
-      b = b->next;
-      ++left;
+  // A budgeted call works on views of kCompactView blocks, fresh ones while they let something move, then once
+  // on every block (a view whose destinations cannot take its sources' objects says little of the rest).
+  for (bool whole = !budgeted;;) {
+    const std::uint64_t moved_before = out.objects_moved;
+    const bool all = GatherPartlyFilled(whole ? 0 : kCompactView, blocks);
+    if (CompactBlocks(blocks, batch, deadline, out) || all) break;
+    if (out.objects_moved == moved_before) {
+      whole = true;
+    } else if (absl::Now() >= deadline) {
+      out.complete = false;
+      break;
     }
   }
-  CompactionBatch batch(table_, records_, /*budgeted=*/deadline != absl::InfiniteFuture(), info_.slot_size);
+  ReleaseSpareLocked();  // a source emptied above may have become the spare; it was counted then
+  return out;
+}
+
+bool SizeClass::GatherPartlyFilled(std::size_t limit, std::vector<Block*>& blocks) {
+  std::size_t partly_filled = 0;
+  for (int g = 1; g < kGroupFull; ++g) partly_filled += group_sizes_[g];
+  const bool all = limit == 0 || partly_filled <= limit;
+  if (all) limit = partly_filled;
+  blocks.clear();
+  // Sized once: grown by doubling, a large class left a trail of freed arrays in the heap (malloc keeps the
+  // pages of freed chunks below live ones: ~0.1 MiB of RSS after compact()).
+  blocks.reserve(limit);
+  // Takes up to `most` blocks of groups [from, to) (step +1 or -1), the lanes of a group side by side; returns
+  // the group it stopped in (`to` when it took them all).
+  auto take = [&](int from, int to, int step, std::size_t most) {
+    for (int g = from; g != to; g += step) {
+      std::array<Block*, kLanes> walk = (*groups_)[g];
+      for (std::size_t left = kLanes; left > 0;) {
+        left = 0;
+        for (Block*& b : walk) {
+          if (b == nullptr) continue;
+          if (most == 0) return g;
+          blocks.push_back(b);
+          --most;
+          b = b->next;
+          ++left;
+        }
+      }
+    }
+    return to;
+  };
+  if (all) {
+    take(1, kGroupFull, 1, limit);
+  } else {
+    // The emptiest blocks (sources) and the fullest (destinations), neither group taken twice.
+    const int stopped = take(1, kGroupFull, 1, limit / 2);
+    take(kGroupFull - 1, stopped, -1, limit - blocks.size());
+  }
+  return all;
+}
+
+bool SizeClass::CompactBlocks(std::vector<Block*>& blocks, CompactionBatch& batch, absl::Time deadline,
+                              ClassCompaction& out) {
   if (blocks.size() < 2) {
     PackAndCut(blocks, batch, out);
-    return out;
+    return false;
   }
+  // Fullest first: a counting sort by in_use (at most objects_per_block buckets), one read of each descriptor. A
+  // comparison sort read two descriptors per comparison, a cache miss each on a large class: milliseconds
+  // before a budgeted call moved anything.
+  std::vector<std::uint32_t> at(info_.objects_per_block + 1, 0);  // at[k]: where blocks with in_use k start
+  for (const Block* b : blocks) ++at[b->in_use];
   for (std::uint32_t k = info_.objects_per_block + 1, start = 0; k-- > 0;) {  // descending: fullest first
     const std::uint32_t n = at[k];
     at[k] = start;
@@ -542,8 +582,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
   // and gives back its free tail.
   for (std::size_t i = 0; i <= src; ++i) Regroup(blocks[i]);
   if (!stop && dst <= src) PackAndCut(std::span<Block* const>(blocks).subspan(dst, src - dst + 1), batch, out);
-  ReleaseSpareLocked();  // a source emptied above may have become the spare; it was counted then
-  return out;
+  return stop;
 }
 
 RelocateOutcome SizeClass::Unclaimable(const RelocateItem& item) const {

@@ -11,6 +11,25 @@ namespace {
 
 double MiB(std::uint64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
 
+using CycleCounts = std::array<std::uint64_t, PoolStats::kBackgroundCycleBoundsUs.size() + 1>;
+
+// One text line: `label`, then the cycles of each bucket of PoolStats::kBackgroundCycleBoundsUs.
+void AppendCycles(std::string* out, const char* label, const CycleCounts& counts) {
+  *out += label;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    if (i < PoolStats::kBackgroundCycleBoundsUs.size()) {
+      absl::StrAppendFormat(out, " <=%uus %u", PoolStats::kBackgroundCycleBoundsUs[i], counts[i]);
+    } else {
+      absl::StrAppendFormat(out, " longer %u\n", counts[i]);
+    }
+  }
+}
+
+// One JSON member: "name":[counts...],
+void HistogramField(std::string* out, const char* name, const CycleCounts& counts) {
+  absl::StrAppendFormat(out, "\"%s\":[%s],", name, absl::StrJoin(counts, ","));
+}
+
 }  // namespace
 
 std::string FormatStatsText(const PoolStats& s, bool all_classes) {
@@ -40,15 +59,10 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                           s.background_by_pressure, s.background_by_handles, s.background_cycles,
                           s.background_cycle_longest_us);
     if (s.background_cycles > 0) {
-      out += "  cycles    ";
-      for (std::size_t i = 0; i < s.background_cycle_histogram.size(); ++i) {
-        if (i < PoolStats::kBackgroundCycleBoundsUs.size()) {
-          absl::StrAppendFormat(&out, " <=%uus %u", PoolStats::kBackgroundCycleBoundsUs[i],
-                                s.background_cycle_histogram[i]);
-        } else {
-          absl::StrAppendFormat(&out, " longer %u\n", s.background_cycle_histogram[i]);
-        }
-      }
+      AppendCycles(&out, "  cycles    ", s.background_cycle_histogram);
+      AppendCycles(&out, "  cpu time  ", s.background_cycle_cpu_histogram);
+      absl::StrAppendFormat(&out, "  preempted %u cycles; the longest in cpu time %u us\n",
+                            s.background_cycles_preempted, s.background_cycle_longest_cpu_us);
     }
   }
   absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
@@ -154,11 +168,10 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("background_by_handles", s.background_by_handles);
   field("background_cycles", s.background_cycles);
   field("background_cycle_longest_us", s.background_cycle_longest_us);
-  out += "\"background_cycle_histogram\":[";
-  for (std::size_t i = 0; i < s.background_cycle_histogram.size(); ++i) {
-    absl::StrAppendFormat(&out, "%s%u", i == 0 ? "" : ",", s.background_cycle_histogram[i]);
-  }
-  out += "],";
+  HistogramField(&out, "background_cycle_histogram", s.background_cycle_histogram);
+  field("background_cycle_longest_cpu_us", s.background_cycle_longest_cpu_us);
+  HistogramField(&out, "background_cycle_cpu_histogram", s.background_cycle_cpu_histogram);
+  field("background_cycles_preempted", s.background_cycles_preempted);
   out += "\"classes\":[";
   for (std::size_t i = 0; i < s.classes.size(); ++i) {
     const ClassStats& c = s.classes[i];

@@ -92,6 +92,34 @@ TEST(BackgroundCompactor, APassRunsPacedCyclesUntilComplete) {
   EXPECT_GE(c.cycle_times().longest_us(), 2000u);
 }
 
+// A cycle is timed on the wall clock and on the thread's CPU clock: one that waits (sleeps 3 ms here; a cycle
+// preempted by other threads alike) is long on the first only, and every cycle is counted in both histograms.
+TEST(BackgroundCompactor, ACycleThatWaitsIsLongOnTheWallClockOnly) {
+  constexpr int kCycles = 4;
+  std::atomic<int> cycles{0}, passes{0};
+  alloc::BackgroundCompactor c(Every(absl::Milliseconds(1)), [&] { return passes.fetch_add(1) == 0; }, [&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+    return ++cycles == kCycles;
+  });
+  // Two more looks for a pass after the pass ended: its last cycle was recorded before them.
+  ASSERT_TRUE(Eventually([&] { return c.cycles() == kCycles && passes.load() >= 3; }));
+  const auto wall = c.cycle_times().counts(), cpu = c.cycle_cpu_times().counts();
+  std::uint64_t wall_total = 0, cpu_total = 0, cpu_within_1ms = 0;
+  for (std::size_t i = 0; i < cpu.size(); ++i) {
+    wall_total += wall[i];
+    cpu_total += cpu[i];
+    if (i < PoolStats::kBackgroundCycleBoundsUs.size() && PoolStats::kBackgroundCycleBoundsUs[i] <= 1000) {
+      cpu_within_1ms += cpu[i];
+    }
+  }
+  EXPECT_EQ(wall_total, static_cast<std::uint64_t>(kCycles));
+  EXPECT_EQ(cpu_total, static_cast<std::uint64_t>(kCycles));
+  EXPECT_EQ(cpu_within_1ms, static_cast<std::uint64_t>(kCycles));
+  EXPECT_GE(c.cycle_times().longest_us(), 3000u);
+  EXPECT_LT(c.cycle_cpu_times().longest_us(), 1000u);
+  EXPECT_LE(c.cycles_preempted(), static_cast<std::uint64_t>(kCycles));
+}
+
 TEST(BackgroundCompactor, StopsPromptlyWhateverTheIntervalOrTheRest) {
   {
     const auto start = std::chrono::steady_clock::now();
@@ -143,6 +171,10 @@ TEST(BackgroundCompactor, APoolCompactsAThinnedHeapByItself) {
   EXPECT_TRUE(s.background_running);
   EXPECT_GT(s.compactions, 0u);
   EXPECT_GT(s.objects_moved, 0u);
+  EXPECT_GT(s.background_cycles, 0u);
+  EXPECT_LE(s.background_cycles_preempted, s.background_cycles);
+  EXPECT_NE(FormatStatsText(s).find("cpu time"), std::string::npos) << FormatStatsText(s);
+  EXPECT_NE(FormatStatsJson(s).find("\"background_cycle_cpu_histogram\":["), std::string::npos);
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 }
 

@@ -244,7 +244,7 @@ TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
   EXPECT_EQ(pool->compact().objects_moved, 0u);  // the budgeted calls left nothing for a full pass
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 
-  // One step of a region (64 pages, and the rest of a block that begins in them), then the budget was spent;
+  // One step of a region (16 pages, and the rest of a block that begins in them), then the budget was spent;
   // or no region, discarding what earlier calls gave back.
   std::uint64_t migrated = 0, most_pages = 0;
   std::tie(calls, migrated) = RunBudgetedPass<DefragResult>(
@@ -261,10 +261,49 @@ TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
   EXPECT_GT(calls, 1);
   EXPECT_GT(migrated, 0u);
   EXPECT_GT(most_pages, 0u);
-  EXPECT_LE(most_pages, 64u + 15u);
+  EXPECT_LE(most_pages, 16u + 15u);  // a budgeted call's step: 16 pages, and the rest of a block begun in them
   EXPECT_EQ(pool->stats().dirty_bytes, 0u);
   EXPECT_EQ(pool->defragment().blocks_migrated, 0u);
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+}
+
+// A class with more partly filled blocks than a budgeted call's view (SizeClass::kCompactView, 512): budgeted
+// calls work on views of its emptiest and fullest blocks and end where one unbudgeted call ends on the same heap.
+TEST(PoolBudget, BudgetedCallsOnViewsOfAClassEndWhereAWholeCallEnds) {
+  std::unique_ptr<Pool> whole = Pool::Create().value(), viewed = Pool::Create().value();
+  std::vector<Obj> kept_whole, kept_viewed;
+  for (auto [pool, kept] : {std::pair{whole.get(), &kept_whole}, std::pair{viewed.get(), &kept_viewed}}) {
+    std::mt19937_64 rng(11);
+    std::vector<Obj> all;
+    for (std::size_t i = 0; i < 120000; ++i) all.push_back({AllocFilled(*pool, 48, i * 7), 48, i * 7});
+    for (const Obj& o : all) {
+      if (rng() % 10 == 0) {
+        kept->push_back(o);
+      } else {
+        ASSERT_TRUE(pool->free(o.h).ok());
+      }
+    }
+    pool->flush_thread_cache();
+  }
+  const PoolStats before = viewed->stats();
+  const ClassStats* cls = nullptr;
+  for (const ClassStats& c : before.classes) {
+    if (c.slot_size == 48) cls = &c;
+  }
+  ASSERT_NE(cls, nullptr);
+  ASSERT_GT(cls->blocks, 1000u) << "the heap should give the class more partly filled blocks than a view holds";
+  const CompactResult all_at_once = whole->compact();
+  auto [calls, moved] = RunBudgetedPass<CompactResult>(
+      *viewed, [&] { return viewed->compact(PassBudget{std::chrono::microseconds(1)}); },
+      &CompactResult::objects_moved, [&](const CompactResult& r, std::uint64_t dirty) {
+        return r.objects_moved > 0 || viewed->stats().dirty_bytes < dirty;
+      });
+  EXPECT_GT(calls, 10);
+  EXPECT_GT(moved, 0u);
+  EXPECT_EQ(viewed->compact().objects_moved, 0u);  // nothing left for a whole call
+  EXPECT_EQ(viewed->stats().block_bytes, whole->stats().block_bytes) << all_at_once.objects_moved << " " << moved;
+  for (const Obj& o : kept_viewed) ASSERT_TRUE(Intact(*viewed, o.h, o.size, o.seed));
+  for (const Obj& o : kept_whole) ASSERT_TRUE(Intact(*whole, o.h, o.size, o.seed));
 }
 
 // A region that cannot be emptied (a pinned object keeps its block there) is passed over: budgeted calls go on

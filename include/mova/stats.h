@@ -202,6 +202,11 @@ struct PoolStats {
   // Cycle times: element i counts cycles of at most kBackgroundCycleBoundsUs[i] µs, the last longer ones.
   static constexpr std::array<std::uint64_t, 8> kBackgroundCycleBoundsUs = {50, 100, 250, 500, 1000, 2000, 5000, 10000};
   std::array<std::uint64_t, 9> background_cycle_histogram{};
+  // The same cycles on the compactor thread's CPU clock: their own work, without the time the scheduler ran
+  // other threads on the CPU (on a busy machine the wall times above include such preemptions).
+  std::uint64_t background_cycle_longest_cpu_us = 0;
+  std::array<std::uint64_t, 9> background_cycle_cpu_histogram{};
+  std::uint64_t background_cycles_preempted = 0;  // cycles in which the thread was switched out involuntarily
 
   std::vector<ClassStats> classes;      // every size class, in size order
 };
