@@ -457,31 +457,41 @@ bool SizeClass::GatherPartlyFilled(std::size_t limit, std::vector<Block*>& block
   // Sized once: grown by doubling, a large class left a trail of freed arrays in the heap (malloc keeps the
   // pages of freed chunks below live ones: ~0.1 MiB of RSS after compact()).
   blocks.reserve(limit);
-  // Takes up to `most` blocks of groups [from, to) (step +1 or -1), the lanes of a group side by side; returns
-  // the group it stopped in (`to` when it took them all).
-  auto take = [&](int from, int to, int step, std::size_t most) {
-    for (int g = from; g != to; g += step) {
-      std::array<Block*, kLanes> walk = (*groups_)[g];
-      for (std::size_t left = kLanes; left > 0;) {
-        left = 0;
-        for (Block*& b : walk) {
-          if (b == nullptr) continue;
-          if (most == 0) return g;
-          blocks.push_back(b);
-          --most;
-          b = b->next;
-          ++left;
-        }
+  // Takes up to `most` blocks from the lists that begin at `heads`, walked side by side (a step of each in turn:
+  // a walk waits for each descriptor before it knows the next, and side by side those misses overlap); false
+  // when it stopped at `most`.
+  auto take = [&blocks](std::span<Block*> heads, std::size_t& most) {
+    for (std::size_t left = heads.size(); left > 0;) {
+      left = 0;
+      for (Block*& b : heads) {
+        if (b == nullptr) continue;
+        if (most == 0) return false;
+        blocks.push_back(b);
+        --most;
+        b = b->next;
+        ++left;
       }
     }
-    return to;
+    return true;
   };
   if (all) {
-    take(1, kGroupFull, 1, limit);
+    std::array<Block*, (kGroupFull - 1) * kLanes> walk;  // groups 1 .. kGroupFull - 1, every lane
+    for (int g = 1; g < kGroupFull; ++g) std::copy((*groups_)[g].begin(), (*groups_)[g].end(), &walk[(g - 1) * kLanes]);
+    take(walk, limit);
   } else {
-    // The emptiest blocks (sources) and the fullest (destinations), neither group taken twice.
-    const int stopped = take(1, kGroupFull, 1, limit / 2);
-    take(kGroupFull - 1, stopped, -1, limit - blocks.size());
+    // The emptiest blocks (sources) from the lowest groups up, then the fullest (destinations) from the highest
+    // down to the group above the one the first half stopped in: no block taken twice.
+    std::size_t most = limit / 2;
+    int g = 1;
+    for (; g < kGroupFull; ++g) {
+      std::array<Block*, kLanes> lanes = (*groups_)[g];
+      if (!take(lanes, most)) break;
+    }
+    most = limit - blocks.size();
+    for (int h = kGroupFull - 1; h > g; --h) {
+      std::array<Block*, kLanes> lanes = (*groups_)[h];
+      if (!take(lanes, most)) break;
+    }
   }
   return all;
 }
