@@ -8,7 +8,8 @@
 // waits for a move, and makes the pool keep old copies), and a replacement (free one of its objects, allocate
 // and fill another). Each operation is timed alone (its service time; a worker that falls behind its rate goes on at
 // once, and the report says how far behind it fell). Printed: p50 / p99 / p99.9 / max per operation, the
-// compactor's passes, cycles and longest cycle with its histogram, objects moved, and RSS before and after.
+// compactor's passes, cycles and longest cycle with their histograms (wall clock, the compactor thread's CPU
+// time) and the cycles in which it was preempted, objects moved, and RSS before and after.
 // Every surviving object's contents are checked at the end. First, for --floor_seconds, the workers run the
 // same operations on the same objects before the thinning, while the heap is dense and the compactor has
 // nothing to do: the floor this machine puts under every percentile, measured in the same run (the "idle"
