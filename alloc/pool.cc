@@ -261,7 +261,8 @@ namespace {
 // The inline pin_owned's path (pool.h): none in checked mode (every pin is checked in full) or without
 // membarrier (its announce would need a full fence, which only the library's path pays).
 handles::PinPath PinPathOf(const Pool::Impl& p) {
-  static_assert(alloc::kMinSlotSize == 16, "handles/inline_pin.h looks classes up in 16-byte steps");
+  static_assert(alloc::kSizeGranule == 8, "handles/inline_pin.h looks classes up in 8-byte steps");
+  static_assert(alloc::kSizeGranule % handles::kLocationAlign == 0, "every slot starts at a location the entry holds");
   if (p.options.checked || !p.records->asymmetric()) return {};
   return handles::PinPath{.table = p.table->view(),
                           .objects = p.arena->base(),

@@ -659,6 +659,9 @@ void SizeClass::ReleaseSpareLocked() {
     Unlink(b);
     ReleaseBlock(b);
   }
+  // A class with no block left (none listed, none isolated) gives its lists back; NewBlock makes them again.
+  // A size drift leaves dozens of classes so.
+  if (blocks_ == 0) groups_.reset();
 }
 
 void SizeClass::ReleaseSpare() {

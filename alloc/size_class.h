@@ -4,9 +4,10 @@
 // Types: SizeClass, ClassCompaction, ClassSnapshot, RelocateItem. All state is guarded by mu_.
 // Invariants (under mu_): every block of the class is on exactly one list, its group's (GroupOf(in_use,
 //   objects)) lane LaneOf(block); group_sizes_[g] is the length of group g's lanes together; blocks_ == Σ
-//   list lengths; pages_ == Σ pages of the blocks; slots_in_use_ == Σ in_use; groups_ is allocated once the
-//   class has had a block; a block has the class's geometry, or fewer pages and slots after CutTail; a block's
-//   first page (its lane) changes only while it is on no list (migration lists the moved copy afresh).
+//   list lengths; pages_ == Σ pages of the blocks; slots_in_use_ == Σ in_use; groups_ is allocated while the
+//   class has a block (NewBlock makes it, ReleaseSpare and Compact free it with the last block); a block has
+//   the class's geometry, or fewer pages and slots after CutTail; a block's first page (its lane) changes only
+//   while it is on no list (migration lists the moved copy afresh).
 //   The empty group holds at most one block (the spare, kept so that a class at a block boundary does not
 //   populate and discard a block on every other call); any other block that empties is released at once (its
 //   pages go back to the arena).
@@ -226,8 +227,8 @@ class SizeClass {
   static int LaneOf(const Block* b) { return static_cast<int>((b->first_page * 0x9E3779B1u) >> (32 - kLaneBits)); }
   // The first block listed in group g, or null.
   Block* FirstOf(int g) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Allocated with the class's first block (768 B: most of a pool's ~200 classes never hold a block, and
-  // inline lanes cost every pool 128 KiB).
+  // Allocated with the class's first block and freed with its last (768 B: most of a pool's ~230 classes
+  // never hold a block, and inline lanes cost every pool 128 KiB).
   using GroupLanes = std::array<std::array<Block*, kLanes>, kNumGroups>;
   std::unique_ptr<GroupLanes> groups_ ABSL_GUARDED_BY(mu_);
   std::array<std::uint64_t, kNumGroups> group_sizes_ ABSL_GUARDED_BY(mu_){};  // blocks on each list

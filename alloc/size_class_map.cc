@@ -14,7 +14,8 @@ struct Candidates {
 
 constexpr Candidates MakeCandidates() {
   Candidates c;
-  for (std::uint32_t s = kMinSlotSize; s <= kPageSize; s += kMinSlotSize) c.sizes[c.count++] = s;
+  for (std::uint32_t s = kMinSlotSize; s < kFineStepLimit; s += kSizeGranule) c.sizes[c.count++] = s;
+  for (std::uint32_t s = kFineStepLimit; s <= kPageSize; s += 16) c.sizes[c.count++] = s;
   for (std::uint32_t base = kPageSize; base < kMaxClassSize; base *= 2) {
     const std::uint32_t step = base / 16;
     for (std::uint32_t s = base + step; s <= base * 2; s += step) {
@@ -71,7 +72,7 @@ constexpr SizeClassTable MakeTable() {
   for (std::size_t c = 0; c < kept; ++c) t.classes[c] = kept_desc[kept - 1 - c];
   std::size_t c = 0;
   for (std::size_t q = 0; q < t.lookup.size(); ++q) {
-    const std::size_t size = q * kMinSlotSize;
+    const std::size_t size = q * kSizeGranule;
     while (t.classes[c].slot_size < size) ++c;
     t.lookup[q] = static_cast<std::uint16_t>(c);
   }

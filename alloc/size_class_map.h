@@ -1,9 +1,13 @@
 // alloc/size_class_map.h — the geometry of size classes, computed at compile time: which class serves a size,
 // and how many pages and slots each class's blocks have.
 //
-// Types: SizeClassInfo, SizeClassTable, SizeClassMap. Spacing: 16 B steps up to 4 KiB (as zsmalloc), then 16
-// classes per doubling up to kMaxClassSize (64 KiB less the 80 B of metadata a one-slot block keeps in its own
-// pages: 65456 B); larger objects are huge (own page runs, no class).
+// Types: SizeClassInfo, SizeClassTable, SizeClassMap. Spacing: 8 B steps from 16 B up to kFineStepLimit, 16 B
+// steps up to 4 KiB (as zsmalloc), then 16 classes per doubling up to kMaxClassSize (64 KiB less the 80 B of
+// metadata a one-slot block keeps in its own pages: 65456 B); larger objects are huge (own page runs, no class).
+// The 8 B steps halve the rounding of the sizes most objects have (2.8% of the bytes of objects of 16-512 B in
+// 16 B steps, 1.3% in 8 B steps); an object is therefore aligned to 16 B only when its slot size is a multiple of
+// 16 (a slot of 24 B, for sizes 17-24, is 8 B aligned: no type of alignment 16 fits in 24 B, as for malloc's
+// small sizes in mimalloc and tcmalloc).
 // Each class picks its block size among 1..kMaxPagesPerBlock pages: the smallest whose waste (the bytes not in
 // slots: in-block metadata and the tail) is within kWasteSlackPermille of the least any size achieves.
 // Smaller blocks matter as much as little tail waste: after compaction every class keeps one partly filled
@@ -11,7 +15,8 @@
 // Merging (zsmalloc's can_merge): a class whose blocks would hold the same number of slots in the same
 // number of pages as the next larger class serves no purpose; its sizes go to that larger class.
 // Invariants: classes are strictly increasing in size; every size in 1..kMaxClassSize maps to the smallest
-// class with slot_size >= size; slot sizes are multiples of 16; objects_per_block >= 1.
+// class with slot_size >= size; slot sizes are multiples of kSizeGranule (and of 16 from kFineStepLimit up);
+// objects_per_block >= 1.
 #ifndef MOVA_ALLOC_SIZE_CLASS_MAP_H_
 #define MOVA_ALLOC_SIZE_CLASS_MAP_H_
 
@@ -26,11 +31,17 @@
 namespace mova::alloc {
 
 inline constexpr std::size_t kMinSlotSize = 16;
+// The step of the smallest classes and of the class lookup: sizes are looked up in granules of 8 B, and every
+// slot, so every object, starts at a multiple of it (handles/entry_layout.h stores locations in these units).
+inline constexpr std::size_t kSizeGranule = 8;
+inline constexpr std::size_t kFineStepLimit = 512;
 inline constexpr std::size_t kMaxPagesPerBlock = 16;
 inline constexpr std::size_t kMaxClassSize = kMaxPagesPerBlock * kPageSize - DataOffset(1);
 inline constexpr std::uint32_t kWasteSlackPermille = 20;
-// Candidate sizes before merging: 16 B steps up to a page, then 16 per doubling up to kMaxClassSize.
-inline constexpr std::size_t kMaxCandidateSizes = kPageSize / kMinSlotSize + 16 * 4;
+// Candidate sizes before merging: 8 B steps up to kFineStepLimit, 16 B steps up to a page, then 16 per doubling
+// up to kMaxClassSize.
+inline constexpr std::size_t kMaxCandidateSizes =
+    (kFineStepLimit - kMinSlotSize) / kSizeGranule + 1 + (kPageSize - kFineStepLimit) / 16 + 16 * 4;
 
 struct SizeClassInfo {
   std::uint32_t slot_size = 0;          // bytes per slot
@@ -57,7 +68,7 @@ struct SizeClassInfo {
 struct SizeClassTable {
   std::array<SizeClassInfo, kMaxCandidateSizes> classes{};
   std::size_t num_classes = 0;
-  std::array<std::uint16_t, kMaxClassSize / kMinSlotSize + 1> lookup{};  // (size + 15) / 16 -> class
+  std::array<std::uint16_t, kMaxClassSize / kSizeGranule + 1> lookup{};  // (size + 7) / 8 -> class
 };
 extern const SizeClassTable kSizeClassTable;
 
@@ -68,7 +79,7 @@ class SizeClassMap {
   const SizeClassInfo& info(ClassId c) const { return kSizeClassTable.classes[c.value()]; }
   // The class serving `size` (1..kMaxClassSize).
   ClassId ClassFor(std::size_t size) const {
-    return ClassId(kSizeClassTable.lookup[(size + kMinSlotSize - 1) / kMinSlotSize]);
+    return ClassId(kSizeClassTable.lookup[(size + kSizeGranule - 1) / kSizeGranule]);
   }
 };
 

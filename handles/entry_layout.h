@@ -1,9 +1,9 @@
 // handles/entry_layout.h — the handle-table entry word's layout: one atomic 64-bit word per entry.
 //
 // Layout (bit 0 is least significant):
-//   bits  0..35  location: arena byte offset / 16 while live (objects are 16-byte aligned, so 1 TiB of arena);
+//   bits  0..36  location: arena byte offset / 8 while live (objects are 8-byte aligned, so 1 TiB of arena);
 //                while free, 0 (the table keeps its free entries in a bitmap per page)
-//   bits 36..46  counted pins (at most kMaxPins): pins that live in the word, for pins a thread's record
+//   bits 37..46  counted pins (at most kMaxPins): pins that live in the word, for pins a thread's record
 //                cannot hold (pin_detached, more pins at once than a record has slots)
 //   bit  47      MOVING: a mover owns the object; pinners and freers wait until it clears
 //   bits 48..63  generation: odd while the object lives, even while the entry is free; an entry lives at most
@@ -25,15 +25,16 @@ namespace mova::handles {
 using Word = std::uint64_t;
 using EntryAtomic = std::atomic<Word>;
 
-inline constexpr unsigned kLocationBits = 36;
+inline constexpr unsigned kLocationBits = 37;
 inline constexpr Word kLocationMask = (Word{1} << kLocationBits) - 1;
-inline constexpr unsigned kPinShift = 36;
-inline constexpr Word kMaxPins = (Word{1} << 11) - 1;
+inline constexpr unsigned kPinShift = 37;
+inline constexpr unsigned kPinBits = 10;
+inline constexpr Word kMaxPins = (Word{1} << kPinBits) - 1;
 inline constexpr Word kPinOne = Word{1} << kPinShift;
 inline constexpr Word kPinMask = kMaxPins << kPinShift;
 inline constexpr Word kMovingBit = Word{1} << 47;
 inline constexpr unsigned kGenShift = 48;
-inline constexpr std::uint64_t kLocationAlign = 16;
+inline constexpr std::uint64_t kLocationAlign = 8;
 inline constexpr std::uint16_t kLastLiveGen = 0xFFFD;  // the last life an entry is given
 inline constexpr std::uint16_t kRestGen = 0xFFFE;      // a free entry at this generation is never handed out
 inline constexpr std::uint64_t kMaxArenaBytes = (Word{1} << kLocationBits) * kLocationAlign;

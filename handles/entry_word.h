@@ -171,7 +171,7 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
 // bits, so the test is one compare.
 [[gnu::always_inline]] inline bool TryBeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& rec, Tag tag,
                                                   const AccessRecords& records, Word* out) {
-  static_assert(kPinShift + 11 + 1 == kGenShift, "pins, MOVING and the generation are the top bits");
+  static_assert(kPinShift + kPinBits + 1 == kGenShift, "pins, MOVING and the generation are the top bits");
   rec.freeing.store(tag, std::memory_order_relaxed);
   records.FenceAfterAnnounce();
   const Word w = e.load(std::memory_order_acquire);

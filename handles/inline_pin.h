@@ -35,7 +35,7 @@ struct PinPath {
   const std::atomic<std::uint16_t>* page_owners = nullptr;
   std::uint32_t owner_shift = 0;
   std::uint32_t owner_base = 0;
-  // The size class of an object of size s is class_by_granule[(s + 15) / 16], for s up to max_class_size.
+  // The size class of an object of size s is class_by_granule[(s + 7) / 8], for s up to max_class_size.
   const std::uint16_t* class_by_granule = nullptr;
   std::uint32_t max_class_size = 0;
 };
@@ -73,7 +73,7 @@ struct PinPath {
   if (!PinAnnounced(*r.entry, r.gen, *s, &w)) [[unlikely]] return false;
   const std::uint64_t offset = OffsetOf(w);
   const std::uint32_t owner = p.page_owners[offset >> kPageShift].load(std::memory_order_acquire);
-  if ((owner >> p.owner_shift) != (p.owner_base | p.class_by_granule[(size + 15) / 16])) [[unlikely]] {
+  if ((owner >> p.owner_shift) != (p.owner_base | p.class_by_granule[(size + 7) / 8])) [[unlikely]] {
     s->store(0, std::memory_order_relaxed);
     return false;
   }

@@ -16,6 +16,14 @@ TEST(EntryWord, LayoutRoundTrips) {
   EXPECT_FALSE(IsMoving(w));
   EXPECT_EQ(PinsOf(w + 3 * kPinOne), 3u);
   EXPECT_EQ(kMaxArenaBytes, std::uint64_t{1} << 40);
+  // Locations are in 8 B units (slots of 24, 40, .. B start at odd multiples of 8), up to the arena's last.
+  const Word odd = MakeWord(9, 123456 * 16 + 8);
+  EXPECT_EQ(OffsetOf(odd), 123456u * 16 + 8);
+  const Word last = MakeWord(kLastLiveGen, kMaxArenaBytes - kLocationAlign) + kMaxPins * kPinOne;
+  EXPECT_EQ(OffsetOf(last), kMaxArenaBytes - kLocationAlign);
+  EXPECT_EQ(PinsOf(last), kMaxPins);
+  EXPECT_FALSE(IsMoving(last));
+  EXPECT_EQ(GenOf(last), kLastLiveGen);
 }
 
 TEST(EntryWord, PublishMakesALiveOddGeneration) {

@@ -147,8 +147,10 @@ TEST(PoolErrors, AHandleThatOpensWithTheSizeFieldOfAnotherClassIsRefused) {
     EXPECT_EQ(pool->size_of(forged).status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_EQ(pool->free(forged).code(), absl::StatusCode::kInvalidArgument);
   }
-  const Handle same_class = Resealed(*pool, h, 104);  // 105 bytes: the 100-byte object's slot is 112
-  EXPECT_EQ(pool->pin_owned(same_class, Access::kRead).value().size(), 105u);
+  const Handle same_class = Resealed(*pool, h, 103);  // 104 bytes: the 100-byte object's slot is 104
+  EXPECT_EQ(pool->pin_owned(same_class, Access::kRead).value().size(), 104u);
+  const Handle next_class = Resealed(*pool, h, 104);  // 105 bytes: the 112 B class, not the object's
+  EXPECT_EQ(pool->pin_owned(next_class, Access::kRead).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(Intact(*pool, h, 100, 13));
   EXPECT_TRUE(pool->free(h).ok());
 }

@@ -94,6 +94,56 @@ TEST(Pool, EverySizeUpToAndPastTheClassesWorks) {
   EXPECT_EQ(s.live_bytes, 0u);
 }
 
+// Classes are 8 B apart up to 512 B, so an object is 8 B aligned, and 16 B aligned when its size is a multiple
+// of 16 — what any type that fits in it needs (a type of alignment 16 has a size that is a multiple of 16) —
+// before and after compaction moves it.
+TEST(Pool, ObjectsAreAlignedForEveryTypeThatFitsThem) {
+  auto pool = NewPool();
+  std::vector<Obj> objs;
+  for (std::size_t size = 1; size <= 1100; ++size) {
+    for (std::uint64_t k = 0; k < 3; ++k) objs.push_back({AllocFilled(*pool, size, size * 3 + k), size, size * 3 + k});
+  }
+  auto check = [&](const char* when) {
+    for (const Obj& o : objs) {
+      const auto at = reinterpret_cast<std::uintptr_t>(pool->pin(o.h, Access::kRead).value().data());
+      ASSERT_EQ(at % 8, 0u) << when << " size " << o.size;
+      if (o.size % 16 == 0) { ASSERT_EQ(at % 16, 0u) << when << " size " << o.size; }
+    }
+  };
+  check("allocated");
+  for (std::size_t i = 0; i < objs.size(); ++i) {  // free two of each three, so that compaction moves the rest
+    if (i % 3 != 2) { ASSERT_TRUE(pool->free(objs[i].h).ok()); }
+  }
+  std::erase_if(objs, [&, i = std::size_t{0}](const Obj&) mutable { return i++ % 3 != 2; });
+  EXPECT_GT(pool->compact().objects_moved, 0u);
+  check("compacted");
+  for (const Obj& o : objs) EXPECT_TRUE(Intact(*pool, o.h, o.size, o.seed)) << o.size;
+  for (const Obj& o : objs) ASSERT_TRUE(pool->free(o.h).ok());
+}
+
+// A class whose last block goes (compaction releases its spare) gives its block lists back, and makes them
+// again for its next block.
+TEST(Pool, AClassWithNoBlockLeftGivesItsListsBack) {
+  auto pool = NewPool();
+  Handle keep = AllocFilled(*pool, 64, 1);  // the thread's cache and one class stay made
+  pool->compact();
+  const std::uint64_t meta0 = pool->stats().metadata_bytes;
+  std::vector<Handle> hs;
+  for (std::uint64_t k = 0; k < 100; ++k) hs.push_back(AllocFilled(*pool, 1000, k));
+  const std::uint64_t meta1 = pool->stats().metadata_bytes;
+  EXPECT_GT(meta1, meta0);
+  for (Handle h : hs) ASSERT_TRUE(pool->free(h).ok());
+  pool->compact();
+  const PoolStats s = pool->stats();
+  EXPECT_EQ(s.classes[alloc::SizeClassMap().ClassFor(1000).value()].blocks, 0u);
+  EXPECT_LE(s.metadata_bytes + sizeof(void*) * 8 * alloc::kNumGroups, meta1);  // the lists went
+  Handle again = AllocFilled(*pool, 1000, 7);
+  EXPECT_TRUE(Intact(*pool, again, 1000, 7));
+  EXPECT_TRUE(Intact(*pool, keep, 64, 1));
+  ASSERT_TRUE(pool->free(again).ok());
+  ASSERT_TRUE(pool->free(keep).ok());
+}
+
 TEST(Pool, PinnedPointerIsStableAndReadOnlyPinsAreConst) {
   auto pool = NewPool();
   Handle h = AllocFilled(*pool, 64, 3);
@@ -546,29 +596,29 @@ TEST(Pool, StatsRenderAsTextAndJson) {
   const PoolStats s = pool->stats();
   const std::string text = FormatStatsText(s);
   EXPECT_NE(text.find("live"), std::string::npos);
-  EXPECT_NE(text.find("   112 "), std::string::npos);  // the 112 B class row
+  EXPECT_NE(text.find("   104 "), std::string::npos);  // the 104 B class row
   const std::string json = FormatStatsJson(s);
   EXPECT_EQ(json.front(), '{');
   EXPECT_EQ(json.back(), '}');
   EXPECT_NE(json.find("\"live_bytes\":100,"), std::string::npos);
   const alloc::SizeClassMap map;
-  const alloc::SizeClassInfo& c112 = map.info(map.ClassFor(100));
-  EXPECT_EQ(c112.slot_size, 112u);
+  const alloc::SizeClassInfo& c104 = map.info(map.ClassFor(100));
+  EXPECT_EQ(c104.slot_size, 104u);
   // The blocks the thread cache's first refill took (one or two, by the class's geometry; the refill's new
   // block may have had its free tail cut by the direct compaction it triggered).
   std::uint64_t blocks = 0, block_pages = 0;
   for (const ClassStats& c : s.classes) {
-    if (c.slot_size == 112) {
+    if (c.slot_size == 104) {
       blocks = c.blocks;
       block_pages = c.block_pages;
     }
   }
   EXPECT_GE(blocks, 1u);
   EXPECT_GE(block_pages, blocks);
-  EXPECT_LE(block_pages, blocks * c112.pages_per_block);
-  EXPECT_NE(json.find(absl::StrFormat("\"size\":112,\"pages_per_block\":%u,\"objects_per_block\":%u,\"blocks\":%u,"
+  EXPECT_LE(block_pages, blocks * c104.pages_per_block);
+  EXPECT_NE(json.find(absl::StrFormat("\"size\":104,\"pages_per_block\":%u,\"objects_per_block\":%u,\"blocks\":%u,"
                                       "\"block_pages\":%u,",
-                                      c112.pages_per_block, c112.objects_per_block, blocks, block_pages)),
+                                      c104.pages_per_block, c104.objects_per_block, blocks, block_pages)),
             std::string::npos);
   EXPECT_TRUE(pool->free(h).ok());
 }

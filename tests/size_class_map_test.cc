@@ -11,7 +11,9 @@ TEST(SizeClassMap, ClassesIncreaseAndAreAligned) {
   ASSERT_GT(map.num_classes(), 100u);
   for (std::size_t c = 0; c < map.num_classes(); ++c) {
     const SizeClassInfo& i = map.info(ClassId(c));
-    EXPECT_EQ(i.slot_size % kMinSlotSize, 0u) << c;
+    EXPECT_EQ(i.slot_size % kSizeGranule, 0u) << c;
+    if (i.slot_size >= kFineStepLimit) { EXPECT_EQ(i.slot_size % 16, 0u) << c; }
+    EXPECT_GE(i.slot_size, kMinSlotSize) << c;
     EXPECT_GE(i.pages_per_block, 1u);
     EXPECT_LE(i.pages_per_block, kMaxPagesPerBlock);
     EXPECT_GE(i.objects_per_block, 1u);
@@ -36,9 +38,16 @@ TEST(SizeClassMap, EverySizeMapsToTheSmallestClassThatHoldsIt) {
   }
 }
 
-TEST(SizeClassMap, SixteenByteStepsForSmallSizes) {
+TEST(SizeClassMap, EightByteStepsForSmallSizesThenSixteen) {
   SizeClassMap map;
-  for (std::size_t size = 16; size <= 512; size += 16) { EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size); }
+  for (std::size_t size = 1; size <= kMinSlotSize; ++size) { EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, 16u); }
+  for (std::size_t size = 16; size <= kFineStepLimit; size += 8) {
+    EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size);
+    EXPECT_EQ(map.info(map.ClassFor(size - 7)).slot_size, size) << "rounded up by less than 8 B";
+  }
+  for (std::size_t size = kFineStepLimit; size <= 768; size += 16) {
+    EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size);
+  }
 }
 
 TEST(SizeClassMap, SlotIndexByReciprocalIsExact) {

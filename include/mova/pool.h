@@ -13,7 +13,7 @@
 // issued (null, forged, corrupted, another pool's) → kInvalidArgument; a stale or double-freed handle →
 // kNotFound; freeing a pinned object, or unpin() of a handle that holds no pin_detached pin →
 // kFailedPrecondition; memory limit, address space, handle table or OS memory exhausted →
-// kResourceExhausted; pin count saturated (2047 pins of one object by pin(), besides the 7 pin_owned pins
+// kResourceExhausted; pin count saturated (1023 pins of one object by pin(), besides the 7 pin_owned pins
 // each thread keeps in its own record) → kResourceExhausted.
 //
 // What handle validation detects (free, pin, pin_owned, pin_detached, unpin, size_of, relocate and
@@ -157,7 +157,8 @@ class Pool {
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
-  // A new object of `size` bytes (contents unspecified).
+  // A new object of `size` bytes (contents unspecified). Wherever it moves, it is 8 B aligned, and 16 B aligned
+  // when `size` is a multiple of 16: aligned for any type that fits in it, as malloc's small sizes are.
   MOVA_API absl::StatusOr<Handle> allocate(std::size_t size);
   // Frees the object; the handle becomes stale.
   MOVA_API absl::Status free(Handle h);
