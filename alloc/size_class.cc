@@ -427,7 +427,7 @@ ClassCompaction SizeClass::Compact(absl::Time deadline) {
     ++out.blocks_released;
     ReleaseSpareLocked();
   }
-  if (groups_ == nullptr) return out;  // the class never held a block
+  if (groups_ == nullptr) return out;  // the class holds no block
   const bool budgeted = deadline != absl::InfiniteFuture();
   CompactionBatch batch(table_, records_, budgeted, info_.slot_size);
   std::vector<Block*> blocks;

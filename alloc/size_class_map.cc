@@ -15,7 +15,7 @@ struct Candidates {
 constexpr Candidates MakeCandidates() {
   Candidates c;
   for (std::uint32_t s = kMinSlotSize; s < kFineStepLimit; s += kSizeGranule) c.sizes[c.count++] = s;
-  for (std::uint32_t s = kFineStepLimit; s <= kPageSize; s += 16) c.sizes[c.count++] = s;
+  for (std::uint32_t s = kFineStepLimit; s <= kPageSize; s += kCoarseStep) c.sizes[c.count++] = s;
   for (std::uint32_t base = kPageSize; base < kMaxClassSize; base *= 2) {
     const std::uint32_t step = base / 16;
     for (std::uint32_t s = base + step; s <= base * 2; s += step) {

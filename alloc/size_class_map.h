@@ -15,7 +15,7 @@
 // Merging (zsmalloc's can_merge): a class whose blocks would hold the same number of slots in the same
 // number of pages as the next larger class serves no purpose; its sizes go to that larger class.
 // Invariants: classes are strictly increasing in size; every size in 1..kMaxClassSize maps to the smallest
-// class with slot_size >= size; slot sizes are multiples of kSizeGranule (and of 16 from kFineStepLimit up);
+// class with slot_size >= size; slot sizes are multiples of kSizeGranule (and of kCoarseStep from kFineStepLimit up);
 // objects_per_block >= 1.
 #ifndef MOVA_ALLOC_SIZE_CLASS_MAP_H_
 #define MOVA_ALLOC_SIZE_CLASS_MAP_H_
@@ -35,13 +35,14 @@ inline constexpr std::size_t kMinSlotSize = 16;
 // slot, so every object, starts at a multiple of it (handles/entry_layout.h stores locations in these units).
 inline constexpr std::size_t kSizeGranule = 8;
 inline constexpr std::size_t kFineStepLimit = 512;
+inline constexpr std::size_t kCoarseStep = 16;  // from kFineStepLimit up to a page
 inline constexpr std::size_t kMaxPagesPerBlock = 16;
 inline constexpr std::size_t kMaxClassSize = kMaxPagesPerBlock * kPageSize - DataOffset(1);
 inline constexpr std::uint32_t kWasteSlackPermille = 20;
 // Candidate sizes before merging: 8 B steps up to kFineStepLimit, 16 B steps up to a page, then 16 per doubling
 // up to kMaxClassSize.
 inline constexpr std::size_t kMaxCandidateSizes =
-    (kFineStepLimit - kMinSlotSize) / kSizeGranule + 1 + (kPageSize - kFineStepLimit) / 16 + 16 * 4;
+    (kFineStepLimit - kMinSlotSize) / kSizeGranule + 1 + (kPageSize - kFineStepLimit) / kCoarseStep + 16 * 4;
 
 struct SizeClassInfo {
   std::uint32_t slot_size = 0;          // bytes per slot

@@ -1,6 +1,6 @@
 // alloc/size_classes.h — a pool's size classes, each made when it is first asked for a slot.
 //
-// Types: SizeClasses. Most of a pool's ~200 classes never hold an object (a cache of 64 B values uses one),
+// Types: SizeClasses. Most of a pool's ~230 classes never hold an object (a cache of 64 B values uses one),
 // and each SizeClass is ~280 B written at its making: made up front they were 55 KiB of the ~110 KiB of heap
 // every Pool::Create took, resident before any object.
 // Invariants: a class, once made, lives as long as the SizeClasses (it is never unmade: blocks, slots cached by

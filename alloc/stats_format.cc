@@ -11,26 +11,24 @@ namespace {
 
 double MiB(std::uint64_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); }
 
-using CycleCounts = std::array<std::uint64_t, PoolStats::kBackgroundCycleBoundsUs.size() + 1>;
-
-// One text line: `label`, then the cycles of each bucket of PoolStats::kBackgroundCycleBoundsUs.
-void AppendCycles(std::string* out, const char* label, const CycleCounts& counts) {
-  *out += label;
-  for (std::size_t i = 0; i < counts.size(); ++i) {
-    if (i < PoolStats::kBackgroundCycleBoundsUs.size()) {
-      absl::StrAppendFormat(out, " <=%uus %u", PoolStats::kBackgroundCycleBoundsUs[i], counts[i]);
-    } else {
-      absl::StrAppendFormat(out, " longer %u\n", counts[i]);
-    }
-  }
-}
-
 // One JSON member: "name":[counts...],
-void HistogramField(std::string* out, const char* name, const CycleCounts& counts) {
+void HistogramField(std::string* out, const char* name, const PoolStats::CycleCounts& counts) {
   absl::StrAppendFormat(out, "\"%s\":[%s],", name, absl::StrJoin(counts, ","));
 }
 
 }  // namespace
+
+std::string FormatCycleCounts(const PoolStats::CycleCounts& counts) {
+  std::string out;
+  for (std::size_t i = 0; i < counts.size(); ++i) {
+    if (i < PoolStats::kBackgroundCycleBoundsUs.size()) {
+      absl::StrAppendFormat(&out, " <=%uus %u", PoolStats::kBackgroundCycleBoundsUs[i], counts[i]);
+    } else {
+      absl::StrAppendFormat(&out, " longer %u", counts[i]);
+    }
+  }
+  return out;
+}
 
 std::string FormatStatsText(const PoolStats& s, bool all_classes) {
   std::string out;
@@ -59,8 +57,8 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
                           s.background_by_pressure, s.background_by_handles, s.background_cycles,
                           s.background_cycle_longest_us);
     if (s.background_cycles > 0) {
-      AppendCycles(&out, "  cycles    ", s.background_cycle_histogram);
-      AppendCycles(&out, "  cpu time  ", s.background_cycle_cpu_histogram);
+      absl::StrAppend(&out, "  cycles    ", FormatCycleCounts(s.background_cycle_histogram), "\n");
+      absl::StrAppend(&out, "  cpu time  ", FormatCycleCounts(s.background_cycle_cpu_histogram), "\n");
       absl::StrAppendFormat(&out, "  preempted %u cycles; the longest in cpu time %u us\n",
                             s.background_cycles_preempted, s.background_cycle_longest_cpu_us);
     }

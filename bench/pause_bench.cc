@@ -174,19 +174,6 @@ void Work(mova::Pool& pool, Worker& w, int rate, const std::atomic<bool>& stop, 
   });
 }
 
-// One line: the cycles counted in each of PoolStats::kBackgroundCycleBoundsUs's buckets.
-void PrintCycles(const char* label, const std::array<std::uint64_t, 9>& histogram) {
-  std::printf("%s", label);
-  for (std::size_t i = 0; i < histogram.size(); ++i) {
-    if (i < mova::PoolStats::kBackgroundCycleBoundsUs.size()) {
-      std::printf(" <=%lluus %llu", (unsigned long long)mova::PoolStats::kBackgroundCycleBoundsUs[i],
-                  (unsigned long long)histogram[i]);
-    } else {
-      std::printf(" longer %llu\n", (unsigned long long)histogram[i]);
-    }
-  }
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -296,8 +283,9 @@ int main(int argc, char** argv) {
               (unsigned long long)s.background_runs, (unsigned long long)(s.background_runs - before.background_runs),
               (unsigned long long)s.background_cycles, s.background_cycle_longest_us / 1000.0,
               (unsigned long long)s.objects_moved, (unsigned long long)s.regions_freed);
-  PrintCycles("cycles (wall clock):", s.background_cycle_histogram);
-  PrintCycles("cycles (the compactor thread's CPU time):", s.background_cycle_cpu_histogram);
+  std::printf("cycles (wall clock):%s\n", mova::FormatCycleCounts(s.background_cycle_histogram).c_str());
+  std::printf("cycles (the compactor thread's CPU time):%s\n",
+              mova::FormatCycleCounts(s.background_cycle_cpu_histogram).c_str());
   std::printf("cycles in which the compactor thread was preempted: %llu; longest cycle in CPU time %.2f ms\n",
               (unsigned long long)s.background_cycles_preempted, s.background_cycle_longest_cpu_us / 1000.0);
   std::printf("old copies kept for read sections: %.2f MiB now; %llu given back (%.1f MiB), %llu under pressure\n",

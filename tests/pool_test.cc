@@ -590,6 +590,19 @@ TEST(Pool, ThreadCachesGrowForBatchesWithinABudgetAndShrinkWhenFlushed) {
   EXPECT_EQ(s.live_objects, 0u);
 }
 
+// A cycle histogram renders as one line, a bucket per bound and the longer ones last, as the text stats print it.
+TEST(Pool, CycleCountsRenderOnOneLine) {
+  PoolStats s;
+  for (std::size_t i = 0; i < s.background_cycle_histogram.size(); ++i) s.background_cycle_histogram[i] = 10 + i;
+  EXPECT_EQ(FormatCycleCounts(s.background_cycle_histogram),
+            " <=50us 10 <=100us 11 <=250us 12 <=500us 13 <=1000us 14 <=2000us 15 <=5000us 16 <=10000us 17 longer 18");
+  s.background_cycles = 1;
+  s.background_running = true;
+  EXPECT_NE(FormatStatsText(s).find("  cycles    " + FormatCycleCounts(s.background_cycle_histogram) + "\n"),
+            std::string::npos)
+      << FormatStatsText(s);
+}
+
 TEST(Pool, StatsRenderAsTextAndJson) {
   auto pool = NewPool();
   Handle h = AllocFilled(*pool, 100, 1);

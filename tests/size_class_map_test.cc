@@ -12,7 +12,7 @@ TEST(SizeClassMap, ClassesIncreaseAndAreAligned) {
   for (std::size_t c = 0; c < map.num_classes(); ++c) {
     const SizeClassInfo& i = map.info(ClassId(c));
     EXPECT_EQ(i.slot_size % kSizeGranule, 0u) << c;
-    if (i.slot_size >= kFineStepLimit) { EXPECT_EQ(i.slot_size % 16, 0u) << c; }
+    if (i.slot_size >= kFineStepLimit) { EXPECT_EQ(i.slot_size % kCoarseStep, 0u) << c; }
     EXPECT_GE(i.slot_size, kMinSlotSize) << c;
     EXPECT_GE(i.pages_per_block, 1u);
     EXPECT_LE(i.pages_per_block, kMaxPagesPerBlock);
@@ -45,7 +45,7 @@ TEST(SizeClassMap, EightByteStepsForSmallSizesThenSixteen) {
     EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size);
     EXPECT_EQ(map.info(map.ClassFor(size - 7)).slot_size, size) << "rounded up by less than 8 B";
   }
-  for (std::size_t size = kFineStepLimit; size <= 768; size += 16) {
+  for (std::size_t size = kFineStepLimit; size <= 768; size += kCoarseStep) {
     EXPECT_EQ(map.info(map.ClassFor(size)).slot_size, size);
   }
 }

@@ -201,11 +201,12 @@ struct PoolStats {
   std::uint64_t background_cycle_longest_us = 0;
   // Cycle times: element i counts cycles of at most kBackgroundCycleBoundsUs[i] µs, the last longer ones.
   static constexpr std::array<std::uint64_t, 8> kBackgroundCycleBoundsUs = {50, 100, 250, 500, 1000, 2000, 5000, 10000};
-  std::array<std::uint64_t, 9> background_cycle_histogram{};
+  using CycleCounts = std::array<std::uint64_t, kBackgroundCycleBoundsUs.size() + 1>;
+  CycleCounts background_cycle_histogram{};
   // The same cycles on the compactor thread's CPU clock: their own work, without the time the scheduler ran
   // other threads on the CPU (on a busy machine the wall times above include such preemptions).
   std::uint64_t background_cycle_longest_cpu_us = 0;
-  std::array<std::uint64_t, 9> background_cycle_cpu_histogram{};
+  CycleCounts background_cycle_cpu_histogram{};
   std::uint64_t background_cycles_preempted = 0;  // cycles in which the thread was switched out involuntarily
 
   std::vector<ClassStats> classes;      // every size class, in size order
@@ -215,6 +216,8 @@ struct PoolStats {
 MOVA_API std::string FormatStatsText(const PoolStats& s, bool all_classes = false);
 // One JSON object: the totals as fields and "classes" as an array of objects.
 MOVA_API std::string FormatStatsJson(const PoolStats& s);
+// A cycle histogram on one line, as FormatStatsText prints it: " <=50us n <=100us n ... longer n".
+MOVA_API std::string FormatCycleCounts(const PoolStats::CycleCounts& counts);
 
 }  // namespace mova
 
