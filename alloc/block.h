@@ -78,7 +78,8 @@ struct Block {
   std::uint8_t pages = 0;          // 1..16
   std::uint8_t group = kGroupEmpty;  // fullness group it is listed in (class lock)
   std::uint32_t first_page = 0;    // arena page index
-  std::uint32_t slot_size = 0;     // bytes per slot
+  std::uint16_t slot_size = 0;     // bytes per slot
+  std::uint16_t affinity = 0;      // class lock: the thread cache that last took slots from it (0: none)
   std::uint16_t objects = 0;       // slots
   std::uint16_t data_offset = 0;   // where slot 0 starts
   // Guarded by the class lock.

@@ -119,6 +119,7 @@ struct Pool::Impl {
 
   Mutex caches_mu;
   std::vector<ThreadCache*> caches ABSL_GUARDED_BY(caches_mu);
+  alloc::CacheAffinities affinities;  // of the caches alive (ThreadCache::affinity)
   std::uint64_t retired_allocs ABSL_GUARDED_BY(caches_mu) = 0;
   std::uint64_t retired_frees ABSL_GUARDED_BY(caches_mu) = 0;
   std::uint64_t retired_alloc_bytes ABSL_GUARDED_BY(caches_mu) = 0;
@@ -258,6 +259,7 @@ struct Pool::Impl {
     c->epoch = flush_epoch.load(std::memory_order_relaxed);
     c->record = records->Acquire();
     MutexLock lock(&caches_mu);
+    c->affinity = affinities.Acquire();
     caches.push_back(c);
     return c;
   }
@@ -366,6 +368,7 @@ struct Pool::Impl {
     retired_free_bytes += c->free_bytes.Get();
     std::erase(caches, c);
     records->Release(c->record);
+    affinities.Release(c->affinity);
     delete c;
   }
 
@@ -405,7 +408,7 @@ struct Pool::Impl {
     cs.EnsureArray(slot_size);
     if (cs.size.Swings(alloc::CacheSize::Trip::kRefill)) c.TryGrow(cs, slot_size);
     absl::StatusOr<std::size_t> got = classes->GetOrMake(cls).TakeSlots(
-        std::span<SlotRef>(cs.items.get(), std::max(1u, cs.size.capacity / 2)), made_block);
+        std::span<SlotRef>(cs.items.get(), std::max(1u, cs.size.capacity / 2)), c.affinity, affinities, made_block);
     if (!got.ok()) return got.status();
     cs.count.store(static_cast<std::uint32_t>(*got), std::memory_order_relaxed);
     return absl::OkStatus();

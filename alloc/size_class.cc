@@ -216,12 +216,33 @@ void SizeClass::PushFree(Block* b, std::uint32_t slot) {
   --slots_in_use_;
 }
 
-absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, bool* made_block) {
+Block* SizeClass::PickBlock(std::uint16_t affinity, const CacheAffinities& caches) const {
+  if (groups_ == nullptr) return nullptr;
+  auto ours = [&](const Block* b) {
+    return b->affinity == affinity || affinity == CacheAffinities::kNone || !caches.Live(b->affinity);
+  };
+  int budget = kAffinityScan;
+  for (int g = kGroupFull - 1; g > kGroupEmpty && budget > 0; --g) {
+    if (group_sizes_[g] == 0) continue;
+    for (Block* head : (*groups_)[g]) {
+      for (Block* b = head; b != nullptr && budget > 0; b = b->next, --budget) {
+        if (ours(b)) return b;
+      }
+    }
+  }
+  // None at hand: an empty block (anyone's), or a new one. Blocks past the first kAffinityScan are not looked
+  // at (a refill stays short under the lock), so a block may be made while other threads' blocks, or this
+  // cache's own further down a list, have room; compaction (explicit, direct or background) takes that slack
+  // back, moving objects between blocks whichever cache took from them.
+  return FirstOf(kGroupEmpty);
+}
+
+absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, std::uint16_t affinity,
+                                                 const CacheAffinities& caches, bool* made_block) {
   MutexLock lock(&mu_);
   std::size_t n = 0;
   while (n < out.size()) {
-    Block* b = nullptr;
-    for (int g = kGroupFull - 1; g >= kGroupEmpty && b == nullptr; --g) b = FirstOf(g);
+    Block* b = PickBlock(affinity, caches);
     if (b == nullptr) {
       absl::StatusOr<Block*> fresh = NewBlock();
       if (!fresh.ok()) {
@@ -231,6 +252,7 @@ absl::StatusOr<std::size_t> SizeClass::TakeSlots(std::span<SlotRef> out, bool* m
       b = *fresh;
       if (made_block != nullptr) *made_block = true;
     }
+    b->affinity = affinity;
     while (n < out.size() && b->free_head != kNoSlot) out[n++] = PackSlot(b, PopFree(b));
     Regroup(b);
   }

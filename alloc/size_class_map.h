@@ -38,6 +38,7 @@ inline constexpr std::size_t kFineStepLimit = 512;
 inline constexpr std::size_t kCoarseStep = 16;  // from kFineStepLimit up to a page
 inline constexpr std::size_t kMaxPagesPerBlock = 16;
 inline constexpr std::size_t kMaxClassSize = kMaxPagesPerBlock * kPageSize - DataOffset(1);
+static_assert(kMaxClassSize <= UINT16_MAX, "a slot's size fits Block::slot_size");
 inline constexpr std::uint32_t kWasteSlackPermille = 20;
 // Candidate sizes before merging: 8 B steps up to kFineStepLimit, 16 B steps up to a page, then 16 per doubling
 // up to kMaxClassSize.

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "alloc/block.h"
+#include "alloc/cache_affinities.h"
 #include "alloc/size_class_map.h"
 #include "handles/access_records.h"
 
@@ -150,6 +151,7 @@ struct alignas(64) ThreadCache {
   CachedList<std::uint32_t> handles;  // free handle entries: items[0, count)
   std::uint64_t grown_bytes = 0;
   std::uint64_t epoch = 0;
+  std::uint16_t affinity = CacheAffinities::kNone;  // names it on the blocks it takes slots from (cache_affinities.h)
   handles::AccessRecord* record = nullptr;  // this thread's access record in the pool (its pins and frees)
 
   OwnedCounter allocs, frees, alloc_bytes, free_bytes;

@@ -453,6 +453,45 @@ TEST(PoolConcurrency, ConcurrentDoubleFreeHasOneWinner) {
   EXPECT_EQ(pool->stats().live_objects, 0u);
 }
 
+// The class serving objects of `size` bytes, from the pool's stats.
+ClassStats ClassOf(Pool& pool, std::uint32_t size) {
+  for (const ClassStats& c : pool.stats().classes) {
+    if (c.slot_size >= size) return c;
+  }
+  return ClassStats{};
+}
+
+// A thread takes no slot of a block another live thread's cache took slots from (both would write that block's
+// back-map lines on every allocation): while one thread keeps its cache, another thread's refill of the same
+// class makes a block of its own, though the first one's block has room for it. Once the first thread is gone,
+// its block is anyone's again.
+TEST(PoolConcurrency, TwoLiveThreadsAllocateIntoBlocksOfTheirOwn) {
+  constexpr std::uint32_t kSize = 2048;  // a refill takes a few slots of a block of many
+  auto pool = Pool::Create().value();
+  const ClassStats geometry = ClassOf(*pool, kSize);
+  ASSERT_GE(geometry.objects_per_block, 8u);
+  Handle of_a{}, of_b{}, of_c{};
+  std::atomic<bool> a_done{false}, b_done{false};
+  std::thread a([&] {
+    of_a = pool->allocate(kSize).value();
+    a_done.store(true);
+    while (!b_done.load()) std::this_thread::yield();  // a's cache lives while b allocates
+  });
+  while (!a_done.load()) std::this_thread::yield();
+  std::thread b([&] { of_b = pool->allocate(kSize).value(); });
+  b.join();
+  EXPECT_EQ(ClassOf(*pool, kSize).blocks, 2u);  // b's own, beside a's (which has room)
+  b_done.store(true);
+  a.join();
+
+  // a and b are gone (their caches gave their slots back): c takes from their blocks and makes none.
+  std::thread c([&] { of_c = pool->allocate(kSize).value(); });
+  c.join();
+  EXPECT_EQ(ClassOf(*pool, kSize).blocks, 2u);
+  EXPECT_EQ(ClassOf(*pool, kSize).objects_in_use, 3u);
+  for (Handle h : {of_a, of_b, of_c}) ASSERT_TRUE(pool->free(h).ok());
+}
+
 TEST(PoolConcurrency, PoolsOutliveAndPredeceaseThreads) {
   // A thread that used a pool that is already gone exits cleanly, and one that outlives its use returns
   // its cache.

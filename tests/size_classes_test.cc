@@ -1,16 +1,19 @@
 // tests/size_classes_test.cc — SizeClasses: a class is made at its first use, once, whoever asks first; an
-// unmade class is never handed out. Real parts: an arena, page map, handle table and access records on
-// SystemOs, as a pool has them.
+// unmade class is never handed out. SizeClass::TakeSlots: a refill keeps to its own cache's blocks and those of
+// caches gone. Real parts: an arena, page map, handle table and access records on SystemOs, as a pool has them.
 #include "alloc/size_classes.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
+#include <span>
 #include <thread>
 #include <vector>
 
 #include "alloc/arena.h"
+#include "alloc/cache_affinities.h"
 #include "alloc/old_copies.h"
 #include "alloc/page_map.h"
 #include "alloc/size_class_map.h"
@@ -45,6 +48,7 @@ struct Parts {
   OldCopies old_copies;
   std::vector<std::atomic<int>> makes;
   SizeClasses classes;
+  CacheAffinities caches;
 };
 
 // How many classes have been made.
@@ -76,7 +80,7 @@ TEST(SizeClasses, NoClassIsMadeBeforeItsFirstUseAndAMadeClassServesSlots) {
   // The class made late works as one made up front: slots taken from a block it makes, and given back.
   std::array<SlotRef, 8> slots{};
   bool made_block = false;
-  const absl::StatusOr<std::size_t> got = made.TakeSlots(slots, &made_block);
+  const absl::StatusOr<std::size_t> got = made.TakeSlots(slots, p.caches.Acquire(), p.caches, &made_block);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, slots.size());
   EXPECT_TRUE(made_block);
@@ -94,6 +98,53 @@ TEST(SizeClasses, NoClassIsMadeBeforeItsFirstUseAndAMadeClassServesSlots) {
   EXPECT_EQ(sizes, (std::vector<std::uint32_t>{p.map.info(c16).slot_size, p.map.info(c64).slot_size,
                                                 p.map.info(c1k).slot_size}));
   EXPECT_EQ(Made(p.classes), 3u);
+}
+
+// The block of each slot taken.
+std::vector<const Block*> BlocksOf(std::span<const SlotRef> slots) {
+  std::vector<const Block*> out;
+  for (SlotRef r : slots) out.push_back(BlockOf(r));
+  return out;
+}
+
+TEST(SizeClasses, ARefillTakesNoSlotOfABlockAnotherLiveCacheTookFromAndAdoptsTheBlocksOfCachesGone) {
+  Parts p;
+  SizeClass& c = p.classes.GetOrMake(p.map.ClassFor(64));
+  const std::uint32_t per_block = c.info().objects_per_block;
+  const std::uint16_t a = p.caches.Acquire(), b = p.caches.Acquire();
+  ASSERT_NE(a, b);
+
+  // Cache a takes a third of a block: the block is a's, partly filled, the fullest with room.
+  std::vector<SlotRef> of_a(per_block / 3);
+  ASSERT_EQ(c.TakeSlots(of_a, a, p.caches).value(), of_a.size());
+  const Block* block_a = BlockOf(of_a[0]);
+  for (const Block* x : BlocksOf(of_a)) EXPECT_EQ(x, block_a);
+
+  // Cache b, while a lives, gets a block of its own rather than a's free slots.
+  std::vector<SlotRef> of_b(per_block / 3);
+  bool made_block = false;
+  ASSERT_EQ(c.TakeSlots(of_b, b, p.caches, &made_block).value(), of_b.size());
+  EXPECT_TRUE(made_block);
+  for (const Block* x : BlocksOf(of_b)) EXPECT_NE(x, block_a);
+  const Block* block_b = BlockOf(of_b[0]);
+
+  // a's next refill keeps to a's block, although b's is as full.
+  std::vector<SlotRef> more_a(per_block / 3);
+  ASSERT_EQ(c.TakeSlots(more_a, a, p.caches).value(), more_a.size());
+  for (const Block* x : BlocksOf(more_a)) EXPECT_EQ(x, block_a);
+
+  // Once a is gone, its block is anyone's: b takes from the fullest block, a's, before it fills its own
+  // (b's refill ends in its own block once a's is full).
+  p.caches.Release(a);
+  std::vector<SlotRef> later_b(per_block);
+  made_block = false;
+  ASSERT_EQ(c.TakeSlots(later_b, b, p.caches, &made_block).value(), later_b.size());
+  EXPECT_FALSE(made_block);
+  const std::vector<const Block*> later = BlocksOf(later_b);
+  EXPECT_EQ(later.front(), block_a);
+  EXPECT_EQ(later.back(), block_b);
+  EXPECT_EQ(std::count(later.begin(), later.end(), block_a), per_block - 2 * (per_block / 3));
+  EXPECT_EQ(c.Snapshot().blocks, 2u);
 }
 
 TEST(SizeClasses, ThreadsRacingToAClassesFirstUseGetOneClassMadeOnce) {
