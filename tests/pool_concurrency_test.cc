@@ -12,6 +12,7 @@
 #include "base/mutex.h"
 #include "mova/pool.h"
 #include "os/fault_injecting_os.h"
+#include "tests/class_stats.h"
 #include "tests/test_objects.h"
 
 namespace mova {
@@ -20,6 +21,7 @@ namespace {
 using testing::AllocFilled;
 using testing::Intact;
 using testing::Obj;
+using testing::StatsOf;
 
 #ifdef MOVA_TSAN
 constexpr int kOpsPerThread = 6000;
@@ -453,14 +455,6 @@ TEST(PoolConcurrency, ConcurrentDoubleFreeHasOneWinner) {
   EXPECT_EQ(pool->stats().live_objects, 0u);
 }
 
-// The class serving objects of `size` bytes, from the pool's stats.
-ClassStats ClassOf(Pool& pool, std::uint32_t size) {
-  for (const ClassStats& c : pool.stats().classes) {
-    if (c.slot_size >= size) return c;
-  }
-  return ClassStats{};
-}
-
 // A thread takes no slot of a block another live thread's cache took slots from (both would write that block's
 // back-map lines on every allocation): while one thread keeps its cache, another thread's refill of the same
 // class makes a block of its own, though the first one's block has room for it. Once the first thread is gone,
@@ -468,7 +462,7 @@ ClassStats ClassOf(Pool& pool, std::uint32_t size) {
 TEST(PoolConcurrency, TwoLiveThreadsAllocateIntoBlocksOfTheirOwn) {
   constexpr std::uint32_t kSize = 2048;  // a refill takes a few slots of a block of many
   auto pool = Pool::Create().value();
-  const ClassStats geometry = ClassOf(*pool, kSize);
+  const ClassStats geometry = StatsOf(pool->stats(), kSize);
   ASSERT_GE(geometry.objects_per_block, 8u);
   Handle of_a{}, of_b{}, of_c{};
   std::atomic<bool> a_done{false}, b_done{false};
@@ -480,15 +474,15 @@ TEST(PoolConcurrency, TwoLiveThreadsAllocateIntoBlocksOfTheirOwn) {
   while (!a_done.load()) std::this_thread::yield();
   std::thread b([&] { of_b = pool->allocate(kSize).value(); });
   b.join();
-  EXPECT_EQ(ClassOf(*pool, kSize).blocks, 2u);  // b's own, beside a's (which has room)
+  EXPECT_EQ(StatsOf(pool->stats(), kSize).blocks, 2u);  // b's own, beside a's (which has room)
   b_done.store(true);
   a.join();
 
   // a and b are gone (their caches gave their slots back): c takes from their blocks and makes none.
   std::thread c([&] { of_c = pool->allocate(kSize).value(); });
   c.join();
-  EXPECT_EQ(ClassOf(*pool, kSize).blocks, 2u);
-  EXPECT_EQ(ClassOf(*pool, kSize).objects_in_use, 3u);
+  EXPECT_EQ(StatsOf(pool->stats(), kSize).blocks, 2u);
+  EXPECT_EQ(StatsOf(pool->stats(), kSize).objects_in_use, 3u);
   for (Handle h : {of_a, of_b, of_c}) ASSERT_TRUE(pool->free(h).ok());
 }
 

@@ -16,6 +16,7 @@
 #include "alloc/size_class_map.h"
 #include "bench/rss.h"
 #include "os/os.h"
+#include "tests/class_stats.h"
 #include "tests/sanitizers.h"
 #include "tests/test_objects.h"
 
@@ -25,6 +26,7 @@ namespace {
 using testing::AllocFilled;
 using testing::Intact;
 using testing::Obj;
+using testing::StatsOf;
 
 std::unique_ptr<Pool> NewPool(PoolOptions o = {}) { return Pool::Create(o).value(); }
 
@@ -135,7 +137,7 @@ TEST(Pool, AClassWithNoBlockLeftGivesItsListsBack) {
   for (Handle h : hs) ASSERT_TRUE(pool->free(h).ok());
   pool->compact();
   const PoolStats s = pool->stats();
-  EXPECT_EQ(s.classes[alloc::SizeClassMap().ClassFor(1000).value()].blocks, 0u);
+  EXPECT_EQ(StatsOf(s, 1000).blocks, 0u);
   EXPECT_LE(s.metadata_bytes + sizeof(void*) * 8 * alloc::kNumGroups, meta1);  // the lists went
   Handle again = AllocFilled(*pool, 1000, 7);
   EXPECT_TRUE(Intact(*pool, again, 1000, 7));
@@ -211,7 +213,7 @@ TEST(Pool, CompactionEmptiesSparseBlocksIntoDenseOnes) {
   const PoolStats before = pool->stats();
   const CompactResult r = pool->compact();
   const PoolStats after = pool->stats();
-  const ClassStats& c = after.classes[alloc::SizeClassMap().ClassFor(100).value()];
+  const ClassStats c = StatsOf(after, 100);
   // All but at most one block of the class is full.
   EXPECT_LE(c.blocks, (c.objects_in_use + c.objects_per_block - 1) / c.objects_per_block + 1);
   EXPECT_EQ(before.block_bytes - after.block_bytes, r.pages_released * kPageSize);
@@ -298,11 +300,6 @@ alloc::SizeClassInfo WideClass(std::size_t* size) {
   }
   ADD_FAILURE() << "no class of 8 pages and 8 slots";
   return {};
-}
-
-// A copy: callers pass pool->stats(), a temporary.
-ClassStats StatsOf(const PoolStats& s, std::size_t size) {
-  return s.classes[alloc::SizeClassMap().ClassFor(size).value()];
 }
 
 // A pool whose allocations never compact on their own (direct compaction is timed by the clock: whether it ran
