@@ -303,6 +303,7 @@ namespace {
   }
   const std::uint32_t index = c.handles.items[c.handles.count.load(std::memory_order_relaxed) - 1];
   std::uint64_t offset;
+  bool made_block = false;
   if (ABSL_PREDICT_FALSE(size > alloc::kMaxClassSize)) {
     absl::StatusOr<std::uint64_t> off = p.huge->Allocate(size, index);
     if (!off.ok() && p.ReclaimForAllocation(off.status())) off = p.huge->Allocate(size, index);
@@ -311,16 +312,17 @@ namespace {
   } else {
     const ClassId cls = p.map.ClassFor(size);
     if (ABSL_PREDICT_FALSE(c.classes[cls.value()].count.load(std::memory_order_relaxed) == 0)) {
-      bool made_block = false;
       absl::Status s = p.RefillSlots(c, cls, &made_block);
       if (!s.ok() && p.ReclaimForAllocation(s)) s = p.RefillSlots(c, cls, &made_block);
       if (!s.ok()) return s;
-      if (ABSL_PREDICT_FALSE(made_block)) p.MaybeCompactDirectly();
     }
     offset = p.PopSlot(c, cls, index);
   }
   c.handles.count.store(c.handles.count.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-  return p.PublishNew(c, index, offset, size);
+  const Handle h = p.PublishNew(c, index, offset, size);
+  // After the publication: direct compaction recalls the thread caches, this one's included.
+  if (ABSL_PREDICT_FALSE(made_block)) p.MaybeCompactDirectly();
+  return h;
 }
 
 // The whole free: huge objects, pins, races with movers, flushes, last lives, checked mode, errors.

@@ -4,9 +4,10 @@
 
 #include <atomic>
 #include <cerrno>
-#include <utility>
+#include <chrono>
 #include <random>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/mutex.h"
@@ -461,7 +462,10 @@ TEST(PoolConcurrency, ConcurrentDoubleFreeHasOneWinner) {
 // its block is anyone's again.
 TEST(PoolConcurrency, TwoLiveThreadsAllocateIntoBlocksOfTheirOwn) {
   constexpr std::uint32_t kSize = 2048;  // a refill takes a few slots of a block of many
-  auto pool = Pool::Create().value();
+  // No direct compaction: b's new block, sparse beside a's, would let it move b's object into a's block.
+  PoolOptions options;
+  options.direct_compaction = std::chrono::microseconds(0);
+  auto pool = Pool::Create(options).value();
   const ClassStats geometry = StatsOf(pool->stats(), kSize);
   ASSERT_GE(geometry.objects_per_block, 8u);
   Handle of_a{}, of_b{}, of_c{};

@@ -110,9 +110,10 @@ struct PoolOptions {
   double background_cpu_percent = Default(&PoolOptions::background_cpu_percent, 100.0);
   // Direct compaction (the kernel's direct compaction, without a thread): when a thread's refill had to make
   // a new block while more than `background_threshold` of the class blocks' bytes (beyond a block per class)
-  // are not live slots, the allocating thread compacts for at most this long — at most once per ten times
-  // this, and never waiting for a compaction under way — and the next new blocks take pages compaction
-  // emptied instead of fresh ones. Churn that shifts sizes then peaks near its live bytes
+  // are not live slots, the allocating thread recalls the thread caches (as compact() does; the other threads
+  // return theirs at their next call) and compacts for at most this long — at most once per ten times this,
+  // and never waiting for a compaction under way — and the next new blocks take pages compaction emptied
+  // instead of fresh ones. Churn that shifts sizes then peaks near its live bytes
   // instead of growing by the classes it left behind. Zero: never. direct_compaction_us=500.
   std::chrono::microseconds direct_compaction =
       Default(&PoolOptions::direct_compaction, std::chrono::microseconds{500});
