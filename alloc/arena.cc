@@ -2,6 +2,7 @@
 #include "alloc/arena.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstring>
 
@@ -177,7 +178,10 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
   // Dirty pages are resident too: the limit gets them back before they would take it over.
   if (used_pages_ + dirty_pages_ + n.value() > limit_pages_) PurgeLocked(/*force=*/true);
   std::uint32_t first;
-  if (!FindPlacement(n.value(), limit_region, may_grow, &first)) {
+  // Resident pages first: a run of dirty pages costs no system call, and a clean run taken while dirty ones
+  // sit unused costs a populate now and a discard later.
+  const bool reuse = backing == Backing::kPopulated && FindDirtyRun(n, limit_region, &first);
+  if (!reuse && !FindPlacement(n.value(), limit_region, may_grow, &first)) {
     if (!may_grow) return absl::NotFoundError(absl::StrFormat("no run of %u pages below region %u", n.value(), limit_region));
     return absl::ResourceExhaustedError(absl::StrFormat(
         "arena address space exhausted: no run of %u pages in %u bytes", n.value(), capacity().value()));
@@ -204,10 +208,11 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
     return PageRun{first, static_cast<std::uint32_t>(n.value())};
   }
   // Populate the pages that are not resident already (dirty pages are: reusing them costs no syscall). With a
-  // decay delay, free clean pages after the run are populated in the same call and left dirty, for the next
-  // allocations; never beyond the run's last region, nor past the memory limit.
-  // One call from the first clean page to the last: populating a page that is present already (dirty) only
-  // walks its page table, which is cheaper here than a second call.
+  // decay delay, free clean pages are populated ahead in the same call and left dirty, for the next
+  // allocations: those right after the run, then those of the next free runs that could hold a run as long as
+  // this one (a class makes blocks of one length), in address order, as first fit will take them; never past
+  // the memory limit. One range from the run's first clean page to its last: populating a page that is present
+  // already (dirty) only walks its page table, which is cheaper here than another range.
   std::uint32_t clean_first = end, clean_end = first;
   ForEachCleanRun(first, end, [&](std::uint32_t p, std::uint32_t q) {
     clean_first = std::min(clean_first, p);
@@ -215,38 +220,134 @@ absl::StatusOr<PageRun> Arena::AllocateLocked(Pages n, std::uint32_t limit_regio
     return true;
   });
   std::uint32_t ahead_end = end;
-  if (clean_first < clean_end && decay_.count() != 0) {
-    const std::uint32_t region_end = static_cast<std::uint32_t>((last_region + 1) * kPagesPerRegion);
+  std::vector<PageRun> ahead;  // clean runs of later free runs, populated in the same call
+  const bool populate = clean_first < clean_end;
+  if (populate && decay_.count() != 0) {
+    // Dirty runs too short for this allocation were passed over; once they hold more than 1/32 of the pages in
+    // use they go back now rather than after the decay delay (churn-ops: 16-20 MiB of them at its peak).
+    if (dirty_pages_ * kShortDirtyShare > used_pages_) DiscardShortDirtyRuns(n);
     const std::uint64_t room = limit_pages_ - std::min(limit_pages_, used_pages_ + dirty_pages_ + n.value());
-    const std::uint32_t cap = static_cast<std::uint32_t>(std::min<std::uint64_t>(kPopulateAhead, room));
+    std::uint32_t budget = static_cast<std::uint32_t>(std::min<std::uint64_t>(kPopulateAhead, room));
+    const std::uint32_t region_end = static_cast<std::uint32_t>((last_region + 1) * kPagesPerRegion);
     const Region& r = regions_[last_region];
-    while (ahead_end < region_end && ahead_end - end < cap && !r.used[ahead_end % kPagesPerRegion] &&
+    while (ahead_end < region_end && ahead_end - end < budget && !r.used[ahead_end % kPagesPerRegion] &&
            !r.dirty[ahead_end % kPagesPerRegion]) {
       ++ahead_end;
     }
-    clean_end = ahead_end;  // the pages ahead are clean: the same call populates them
+    clean_end = ahead_end;  // the pages ahead are clean: the same range populates them
+    budget -= ahead_end - end;
+    // The watch populates through its descriptor, a range a call: it takes no runs beyond this one.
+    if (budget != 0 && fault_uffd() < 0) CleanRunsAhead(ahead_end, n, budget, &ahead);
   }
   absl::Status failure;
-  if (clean_first < clean_end) {
-    ++populate_calls_;
-    const Bytes bytes = ToBytes(Pages(clean_end - clean_first));
-    failure = fault_uffd() >= 0 ? os_.PopulateRegistered(fault_uffd_, PageAddress(clean_first), bytes)
-                                : os_.Populate(PageAddress(clean_first), bytes);
+  os::RangeProgress progress;
+  std::vector<os::PageSpan> spans;
+  if (populate) {
+    spans.reserve(1 + ahead.size());
+    spans.push_back(os::PageSpan{PageAddress(clean_first), ToBytes(Pages(clean_end - clean_first))});
+    for (const PageRun& a : ahead) spans.push_back(os::PageSpan{PageAddress(a.first), ToBytes(Pages(a.count))});
+    if (fault_uffd() >= 0) {
+      ++populate_calls_;
+      failure = os_.PopulateRegistered(fault_uffd_, spans[0].addr, spans[0].size);
+    } else {
+      failure = os_.PopulateRanges(spans, &progress);
+      populate_calls_ += progress.calls;
+    }
   }
   if (!failure.ok()) {
     // Give back what this call may have populated (in part, perhaps): its clean pages, not the dirty ones.
+    std::vector<os::PageSpan> populated;
     ForEachCleanRun(clean_first, clean_end, [&](std::uint32_t p, std::uint32_t q) {
-      ++discard_calls_;
-      (void)os_.Discard(PageAddress(p), ToBytes(Pages(q - p)));
+      populated.push_back(os::PageSpan{PageAddress(p), ToBytes(Pages(q - p))});
       return true;
     });
+    populated.insert(populated.end(), spans.begin() + 1, spans.end());
+    os::RangeProgress discarded;
+    (void)os_.DiscardRanges(populated, &discarded);
+    discard_calls_ += discarded.calls;
     regions_.resize(old_regions);
     dirty_regions_.resize((regions_.size() + 63) / 64);
     return failure;
   }
   MarkUsed(first, n.value(), true);
   if (ahead_end > end) MarkDirty(end, ahead_end);
+  for (const PageRun& a : ahead) MarkDirty(a.first, a.first + a.count);
   return PageRun{first, static_cast<std::uint32_t>(n.value())};
+}
+
+bool Arena::FindDirtyRun(Pages n, std::uint32_t limit_region, std::uint32_t* first) const {
+  if (dirty_pages_ < n.value() || n.value() > kPagesPerRegion) return false;
+  const std::size_t scan = std::min<std::size_t>(regions_.size(), limit_region);
+  for (std::size_t w = 0; w < dirty_regions_.size(); ++w) {
+    for (std::uint64_t bits = dirty_regions_[w]; bits != 0; bits &= bits - 1) {
+      const std::size_t ri = w * 64 + static_cast<std::size_t>(std::countr_zero(bits));
+      if (ri >= scan) return false;
+      const std::bitset<kPagesPerRegion>& dirty = regions_[ri].dirty;
+      const std::bitset<kPagesPerRegion> not_dirty = ~dirty;
+      for (std::size_t start = dirty._Find_first(); start < kPagesPerRegion;) {
+        const std::size_t stop = not_dirty._Find_next(start);  // the next page not dirty, or kPagesPerRegion
+        if (stop - start >= n.value()) {
+          *first = static_cast<std::uint32_t>(ri * kPagesPerRegion + start);
+          return true;
+        }
+        if (stop >= kPagesPerRegion) break;
+        start = dirty._Find_next(stop);
+      }
+    }
+  }
+  return false;
+}
+
+void Arena::CleanRunsAhead(std::uint32_t from, Pages n, std::uint32_t budget, std::vector<PageRun>* out) {
+  for (std::uint32_t ri = from / kPagesPerRegion; ri < regions_.size() && budget != 0; ++ri) {
+    const Region& r = regions_[ri];
+    if (kPagesPerRegion - r.used_count < n.value()) continue;
+    const std::uint32_t base = ri * static_cast<std::uint32_t>(kPagesPerRegion);
+    const std::bitset<kPagesPerRegion> free = ~r.used;
+    std::size_t start = ri == from / kPagesPerRegion ? from % kPagesPerRegion : 0;
+    if (r.used[start]) start = free._Find_next(start);
+    while (start < kPagesPerRegion && budget != 0 && out->size() < kAheadRuns) {
+      const std::size_t stop = r.used._Find_next(start);  // end of this free run
+      if (stop - start >= n.value()) {
+        ForEachCleanRun(base + static_cast<std::uint32_t>(start), base + static_cast<std::uint32_t>(stop),
+                        [&](std::uint32_t p, std::uint32_t q) {
+                          const std::uint32_t take = std::min(budget, q - p);
+                          out->push_back(PageRun{p, take});
+                          budget -= take;
+                          return budget != 0 && out->size() < kAheadRuns;
+                        });
+      }
+      if (stop >= kPagesPerRegion) break;
+      start = free._Find_next(stop);
+    }
+    if (out->size() == kAheadRuns) return;
+  }
+}
+
+void Arena::DiscardShortDirtyRuns(Pages n) {
+  std::vector<PageRun> runs;
+  std::uint64_t dirty = 0;
+  for (std::size_t w = 0; w < dirty_regions_.size(); ++w) {
+    for (std::uint64_t bits = dirty_regions_[w]; bits != 0; bits &= bits - 1) {
+      const std::uint32_t ri = static_cast<std::uint32_t>(w * 64 + std::countr_zero(bits));
+      const Region& r = regions_[ri];
+      const std::uint32_t base = ri * static_cast<std::uint32_t>(kPagesPerRegion);
+      const std::bitset<kPagesPerRegion> free = ~r.used;
+      for (std::size_t start = free._Find_first(); start < kPagesPerRegion;) {
+        const std::size_t stop = r.used._Find_next(start);  // end of this free run
+        if (stop - start < n.value()) {
+          const std::size_t d = ((r.dirty >> start) << (kPagesPerRegion - (stop - start))).count();
+          if (d != 0) {
+            runs.push_back(PageRun{base + static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(stop - start)});
+            dirty += d;
+          }
+        }
+        if (stop >= kPagesPerRegion) break;
+        start = free._Find_next(stop);
+      }
+    }
+  }
+  if (dirty * kShortDirtyShare > used_pages_) (void)DiscardFreeRuns(runs);  // a failed run stays dirty, counted
 }
 
 bool Arena::IsDirty(std::uint32_t page) const {
@@ -429,7 +530,7 @@ absl::Status Arena::DiscardFreeRuns(std::span<const PageRun> runs, ShadowUnits s
   for (const std::uint32_t u : units) spans.push_back(shadow_.SpanOf(u));
   absl::Status first_failure;
   for (std::size_t next = 0; next < spans.size();) {
-    os::DiscardProgress progress;
+    os::RangeProgress progress;
     const absl::Status s = os_.DiscardRanges(std::span<const os::PageSpan>(spans).subspan(next), &progress);
     discard_calls_ += progress.calls;
     for (std::size_t i = next; i < next + progress.ranges_done; ++i) {

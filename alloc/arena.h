@@ -2,7 +2,9 @@
 // runs for blocks and huge objects and giving freed pages back to the OS.
 //
 // Types: Arena, ArenaOptions, PageRun. A page is named by its index from the arena base (arena page index).
-// Placement is address-ordered first fit, so live runs gather in low regions and high regions empty out.
+// Placement is address-ordered first fit, so live runs gather in low regions and high regions empty out; a run
+// of present pages (Backing::kPopulated) goes first to the lowest run of as many dirty pages, which costs no
+// system call, where a clean run taken while dirty ones sit unused costs a populate now and a discard later.
 // Freed pages are discarded (MADV_DONTNEED) at once when the decay delay is zero; otherwise they stay
 // resident as "dirty" pages that a later allocation reuses without a fault or syscall. Each decay interval,
 // as many dirty pages as were never reused during it (the low-water mark of the dirty count: pages a churning
@@ -13,12 +15,19 @@
 // call discarding a whole interval's pages took 2-7 ms (churn-ops, 1 s decay), a pause in whatever allocation
 // met it; PurgeDirty discards the whole of it at once. Dirty pages also go when the memory limit needs them
 // and by PurgeDirty(force). (Looked for by allocations and frees at most every delay/8.)
-// A purge discards few, large runs: each maximal run of free pages (dirty or not; a free clean page has nothing to discard, so including
-// it costs nothing) that holds a dirty page, merged across region boundaries, is one range, and all the ranges
-// of a purge go to one Os::DiscardRanges — process_madvise discards up to 1024 ranges with one TLB flush, where a
-// MADV_DONTNEED call costs 6–20 µs here (its flush) but ~0.3–0.5 µs per page in long runs or batches. With a decay delay, an allocation that must
-// populate fresh pages populates up to kPopulateAhead free pages after them too (left dirty, for the next
-// blocks), so a growing class makes one populate call per kPopulateAhead pages, not one per block.
+// A purge discards few, large runs: each maximal run of free pages (dirty or not; a free clean page has nothing
+// to discard, so including it costs nothing) that holds a dirty page, merged across region boundaries, is one
+// range, and all the ranges of a purge go to one Os::DiscardRanges — process_madvise discards up to 1024 ranges
+// with one TLB flush, where a MADV_DONTNEED call costs 6–20 µs here (its flush) but ~0.3–0.5 µs per page in
+// long runs or batches.
+// With a decay delay, an allocation that must populate fresh pages populates up to kPopulateAhead free pages
+// more in the same Os::PopulateRanges call (left dirty, for the next blocks): those right after its run, then
+// the clean pages of the next free runs long enough for a run of its length, in address order (a class makes
+// blocks of one length). A growing class so makes one call per kPopulateAhead pages, not one per block, and
+// one call populates a batch of one-page holes at ~1.1 µs a page, where a first touch faults at 10-15 µs.
+// Such an allocation also gives back, at once, the free runs too short for it that hold dirty pages, when
+// those pages exceed 1/kShortDirtyShare of the pages in use: churn that shifts to longer runs would otherwise
+// keep them resident until the decay purge, on top of the pages it populates (churn-ops: 16-20 MiB at peak).
 // Moving runs: the arena owns the MoveEngine for its range (UFFDIO_MOVE needs the whole range registered
 // once); MoveRun moves a run's pages into a run allocated as BackingForMove says (empty for a zero-copy move,
 // populated for a copy), and FreeMovedOut gives back a
@@ -154,8 +163,13 @@ class Arena {
   // regions from the top down, in one Os call; and the time until the next step.
   static constexpr std::uint64_t kPurgeStep = 256;
   static constexpr std::chrono::milliseconds kPurgeStepSpacing{1};
-  // Free pages populated beyond an allocation's own when it must populate (with a decay delay only).
+  // Free pages populated beyond an allocation's own when it must populate (with a decay delay only), in at most
+  // kAheadRuns runs besides the allocation's own.
   static constexpr std::uint32_t kPopulateAhead = 128;
+  static constexpr std::size_t kAheadRuns = 64;
+  // Dirty runs too short for an allocation that must populate go back at once when they hold more than
+  // 1/kShortDirtyShare of the pages in use (with a decay delay only).
+  static constexpr std::uint64_t kShortDirtyShare = 32;
   // Puts every region that is fully in use, and was not collapsed since it last filled, on transparent huge
   // pages (Os::CollapseHugepages: no mapping changes). The Os calls run without the arena lock (about 1.5 ms
   // per region here). A region that loses a page is collapsed again only after it fills again.
@@ -210,6 +224,15 @@ class Arena {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MarkUsed(std::uint32_t first, std::size_t n, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool IsDirty(std::uint32_t page) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The lowest run of n dirty pages below `limit_region` (n <= kPagesPerRegion), or false.
+  bool FindDirtyRun(Pages n, std::uint32_t limit_region, std::uint32_t* first) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends to `out` the clean pages of the free runs of at least n pages from page `from` on, in address order,
+  // up to `budget` pages and kAheadRuns runs in all: the runs first fit gives the next allocations of n pages.
+  void CleanRunsAhead(std::uint32_t from, Pages n, std::uint32_t budget, std::vector<PageRun>* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Discards the free runs shorter than n pages that hold dirty pages, when those pages are more than
+  // 1/kShortDirtyShare of the pages in use: dirty pages an allocation of n pages passed over.
+  void DiscardShortDirtyRuns(Pages n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Calls f(p, q) for each maximal run [p, q) of pages in [first, end) that are not dirty, while f is true.
   template <typename F>
   void ForEachCleanRun(std::uint32_t first, std::uint32_t end, F f) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

@@ -23,7 +23,12 @@ class CountingOs final : public os::Os {
   absl::Status Unreserve(std::byte* addr, Bytes size) override { return (Count(), real_.Unreserve(addr, size)); }
   absl::Status Populate(std::byte* addr, Bytes size) override { return (Count(), real_.Populate(addr, size)); }
   absl::Status Discard(std::byte* addr, Bytes size) override { return (Count(), real_.Discard(addr, size)); }
-  absl::Status DiscardRanges(std::span<const os::PageSpan> ranges, os::DiscardProgress* progress) override {
+  absl::Status PopulateRanges(std::span<const os::PageSpan> ranges, os::RangeProgress* progress) override {
+    absl::Status s = real_.PopulateRanges(ranges, progress);
+    calls_.fetch_add(progress->calls, std::memory_order_relaxed);  // one batched call populates many ranges
+    return s;
+  }
+  absl::Status DiscardRanges(std::span<const os::PageSpan> ranges, os::RangeProgress* progress) override {
     absl::Status s = real_.DiscardRanges(ranges, progress);
     calls_.fetch_add(progress->calls, std::memory_order_relaxed);  // one batched call discards many ranges
     return s;

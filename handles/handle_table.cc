@@ -159,7 +159,7 @@ void HandleTable::DiscardRuns(std::byte* base, std::span<const PageRunOf> runs, 
   std::vector<os::PageSpan> spans;
   spans.reserve(runs.size());
   for (const PageRunOf& r : runs) spans.push_back({base + std::size_t{r.first} * kPageSize, ToBytes(Pages(r.count))});
-  os::DiscardProgress progress;
+  os::RangeProgress progress;
   (void)os_.DiscardRanges(spans, &progress);  // on an error, the runs from ranges_done on are not discarded
   for (std::size_t k = 0; k < runs.size(); ++k) done(runs[k], k < progress.ranges_done);
 }

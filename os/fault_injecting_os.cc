@@ -91,18 +91,34 @@ absl::Status FaultInjectingOs::Discard(std::byte* addr, Bytes size) {
   return real_.Discard(addr, size);
 }
 
-absl::Status FaultInjectingOs::DiscardRanges(std::span<const PageSpan> ranges, DiscardProgress* progress) {
-  // Each range is one kDiscard call: the ranges before the first injected failure are discarded by the real
-  // batched call, so a failure can land on any range of a batch.
+// Each range of a batch is one call of `op`: the ranges before the first injected failure go to the real
+// batched call, so a failure can land on any range of a batch.
+template <typename Real>
+absl::Status FaultInjectingOs::RangesWithInjection(OsOp op, const char* what, std::span<const PageSpan> ranges,
+                                                   RangeProgress* progress, Real real) {
   std::size_t allowed = 0;
   absl::Status injected;
   while (allowed < ranges.size()) {
-    injected = Check(OsOp::kDiscard, "process_madvise(MADV_DONTNEED)");
+    injected = Check(op, what);
     if (!injected.ok()) break;
     ++allowed;
   }
-  if (absl::Status s = real_.DiscardRanges(ranges.first(allowed), progress); !s.ok()) return s;
+  if (absl::Status s = real(ranges.first(allowed), progress); !s.ok()) return s;
   return injected;
+}
+
+absl::Status FaultInjectingOs::DiscardRanges(std::span<const PageSpan> ranges, RangeProgress* progress) {
+  return RangesWithInjection(OsOp::kDiscard, "process_madvise(MADV_DONTNEED)", ranges, progress,
+                             [this](std::span<const PageSpan> r, RangeProgress* p) {
+                               return real_.DiscardRanges(r, p);
+                             });
+}
+
+absl::Status FaultInjectingOs::PopulateRanges(std::span<const PageSpan> ranges, RangeProgress* progress) {
+  return RangesWithInjection(OsOp::kPopulate, "process_madvise(MADV_POPULATE_WRITE)", ranges, progress,
+                             [this](std::span<const PageSpan> r, RangeProgress* p) {
+                               return real_.PopulateRanges(r, p);
+                             });
 }
 
 absl::Status FaultInjectingOs::ExcludeFromCoreDumps(std::byte* addr, Bytes size) {

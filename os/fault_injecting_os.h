@@ -59,7 +59,9 @@ class FaultInjectingOs final : public Os {
   absl::Status Unreserve(std::byte* addr, Bytes size) override;
   absl::Status Populate(std::byte* addr, Bytes size) override;
   absl::Status Discard(std::byte* addr, Bytes size) override;
-  absl::Status DiscardRanges(std::span<const PageSpan> ranges, DiscardProgress* progress) override;  // kDiscard per range
+  // kPopulate, kDiscard: one call counted per range.
+  absl::Status PopulateRanges(std::span<const PageSpan> ranges, RangeProgress* progress) override;
+  absl::Status DiscardRanges(std::span<const PageSpan> ranges, RangeProgress* progress) override;
   absl::Status CollapseHugepages(std::byte* addr, Bytes size) override;
   absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override;
   absl::Status Remap(std::byte* dst, std::byte* src, Bytes size) override;
@@ -95,6 +97,9 @@ class FaultInjectingOs final : public Os {
   // Counts the call and returns the injected error, or OK to forward it. `*after_doing` (when given) is set
   // for an error to be answered after the call is made.
   absl::Status Check(OsOp op, const char* name, bool* after_doing = nullptr);
+  template <typename Real>
+  absl::Status RangesWithInjection(OsOp op, const char* what, std::span<const PageSpan> ranges,
+                                   RangeProgress* progress, Real real);
 
   Os& real_;
   mutable Mutex mu_;

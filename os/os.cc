@@ -134,44 +134,14 @@ class SystemOsImpl final : public Os {
     return absl::OkStatus();
   }
 
-  absl::Status DiscardRanges(std::span<const PageSpan> ranges, DiscardProgress* progress) override {
-    *progress = DiscardProgress{};
-    std::vector<iovec> iov;  // on the heap: callers' threads may have small stacks
-    while (progress->ranges_done < ranges.size() && batch_discards_.load(std::memory_order_relaxed)) {
-      const std::span<const PageSpan> rest = ranges.subspan(progress->ranges_done);
-      const std::size_t n = std::min(rest.size(), uapi::kMaxIovecs);
-      iov.clear();
-      iov.reserve(n);  // once: copies left by doubling would stay as holes in the caller's malloc heap
-      for (std::size_t i = 0; i < n; ++i) iov.push_back(iovec{rest[i].addr, rest[i].size.value()});
-      ++progress->calls;
-      const long done = syscall(SYS_process_madvise, uapi::kPidfdSelf, iov.data(), n, MADV_DONTNEED, 0);
-      if (done < 0) {
-        const int err = errno;
-        if (err == EBADF || err == ENOSYS || err == EPERM) {
-          // No PIDFD_SELF (before 6.15), no process_madvise, or a seccomp filter: one madvise per range from now.
-          --progress->calls;
-          batch_discards_.store(false, std::memory_order_relaxed);
-          break;
-        }
-        return ErrnoStatus(err, "process_madvise(MADV_DONTNEED)", rest[0].addr, rest[0].size.value());
-      }
-      // The kernel stops at the first range it cannot advise and returns the bytes advised before it.
-      std::size_t advised = static_cast<std::size_t>(done), whole = 0;
-      while (whole < n && advised >= rest[whole].size.value()) advised -= rest[whole++].size.value();
-      progress->ranges_done += whole;
-      if (whole < n) {
-        // Stopped inside the batch: the range it stopped at says why.
-        ++progress->calls;
-        if (absl::Status s = Discard(rest[whole].addr, rest[whole].size); !s.ok()) return s;
-        ++progress->ranges_done;
-      }
-    }
-    for (; progress->ranges_done < ranges.size(); ++progress->ranges_done) {
-      ++progress->calls;
-      const PageSpan& r = ranges[progress->ranges_done];
-      if (absl::Status s = Discard(r.addr, r.size); !s.ok()) return s;
-    }
-    return absl::OkStatus();
+  absl::Status DiscardRanges(std::span<const PageSpan> ranges, RangeProgress* progress) override {
+    return AdviseRanges(ranges, MADV_DONTNEED, "process_madvise(MADV_DONTNEED)", batch_discards_, progress,
+                        [this](const PageSpan& r) { return Discard(r.addr, r.size); });
+  }
+
+  absl::Status PopulateRanges(std::span<const PageSpan> ranges, RangeProgress* progress) override {
+    return AdviseRanges(ranges, MADV_POPULATE_WRITE, "process_madvise(MADV_POPULATE_WRITE)", batch_populates_,
+                        progress, [this](const PageSpan& r) { return Populate(r.addr, r.size); });
   }
 
   absl::Status ExcludeFromCoreDumps(std::byte* addr, Bytes size) override {
@@ -241,7 +211,54 @@ class SystemOsImpl final : public Os {
     return absl::OkStatus();
   }
 
-  std::atomic<bool> batch_discards_{true};  // false once the kernel refused process_madvise on PIDFD_SELF
+  // false once the kernel refused process_madvise on PIDFD_SELF with that advice
+  std::atomic<bool> batch_discards_{true};
+  std::atomic<bool> batch_populates_{true};
+
+  // DiscardRanges and PopulateRanges: `advice` for up to IOV_MAX ranges a process_madvise call; `one(range)`
+  // for each range where the kernel refuses the batched call (then `batched` turns false for good), and for
+  // the range a batch stopped at, whose own call says why.
+  template <typename One>
+  static absl::Status AdviseRanges(std::span<const PageSpan> ranges, int advice, const char* what,
+                                   std::atomic<bool>& batched, RangeProgress* progress, One one) {
+    *progress = RangeProgress{};
+    std::vector<iovec> iov;  // on the heap: callers' threads may have small stacks
+    while (progress->ranges_done < ranges.size() && batched.load(std::memory_order_relaxed)) {
+      const std::span<const PageSpan> rest = ranges.subspan(progress->ranges_done);
+      const std::size_t n = std::min(rest.size(), uapi::kMaxIovecs);
+      iov.clear();
+      iov.reserve(n);  // once: copies left by doubling would stay as holes in the caller's malloc heap
+      for (std::size_t i = 0; i < n; ++i) iov.push_back(iovec{rest[i].addr, rest[i].size.value()});
+      ++progress->calls;
+      const long done = syscall(SYS_process_madvise, uapi::kPidfdSelf, iov.data(), n, advice, 0);
+      if (done < 0) {
+        const int err = errno;
+        // No PIDFD_SELF (before 6.15; a kernel that has it takes every advice for the caller's own process),
+        // no process_madvise, or a seccomp filter: one call per range from now.
+        if (err == EBADF || err == ENOSYS || err == EPERM) {
+          --progress->calls;
+          batched.store(false, std::memory_order_relaxed);
+          break;
+        }
+        return ErrnoStatus(err, what, rest[0].addr, rest[0].size.value());
+      }
+      // The kernel stops at the first range it cannot advise and returns the bytes advised before it.
+      std::size_t advised = static_cast<std::size_t>(done), whole = 0;
+      while (whole < n && advised >= rest[whole].size.value()) advised -= rest[whole++].size.value();
+      progress->ranges_done += whole;
+      if (whole < n) {
+        // Stopped inside the batch: the range it stopped at says why.
+        ++progress->calls;
+        if (absl::Status s = one(rest[whole]); !s.ok()) return s;
+        ++progress->ranges_done;
+      }
+    }
+    for (; progress->ranges_done < ranges.size(); ++progress->ranges_done) {
+      ++progress->calls;
+      if (absl::Status s = one(ranges[progress->ranges_done]); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
 
   static absl::StatusOr<int> NewUserfaultfd() {
     int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));

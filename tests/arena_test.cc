@@ -189,6 +189,109 @@ TEST(Arena, PopulatesAheadInFewCalls) {
   EXPECT_EQ(c->stats().dirty_pages, 3u);
 }
 
+// Pages still resident are reused before a lower run whose pages would have to be populated.
+TEST(Arena, ResidentPagesAreReusedBeforeALowerCleanRun) {
+  auto a = Make(os::SystemOs(), 2, std::chrono::hours(1));
+  PageRun low = a->Allocate(Pages(4)).value();
+  (void)a->Allocate(Pages(4)).value();
+  PageRun high = a->Allocate(Pages(4)).value();
+  (void)a->Allocate(Pages(1)).value();
+  a->Free(low);
+  a->PurgeDirty(/*force=*/true);  // low's pages (and those populated ahead) go back
+  a->Free(high);                  // high's stay resident
+  const std::uint64_t populates = a->stats().populate_calls;
+  EXPECT_EQ(a->Allocate(Pages(4)).value().first, high.first);
+  EXPECT_EQ(a->stats().populate_calls, populates);
+  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  EXPECT_EQ(a->Allocate(Pages(4)).value().first, low.first);  // none resident: first fit
+  EXPECT_EQ(a->stats().populate_calls, populates + 1);
+}
+
+// Free runs of 2 pages (P) and of 1 page (Q), each between used pages, none resident.
+struct HolesOfTwoLengths {
+  std::vector<PageRun> twos, ones;
+};
+HolesOfTwoLengths MakeHoles(Arena& a, int count) {
+  HolesOfTwoLengths h;
+  for (int i = 0; i < count; ++i) {
+    h.twos.push_back(a.Allocate(Pages(2)).value());
+    (void)a.Allocate(Pages(1)).value();
+    h.ones.push_back(a.Allocate(Pages(1)).value());
+    (void)a.Allocate(Pages(1)).value();
+  }
+  for (int i = 0; i < count; ++i) {
+    a.Free(h.twos[i]);
+    a.Free(h.ones[i]);
+  }
+  a.PurgeDirty(/*force=*/true);
+  return h;
+}
+bool Resident(const Arena& a, PageRun r) {
+  return bench::ResidentBytesIn(a.PageAddress(r.first), r.count * kPageSize).value() == r.count * kPageSize;
+}
+bool BatchesRanges() {  // whether this kernel populates many ranges in one call (process_madvise)
+  static const bool batches = [] {
+    std::byte* p = os::SystemOs().Reserve(Bytes(4 * kPageSize), Bytes(kPageSize)).value();
+    const std::vector<os::PageSpan> spans = {{p, Bytes(kPageSize)}, {p + 2 * kPageSize, Bytes(kPageSize)}};
+    os::RangeProgress progress;
+    EXPECT_TRUE(os::SystemOs().PopulateRanges(spans, &progress).ok());
+    (void)os::SystemOs().Unreserve(p, Bytes(4 * kPageSize));
+    return progress.calls == 1;
+  }();
+  return batches;
+}
+
+// An allocation that must populate populates, in the same call, the next free runs that can hold one as long
+// (first fit hands them to the next allocations of that length), up to kPopulateAhead pages; shorter runs are
+// left alone; the next allocations of that length then make no call.
+TEST(Arena, APopulatingAllocationPopulatesTheNextRunsOfItsLengthInOneCall) {
+  auto a = Make(os::SystemOs(), 2, std::chrono::hours(1));
+  constexpr int kHoles = 20;
+  const HolesOfTwoLengths h = MakeHoles(*a, kHoles);
+  const std::uint64_t populates = a->stats().populate_calls;
+  EXPECT_EQ(a->Allocate(Pages(2)).value().first, h.twos[0].first);
+  // The other 19 runs of 2 pages, then the free pages after the last used one: 20 ranges in one call.
+  EXPECT_EQ(a->stats().populate_calls, populates + (BatchesRanges() ? 1 : kHoles));
+  EXPECT_EQ(a->stats().dirty_pages, kAhead);
+  for (int i = 1; i < kHoles; ++i) EXPECT_TRUE(Resident(*a, h.twos[i])) << i;
+  for (int i = 0; i < kHoles; ++i) EXPECT_FALSE(Resident(*a, h.ones[i])) << i;
+  for (int i = 1; i < kHoles; ++i) EXPECT_EQ(a->Allocate(Pages(2)).value().first, h.twos[i].first);
+  EXPECT_EQ(a->stats().populate_calls, populates + (BatchesRanges() ? 1 : kHoles));
+}
+
+// A populate that fails part way through its ranges allocates nothing and gives back what it populated.
+TEST(Arena, APopulateFailingInItsRangesAheadAllocatesNothingAndKeepsNoPage) {
+  os::FaultInjectingOs fos;
+  auto a = Make(fos, 2, std::chrono::hours(1));
+  const HolesOfTwoLengths h = MakeHoles(*a, 8);
+  const std::uint64_t used = a->stats().used_pages;
+  fos.FailAfter(os::OsOp::kPopulate, 3, ENOMEM);  // the run's own range and two ahead, then a failure
+  EXPECT_EQ(a->Allocate(Pages(2)).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(a->stats().used_pages, used);
+  EXPECT_EQ(a->stats().dirty_pages, 0u);
+  for (int i = 0; i < 8; ++i) EXPECT_FALSE(Resident(*a, h.twos[i])) << i;
+  fos.Clear(os::OsOp::kPopulate);
+  EXPECT_EQ(a->Allocate(Pages(2)).value().first, h.twos[0].first);
+}
+
+// Dirty runs too short for an allocation that must populate go back at once when they hold more than
+// 1/kShortDirtyShare of the pages in use, and stay (for the decay purge) while they hold less.
+TEST(Arena, DirtyRunsTooShortForAPopulatingAllocationGoBackPastTheirShare) {
+  for (const bool past_share : {false, true}) {
+    auto a = Make(os::SystemOs(), 16, std::chrono::hours(1));
+    // Without the share, enough pages in use that 100 short dirty pages are within it.
+    if (!past_share) (void)a->Allocate(Pages(100 * Arena::kShortDirtyShare)).value();
+    std::vector<PageRun> ones;
+    for (int i = 0; i < 200; ++i) ones.push_back(a->Allocate(Pages(1)).value());
+    a->PurgeDirty(/*force=*/true);
+    for (int i = 0; i < 200; i += 2) a->Free(ones[i]);  // 100 dirty runs of one page
+    ASSERT_EQ(a->stats().dirty_pages, 100u);
+    ASSERT_TRUE(a->Allocate(Pages(4)).ok());  // no dirty run of 4: it populates
+    for (int i = 0; i < 200; i += 2) EXPECT_EQ(Resident(*a, ones[i]), !past_share) << i;
+    EXPECT_EQ(a->stats().dirty_pages, kAhead + (past_share ? 0 : 100)) << past_share;
+  }
+}
+
 // A purge discards each maximal free run holding dirty pages in one call, merged across region boundaries,
 // however the frees interleaved.
 TEST(Arena, PurgeDiscardsLargeRunsInFewCalls) {

@@ -198,7 +198,9 @@ TEST(HandleOwner, CellsThatChangeBetweenBudgetedCallsAreSafe) {
     const std::size_t pick = kept[rng() % kept.size()];
     switch (rng() % 3) {
       case 0:  // freed
-        if (!cells[pick].load().is_null()) ASSERT_TRUE(pool->free(cells[pick]).ok());
+        if (!cells[pick].load().is_null()) {
+          ASSERT_TRUE(pool->free(cells[pick]).ok());
+        }
         break;
       case 1: {  // an emptied cell filled again
         const std::size_t i = rng() % cells.size();
@@ -226,7 +228,9 @@ TEST(HandleOwner, CellsThatChangeBetweenBudgetedCallsAreSafe) {
   EXPECT_TRUE(r.complete);
   EXPECT_EQ(r.cells_owned, live - unowned.size());
   for (std::size_t i = 0; i < cells.size(); ++i) {
-    if (!cells[i].load().is_null()) ASSERT_TRUE(CellIntact(*pool, cells[i], i)) << i;
+    if (!cells[i].load().is_null()) {
+      ASSERT_TRUE(CellIntact(*pool, cells[i], i)) << i;
+    }
   }
 }
 

@@ -1,8 +1,8 @@
-// The OS seam's batched discard (Os::DiscardRanges), on the real kernel and through the fault injector:
-// exactly the ranges named lose their pages, in one call per 1024 ranges where the kernel batches, one per
-// range where it does not, and an error says how many ranges were discarded before it. PagesPresent, with the
-// pagemap and with mincore where the pagemap cannot be read. And the memory-pressure reading: its parsers, and
-// the real files where the kernel has them.
+// The OS seam's batched discard and populate (Os::DiscardRanges, Os::PopulateRanges), on the real kernel and
+// through the fault injector: exactly the ranges named lose (gain) their pages, in one call per 1024 ranges
+// where the kernel batches, one per range where it does not, and an error says how many ranges were done
+// before it. PagesPresent, with the pagemap and with mincore where the pagemap cannot be read. And the
+// memory-pressure reading: its parsers, and the real files where the kernel has them.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -19,14 +19,14 @@
 namespace mova::os {
 namespace {
 
-// A reserved, fully touched range of `pages` pages, given back at the end.
-class TouchedPages {
+// A reserved range of `pages` pages, fully touched (0x5a) or never touched, given back at the end.
+class ReservedPages {
  public:
-  explicit TouchedPages(std::size_t pages) : pages_(pages) {
+  explicit ReservedPages(std::size_t pages, bool touched = true) : pages_(pages) {
     base_ = SystemOs().Reserve(Bytes(pages * kPageSize), Bytes(kPageSize)).value();
-    std::memset(base_, 0x5a, pages * kPageSize);
+    if (touched) std::memset(base_, 0x5a, pages * kPageSize);
   }
-  ~TouchedPages() { (void)SystemOs().Unreserve(base_, Bytes(pages_ * kPageSize)); }
+  ~ReservedPages() { (void)SystemOs().Unreserve(base_, Bytes(pages_ * kPageSize)); }
   std::byte* page(std::size_t i) const { return base_ + i * kPageSize; }
   bool resident(std::size_t i) const { return bench::ResidentBytesIn(page(i), kPageSize).value() == kPageSize; }
 
@@ -36,7 +36,7 @@ class TouchedPages {
 };
 
 // Ranges of one page at every odd page, the even pages kept.
-std::vector<PageSpan> OddPages(const TouchedPages& t, std::size_t ranges) {
+std::vector<PageSpan> OddPages(const ReservedPages& t, std::size_t ranges) {
   std::vector<PageSpan> spans;
   for (std::size_t i = 0; i < ranges; ++i) spans.push_back(PageSpan{t.page(2 * i + 1), Bytes(kPageSize)});
   return spans;
@@ -44,9 +44,9 @@ std::vector<PageSpan> OddPages(const TouchedPages& t, std::size_t ranges) {
 
 TEST(Os, DiscardRangesDiscardsExactlyTheRangesNamed) {
   constexpr std::size_t kRanges = 1500;  // more than one batch of 1024
-  TouchedPages t(2 * kRanges);
+  ReservedPages t(2 * kRanges);
   const std::vector<PageSpan> spans = OddPages(t, kRanges);
-  DiscardProgress progress;
+  RangeProgress progress;
   ASSERT_TRUE(SystemOs().DiscardRanges(spans, &progress).ok());
   EXPECT_EQ(progress.ranges_done, kRanges);
   // Two batched calls where the kernel has process_madvise on PIDFD_SELF (6.15+), one madvise a range elsewhere.
@@ -58,6 +58,38 @@ TEST(Os, DiscardRangesDiscardsExactlyTheRangesNamed) {
     }
   }
   for (std::size_t i = 0; i < 2 * kRanges; i += 2) ASSERT_EQ(std::to_integer<int>(*t.page(i)), 0x5a);
+}
+
+TEST(Os, PopulateRangesPopulatesExactlyTheRangesNamed) {
+  constexpr std::size_t kRanges = 1500;  // more than one batch of 1024
+  ReservedPages t(2 * kRanges, /*touched=*/false);
+  const std::vector<PageSpan> spans = OddPages(t, kRanges);
+  RangeProgress progress;
+  ASSERT_TRUE(SystemOs().PopulateRanges(spans, &progress).ok());
+  EXPECT_EQ(progress.ranges_done, kRanges);
+  // Two batched calls where the kernel has process_madvise on PIDFD_SELF (6.15+), one madvise a range elsewhere.
+  EXPECT_TRUE(progress.calls == 2 || progress.calls == kRanges) << progress.calls;
+  for (std::size_t i = 0; i < 2 * kRanges; ++i) ASSERT_EQ(t.resident(i), i % 2 == 1) << "page " << i;
+  for (std::size_t i = 1; i < 2 * kRanges; i += 2) ASSERT_EQ(std::to_integer<int>(*t.page(i)), 0) << "zeroed";
+  RangeProgress none{7, 7};
+  ASSERT_TRUE(SystemOs().PopulateRanges({}, &none).ok());
+  EXPECT_EQ(none.ranges_done, 0u);
+  EXPECT_EQ(none.calls, 0u);
+}
+
+// A bad range in the middle of a populate batch: the ranges before it are populated and counted, it is
+// reported, and the ranges after it stay without pages.
+TEST(Os, ABadRangeStopsAPopulateBatchAndSaysWhere) {
+  ReservedPages t(8, /*touched=*/false);
+  ASSERT_TRUE(SystemOs().Unreserve(t.page(5), Bytes(kPageSize)).ok());  // nothing mapped there
+  const std::vector<PageSpan> spans = OddPages(t, 4);
+  RangeProgress progress;
+  const absl::Status s = SystemOs().PopulateRanges(spans, &progress);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;  // ENOMEM: not mapped
+  EXPECT_EQ(progress.ranges_done, 2u);
+  EXPECT_TRUE(t.resident(1));
+  EXPECT_TRUE(t.resident(3));
+  EXPECT_FALSE(t.resident(7));
 }
 
 // Pages with contents and holes told apart, through the pagemap and, where it cannot be read (no file, or a
@@ -87,7 +119,7 @@ TEST(Os, PagesPresentTellsPagesFromHolesWithTheirPagemapOrWithout) {
 }
 
 TEST(Os, DiscardRangesOfNothingMakesNoCall) {
-  DiscardProgress progress{7, 7};
+  RangeProgress progress{7, 7};
   ASSERT_TRUE(SystemOs().DiscardRanges({}, &progress).ok());
   EXPECT_EQ(progress.ranges_done, 0u);
   EXPECT_EQ(progress.calls, 0u);
@@ -96,12 +128,12 @@ TEST(Os, DiscardRangesOfNothingMakesNoCall) {
 // A bad range in the middle of a batch: the ranges before it are discarded and counted, it is reported, and
 // the ranges after it keep their pages.
 TEST(Os, ABadRangeStopsTheBatchAndSaysWhere) {
-  TouchedPages t(8);
+  ReservedPages t(8);
   const std::vector<PageSpan> spans = {{t.page(1), Bytes(kPageSize)},
                                        {t.page(3), Bytes(kPageSize)},
                                        {t.page(5) + 1, Bytes(kPageSize)},  // not page-aligned
                                        {t.page(7), Bytes(kPageSize)}};
-  DiscardProgress progress;
+  RangeProgress progress;
   const absl::Status s = SystemOs().DiscardRanges(spans, &progress);
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
   EXPECT_EQ(progress.ranges_done, 2u);
@@ -111,23 +143,32 @@ TEST(Os, ABadRangeStopsTheBatchAndSaysWhere) {
   EXPECT_TRUE(t.resident(7));
 }
 
-// The injector counts a kDiscard call per range and fails the range it was told to, after discarding the
-// ones before it for real.
-TEST(Os, InjectedDiscardFailureLandsOnTheRangeItNames) {
-  TouchedPages t(8);
-  const std::vector<PageSpan> spans = OddPages(t, 4);
-  FaultInjectingOs fos;
-  fos.FailAfter(OsOp::kDiscard, 2, ENOMEM);
-  DiscardProgress progress;
-  const absl::Status s = fos.DiscardRanges(spans, &progress);
-  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
-  EXPECT_EQ(progress.ranges_done, 2u);
-  EXPECT_EQ(fos.calls(OsOp::kDiscard), 3);
-  EXPECT_EQ(fos.failures(OsOp::kDiscard), 1);
-  EXPECT_FALSE(t.resident(1));
-  EXPECT_FALSE(t.resident(3));
-  EXPECT_TRUE(t.resident(5));
-  EXPECT_TRUE(t.resident(7));
+// The injector counts a call per range (kDiscard, kPopulate) and fails the range it was told to, after doing
+// the ones before it for real.
+TEST(Os, InjectedRangeFailureLandsOnTheRangeItNames) {
+  struct Case {
+    OsOp op;
+    absl::Status (FaultInjectingOs::*run)(std::span<const PageSpan>, RangeProgress*);
+    bool resident_when_done;  // what a range the call did holds: a discard takes the pages, a populate makes them
+  };
+  for (const Case& c : {Case{OsOp::kDiscard, &FaultInjectingOs::DiscardRanges, false},
+                        Case{OsOp::kPopulate, &FaultInjectingOs::PopulateRanges, true}}) {
+    SCOPED_TRACE(c.resident_when_done ? "populate" : "discard");
+    ReservedPages t(8, /*touched=*/!c.resident_when_done);
+    const std::vector<PageSpan> spans = OddPages(t, 4);
+    FaultInjectingOs fos;
+    fos.FailAfter(c.op, 2, ENOMEM);
+    RangeProgress progress;
+    const absl::Status s = (fos.*c.run)(spans, &progress);
+    EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+    EXPECT_EQ(progress.ranges_done, 2u);
+    EXPECT_EQ(fos.calls(c.op), 3);
+    EXPECT_EQ(fos.failures(c.op), 1);
+    EXPECT_EQ(t.resident(1), c.resident_when_done);
+    EXPECT_EQ(t.resident(3), c.resident_when_done);
+    EXPECT_EQ(t.resident(5), !c.resident_when_done);
+    EXPECT_EQ(t.resident(7), !c.resident_when_done);
+  }
 }
 
 // The stale-touch watch's calls: a range registered for missing faults is populated through the descriptor

@@ -102,8 +102,16 @@ HugeLayout ScatteredHugeObjects(Pool& pool) {
   return out;
 }
 
+// Both tests below count zero-copy moves: every huge object takes one (the 70 KiB ones are under the default
+// zero_copy_min and would be copied, as placement may put any of them above a hole).
+PoolOptions EveryHugeMoveZeroCopy() {
+  PoolOptions options;
+  options.zero_copy_min = Bytes(0);
+  return options;
+}
+
 TEST(PoolMoves, HugeObjectsMoveDownKeepTheirBytesAndPinnedOnesStayPut) {
-  auto pool = Pool::Create().value();
+  auto pool = Pool::Create(EveryHugeMoveZeroCopy()).value();
   HugeLayout layout = ScatteredHugeObjects(*pool);
   // Pin one huge object: it must not move.
   const Obj& pinned_obj = layout.kept.back();  // the highest: a candidate to move
@@ -141,7 +149,7 @@ TEST(PoolMoves, HugeObjectsMoveDownKeepTheirBytesAndPinnedOnesStayPut) {
 }
 
 TEST(PoolMoves, WithoutUserfaultfdHugeObjectsMoveByMremapAndMappingsStayBounded) {
-  PoolOptions options;
+  PoolOptions options = EveryHugeMoveZeroCopy();
   options.move_by_userfaultfd = false;
   auto pool = Pool::Create(options).value();
   const Pool::AddressRange arena = pool->reserved_ranges()[0];

@@ -231,7 +231,7 @@ TEST(Pool, CompactionEmptiesSparseBlocksIntoDenseOnes) {
 bool KernelBatchesDiscards() {
   std::byte* r = os::SystemOs().Reserve(Bytes(4 * kPageSize), Bytes(kPageSize)).value();
   const os::PageSpan spans[] = {{r, Bytes(kPageSize)}, {r + 2 * kPageSize, Bytes(kPageSize)}};
-  os::DiscardProgress progress;
+  os::RangeProgress progress;
   EXPECT_TRUE(os::SystemOs().DiscardRanges(spans, &progress).ok());
   (void)os::SystemOs().Unreserve(r, Bytes(4 * kPageSize));
   return progress.calls == 1;

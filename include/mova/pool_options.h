@@ -105,7 +105,7 @@ struct PoolOptions {
   // when you choose). A forked child's copy of the pool has no background thread. background_interval_ms=100,
   // background_threshold=0.25, background_cycle_us=1000, background_cpu_percent=25.
   std::chrono::milliseconds background_interval = Default(&PoolOptions::background_interval, std::chrono::milliseconds{0});
-  double background_threshold = Default(&PoolOptions::background_threshold, 0.25);
+  double background_threshold = Default(&PoolOptions::background_threshold, 0.15);
   std::chrono::microseconds background_cycle = Default(&PoolOptions::background_cycle, std::chrono::microseconds{1000});
   double background_cpu_percent = Default(&PoolOptions::background_cpu_percent, 100.0);
   // Direct compaction (the kernel's direct compaction, without a thread): when a thread's refill had to make
@@ -114,7 +114,9 @@ struct PoolOptions {
   // return theirs at their next call) and compacts for at most this long — at most once per ten times this,
   // and never waiting for a compaction under way — and the next new blocks take pages compaction emptied
   // instead of fresh ones. Churn that shifts sizes then peaks near its live bytes
-  // instead of growing by the classes it left behind. Zero: never. direct_compaction_us=500.
+  // instead of growing by the classes it left behind (the 15% trigger, 25% before: churn-ops at 64 MiB peaked
+  // at 94-96 MiB against glibc's 96 and 109-110 at 25%, in the same time; bench/RESULTS.md). Zero: never.
+  // direct_compaction_us=500.
   std::chrono::microseconds direct_compaction =
       Default(&PoolOptions::direct_compaction, std::chrono::microseconds{500});
   // The pool's reserved ranges (objects, handle table, page map) are left out of core dumps (MADV_DONTDUMP):
