@@ -679,8 +679,7 @@ std::byte* Pinned::mutable_data() const {
 
 void Pool::Impl::RecallThreadCaches() {
   flush_epoch.fetch_add(1, std::memory_order_relaxed);
-  CacheScope scope(*this);
-  Flush(*scope);
+  CacheScope scope(*this);  // this thread's cache now: the scope finds its epoch behind and flushes it
 }
 
 std::vector<Pool::AddressRange> Pool::reserved_ranges() const {

@@ -73,8 +73,11 @@ CompactResult Pool::compact(PassBudget budget) {
   const absl::Time start = absl::Now();
   const CallDeadlines deadlines(budget, start);
   // Once a pass: a budgeted call that goes on with one does not make every thread give its cache back again
-  // (each recall costs the threads a flush and refills under the class locks the pass takes).
-  if (p.next_compact_class == 0 && !p.compact_discards_pending) p.RecallThreadCaches();
+  // (each recall costs the threads a flush and refills under the class locks the pass takes). A whole call
+  // always recalls: one that came after budgeted calls (the background compactor's) stopped mid-pass would
+  // otherwise pass over every block a cache took a slot of since (thin-out read 1.58-1.60 RSS/live after the
+  // best effort with the background compactor on, against 1.43, from run to run).
+  if (!deadlines.budgeted || (p.next_compact_class == 0 && !p.compact_discards_pending)) p.RecallThreadCaches();
   CompactResult r;
   {
     // Emptied blocks go back to the OS together at the end, in a few batched calls, whatever the decay; what a
@@ -197,8 +200,8 @@ DefragResult Pool::defragment(PassBudget budget) {
   MutexLock lock(&p.compact_mu);
   const absl::Time start = absl::Now();
   const CallDeadlines deadlines(budget, start);
-  // Cached slots keep their blocks in place: once a pass, as compact() does.
-  if (p.next_defrag_region == 0 && !p.defrag_discards_pending) p.RecallThreadCaches();
+  // Cached slots keep their blocks in place: once a pass, and at every whole call, as compact() does.
+  if (!deadlines.budgeted || (p.next_defrag_region == 0 && !p.defrag_discards_pending)) p.RecallThreadCaches();
   const compactor::MigrationStats before = p.migrator.stats();
   const compactor::MoveEngineStats moves_before = p.arena->move_stats();
   auto pages_migrated = [&p] {

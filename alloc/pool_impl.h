@@ -311,25 +311,35 @@ struct Pool::Impl {
   // Direct compaction (PoolOptions::direct_compaction; the kernel's __alloc_pages_direct_compact), after a
   // refill that had to make a new block (a heap that grows; in a steady state no refill does, and nothing is
   // looked at): when the class blocks' slack passes the background trigger's bound, the allocating thread
-  // recalls the thread caches and compacts for at most the budget — at most once per kDirectSpacing budgets
-  // (and looks at the classes at most once a millisecond), and not while another compaction runs — so that the
-  // next new blocks take the pages compaction emptied instead of fresh ones. The recall (this thread's cache
+  // recalls the thread caches and compacts for at most the budget — once kDirectSpacing budgets have passed
+  // since the last, or kDirectRefillSpacing refills have made blocks since, whichever comes first (and looks at
+  // the classes no more often), and not while another compaction runs — so that the next new blocks take the
+  // pages compaction emptied instead of fresh ones. The clock alone let a fast shift outrun it (size-shift, 64
+  // MiB: its refill of 1-4 KiB objects made ~64 MiB of blocks in 0.15 s, 30 compactions' worth, and peaked
+  // 111-118 MB); counting refills as well keeps pace with the allocations, at most one budget per
+  // kDirectRefillSpacing new blocks (about what populating their pages costs), and the peak no longer depends on
+  // how fast the machine runs (bench/RESULTS.md). The recall (this thread's cache
   // now, the others' at their next call) is what lets the blocks of sizes no longer allocated go: a cache keeps
   // slots of them from its frees, one per block, and compaction skips a block with a cached slot (churn-ops
   // kept ~35 MiB of such blocks). It is called after the allocation has published its object, so the flush
   // takes nothing the call still uses. The emptied pages stay free for the coming blocks (the decay delay gives
   // back what is not reused). Its own class cursor: compact()'s passes go on where they stopped.
   static constexpr int kDirectSpacing = 10;                       // budgets between two compactions
+  static constexpr std::uint64_t kDirectRefillSpacing = 32;       // or refills that made blocks between them
   static constexpr std::int64_t kDirectLookSpacing = 1'000'000;   // ns between two looks at the classes
   std::atomic<std::int64_t> next_direct_ns{0};  // absl::GetCurrentTimeNanos(): none before
+  std::atomic<std::uint64_t> refills_since_direct{0};  // refills that made blocks since the last look
   std::atomic<std::uint64_t> direct_compactions{0};
   std::size_t next_direct_class ABSL_GUARDED_BY(compact_mu) = 0;  // where the next direct compaction starts
   void MaybeCompactDirectly() {
     const std::int64_t budget_ns = std::chrono::nanoseconds(options.direct_compaction).count();
     if (budget_ns == 0) return;
     const std::int64_t now = absl::GetCurrentTimeNanos();
-    if (now < next_direct_ns.load(std::memory_order_relaxed)) return;
-    // The look below takes every class's lock once: not more often than kDirectLookSpacing.
+    const std::uint64_t refills = refills_since_direct.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (now < next_direct_ns.load(std::memory_order_relaxed) && refills < kDirectRefillSpacing) return;
+    // The look below takes every class's lock once: not more often than kDirectLookSpacing, or than
+    // kDirectRefillSpacing refills.
+    refills_since_direct.store(0, std::memory_order_relaxed);
     next_direct_ns.store(now + kDirectLookSpacing, std::memory_order_relaxed);
     if (!MeasureClassSlack().worth_compacting || !compact_mu.TryLock()) return;
     RecallThreadCaches();

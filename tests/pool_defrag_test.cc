@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include <chrono>
 #include <functional>
 #include <random>
 #include <string>
@@ -16,6 +17,7 @@
 #include "alloc/arena.h"
 #include "bench/rss.h"
 #include "mova/pool.h"
+#include "tests/class_stats.h"
 #include "tests/test_objects.h"
 
 namespace mova {
@@ -265,6 +267,54 @@ TEST(PoolBudget, BudgetedPassesStopAndGoOnToTheSameEnd) {
   EXPECT_EQ(pool->stats().dirty_bytes, 0u);
   EXPECT_EQ(pool->defragment().blocks_migrated, 0u);
   for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+}
+
+// A whole compact() or defragment() after budgeted calls that stopped mid-pass (the background compactor's)
+// recalls the thread caches as a first call does: a slot this thread's cache took from its frees since then
+// would otherwise hold its block, and the whole call would pass over it.
+TEST(PoolBudget, AWholeCallAfterAStoppedPassRecallsTheThreadCaches) {
+  PoolOptions options;
+  options.direct_compaction = std::chrono::microseconds(0);  // no compaction but the calls below
+  auto pool = Pool::Create(options).value();
+  std::mt19937_64 rng(23);
+  std::vector<Obj> kept;
+  std::vector<Handle> later;  // freed after the budgeted call, into this thread's cache
+  for (std::uint64_t i = 0; i < 60000; ++i) {
+    const std::size_t size = i % 2 == 0 ? 32 : 64;
+    const Obj o{AllocFilled(*pool, size, i), size, i};
+    const std::uint64_t pick = rng() % 10;
+    if (pick == 0) {
+      kept.push_back(o);
+    } else if (pick == 1 && size == 64) {
+      later.push_back(o.h);
+    } else {
+      ASSERT_TRUE(pool->free(o.h).ok());
+    }
+  }
+  const CompactResult stopped = pool->compact(PassBudget{std::chrono::microseconds(1)});
+  ASSERT_FALSE(stopped.complete);  // stopped in its first class with something to move
+  for (Handle h : later) ASSERT_TRUE(pool->free(h).ok());
+  ASSERT_GT(testing::StatsOf(pool->stats(), 64).objects_cached, 0u);
+
+  const CompactResult whole = pool->compact();
+  EXPECT_TRUE(whole.complete);
+  const ClassStats c = testing::StatsOf(pool->stats(), 64);
+  EXPECT_EQ(c.objects_cached, 0u);
+  EXPECT_LE(c.blocks, c.objects_in_use / c.objects_per_block + 2);  // packed: the cached slots held no block
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+
+  // defragment() likewise, on blocks scattered over the regions.
+  auto scattered = Pool::Create(options).value();
+  const std::vector<Obj> dense = ScatteredDenseBlocks(*scattered, 3, 8u << 20);
+  const DefragResult step = scattered->defragment(PassBudget{std::chrono::microseconds(1)});
+  ASSERT_FALSE(step.complete);
+  std::vector<Handle> fresh;
+  for (int i = 0; i < 64; ++i) fresh.push_back(scattered->allocate(48).value());
+  for (Handle h : fresh) ASSERT_TRUE(scattered->free(h).ok());
+  ASSERT_GT(testing::StatsOf(scattered->stats(), 48).objects_cached, 0u);
+  EXPECT_TRUE(scattered->defragment().complete);
+  EXPECT_EQ(testing::StatsOf(scattered->stats(), 48).objects_cached, 0u);
+  for (const Obj& o : dense) ASSERT_TRUE(Intact(*scattered, o.h, o.size, o.seed));
 }
 
 // A class with more partly filled blocks than a budgeted call's view (SizeClass::kCompactView, 512): budgeted

@@ -1,8 +1,8 @@
 // Direct compaction (PoolOptions::direct_compaction): a refill that needs a new block while the class blocks
 // are sparse recalls the thread caches and compacts, so a heap whose sizes shift grows into the pages the old
-// sizes left instead of fresh ones, and a size no longer allocated gives its blocks back; with the option at
-// zero it never runs; threads compacting directly beside each other (under ThreadSanitizer too) keep every
-// object intact.
+// sizes left instead of fresh ones, and a size no longer allocated gives its blocks back; it keeps pace with
+// the new blocks however slow its clock spacing; with the option at zero it never runs; threads compacting
+// directly beside each other (under ThreadSanitizer too) keep every object intact.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -30,12 +30,15 @@ struct ShiftOutcome {
   std::vector<Obj> objs;
 };
 
-// 24 MiB of 64 B objects, nine in ten freed at random, then as many bytes of 1 KiB objects as were freed: the
-// heap's live bytes never grow, its sizes shift.
-ShiftOutcome ShiftSizes(Pool& pool) {
-  std::mt19937_64 rng(5);
-  std::vector<Obj> small, kept;
-  for (std::uint64_t i = 0; i < (std::uint64_t{24} << 20) / 64; ++i) small.push_back({AllocFilled(pool, 64, i), 64, i});
+// `bytes` of `from` B objects, nine in ten freed at random, then as many bytes of `to` B objects as were freed:
+// the heap's live bytes never grow, its sizes shift. The survivors and the new objects go to `kept`; `seed`
+// numbers the objects.
+void Shift(Pool& pool, std::size_t from, std::size_t to, std::size_t bytes, std::mt19937_64& rng,
+           std::uint64_t& seed, std::vector<Obj>& kept) {
+  std::vector<Obj> small;
+  for (std::size_t made = 0; made < bytes; made += from, ++seed) {
+    small.push_back({AllocFilled(pool, from, seed), from, seed});
+  }
   std::uint64_t freed = 0;
   for (const Obj& o : small) {
     if (rng() % 10 == 0) {
@@ -45,10 +48,15 @@ ShiftOutcome ShiftSizes(Pool& pool) {
       freed += o.size;
     }
   }
-  for (std::uint64_t i = 0; i < freed / 1024; ++i) {
-    const std::uint64_t seed = (std::uint64_t{1} << 40) + i;
-    kept.push_back({AllocFilled(pool, 1024, seed), 1024, seed});
-  }
+  for (std::uint64_t i = 0; i < freed / to; ++i, ++seed) kept.push_back({AllocFilled(pool, to, seed), to, seed});
+}
+
+// 24 MiB of 64 B objects shifted to 1 KiB.
+ShiftOutcome ShiftSizes(Pool& pool) {
+  std::mt19937_64 rng(5);
+  std::uint64_t seed = 0;
+  std::vector<Obj> kept;
+  Shift(pool, 64, 1024, std::size_t{24} << 20, rng, seed, kept);
   return {pool.stats(), kept};
 }
 
@@ -108,6 +116,30 @@ TEST(PoolDirectCompaction, ItRecallsTheThreadCachesSoASizeNoLongerAllocatedGives
     ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
     ASSERT_TRUE(pool->free(o.h).ok());
   }
+}
+
+// Three shifts one after the other (64 B -> 1 KiB, 96 B -> 1.5 KiB, 160 B -> 2 KiB), each leaving a class nine
+// tenths empty: with a budget that ends every compaction's work (10 s) the clock allows one compaction in
+// 100 s, so the ones after the first run because enough refills made blocks since (kDirectRefillSpacing). Each
+// shift then ends with its old class emptied into itself, however fast the machine runs.
+TEST(PoolDirectCompaction, ItKeepsPaceWithNewBlocksWhateverTheClockSays) {
+  PoolOptions options;
+  options.direct_compaction = std::chrono::seconds(10);
+  auto pool = Pool::Create(options).value();
+  std::mt19937_64 rng(17);
+  std::vector<Obj> kept;
+  const std::pair<std::size_t, std::size_t> shifts[] = {{64, 1024}, {96, 1536}, {160, 2048}};
+  std::uint64_t seed = 0;
+  for (const auto& [from, to] : shifts) {
+    const std::uint64_t compactions_before = pool->stats().direct_compactions;
+    Shift(*pool, from, to, std::size_t{6} << 20, rng, seed, kept);
+    const PoolStats after = pool->stats();
+    EXPECT_GT(after.direct_compactions, compactions_before) << from << " B -> " << to << " B";
+    const ClassStats old_class = testing::StatsOf(after, from);
+    // Emptied into itself: at most one block beyond what its survivors fill.
+    EXPECT_LE(old_class.blocks, old_class.objects_in_use / old_class.objects_per_block + 2) << from << " B";
+  }
+  for (const Obj& o : kept) ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
 }
 
 TEST(PoolDirectCompaction, AGrowingDenseHeapNeverRunsIt) {

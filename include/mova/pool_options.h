@@ -111,11 +111,12 @@ struct PoolOptions {
   // Direct compaction (the kernel's direct compaction, without a thread): when a thread's refill had to make
   // a new block while more than `background_threshold` of the class blocks' bytes (beyond a block per class)
   // are not live slots, the allocating thread recalls the thread caches (as compact() does; the other threads
-  // return theirs at their next call) and compacts for at most this long — at most once per ten times this,
-  // and never waiting for a compaction under way — and the next new blocks take pages compaction emptied
-  // instead of fresh ones. Churn that shifts sizes then peaks near its live bytes
-  // instead of growing by the classes it left behind (the 15% trigger, 25% before: churn-ops at 64 MiB peaked
-  // at 94-96 MiB against glibc's 96 and 109-110 at 25%, in the same time; bench/RESULTS.md). Zero: never.
+  // return theirs at their next call) and compacts for at most this long — once ten times this has passed
+  // since the last, or 32 refills have made blocks since, whichever comes first, and never waiting for a
+  // compaction under way — and the next new blocks take pages compaction emptied instead of fresh ones. Churn
+  // that shifts sizes then peaks near its live bytes instead of growing by the classes it left behind (64 MiB
+  // live: churn-ops peaks at 89.5-90.5 MiB, glibc 96; size-shift 73.1, glibc 82.5; bench/RESULTS.md). The trigger
+  // was 25% before: churn-ops then peaked ~14 MiB higher, in the same time. Zero: never.
   // direct_compaction_us=500.
   std::chrono::microseconds direct_compaction =
       Default(&PoolOptions::direct_compaction, std::chrono::microseconds{500});
