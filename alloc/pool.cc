@@ -5,8 +5,9 @@
 // Types: ThreadCaches (one per thread: its caches for every pool it used), CacheScope.
 // Fast paths (allocate / free with a warm cache, pin, unpin) take no lock and make no syscall: allocate pops
 // a cached slot and a cached handle entry and publishes the entry; free announces the entry in the thread's
-// access record, checks it, retires it with one CAS and pushes both back; pin counts the pin in the entry
-// (one CAS; totally ordered with a free, so a pin racing a free of the same object has one outcome);
+// access record, checks it, retires it with one CAS and pushes both back (the entry to the handle list, or,
+// while the handle table is sparse, to the list of entries on their way back to it); pin counts the pin in
+// the entry (one CAS; totally ordered with a free, so a pin racing a free of the same object has one outcome);
 // pin_owned stores the entry's tag in a pin slot of the thread's record and loads the entry, and its unpin
 // clears the slot: no shared write (handles/access_records.h; movers confirm their claims against the
 // records, handles/move_claims.h); its common case is inline in pool.h (handles/inline_pin.h), its binding to
@@ -298,6 +299,7 @@ namespace {
   }
   CacheScope scope(p);
   ThreadCache& c = *scope;
+  p.RefreshTableSparse(c);
   if (ABSL_PREDICT_FALSE(c.handles.count.load(std::memory_order_relaxed) == 0)) {
     if (absl::Status s = p.RefillHandles(c); !s.ok()) return s;
   }
@@ -376,7 +378,8 @@ namespace {
     const std::uint32_t index = h.index();
     p.table->Return(std::span<const std::uint32_t>(&index, 1));  // it rests there
   } else {
-    p.PushHandle(c, h.index());
+    p.RefreshTableSparse(c);
+    p.KeepFreedHandle(c, h.index());
   }
   c.frees.Add(1);
   c.free_bytes.Add(size);
@@ -416,9 +419,12 @@ namespace {
   const handles::HandleRef r = p.Resolve(h);
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
   ThreadCache& c = *internal::thread_binding.cache;
-  const std::uint32_t hn = c.handles.count.load(std::memory_order_relaxed);
+  // The freed entry goes to the handle list, or, while the table is sparse, on its way back to the table
+  // (ThreadCache::free_to); the list must have room.
+  alloc::CachedList<std::uint32_t>& to = *c.free_to;
+  const std::uint32_t hn = to.count.load(std::memory_order_relaxed);
   // A size field past the classes' (a huge object's, or a forged one) goes to FreeSlow.
-  if (ABSL_PREDICT_FALSE((hn == c.handles.size.capacity) | handles::IsLastLife(r.gen) |
+  if (ABSL_PREDICT_FALSE((hn == to.size.capacity) | handles::IsLastLife(r.gen) |
                          (h.size_field() >= alloc::kMaxClassSize) | p.options.checked |
                          (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
     return FreeSlow(p, h, via);
@@ -445,8 +451,8 @@ namespace {
   // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
   cs->items[n] = alloc::PackSlot(at.block, at.slot);
   cs->count.store(n + 1, std::memory_order_relaxed);
-  c.handles.items[hn] = index;
-  c.handles.count.store(hn + 1, std::memory_order_relaxed);
+  to.items[hn] = index;
+  to.count.store(hn + 1, std::memory_order_relaxed);
   c.frees.Add(1);
   c.free_bytes.Add(std::size_t{h.size_field()} + 1);
   return absl::OkStatus();

@@ -368,7 +368,36 @@ struct Pool::Impl {
       table->Return(std::span<const std::uint32_t>(c.handles.items.get(), h));
       c.handles.count.store(0, std::memory_order_relaxed);
     }
+    ReturnReturning(c);
     c.ReleaseLists();
+  }
+
+  // The table's sparseness as the slow paths see it (ThreadCache::free_to): read afresh, and the entries on
+  // their way back given back once it is no longer sparse.
+  void RefreshTableSparse(ThreadCache& c) {
+    const bool sparse = table->Sparse();
+    c.free_to = sparse ? &c.returning : &c.handles;
+    if (!sparse) ReturnReturning(c);
+  }
+  // Gives the entries freed while the table was sparse back to it.
+  void ReturnReturning(ThreadCache& c) {
+    const std::uint32_t n = c.returning.count.load(std::memory_order_relaxed);
+    if (n == 0) return;
+    table->Return(std::span<const std::uint32_t>(c.returning.items.get(), n));
+    c.returning.count.store(0, std::memory_order_relaxed);
+  }
+  // A freed entry (not in its last life) kept by the thread: in its handle list, or, while the table is
+  // sparse, on its way back to the table.
+  void KeepFreedHandle(ThreadCache& c, std::uint32_t index) {
+    if (c.free_to == &c.handles) {
+      PushHandle(c, index);
+      return;
+    }
+    c.returning.EnsureArray(ThreadCache::kReturningCapacity, ThreadCache::kReturningCapacity);
+    if (c.returning.count.load(std::memory_order_relaxed) == c.returning.size.capacity) ReturnReturning(c);
+    const std::uint32_t n = c.returning.count.load(std::memory_order_relaxed);
+    c.returning.items[n] = index;
+    c.returning.count.store(n + 1, std::memory_order_relaxed);
   }
 
   // Called at thread exit with g_registry_mu held, and for temporary caches.

@@ -12,7 +12,8 @@
 // table locks once its lists have grown. A Flush (the pool's recall before compaction, thread exit) gives
 // every list's array back; the next use makes it again at the base capacity.
 // Invariants: a cached slot's block owner value is kSlotReserved and counts in its block's in_use; a
-// cached handle entry is free (even generation) and counts as in use in the handle table; count <= size.capacity
+// cached handle entry (in `handles` or `returning`) is free (even generation) and counts as in use in the
+// handle table; free_to is &handles or &returning; count <= size.capacity
 // <= size.max for every list (the handle list grows to kMaxHandleCapacity, outside the byte budget: 8 KiB of
 // entries, made only when grown); grown_bytes == Σ (size.capacity - size.base) × slot size over the class lists.
 // `epoch` is the pool's flush epoch the cache last synchronised with; when the pool's moves on, the cache
@@ -144,11 +145,20 @@ struct alignas(64) ThreadCache {
   void ReleaseLists() {
     for (ClassSlots& cs : classes) cs.Release();
     handles.Release();
+    returning.Release();
     grown_bytes = 0;
   }
 
   std::vector<ClassSlots> classes;
   CachedList<std::uint32_t> handles;  // free handle entries: items[0, count)
+  // Entries freed while the handle table was sparse (HandleTable::Sparse), on their way back to it: this
+  // thread's next allocations do not reuse them (they take entries of the table's densest pages, through the
+  // handle list's refills), so the sparse pages empty. kReturningCapacity of them once made.
+  static constexpr std::uint32_t kReturningCapacity = 64;
+  CachedList<std::uint32_t> returning;
+  // Where free's fast path puts the entry it retired: &handles, or &returning while the table is sparse, as
+  // the slow paths last saw it. One pointer, so that the fast path stays one list's push.
+  CachedList<std::uint32_t>* free_to = &handles;
   std::uint64_t grown_bytes = 0;
   std::uint64_t epoch = 0;
   std::uint16_t affinity = CacheAffinities::kNone;  // names it on the blocks it takes slots from (cache_affinities.h)

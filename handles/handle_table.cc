@@ -258,18 +258,55 @@ void HandleTable::TakeFrom(std::uint32_t p, std::span<std::uint32_t> out, std::s
 void HandleTable::PageEmptied(std::uint32_t p) {
   PageRecord& rec = records_[p];
   if (rec.evacuating) {  // what the evacuation is for: given back at its end, with the other emptied pages
-    RetirePage(p, /*defer_discard=*/true);
+    RetirePage(p, &evacuated_);
     return;
   }
-  if (state(p).rested == 0 && idle_.size() < kIdlePages) {
-    rec.idle = true;
-    idle_.push_back(p);
+  if (state(p).rested > 0) {  // re-keyed by RetirePage, never kept idle
+    std::vector<std::uint32_t> pages;
+    RetirePage(p, &pages);
+    GiveBackPages(pages);
     return;
   }
-  RetirePage(p, /*defer_discard=*/false);
+  if (idle_.size() == kIdlePages) GiveBackIdle(kIdlePages / 2);
+  rec.idle = true;
+  idle_.push_back(p);
 }
 
-void HandleTable::RetirePage(std::uint32_t p, bool defer_discard) {
+void HandleTable::GiveBackIdle(std::size_t n) {
+  n = std::min(n, idle_.size());
+  std::vector<std::uint32_t> pages;
+  pages.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t q = idle_[i];
+    Unlist(q);
+    records_[q].idle = false;
+    RetirePage(q, &pages);
+  }
+  idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(n));
+  GiveBackPages(pages);
+  for (std::size_t i = 0; i < n; ++i) Relist(pages[i]);
+}
+
+std::uint64_t HandleTable::GiveBackPages(std::vector<std::uint32_t>& pages) {
+  std::sort(pages.begin(), pages.end());
+  // Address-ordered runs, given back together: one process_madvise for up to IOV_MAX runs and one TLB
+  // flush, where a call per run cost 6–20 µs each (234 scattered pages took 7.8 ms in one mova-kv cycle).
+  std::vector<PageRunOf> runs;  // of table pages
+  for (std::size_t i = 0; i < pages.size();) {
+    std::size_t j = i + 1;
+    while (j < pages.size() && pages[j] == pages[j - 1] + 1) ++j;
+    runs.push_back({pages[i], static_cast<std::uint32_t>(j - i)});
+    i = j;
+  }
+  // A run whose discard failed is kept, resident and usable.
+  std::uint64_t given_back = 0;
+  DiscardRuns(reinterpret_cast<std::byte*>(entries_), runs, [&](const PageRunOf& r, bool discarded) {
+    given_back += discarded ? MarkGivenBack(r.first, r.count) : KeepAfterFailedDiscard(r.first, r.count);
+  });
+  return given_back;
+}
+
+void HandleTable::RetirePage(std::uint32_t p, std::vector<std::uint32_t>* retired) {
   PageState& st = state(p);
   PageRecord& rec = records_[p];
   const std::uint32_t first = p * kEntriesPerPage;
@@ -290,17 +327,8 @@ void HandleTable::RetirePage(std::uint32_t p, bool defer_discard) {
   rested_ -= st.rested;  // rested entries are free again from the restart generation on
   st.rested = 0;
   MarkAllFree(p);  // OpenPage writes the entries' words when the page is used again
-  if (defer_discard) {  // EndEvacuation discards it; until then it is on no list, so nobody takes an entry
-    evacuated_.push_back(p);
-    return;
-  }
-  GiveBack(p, 1);
-}
-
-std::uint32_t HandleTable::GiveBack(std::uint32_t first, std::uint32_t count) {
-  std::byte* addr = reinterpret_cast<std::byte*>(entries_ + std::size_t{first} * kEntriesPerPage);
-  if (!os_.Discard(addr, ToBytes(Pages(count))).ok()) return KeepAfterFailedDiscard(first, count);
-  return MarkGivenBack(first, count);
+  // The caller gives it back (GiveBackPages); until then it is on no list, so nobody takes an entry.
+  retired->push_back(p);
 }
 
 std::uint32_t HandleTable::MarkGivenBack(std::uint32_t first, std::uint32_t count) {
@@ -360,6 +388,7 @@ absl::StatusOr<std::size_t> HandleTable::Acquire(std::span<std::uint32_t> out, O
     TakeFrom(p, out, n, lines_only, singles);
     Relist(p);
   }
+  UpdateSparse();
   if (n == 0) {
     if (in_use_ == max_entries_) {
       return absl::ResourceExhaustedError(
@@ -409,17 +438,17 @@ void HandleTable::Return(std::span<const std::uint32_t> indices) {
     if (state(p).used == 0) PageEmptied(p);
     Relist(p);
   }
+  UpdateSparse();
+}
+
+void HandleTable::UpdateSparse() {
+  sparse_.store(resident_ >= kSparsePages && in_use_ * 2 < resident_ * kEntriesPerPage, std::memory_order_relaxed);
 }
 
 void HandleTable::ReleaseSpare() {
   MutexLock lock(&mu_);
-  for (const std::uint32_t p : idle_) {
-    Unlist(p);
-    records_[p].idle = false;
-    RetirePage(p, /*defer_discard=*/false);
-    Relist(p);
-  }
-  idle_.clear();
+  GiveBackIdle(idle_.size());
+  UpdateSparse();
   SweepStates();
   const std::uint32_t opened = opened_pages_.load(std::memory_order_relaxed);
   if (populated_end_ <= opened) return;
@@ -478,21 +507,7 @@ void HandleTable::BeginEvacuation(std::span<const std::uint32_t> pages) {
 
 std::uint64_t HandleTable::EndEvacuation() {
   MutexLock lock(&mu_);
-  std::sort(evacuated_.begin(), evacuated_.end());
-  // Address-ordered runs, given back together: one process_madvise for up to IOV_MAX runs and one TLB
-  // flush, where a call per run cost 6–20 µs each (234 scattered pages took 7.8 ms in one mova-kv cycle).
-  std::vector<PageRunOf> runs;  // of table pages
-  for (std::size_t i = 0; i < evacuated_.size();) {
-    std::size_t j = i + 1;
-    while (j < evacuated_.size() && evacuated_[j] == evacuated_[j - 1] + 1) ++j;
-    runs.push_back({evacuated_[i], static_cast<std::uint32_t>(j - i)});
-    i = j;
-  }
-  // A run whose discard failed is kept, resident and usable.
-  std::uint64_t given_back = 0;
-  DiscardRuns(reinterpret_cast<std::byte*>(entries_), runs, [&](const PageRunOf& r, bool discarded) {
-    given_back += discarded ? MarkGivenBack(r.first, r.count) : KeepAfterFailedDiscard(r.first, r.count);
-  });
+  const std::uint64_t given_back = GiveBackPages(evacuated_);
   evacuated_ = std::vector<std::uint32_t>();  // an evacuation's lists are its own: their memory goes with it
   evacuated_total_ += given_back;
   for (std::uint32_t p = 0; p < evacuating_.size(); ++p) {
@@ -501,6 +516,7 @@ std::uint64_t HandleTable::EndEvacuation() {
     Relist(p);
   }
   evacuating_ = std::vector<std::uint8_t>();
+  UpdateSparse();
   SweepStates();
   return given_back;
 }

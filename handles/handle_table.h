@@ -17,8 +17,8 @@
 //   kEntriesPerPage, less one for page 0 (index 0 is never issued, so no handle is 0); free_lines(p) is the
 //   number of lines whose entries are all free;
 //   in_use_ == Σ used(p) <= max_entries_;
-//   a page whose used(p) == 0 is idle (kept resident, on idle_, at most kIdlePages of them) or discarded (its
-//   memory given back) unless the discard failed; a page with rested entries is never kept idle;
+//   a page whose used(p) == 0 is idle (kept resident, on idle_, at most kIdlePages of them, oldest first) or
+//   discarded (its memory given back) unless the discard failed; a page with rested entries is never kept idle;
 //   a resident page is on the density list lists_[kAnyFree] at bucket used(p) iff it has a free entry, and
 //   on lists_[kLineFree] at bucket used(p) iff it has a wholly free line; a page given back is on no list
 //   but in given_back_ (and all its entries are free);
@@ -34,10 +34,15 @@
 //   handed out again until its page is empty; then the page takes a new key and its generations restart at 0.
 //   So a stale handle is recognised for certain until its entry has had 32767 lives and its page was
 //   emptied after that; then it opens under the new key with a chance of about 2^-20 of matching.
+// Sparse(): fewer than half of the resident pages' entries in use (a hint, kept by every call that changes the
+//   counts): threads then send the entries they free back here instead of reusing them, and take new ones
+//   densest page first, so the sparse pages empty (alloc/thread_cache.h, ThreadCache::returning).
 // Emptied pages: the last kIdlePages emptied stay resident (idle) for reuse, so a table whose entries empty
 // and refill a page over and over makes no syscall for it (measured: two threads churning 1,000 handles each
 // made one discard and one populate per page emptied, 0.5 of each per 1,000 frees, each a TLB shootdown of
-// the other CPU); more than that are discarded as they empty, and ReleaseSpare() discards the idle ones.
+// the other CPU); when a page empties with kIdlePages idle already, the older half of them are given back,
+// together in one DiscardRanges call (a table that densifies as a size drift routes entries through it
+// empties pages steadily: 1,413 single-page discards in churn-ops), and ReleaseSpare() gives back all.
 // Pages never opened before are populated kOpenAhead at a time (one syscall per 64 KiB of table, not per
 // page); those populated ahead and not yet opened count as resident.
 // Evacuation (handle compaction, the pool's compact_handles): PlanEvacuation picks the sparsest pages (by quarters of
@@ -107,6 +112,12 @@ class HandleTable {
   // Takes back entries that are free (even generation) and no longer referenced by the caller. An entry at
   // kRestGen rests (see above).
   void Return(std::span<const std::uint32_t> indices);
+  // True when less than half of the entries of the table's resident pages are in use, and it has at least
+  // kSparsePages of them: after the live count fell (a size drift: many small objects replaced by fewer large
+  // ones), entries that come back and go out again (Return, then Acquire) fill the densest pages and let the
+  // sparse ones empty and go back. A hint, read without the lock.
+  bool Sparse() const { return sparse_.load(std::memory_order_relaxed); }
+  static constexpr std::uint64_t kSparsePages = 64;
   // Gives back the idle pages and those populated ahead and not yet opened (compaction and
   // release_free_memory call it).
   void ReleaseSpare();
@@ -268,17 +279,24 @@ class HandleTable {
   std::uint32_t LowestGivenBack() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Page p's bitmap: every entry free (but index 0).
   void MarkAllFree(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Page p has no entry in use: keeps it idle, or retires it.
+  // Sets sparse_ from in_use_ and resident_.
+  void UpdateSparse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Page p has no entry in use: keeps it idle (giving the older half of the idle pages back first when there
+  // are kIdlePages), or retires it and gives it back (a page with rested entries; an evacuating page: at
+  // EndEvacuation).
   void PageEmptied(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Page p has no entry in use: picks the generation (and key) its entries restart at, gives its memory back
-  // (or leaves that to EndEvacuation).
-  void RetirePage(std::uint32_t p, bool defer_discard) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Retires the `n` pages idle longest and gives them back, in one DiscardRanges call.
+  void GiveBackIdle(std::size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Page p has no entry in use: picks the generation (and key) its entries restart at and adds it to
+  // `retired`, whose pages the caller gives back (GiveBackPages).
+  void RetirePage(std::uint32_t p, std::vector<std::uint32_t>* retired) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Gives retired `pages` back (sorted here) in address-ordered runs, all in one DiscardRanges call; a run
+  // whose discard failed stays resident with every entry free at the restart generation. Returns the pages
+  // given back.
+  std::uint64_t GiveBackPages(std::vector<std::uint32_t>& pages) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Entries of page p neither in use nor resting (free in its bitmap).
   std::uint32_t FreeEntries(std::uint32_t p) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Discards pages [first, first + count) (retired: all entries free) in one call and marks them given back;
-  // if the discard fails they stay resident, their entries at the restart generation. Returns pages given back.
-  std::uint32_t GiveBack(std::uint32_t first, std::uint32_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // GiveBack's two ends, for pages [first, first + count) whose discard succeeded / failed: marks them given
+  // GiveBackPages' two ends, for pages [first, first + count) whose discard succeeded / failed: marks them given
   // back and returns count / keeps them resident with every entry free at the restart generation, returns 0.
   std::uint32_t MarkGivenBack(std::uint32_t first, std::uint32_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::uint32_t KeepAfterFailedDiscard(std::uint32_t first, std::uint32_t count) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -319,6 +337,7 @@ class HandleTable {
   std::vector<std::uint64_t> given_back_ ABSL_GUARDED_BY(mu_);  // bit per opened page: given back
   std::array<DensityLists, 2> lists_ ABSL_GUARDED_BY(mu_);  // per ListKind
   std::uint64_t in_use_ ABSL_GUARDED_BY(mu_) = 0;
+  std::atomic<bool> sparse_{false};  // Sparse(): set from in_use_ and resident_ by each call that changes them
   std::uint64_t rested_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t resident_ ABSL_GUARDED_BY(mu_) = 0;
   std::uint64_t discarded_ ABSL_GUARDED_BY(mu_) = 0;
