@@ -12,6 +12,24 @@
 
 namespace mova::alloc {
 
+namespace {
+
+// Calls f(start, stop) for each maximal run [start, stop) of set bits of `bits` from position `from` on (a run
+// that `from` is inside of starts at `from`), in order, until f returns false. Jumps from run to run
+// (libstdc++'s _Find_first / _Find_next): O(runs), not O(pages).
+template <typename F>
+void ForEachSetRun(const std::bitset<kPagesPerRegion>& bits, std::size_t from, F f) {
+  const std::bitset<kPagesPerRegion> clear = ~bits;
+  std::size_t start = from == 0 ? bits._Find_first() : (bits[from] ? from : bits._Find_next(from));
+  while (start < kPagesPerRegion) {
+    const std::size_t stop = clear._Find_next(start);  // the next clear bit, or kPagesPerRegion
+    if (!f(start, stop) || stop >= kPagesPerRegion) return;
+    start = bits._Find_next(stop);
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Arena>> Arena::Create(os::Os& os, const ArenaOptions& options) {
   const std::uint64_t regions = (options.capacity.value() + kRegionSize - 1) / kRegionSize;
   if (regions == 0) return absl::InvalidArgumentError("arena capacity must be at least one byte");
@@ -51,15 +69,13 @@ Arena::~Arena() {
 }
 
 int Arena::FindRun(const Region& r, std::size_t n) {
-  // Jumps from free run to free run (libstdc++'s _Find_first / _Find_next): O(runs), not O(pages).
-  const std::bitset<kPagesPerRegion> free = ~r.used;
-  for (std::size_t start = free._Find_first(); start < kPagesPerRegion;) {
-    const std::size_t end = r.used._Find_next(start);  // the next used page, or kPagesPerRegion
-    if (end - start >= n) return static_cast<int>(start);
-    if (end >= kPagesPerRegion) break;
-    start = free._Find_next(end);
-  }
-  return -1;
+  int found = -1;
+  ForEachSetRun(~r.used, 0, [&](std::size_t start, std::size_t stop) {
+    if (stop - start < n) return true;
+    found = static_cast<int>(start);
+    return false;
+  });
+  return found;
 }
 
 bool Arena::FindPlacement(std::size_t n, std::uint32_t limit_region, bool may_grow, std::uint32_t* first) {
@@ -282,17 +298,14 @@ bool Arena::FindDirtyRun(Pages n, std::uint32_t limit_region, std::uint32_t* fir
     for (std::uint64_t bits = dirty_regions_[w]; bits != 0; bits &= bits - 1) {
       const std::size_t ri = w * 64 + static_cast<std::size_t>(std::countr_zero(bits));
       if (ri >= scan) return false;
-      const std::bitset<kPagesPerRegion>& dirty = regions_[ri].dirty;
-      const std::bitset<kPagesPerRegion> not_dirty = ~dirty;
-      for (std::size_t start = dirty._Find_first(); start < kPagesPerRegion;) {
-        const std::size_t stop = not_dirty._Find_next(start);  // the next page not dirty, or kPagesPerRegion
-        if (stop - start >= n.value()) {
-          *first = static_cast<std::uint32_t>(ri * kPagesPerRegion + start);
-          return true;
-        }
-        if (stop >= kPagesPerRegion) break;
-        start = dirty._Find_next(stop);
-      }
+      bool found = false;
+      ForEachSetRun(regions_[ri].dirty, 0, [&](std::size_t start, std::size_t stop) {
+        if (stop - start < n.value()) return true;
+        *first = static_cast<std::uint32_t>(ri * kPagesPerRegion + start);
+        found = true;
+        return false;
+      });
+      if (found) return true;
     }
   }
   return false;
@@ -303,23 +316,19 @@ void Arena::CleanRunsAhead(std::uint32_t from, Pages n, std::uint32_t budget, st
     const Region& r = regions_[ri];
     if (kPagesPerRegion - r.used_count < n.value()) continue;
     const std::uint32_t base = ri * static_cast<std::uint32_t>(kPagesPerRegion);
-    const std::bitset<kPagesPerRegion> free = ~r.used;
-    std::size_t start = ri == from / kPagesPerRegion ? from % kPagesPerRegion : 0;
-    if (r.used[start]) start = free._Find_next(start);
-    while (start < kPagesPerRegion && budget != 0 && out->size() < kAheadRuns) {
-      const std::size_t stop = r.used._Find_next(start);  // end of this free run
-      if (stop - start >= n.value()) {
-        ForEachCleanRun(base + static_cast<std::uint32_t>(start), base + static_cast<std::uint32_t>(stop),
-                        [&](std::uint32_t p, std::uint32_t q) {
-                          const std::uint32_t take = std::min(budget, q - p);
-                          out->push_back(PageRun{p, take});
-                          budget -= take;
-                          return budget != 0 && out->size() < kAheadRuns;
-                        });
-      }
-      if (stop >= kPagesPerRegion) break;
-      start = free._Find_next(stop);
-    }
+    const std::size_t start_at = ri == from / kPagesPerRegion ? from % kPagesPerRegion : 0;
+    ForEachSetRun(~r.used, start_at, [&](std::size_t start, std::size_t stop) {  // free runs
+      if (budget == 0 || out->size() == kAheadRuns) return false;
+      if (stop - start < n.value()) return true;
+      ForEachCleanRun(base + static_cast<std::uint32_t>(start), base + static_cast<std::uint32_t>(stop),
+                      [&](std::uint32_t p, std::uint32_t q) {
+                        const std::uint32_t take = std::min(budget, q - p);
+                        out->push_back(PageRun{p, take});
+                        budget -= take;
+                        return budget != 0 && out->size() < kAheadRuns;
+                      });
+      return true;
+    });
     if (out->size() == kAheadRuns) return;
   }
 }
@@ -332,19 +341,15 @@ void Arena::DiscardShortDirtyRuns(Pages n) {
       const std::uint32_t ri = static_cast<std::uint32_t>(w * 64 + std::countr_zero(bits));
       const Region& r = regions_[ri];
       const std::uint32_t base = ri * static_cast<std::uint32_t>(kPagesPerRegion);
-      const std::bitset<kPagesPerRegion> free = ~r.used;
-      for (std::size_t start = free._Find_first(); start < kPagesPerRegion;) {
-        const std::size_t stop = r.used._Find_next(start);  // end of this free run
-        if (stop - start < n.value()) {
-          const std::size_t d = ((r.dirty >> start) << (kPagesPerRegion - (stop - start))).count();
-          if (d != 0) {
-            runs.push_back(PageRun{base + static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(stop - start)});
-            dirty += d;
-          }
+      ForEachSetRun(~r.used, 0, [&](std::size_t start, std::size_t stop) {  // free runs
+        if (stop - start >= n.value()) return true;
+        const std::size_t d = ((r.dirty >> start) << (kPagesPerRegion - (stop - start))).count();
+        if (d != 0) {
+          runs.push_back(PageRun{base + static_cast<std::uint32_t>(start), static_cast<std::uint32_t>(stop - start)});
+          dirty += d;
         }
-        if (stop >= kPagesPerRegion) break;
-        start = free._Find_next(stop);
-      }
+        return true;
+      });
     }
   }
   if (dirty * kShortDirtyShare > used_pages_) (void)DiscardFreeRuns(runs);  // a failed run stays dirty, counted
@@ -490,10 +495,8 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
       continue;
     }
     const Region& r = regions_[ri];
-    const std::bitset<kPagesPerRegion> free = ~r.used;
     const std::uint32_t base = ri * static_cast<std::uint32_t>(kPagesPerRegion);
-    for (std::size_t start = free._Find_first(); start < kPagesPerRegion;) {
-      const std::size_t stop = r.used._Find_next(start);  // end of this free run
+    ForEachSetRun(~r.used, 0, [&](std::size_t start, std::size_t stop) {  // free runs
       const std::size_t dirty = start == 0 ? r.dirty._Find_first() : r.dirty._Find_next(start - 1);
       if (dirty < stop) {  // the run holds a dirty page: discard all of it, merged with the one before
         if (run_first == kNone || run_end != base + start) {
@@ -502,9 +505,8 @@ void Arena::DiscardDirtyRegions(std::uint32_t first_region, std::uint32_t end_re
         }
         run_end = base + static_cast<std::uint32_t>(stop);
       }
-      if (stop >= kPagesPerRegion) break;
-      start = free._Find_next(stop);
-    }
+      return true;
+    });
   }
   flush();
   (void)DiscardFreeRuns(runs);  // a failed run stays dirty and is counted

@@ -363,12 +363,8 @@ struct Pool::Impl {
       classes->Get(ClassId(static_cast<std::uint32_t>(k))).ReturnSlots(std::span<const SlotRef>(cs.items.get(), n));
       cs.count.store(0, std::memory_order_relaxed);
     }
-    const std::uint32_t h = c.handles.count.load(std::memory_order_relaxed);
-    if (h > 0) {
-      table->Return(std::span<const std::uint32_t>(c.handles.items.get(), h));
-      c.handles.count.store(0, std::memory_order_relaxed);
-    }
-    ReturnReturning(c);
+    ReturnEntries(c.handles);
+    ReturnEntries(c.returning);
     c.ReleaseLists();
   }
 
@@ -377,14 +373,14 @@ struct Pool::Impl {
   void RefreshTableSparse(ThreadCache& c) {
     const bool sparse = table->Sparse();
     c.free_to = sparse ? &c.returning : &c.handles;
-    if (!sparse) ReturnReturning(c);
+    if (!sparse) ReturnEntries(c.returning);
   }
-  // Gives the entries freed while the table was sparse back to it.
-  void ReturnReturning(ThreadCache& c) {
-    const std::uint32_t n = c.returning.count.load(std::memory_order_relaxed);
+  // Gives every entry of a cache's list (the handle list, or the entries on their way back) to the table.
+  void ReturnEntries(alloc::CachedList<std::uint32_t>& list) {
+    const std::uint32_t n = list.count.load(std::memory_order_relaxed);
     if (n == 0) return;
-    table->Return(std::span<const std::uint32_t>(c.returning.items.get(), n));
-    c.returning.count.store(0, std::memory_order_relaxed);
+    table->Return(std::span<const std::uint32_t>(list.items.get(), n));
+    list.count.store(0, std::memory_order_relaxed);
   }
   // A freed entry (not in its last life) kept by the thread: in its handle list, or, while the table is
   // sparse, on its way back to the table.
@@ -394,7 +390,7 @@ struct Pool::Impl {
       return;
     }
     c.returning.EnsureArray(ThreadCache::kReturningCapacity, ThreadCache::kReturningCapacity);
-    if (c.returning.count.load(std::memory_order_relaxed) == c.returning.size.capacity) ReturnReturning(c);
+    if (c.returning.count.load(std::memory_order_relaxed) == c.returning.size.capacity) ReturnEntries(c.returning);
     const std::uint32_t n = c.returning.count.load(std::memory_order_relaxed);
     c.returning.items[n] = index;
     c.returning.count.store(n + 1, std::memory_order_relaxed);
