@@ -38,7 +38,8 @@ class PageOwner {
   bool present() const { return (v_ & kPresent) != 0; }
   bool huge() const { return (v_ & kHuge) != 0; }
   ClassId cls() const { return ClassId((v_ >> kClassShift) & (kMaxClasses - 1)); }
-  std::uint32_t page_in_block() const { return v_ & 15; }
+  static constexpr std::uint32_t kPageInBlockMask = 15;
+  std::uint32_t page_in_block() const { return v_ & kPageInBlockMask; }
   std::uint16_t raw() const { return v_; }
 
  private:

@@ -170,6 +170,26 @@ ThreadCache* Pool::Impl::SlowCache(bool* temporary) {
   return slot;
 }
 
+namespace {
+
+// The fast paths' view (Pool::Impl::fast; pool.h's inline pin_owned has a copy): none in checked mode (every
+// call is checked in full) or without membarrier (an announce would need a full fence, which only the full
+// paths pay).
+handles::PinPath FastPathOf(const Pool::Impl& p) {
+  static_assert(alloc::kSizeGranule == 8, "handles/inline_pin.h looks classes up in 8-byte steps");
+  static_assert(alloc::kSizeGranule % handles::kLocationAlign == 0, "every slot starts at a location the entry holds");
+  if (p.options.checked || !p.records->asymmetric()) return {};
+  return handles::PinPath{.table = p.table->view(),
+                          .objects = p.arena->base(),
+                          .page_owners = p.page_map->owners(),
+                          .owner_shift = alloc::PageOwner::kClassShift,
+                          .owner_base = alloc::PageOwner::kClassPageBase,
+                          .class_by_granule = alloc::kSizeClassTable.lookup.data(),
+                          .max_class_size = static_cast<std::uint32_t>(alloc::kMaxClassSize)};
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   if (absl::Status env = EnvironmentOptionsStatus(); !env.ok()) return env;
   if (absl::Status s = ValidatePoolOptions(options); !s.ok()) return s;
@@ -226,6 +246,7 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
     impl->watch = std::make_unique<alloc::StaleTouchWatch>(
         the_os, impl->arena->fault_uffd(), [self](std::uintptr_t a) { return self->DescribeStaleTouch(a); });
   }
+  impl->fast = FastPathOf(*impl);
   auto pool = std::unique_ptr<Pool>(new Pool(std::move(impl)));
   if (!options.include_in_core_dumps) {
     // Tens of GiB of reserved address space would otherwise be walked by every core dump.
@@ -257,26 +278,8 @@ absl::StatusOr<std::unique_ptr<Pool>> Pool::Create(const PoolOptions& options) {
   return pool;
 }
 
-namespace {
 
-// The inline pin_owned's path (pool.h): none in checked mode (every pin is checked in full) or without
-// membarrier (its announce would need a full fence, which only the library's path pays).
-handles::PinPath PinPathOf(const Pool::Impl& p) {
-  static_assert(alloc::kSizeGranule == 8, "handles/inline_pin.h looks classes up in 8-byte steps");
-  static_assert(alloc::kSizeGranule % handles::kLocationAlign == 0, "every slot starts at a location the entry holds");
-  if (p.options.checked || !p.records->asymmetric()) return {};
-  return handles::PinPath{.table = p.table->view(),
-                          .objects = p.arena->base(),
-                          .page_owners = p.page_map->owners(),
-                          .owner_shift = alloc::PageOwner::kClassShift,
-                          .owner_base = alloc::PageOwner::kClassPageBase,
-                          .class_by_granule = alloc::kSizeClassTable.lookup.data(),
-                          .max_class_size = static_cast<std::uint32_t>(alloc::kMaxClassSize)};
-}
-
-}  // namespace
-
-Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), id_(impl_->id), pin_path_(PinPathOf(*impl_)) {}
+Pool::Pool(std::unique_ptr<Impl> impl) : impl_(std::move(impl)), id_(impl_->id), pin_path_(impl_->fast) {}
 Pool::~Pool() {
   // PoolOptions::show_stats (MOVA_SHOW_STATS): the pool's stats on stderr when it goes, as mimalloc's
   // MIMALLOC_SHOW_STATS does.
@@ -410,51 +413,52 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
 
 namespace {
 
-// The common free, inline: a class object of a handle that opens, freed by a thread whose cache for this
-// pool is warm, has room for the slot and the entry, and owes no flush; the entry not pinned, not moving and
-// not in its last life; not checked mode. Nothing is changed until the retiring CAS succeeds, so anything
-// else (or a lost CAS) sends the call to FreeSlow from the start.
+// The common free, inline: a class object of a handle that opens on the fast path (so not checked mode, and
+// membarrier in use), freed by a thread whose cache for this pool is warm, has room for the slot (in the
+// class the size field names) and the entry, and owes no flush; the entry not pinned, not moving and not in
+// its last life; the page map naming a block of that class at the entry's location. Nothing is changed
+// until the retiring CAS succeeds, so anything else (or a lost CAS) sends the call to FreeSlow from the start.
 [[gnu::always_inline]] inline absl::Status FreeFast(Pool::Impl& p, Handle h, const HandleCell* via) {
   if (ABSL_PREDICT_FALSE(internal::thread_binding.pool_id != p.id)) return FreeSlow(p, h, via);
-  const handles::HandleRef r = p.Resolve(h);
+  const handles::HandleRef r = handles::OpenHandle(p.fast.table, h);
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
   ThreadCache& c = *internal::thread_binding.cache;
   // The freed entry goes to the handle list, or, while the table is sparse, on its way back to the table
   // (ThreadCache::free_to); the list must have room.
   alloc::CachedList<std::uint32_t>& to = *c.free_to;
   const std::uint32_t hn = to.count.load(std::memory_order_relaxed);
+  const std::uint32_t size_field = h.size_field();
   // A size field past the classes' (a huge object's, or a forged one) goes to FreeSlow.
   if (ABSL_PREDICT_FALSE((hn == to.size.capacity) | handles::IsLastLife(r.gen) |
-                         (h.size_field() >= alloc::kMaxClassSize) | p.options.checked |
+                         (size_field >= alloc::kMaxClassSize) |
                          (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
     return FreeSlow(p, h, via);
   }
+  // The class the size field names; the page map must agree (LocateClassSlot). A class not yet cached by
+  // this thread has capacity 0, so a full cache and a missing array are one test.
+  const ClassId cls = p.map.ClassFor(std::size_t{size_field} + 1);
+  alloc::ClassSlots& cs = c.classes[cls.value()];
+  const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
+  if (ABSL_PREDICT_FALSE(n == cs.size.capacity)) return FreeSlow(p, h, via);
   const std::uint32_t index = h.index();
   handles::Word w;
-  if (!handles::TryBeginRetire(*r.entry, r.gen, *c.record, handles::TagOf(index), *p.records, &w)) {
+  if (!handles::TryBeginRetireAsymmetric(*r.entry, r.gen, *c.record, handles::TagOf(index), &w)) {
     return FreeSlow(p, h, via);
   }
-  const Pool::Impl::Located at = p.Locate(handles::OffsetOf(w));
-  alloc::ClassSlots* cs = nullptr;
-  std::uint32_t n = 0;
-  if (ABSL_PREDICT_TRUE(at.block != nullptr && p.SizeFieldNamesClass(h, at.cls))) {
-    cs = &c.classes[at.cls.value()];
-    n = cs->count.load(std::memory_order_relaxed);
-  }
-  // A class not yet cached by this thread has capacity 0, so a full cache and a missing array are one test.
-  if (ABSL_PREDICT_FALSE(cs == nullptr || n == cs->size.capacity)) {
+  alloc::SlotRef slot;
+  if (ABSL_PREDICT_FALSE(!p.LocateClassSlot(handles::OffsetOf(w), cls, &slot))) {
     handles::AbandonRetire(*c.record);
     return FreeSlow(p, h, via);
   }
   if (ABSL_PREDICT_FALSE(!handles::EndRetire(*r.entry, w, *c.record))) return FreeSlow(p, h, via);
   // The slot's owner word keeps the retired index until the slot is returned to its block: compaction
   // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
-  cs->items[n] = alloc::PackSlot(at.block, at.slot);
-  cs->count.store(n + 1, std::memory_order_relaxed);
+  cs.items[n] = slot;
+  cs.count.store(n + 1, std::memory_order_relaxed);
   to.items[hn] = index;
   to.count.store(hn + 1, std::memory_order_relaxed);
   c.frees.Add(1);
-  c.free_bytes.Add(std::size_t{h.size_field()} + 1);
+  c.free_bytes.Add(std::size_t{size_field} + 1);
   return absl::OkStatus();
 }
 
@@ -498,14 +502,14 @@ absl::StatusOr<Pinned> Pool::Impl::PinOwnedSlow(Handle h, Access access, const H
   return Pinned(slot, nullptr, p.arena->base() + offset, SizeOf(h, at), access);
 }
 
-// The common pin, inline: a class object of a handle that opens, not moving, not saturated, not checked
-// mode: one CAS. Anything else goes to PinSlow with nothing changed.
+// The common pin, inline: a class object of a handle that opens on the fast path (so not checked mode), not
+// moving, not saturated: one CAS. Anything else goes to PinSlow with nothing changed.
 namespace {
 
 [[gnu::always_inline]] inline absl::StatusOr<Pinned> PinFast(Pool::Impl& p, Handle h, Access access,
                                                               const HandleCell* via) {
-  const handles::HandleRef r = p.Resolve(h);
-  if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize) | p.options.checked)) {
+  const handles::HandleRef r = handles::OpenHandle(p.fast.table, h);
+  if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize))) {
     return PinSlow(p, h, access, via);
   }
   handles::Word w;
@@ -515,7 +519,7 @@ namespace {
     handles::UnpinCounted(*r.entry);
     return PinSlow(p, h, access, via);
   }
-  return Pool::Impl::MakePinned(nullptr, r.entry, p.arena->base() + offset, std::size_t{h.size_field()} + 1, access);
+  return Pool::Impl::MakePinned(nullptr, r.entry, p.fast.objects + offset, std::size_t{h.size_field()} + 1, access);
 }
 
 }  // namespace
@@ -529,8 +533,8 @@ namespace {
 [[gnu::always_inline]] inline absl::StatusOr<Pinned> PinOwnedFast(Pool::Impl& p, Handle h, Access access,
                                                                    const HandleCell* via) {
   if (ABSL_PREDICT_FALSE(internal::thread_binding.pool_id != p.id)) return p.PinOwnedSlow(h, access, via);
-  const handles::HandleRef r = p.Resolve(h);
-  if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize) | p.options.checked)) {
+  const handles::HandleRef r = handles::OpenHandle(p.fast.table, h);
+  if (ABSL_PREDICT_FALSE((r.entry == nullptr) | (h.size_field() == Handle::kHugeSize))) {
     return p.PinOwnedSlow(h, access, via);
   }
   handles::AccessRecord& rec = *internal::thread_binding.record;
@@ -546,7 +550,7 @@ namespace {
     handles::UnpinRecord(*slot);
     return p.PinOwnedSlow(h, access, via);
   }
-  return Pool::Impl::MakePinned(slot, nullptr, p.arena->base() + offset, std::size_t{h.size_field()} + 1, access);
+  return Pool::Impl::MakePinned(slot, nullptr, p.fast.objects + offset, std::size_t{h.size_field()} + 1, access);
 }
 
 }  // namespace

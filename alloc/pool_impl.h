@@ -8,7 +8,8 @@
 // movable-block drivers, the threads' caches (alloc/thread_cache.h) and, in checked mode, the watch for stale
 // touches. Impl adds what joins them: the one validation routine (Resolve, Rejected, NotIssued, Locate,
 // SizeFieldMatches), the caches' refills and flushes, the compaction passes and their triggers, and the counters
-// stats() reports.
+// stats() reports. The fast paths of free and pin open handles through one view made at creation (`fast`),
+// empty in checked mode and without membarrier, so that they test neither mode.
 // Where the entry points are: allocate, free, pin, read and the thread binding in pool.cc (the fast paths inline
 // there); compact, compact_handles, defragment, relocate and release_free_memory in pool_compaction.cc; stats
 // in pool_stats.cc.
@@ -82,6 +83,11 @@ struct Pool::Impl {
   // What ReadGuard::read inlines (handles/inline_read.h): the table's view and the arena's base. Sections of a
   // checked pool get the path that opens nothing, so every read of theirs takes the validating path.
   handles::ReadPath read_path;
+  // What the fast paths of free and pin (and the inline pin_owned, pool.h) open handles against
+  // (handles/inline_pin.h): empty in checked mode and without membarrier (FastPathOf), so that there no handle
+  // opens on a fast path and every call takes the full one — the fast paths pay no test of either mode, and
+  // their announce fences are compiler barriers.
+  handles::PinPath fast;
   // Checked mode: the places objects left, and the watch that reports a touch of a page no longer in use.
   std::unique_ptr<alloc::VacatedLog> vacated;
   std::unique_ptr<alloc::StaleTouchWatch> watch;  // stopped in ~Impl before anything goes
@@ -479,7 +485,7 @@ struct Pool::Impl {
     b->Owner(slot).store(index, std::memory_order_release);
     // From the class geometry, not the descriptor: the class lock's holder may be writing the descriptor's
     // line for another thread's refill.
-    return map.info(cls).SlotOffset(static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - arena->base()),
+    return map.info(cls).SlotOffset(static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - read_path.objects),
                                     slot);
   }
 
@@ -487,12 +493,13 @@ struct Pool::Impl {
   // allocation of `size` and returns the handle.
   [[gnu::always_inline]] Handle PublishNew(ThreadCache& c, std::uint32_t index, std::uint64_t offset,
                                            std::size_t size) {
-    const std::uint16_t gen = handles::Publish(table->entry(index), offset);
+    // Through read_path's copy of the table's view: one load fewer than through the table.
+    const std::uint16_t gen = handles::Publish(read_path.table.entries[index], offset);
     c.allocs.Add(1);
     c.alloc_bytes.Add(size);
     const std::uint16_t size_field =
         size > alloc::kMaxClassSize ? Handle::kHugeSize : static_cast<std::uint16_t>(size - 1);
-    return table->MakeHandle(index, gen, size_field);
+    return handles::HandleTable::MakeHandleIn(read_path.table, index, gen, size_field);
   }
 
 
@@ -570,6 +577,24 @@ struct Pool::Impl {
     return at;
   }
 
+  // The slot of class `cls` at `offset`, for free's fast path (through `fast`, so only where it is not
+  // empty): false, with `*ref` unset, unless the page map says a block of `cls` holds that page (one compare:
+  // present, not huge, that class).
+  [[gnu::always_inline]] bool LocateClassSlot(std::uint64_t offset, ClassId cls, alloc::SlotRef* ref) const {
+    const std::uint64_t page = offset >> kPageShift;
+    const std::uint32_t owner = fast.page_owners[page].load(std::memory_order_acquire);
+    if (ABSL_PREDICT_FALSE((owner >> alloc::PageOwner::kClassShift) !=
+                           (alloc::PageOwner::kClassPageBase | cls.value()))) {
+      return false;
+    }
+    const std::uint64_t first = page - (owner & alloc::PageOwner::kPageInBlockMask);
+    const alloc::SizeClassInfo& info = map.info(cls);
+    const std::uint32_t slot =
+        info.SlotIndex(static_cast<std::uint32_t>(offset - (first << kPageShift) - info.data_offset));
+    *ref = alloc::PackSlot(reinterpret_cast<Block*>(fast.objects + (first << kPageShift)), slot);
+    return true;
+  }
+
   // True when the object at `offset` is of the kind and class the handle's size field says: a handle whose
   // bits were altered (beyond the generation check) is refused instead of trusted.
   bool SizeFieldMatches(Handle h, std::uint64_t offset, const Located& at) const {
@@ -585,11 +610,14 @@ struct Pool::Impl {
     return h.size_field() < alloc::kMaxClassSize && map.ClassFor(std::size_t{h.size_field()} + 1) == cls;
   }
 
-  // SizeFieldMatches for a class object's handle (size field not kHugeSize), from the page map alone: the
-  // pin fast paths need neither block nor slot.
-  bool InClassOfSizeField(Handle h, std::uint64_t offset) const {
-    const alloc::PageOwner o = page_map->Get(offset >> kPageShift);
-    return o.present() && !o.huge() && SizeFieldNamesClass(h, o.cls());
+  // SizeFieldMatches for a class object's handle (size field not kHugeSize), from the page map alone (one
+  // compare: present, not huge, the size field's class), for the pin fast paths, which need neither block nor
+  // slot: through `fast`, so only where it is not empty.
+  [[gnu::always_inline]] bool InClassOfSizeField(Handle h, std::uint64_t offset) const {
+    const std::uint32_t owner = fast.page_owners[offset >> kPageShift].load(std::memory_order_acquire);
+    return h.size_field() < alloc::kMaxClassSize &&
+           (owner >> alloc::PageOwner::kClassShift) ==
+               (alloc::PageOwner::kClassPageBase | map.ClassFor(std::size_t{h.size_field()} + 1).value());
   }
 
   // Checked mode only (it reads the block header, a cache miss of its own): the descriptor of the block or

@@ -9,9 +9,9 @@
 //    store to that record. Movers see these pins through MoveClaims's confirmation.
 //  - counted, on the word itself (PinCounted, UnpinCounted): one CAS each, for pins a record cannot hold.
 // A free announces its tag in its record too (BeginRetire), so that the location it checks cannot change,
-// and retires with one CAS (EndRetire); Retire is the same CAS for callers without a record. TryBeginRetire,
-// TryPinInRecord and TryPinCounted are the fast paths' first attempts: no waiting, nothing changed on failure
-// (the caller's slow path then starts over with the waiting versions).
+// and retires with one CAS (EndRetire); Retire is the same CAS for callers without a record.
+// TryBeginRetireAsymmetric, TryPinInRecord and TryPinCounted are the fast paths' first attempts: no waiting,
+// nothing changed on failure (the caller's slow path then starts over with the waiting versions).
 // Invariants: counted pins > 0 implies !MOVING and generation odd; MOVING is only set (by CAS, BeginMove) from
 // counted pins == 0; a free entry has no counted pins and !MOVING. Every change of a live word is a CAS or an
 // RMW, except EndMove's store of a confirmed claim, which nobody else may change: so a counted pin and a
@@ -164,16 +164,18 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
   }
 }
 
-// BeginRetire's first attempt, for the fast path: announces `tag`, and answers true as BeginRetire's kOk
-// when the entry is live at `gen` (a generation Open gave, so odd), not moving and pinned neither in the word
-// nor in `rec`. Otherwise false, with the tag withdrawn and nothing changed: the caller starts again with
-// BeginRetire, which waits or tells what stood in the way. Gen, MOVING and counted pins are the word's top 28
-// bits, so the test is one compare.
-[[gnu::always_inline]] inline bool TryBeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& rec, Tag tag,
-                                                  const AccessRecords& records, Word* out) {
+// BeginRetire's first attempt, for free's fast path, which runs only where movers synchronise by membarrier
+// (its handles open against a view that is empty otherwise, Pool::Impl::fast), so the fence after the
+// announce is a compiler barrier: announces `tag`, and answers true as BeginRetire's kOk when the entry is
+// live at `gen` (a generation Open gave, so odd), not moving and pinned neither in the word nor in `rec`.
+// Otherwise false, with the tag withdrawn and nothing changed: the caller starts again with BeginRetire,
+// which waits or tells what stood in the way. Gen, MOVING and counted pins are the word's top 28 bits, so the
+// test is one compare.
+[[gnu::always_inline]] inline bool TryBeginRetireAsymmetric(EntryAtomic& e, std::uint16_t gen, AccessRecord& rec,
+                                                            Tag tag, Word* out) {
   static_assert(kPinShift + kPinBits + 1 == kGenShift, "pins, MOVING and the generation are the top bits");
   rec.freeing.store(tag, std::memory_order_relaxed);
-  records.FenceAfterAnnounce();
+  std::atomic_signal_fence(std::memory_order_seq_cst);  // the mover's membarrier makes it a full fence
   const Word w = e.load(std::memory_order_acquire);
   if ((w >> kPinShift) == (Word{gen} << (kGenShift - kPinShift)) && !rec.HolderPins(tag)) [[likely]] {
     *out = w;
@@ -183,8 +185,8 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
   return false;
 }
 
-// Ends a retire begun by BeginRetire (or TryBeginRetire), whose word was `w`: one CAS from `w` to the freed
-// word, then the tag withdrawn. True: the entry is free (an even generation), owned by the caller, who hands
+// Ends a retire begun by BeginRetire (or TryBeginRetireAsymmetric), whose word was `w`: one CAS from `w` to
+// the freed word, then the tag withdrawn. True: the entry is free (an even generation), owned by the caller, who hands
 // it back to the table (HandleTable::Return) or to its cache. False, with nothing changed: the word changed
 // since BeginRetire — another free of the same handle won (a double free racing this one), a counted pin
 // came, or a mover claimed it (and gives the claim up, seeing the tag) — and the caller begins again.

@@ -139,7 +139,12 @@ class HandleTable {
 
   // The handle for entry `index`, live at generation `gen`, of an object whose size field is `size_field`.
   Handle MakeHandle(std::uint32_t index, std::uint16_t gen, std::uint16_t size_field) const {
-    return Handle::Make(index, Seal(gen, KeyOf(index), size_field, index % kEntriesPerPage), size_field);
+    return MakeHandleIn(view_, index, gen, size_field);
+  }
+  // MakeHandle through the table's view (view()), for callers that keep a copy of it.
+  static Handle MakeHandleIn(const TableView& v, std::uint32_t index, std::uint16_t gen, std::uint16_t size_field) {
+    const std::uint32_t key = v.keys[index / kEntriesPerPage].load(std::memory_order_relaxed);
+    return Handle::Make(index, Seal(gen, key, size_field, index % kEntriesPerPage), size_field);
   }
   // Opens a handle (loads only): its entry and claimed generation, or entry == nullptr. The caller then
   // compares the generation with the entry's (Pin, Retire, ...).
@@ -242,9 +247,6 @@ class HandleTable {
   HandleTable(os::Os& os, EntryAtomic* entries, std::atomic<std::uint32_t>* keys, PageState* states,
               PageRecord* records, std::uint32_t max_entries, std::uint32_t max_pages, std::uint64_t salt);
   PageState& state(std::uint32_t p) const { return states_[p]; }
-  std::uint32_t KeyOf(std::uint32_t index) const {
-    return keys_[index / kEntriesPerPage].load(std::memory_order_relaxed);
-  }
   // Makes page p's memory present (unless it was populated ahead) and all its entries free (FreeAllEntries).
   absl::Status OpenPage(std::uint32_t p) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Marks every entry of page p free, each word at the page's restart generation.
