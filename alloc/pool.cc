@@ -88,8 +88,9 @@ thread_local ThreadCaches tls_caches;
 
 namespace {
 
-// The calling thread's cache for one pool for the length of one call, synchronised with the pool's flush
-// epoch. The common case — this thread used this pool last — is a thread-local compare.
+// The calling thread's cache for one pool for the length of one call (announced to stealers: EnterSlow),
+// synchronised with the pool's flush epoch. The common case — this thread used this pool last — is a
+// thread-local compare.
 class CacheScope {
  public:
   explicit CacheScope(Pool::Impl& p) : p_(p) {
@@ -98,9 +99,13 @@ class CacheScope {
     } else {
       c_ = p.SlowCache(&temporary_);
     }
-    if (ABSL_PREDICT_FALSE(c_->epoch != p.flush_epoch.load(std::memory_order_relaxed))) p.Flush(*c_);
+    c_->EnterSlow();
+    if (ABSL_PREDICT_FALSE(c_->epoch.load(std::memory_order_acquire) != p.flush_epoch.load(std::memory_order_relaxed))) {
+      p.SyncCache(*c_);
+    }
   }
   ~CacheScope() {
+    c_->LeaveSlow();
     if (ABSL_PREDICT_FALSE(temporary_)) p_.RetireCache(c_);
   }
   CacheScope(const CacheScope&) = delete;
@@ -399,16 +404,23 @@ absl::StatusOr<Handle> Pool::allocate(std::size_t size) {
   if (ABSL_PREDICT_FALSE(size - 1 >= alloc::kMaxClassSize)) return AllocateSlow(p, size);  // 0, huge, too big
   if (ABSL_PREDICT_FALSE(internal::thread_binding.pool_id != p.id)) return AllocateSlow(p, size);
   ThreadCache& c = *internal::thread_binding.cache;
+  c.EnterFast();  // a stealer leaves the lists alone until LeaveFast, or this call sees the epoch move on
+  // The cache's epoch before the lists' counts: if a stealer's flush has just ended, the acquire makes the
+  // counts read below its zeros (read first, they could be the counts from before it).
+  const std::uint64_t epoch = c.epoch.load(std::memory_order_acquire);
   const ClassId cls = p.map.ClassFor(size);
   alloc::ClassSlots& cs = c.classes[cls.value()];
   const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
   const std::uint32_t hn = c.handles.count.load(std::memory_order_relaxed);
-  if (ABSL_PREDICT_FALSE((n == 0) | (hn == 0) | (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
+  if (ABSL_PREDICT_FALSE((n == 0) | (hn == 0) | (epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
+    c.LeaveFast();
     return AllocateSlow(p, size);
   }
   const std::uint32_t index = c.handles.items[hn - 1];
   c.handles.count.store(hn - 1, std::memory_order_relaxed);
-  return p.PublishNew(c, index, p.PopSlot(c, cls, index), size);
+  const Handle h = p.PublishNew(c, index, p.PopSlot(c, cls, index), size);
+  c.LeaveFast();
+  return h;
 }
 
 namespace {
@@ -423,34 +435,38 @@ namespace {
   const handles::HandleRef r = handles::OpenHandle(p.fast.table, h);
   if (ABSL_PREDICT_FALSE(r.entry == nullptr)) return FreeSlow(p, h, via);
   ThreadCache& c = *internal::thread_binding.cache;
+  handles::AccessRecord& rec = *c.record;
+  const std::uint32_t index = h.index();
+  // The retire's announcement, first: a mover gives up a claim on the entry, and a stealer leaves the lists
+  // alone (ThreadCache::Idle) until it is withdrawn — or this call sees the epoch move on.
+  handles::AnnounceRetire(rec, handles::TagOf(index));
+  auto slow = [&]() -> absl::Status {
+    handles::AbandonRetire(rec);
+    return FreeSlow(p, h, via);
+  };
+  const std::uint32_t size_field = h.size_field();
+  // A size field past the classes' (a huge object's, or a forged one) goes to FreeSlow. The cache's epoch
+  // before anything of the lists: if a stealer's flush has just ended, the acquire makes what is read below
+  // the emptied lists.
+  if (ABSL_PREDICT_FALSE(handles::IsLastLife(r.gen) | (size_field >= alloc::kMaxClassSize) |
+                         (c.epoch.load(std::memory_order_acquire) != p.flush_epoch.load(std::memory_order_relaxed)))) {
+    return slow();
+  }
   // The freed entry goes to the handle list, or, while the table is sparse, on its way back to the table
-  // (ThreadCache::free_to); the list must have room.
+  // (ThreadCache::free_to); the list must have room. The class the size field names; the page map must
+  // agree (LocateClassSlot). A class not yet cached by this thread has capacity 0, so a full cache and a
+  // missing array are one test.
   alloc::CachedList<std::uint32_t>& to = *c.free_to;
   const std::uint32_t hn = to.count.load(std::memory_order_relaxed);
-  const std::uint32_t size_field = h.size_field();
-  // A size field past the classes' (a huge object's, or a forged one) goes to FreeSlow.
-  if (ABSL_PREDICT_FALSE((hn == to.size.capacity) | handles::IsLastLife(r.gen) |
-                         (size_field >= alloc::kMaxClassSize) |
-                         (c.epoch != p.flush_epoch.load(std::memory_order_relaxed)))) {
-    return FreeSlow(p, h, via);
-  }
-  // The class the size field names; the page map must agree (LocateClassSlot). A class not yet cached by
-  // this thread has capacity 0, so a full cache and a missing array are one test.
   const ClassId cls = p.map.ClassFor(std::size_t{size_field} + 1);
   alloc::ClassSlots& cs = c.classes[cls.value()];
   const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
-  if (ABSL_PREDICT_FALSE(n == cs.size.capacity)) return FreeSlow(p, h, via);
-  const std::uint32_t index = h.index();
+  if (ABSL_PREDICT_FALSE((hn == to.size.capacity) | (n == cs.size.capacity))) return slow();
   handles::Word w;
-  if (!handles::TryBeginRetireAsymmetric(*r.entry, r.gen, *c.record, handles::TagOf(index), &w)) {
-    return FreeSlow(p, h, via);
-  }
+  if (!handles::TryRetireAnnounced(*r.entry, r.gen, rec, handles::TagOf(index), &w)) return slow();
   alloc::SlotRef slot;
-  if (ABSL_PREDICT_FALSE(!p.LocateClassSlot(handles::OffsetOf(w), cls, &slot))) {
-    handles::AbandonRetire(*c.record);
-    return FreeSlow(p, h, via);
-  }
-  if (ABSL_PREDICT_FALSE(!handles::EndRetire(*r.entry, w, *c.record))) return FreeSlow(p, h, via);
+  if (ABSL_PREDICT_FALSE(!p.LocateClassSlot(handles::OffsetOf(w), cls, &slot))) return slow();
+  if (ABSL_PREDICT_FALSE(!handles::EndRetireAnnounced(*r.entry, w))) return slow();
   // The slot's owner word keeps the retired index until the slot is returned to its block: compaction
   // reads it as "not movable" (the entry no longer points here), exactly like kSlotReserved.
   cs.items[n] = slot;
@@ -459,6 +475,7 @@ namespace {
   to.count.store(hn + 1, std::memory_order_relaxed);
   c.frees.Add(1);
   c.free_bytes.Add(std::size_t{size_field} + 1);
+  handles::AbandonRetire(rec);  // withdrawn: the free is done
   return absl::OkStatus();
 }
 
@@ -689,7 +706,19 @@ std::byte* Pinned::mutable_data() const {
 
 void Pool::Impl::RecallThreadCaches() {
   flush_epoch.fetch_add(1, std::memory_order_relaxed);
-  CacheScope scope(*this);  // this thread's cache now: the scope finds its epoch behind and flushes it
+  { CacheScope scope(*this); }  // this thread's cache now: the scope finds its epoch behind and flushes it
+  // The others' caches, for owners not in a call (thread_cache.h): after the barrier, an owner not shown in
+  // a call begins its next one with the new epoch in sight, and waits on steal_mu for a flush under way. An
+  // owner announces with a compiler barrier only, so without membarrier nothing is stolen.
+  if (!records->asymmetric() || !records->Barrier().ok()) return;
+  MutexLock lock(&caches_mu);
+  for (ThreadCache* c : caches) {
+    if (!c->Idle()) continue;
+    MutexLock steal_lock(&c->steal_mu);
+    if (c->epoch.load(std::memory_order_relaxed) == flush_epoch.load(std::memory_order_relaxed)) continue;
+    Flush(*c);
+    caches_stolen.fetch_add(1, std::memory_order_relaxed);
+  }
 }
 
 std::vector<Pool::AddressRange> Pool::reserved_ranges() const {

@@ -15,7 +15,9 @@
 // in pool_stats.cc.
 // Lock order: g_registry_mu (pool.cc) → Impl::compact_mu → SizeClass::mu_ → Arena::mu_;
 //   Impl::compact_mu → HugeObjects::mu_ → Arena::mu_; SizeClass::mu_ → OldCopies::mu_; Impl::caches_mu →
-//   AccessRecords::mu_; Impl::detached_mu, HandleTable::mu_, OldCopies::mu_ and VacatedLog::mu_ are leaves.
+//   AccessRecords::mu_; Impl::compact_mu → Impl::caches_mu → ThreadCache::steal_mu → SizeClass::mu_,
+//   HandleTable::mu_ (a steal's Flush; g_registry_mu → ThreadCache::steal_mu at thread exit);
+//   Impl::detached_mu, HandleTable::mu_, OldCopies::mu_ and VacatedLog::mu_ are leaves.
 // Read sections (ReadGuard): movers keep the places they moved objects from in alloc/old_copies.h once the
 // pool has had a section, and ReclaimOldCopies gives back those no section can still read (after a barrier),
 // holding no lock of its own but the old copies' leaf.
@@ -262,7 +264,7 @@ struct Pool::Impl {
   // ---- thread caches ----
   ThreadCache* NewCache() {
     auto* c = new ThreadCache(map.num_classes());
-    c->epoch = flush_epoch.load(std::memory_order_relaxed);
+    c->epoch.store(flush_epoch.load(std::memory_order_relaxed), std::memory_order_relaxed);
     c->record = records->Acquire();
     MutexLock lock(&caches_mu);
     c->affinity = affinities.Acquire();
@@ -276,8 +278,14 @@ struct Pool::Impl {
   [[gnu::noinline]] ThreadCache* SlowCache(bool* temporary);
 
   // compact() and defragment(): every thread returns its cache on its next call (the flush epoch moves on);
-  // the calling thread returns its own now.
+  // the calling thread returns its own now, and the caches of threads not in a call are emptied for them
+  // (stolen: thread_cache.h), so that a thread gone idle holds no slot in a block compaction would empty.
   void RecallThreadCaches();
+  // The owner's side, when its cache's epoch is behind the pool's: flushes it, unless a stealer did.
+  void SyncCache(ThreadCache& c) ABSL_LOCKS_EXCLUDED(c.steal_mu) {
+    MutexLock lock(&c.steal_mu);
+    if (c.epoch.load(std::memory_order_relaxed) != flush_epoch.load(std::memory_order_relaxed)) Flush(c);
+  }
 
   // ---- object compaction ----
   // Every class once, from where the last call that stopped early stopped, moving until `moves_deadline`
@@ -336,6 +344,7 @@ struct Pool::Impl {
   std::atomic<std::int64_t> next_direct_ns{0};  // absl::GetCurrentTimeNanos(): none before
   std::atomic<std::uint64_t> refills_since_direct{0};  // refills that made blocks since the last look
   std::atomic<std::uint64_t> direct_compactions{0};
+  std::atomic<std::uint64_t> caches_stolen{0};  // thread caches emptied for owners not in a call
   std::size_t next_direct_class ABSL_GUARDED_BY(compact_mu) = 0;  // where the next direct compaction starts
   void MaybeCompactDirectly() {
     const std::int64_t budget_ns = std::chrono::nanoseconds(options.direct_compaction).count();
@@ -359,9 +368,10 @@ struct Pool::Impl {
     bytes_moved.fetch_add(r.bytes_moved, std::memory_order_relaxed);
   }
 
-  // Hands every cached slot and handle entry back.
+  // Hands every cached slot and handle entry back. The epoch is stored last, with release: a call that finds
+  // it current finds the lists emptied (a stealer's Flush runs beside the owner's fast-path epoch loads).
   void Flush(ThreadCache& c) {
-    c.epoch = flush_epoch.load(std::memory_order_relaxed);
+    const std::uint64_t epoch = flush_epoch.load(std::memory_order_relaxed);
     for (std::size_t k = 0; k < c.classes.size(); ++k) {
       alloc::ClassSlots& cs = c.classes[k];
       const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
@@ -372,6 +382,7 @@ struct Pool::Impl {
     ReturnEntries(c.handles);
     ReturnEntries(c.returning);
     c.ReleaseLists();
+    c.epoch.store(epoch, std::memory_order_release);
   }
 
   // The table's sparseness as the slow paths see it (ThreadCache::free_to): read afresh, and the entries on
@@ -404,7 +415,10 @@ struct Pool::Impl {
 
   // Called at thread exit with g_registry_mu held, and for temporary caches.
   void RetireCache(ThreadCache* c) {
-    Flush(*c);
+    {
+      MutexLock steal_lock(&c->steal_mu);  // a stealer may be flushing it
+      Flush(*c);
+    }
     MutexLock lock(&caches_mu);
     retired_allocs += c->allocs.Get();
     retired_frees += c->frees.Get();

@@ -87,6 +87,7 @@ PoolStats Pool::stats() const {
   s.compactions = p.compactions.load(std::memory_order_acquire);  // before the counters it publishes
   s.objects_moved = p.objects_moved.load(std::memory_order_relaxed);
   s.direct_compactions = p.direct_compactions.load(std::memory_order_relaxed);
+  s.thread_caches_stolen = p.caches_stolen.load(std::memory_order_relaxed);
   s.relocations = p.relocations.load(std::memory_order_relaxed);
   s.objects_relocated = p.objects_relocated.load(std::memory_order_relaxed);
   s.keeping_old_copies = p.old_copies->keeping();

@@ -66,6 +66,7 @@ std::string FormatStatsText(const PoolStats& s, bool all_classes) {
   absl::StrAppendFormat(&out, "compaction  %u runs, %u objects / %.2f MiB moved, %u pages released\n", s.compactions,
                         s.objects_moved, MiB(s.bytes_moved), s.pages_compacted);
   absl::StrAppendFormat(&out, "direct      %u compactions run by allocations\n", s.direct_compactions);
+  absl::StrAppendFormat(&out, "caches      %u thread caches emptied for threads not in a call\n", s.thread_caches_stolen);
   absl::StrAppendFormat(&out, "relocate    %u calls, %u objects moved\n", s.relocations, s.objects_relocated);
   if (s.keeping_old_copies) {
     absl::StrAppendFormat(&out, "old copies  %.2f MiB kept for read sections; %u given back (%.2f MiB), %u of them under pressure\n",
@@ -127,6 +128,7 @@ std::string FormatStatsJson(const PoolStats& s) {
   field("bytes_moved", s.bytes_moved);
   field("pages_compacted", s.pages_compacted);
   field("direct_compactions", s.direct_compactions);
+  field("thread_caches_stolen", s.thread_caches_stolen);
   field("relocations", s.relocations);
   field("objects_relocated", s.objects_relocated);
   field("discard_failures", s.discard_failures);

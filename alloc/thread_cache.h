@@ -17,7 +17,15 @@
 // <= size.max for every list (the handle list grows to kMaxHandleCapacity, outside the byte budget: 8 KiB of
 // entries, made only when grown); grown_bytes == Σ (size.capacity - size.base) × slot size over the class lists.
 // `epoch` is the pool's flush epoch the cache last synchronised with; when the pool's moves on, the cache
-// empties itself. `record` is held from the cache's making until it retires (handles/access_records.h).
+// empties itself, or a stealer empties it for an owner that is not in a call (Pool::Impl::RecallThreadCaches):
+// the owner announces every call that uses its lists (`in_fast`, `in_slow`, and free's fast path the retire
+// it announces in its access record: plain stores to lines of its own, then a compiler barrier) before it
+// reads the epoch, and the stealer moves the pool's epoch on, makes
+// the movers' barrier (membarrier) and then reads the announcements — so either it sees the call and leaves
+// the cache alone, or the call sees the new epoch and waits on `steal_mu` for the stealer to finish. A stealer
+// stores the epoch last, with release, and a call reads the epoch (acquire) before anything of its lists, so a
+// call that finds it current finds the lists emptied.
+// `record` is held from the cache's making until it retires (handles/access_records.h).
 #ifndef MOVA_ALLOC_THREAD_CACHE_H_
 #define MOVA_ALLOC_THREAD_CACHE_H_
 
@@ -30,6 +38,7 @@
 #include "alloc/block.h"
 #include "alloc/cache_affinities.h"
 #include "alloc/size_class_map.h"
+#include "base/mutex.h"
 #include "handles/access_records.h"
 
 namespace mova::alloc {
@@ -141,6 +150,25 @@ struct alignas(64) ThreadCache {
     grown_bytes += added;
     return true;
   }
+  // A fast path's announcement (see the top of this file): the fence is a compiler barrier, since caches are
+  // stolen only where the stealer's barrier is a membarrier.
+  void EnterFast() {
+    in_fast.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+  void LeaveFast() { in_fast.store(0, std::memory_order_release); }
+  void EnterSlow() {
+    in_slow.store(in_slow.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  }
+  void LeaveSlow() { in_slow.store(in_slow.load(std::memory_order_relaxed) - 1, std::memory_order_release); }
+  // True when the owner has no call under way (for a stealer, after its barrier): free's fast path announces
+  // itself through the record's `freeing` (its retire's announcement, made first), the others here.
+  bool Idle() const {
+    return in_fast.load(std::memory_order_acquire) == 0 && in_slow.load(std::memory_order_acquire) == 0 &&
+           record->freeing.load(std::memory_order_acquire) == 0;
+  }
+
   // Every list's array given back (the caller has emptied them).
   void ReleaseLists() {
     for (ClassSlots& cs : classes) cs.Release();
@@ -160,7 +188,14 @@ struct alignas(64) ThreadCache {
   // the slow paths last saw it. One pointer, so that the fast path stays one list's push.
   CachedList<std::uint32_t>* free_to = &handles;
   std::uint64_t grown_bytes = 0;
-  std::uint64_t epoch = 0;
+  std::atomic<std::uint64_t> epoch{0};
+  // The owner's calls under way: allocate's fast path (0 or 1: fast paths do not nest; free's announces
+  // itself in the record, Idle) and the slow paths' (they nest). Written by the owner only; a stealer flushes
+  // the cache only while the owner is in none.
+  std::atomic<std::uint32_t> in_fast{0};
+  std::atomic<std::uint32_t> in_slow{0};
+  // Held by a stealer while it flushes the cache, and by the owner when it finds its epoch behind.
+  Mutex steal_mu;
   std::uint16_t affinity = CacheAffinities::kNone;  // names it on the blocks it takes slots from (cache_affinities.h)
   handles::AccessRecord* record = nullptr;  // this thread's access record in the pool (its pins and frees)
 

@@ -10,7 +10,7 @@
 //  - counted, on the word itself (PinCounted, UnpinCounted): one CAS each, for pins a record cannot hold.
 // A free announces its tag in its record too (BeginRetire), so that the location it checks cannot change,
 // and retires with one CAS (EndRetire); Retire is the same CAS for callers without a record.
-// TryBeginRetireAsymmetric, TryPinInRecord and TryPinCounted are the fast paths' first attempts: no waiting,
+// AnnounceRetire with TryRetireAnnounced, TryPinInRecord and TryPinCounted are the fast paths' first attempts: no waiting,
 // nothing changed on failure (the caller's slow path then starts over with the waiting versions).
 // Invariants: counted pins > 0 implies !MOVING and generation odd; MOVING is only set (by CAS, BeginMove) from
 // counted pins == 0; a free entry has no counted pins and !MOVING. Every change of a live word is a CAS or an
@@ -164,28 +164,37 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
   }
 }
 
-// BeginRetire's first attempt, for free's fast path, which runs only where movers synchronise by membarrier
-// (its handles open against a view that is empty otherwise, Pool::Impl::fast), so the fence after the
-// announce is a compiler barrier: announces `tag`, and answers true as BeginRetire's kOk when the entry is
-// live at `gen` (a generation Open gave, so odd), not moving and pinned neither in the word nor in `rec`.
-// Otherwise false, with the tag withdrawn and nothing changed: the caller starts again with BeginRetire,
-// which waits or tells what stood in the way. Gen, MOVING and counted pins are the word's top 28 bits, so the
-// test is one compare.
-[[gnu::always_inline]] inline bool TryBeginRetireAsymmetric(EntryAtomic& e, std::uint16_t gen, AccessRecord& rec,
-                                                            Tag tag, Word* out) {
-  static_assert(kPinShift + kPinBits + 1 == kGenShift, "pins, MOVING and the generation are the top bits");
+// BeginRetire's first attempt, for free's fast path, in two halves, which run only where movers synchronise
+// by membarrier (its handles open against a view that is empty otherwise, Pool::Impl::fast), so the fence
+// after the announce is a compiler barrier. AnnounceRetire stores `tag` in the record (the pool's thread
+// cache reads the announcement too: a free under way); the caller may look at other things, and then
+// TryRetireAnnounced answers true as BeginRetire's kOk when the entry is live at `gen` (a generation Open
+// gave, so odd), not moving and pinned neither in the word nor in `rec`. Otherwise false, with the tag still
+// announced: the caller withdraws it (AbandonRetire) and starts again with BeginRetire, which waits or tells
+// what stood in the way. Gen, MOVING and counted pins are the word's top 28 bits, so the test is one compare.
+[[gnu::always_inline]] inline void AnnounceRetire(AccessRecord& rec, Tag tag) {
   rec.freeing.store(tag, std::memory_order_relaxed);
   std::atomic_signal_fence(std::memory_order_seq_cst);  // the mover's membarrier makes it a full fence
+}
+[[gnu::always_inline]] inline bool TryRetireAnnounced(EntryAtomic& e, std::uint16_t gen, const AccessRecord& rec,
+                                                      Tag tag, Word* out) {
+  static_assert(kPinShift + kPinBits + 1 == kGenShift, "pins, MOVING and the generation are the top bits");
   const Word w = e.load(std::memory_order_acquire);
   if ((w >> kPinShift) == (Word{gen} << (kGenShift - kPinShift)) && !rec.HolderPins(tag)) [[likely]] {
     *out = w;
     return true;
   }
-  rec.freeing.store(0, std::memory_order_relaxed);
   return false;
 }
 
-// Ends a retire begun by BeginRetire (or TryBeginRetireAsymmetric), whose word was `w`: one CAS from `w` to
+// The CAS of EndRetire alone: the caller withdraws the tag when it is done (AbandonRetire), free's fast path
+// once its cache holds the slot and the entry.
+inline bool EndRetireAnnounced(EntryAtomic& e, Word w) {
+  return e.compare_exchange_strong(w, MakeWord(static_cast<std::uint16_t>(GenOf(w) + 1), 0),
+                                   std::memory_order_acq_rel, std::memory_order_relaxed);
+}
+
+// Ends a retire begun by BeginRetire (or AnnounceRetire and TryRetireAnnounced), whose word was `w`: one CAS from `w` to
 // the freed word, then the tag withdrawn. True: the entry is free (an even generation), owned by the caller, who hands
 // it back to the table (HandleTable::Return) or to its cache. False, with nothing changed: the word changed
 // since BeginRetire — another free of the same handle won (a double free racing this one), a counted pin
@@ -193,8 +202,7 @@ inline EntryResult BeginRetire(EntryAtomic& e, std::uint16_t gen, AccessRecord& 
 // A CAS and not a plain store: measured, a plain store saves 1.5–2 ns of a 15.6 ns allocate + free here, and
 // the CAS keeps one winner among concurrent frees of one handle and a total order with counted pins.
 inline bool EndRetire(EntryAtomic& e, Word w, AccessRecord& rec) {
-  const bool done = e.compare_exchange_strong(w, MakeWord(static_cast<std::uint16_t>(GenOf(w) + 1), 0),
-                                              std::memory_order_acq_rel, std::memory_order_relaxed);
+  const bool done = EndRetireAnnounced(e, w);
   rec.freeing.store(0, std::memory_order_release);
   return done;
 }

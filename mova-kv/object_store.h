@@ -88,7 +88,8 @@ class ObjectStore {
   virtual std::string MallocStats() { return "Stats not supported for the current allocator"; }
   // Called on the server's thread before a defragmentation pass starts: what the thread keeps aside for its
   // next allocations goes back, so that the pass can compact it (the mova store's thread cache, whose slots
-  // keep their blocks in place; a thread without requests would otherwise hold them through the pass).
+  // keep their blocks in place; mova empties the caches of threads not in a call when a pass begins, and the
+  // server's thread, which starts passes, gives its own back here).
   virtual void ReleaseThreadCache() {}
   // True when Defragment moves objects (the active defragmenter has something to run).
   virtual bool CanDefragment() const = 0;

@@ -26,8 +26,12 @@ using testing::StatsOf;
 
 #ifdef MOVA_TSAN
 constexpr int kOpsPerThread = 6000;
+constexpr int kCompactionsRacingAnOwner = 100;
+constexpr std::uint64_t kOwnerCalls = 5000;
 #else
 constexpr int kOpsPerThread = 60000;
+constexpr int kCompactionsRacingAnOwner = 1000;
+constexpr std::uint64_t kOwnerCalls = 50000;
 #endif
 
 // Objects handed between threads, so objects are freed by threads that did not allocate them.
@@ -550,6 +554,115 @@ TEST(PoolConcurrency, TwoThreadsChurningASparseTableKeepEveryObject) {
   for (const std::vector<Obj>& objs : kept) {
     for (const Obj& x : objs) ASSERT_TRUE(pool->free(x.h).ok());
   }
+}
+
+// Threads that thinned their objects and went idle (parked, still alive) hold freed slots in their caches,
+// one in many blocks; compact() empties those caches for them (stolen: no thread is in a call), so the blocks
+// empty as if the threads had flushed: 2.25 MiB of blocks for 2.03 MiB live here, against 9.25 MiB without
+// the steal.
+TEST(PoolConcurrency, CachesOfIdleThreadsAreEmptiedForCompaction) {
+  auto pool = Pool::Create().value();
+  constexpr int kThreads = 4;
+  Mutex mu;
+  CondVar cv;
+  int thinned = 0;
+  bool go_home = false;
+  std::vector<std::vector<Obj>> kept(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937_64 rng(t);
+      for (int i = 0; i < 20000; ++i) {
+        const std::size_t size = 16 + rng() % 497;
+        const std::uint64_t seed = 1000000ull * t + i;
+        const Obj o{AllocFilled(*pool, size, seed), size, seed};
+        if (i % 10 == 0) {
+          kept[t].push_back(o);
+        } else {
+          ASSERT_TRUE(pool->free(o.h).ok());
+        }
+      }
+      MutexLock lock(&mu);
+      ++thinned;
+      cv.SignalAll();
+      while (!go_home) cv.WaitWithTimeout(&mu, absl::Milliseconds(50));  // idle: no call into the pool
+    });
+  }
+  {
+    MutexLock lock(&mu);
+    while (thinned < kThreads) cv.WaitWithTimeout(&mu, absl::Milliseconds(50));
+  }
+  const std::uint64_t stolen_before = pool->stats().thread_caches_stolen;  // by direct compactions, if any
+  pool->compact();
+  const PoolStats s = pool->stats();
+  EXPECT_EQ(s.thread_caches_stolen - stolen_before, static_cast<std::uint64_t>(kThreads));
+  for (const ClassStats& c : s.classes) { EXPECT_EQ(c.objects_cached, 0u); }
+  EXPECT_LT(static_cast<double>(s.block_bytes), 1.25 * static_cast<double>(s.live_bytes))
+      << s.block_bytes << " block bytes for " << s.live_bytes << " live";
+  {
+    MutexLock lock(&mu);
+    go_home = true;
+    cv.SignalAll();
+  }
+  for (std::thread& t : threads) t.join();
+  // The owners come back to emptied caches and go on: their objects intact, and freed.
+  for (const std::vector<Obj>& objs : kept) {
+    for (const Obj& o : objs) {
+      ASSERT_TRUE(Intact(*pool, o.h, o.size, o.seed));
+      ASSERT_TRUE(pool->free(o.h).ok());
+    }
+  }
+  pool->flush_thread_cache();  // this thread's: the owners' came back when they exited
+  const PoolStats end = pool->stats();
+  EXPECT_EQ(end.live_objects, 0u);
+  EXPECT_EQ(end.handles_in_use, 0u);
+}
+
+// A thread between calls has its cache emptied by every compaction another thread runs (a steal), and one
+// in a call does not: the owner allocating, checking and freeing without pause while compact() runs over and
+// over keeps every object's contents, and the counters add up at the end.
+TEST(PoolConcurrency, StealsRacingTheOwnersCallsKeepEveryObject) {
+  auto pool = Pool::Create().value();
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0};
+  std::atomic<std::uint64_t> live_at_end{0};
+  std::atomic<std::uint64_t> ops{0};
+  std::thread owner([&] {
+    std::mt19937_64 rng(5);
+    std::vector<Obj> mine;
+    for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      ops.store(i, std::memory_order_relaxed);
+      if (mine.size() < 500 || rng() % 2 == 0) {
+        const std::size_t size = 16 + rng() % 300;
+        mine.push_back(Obj{AllocFilled(*pool, size, i), size, i});
+      } else {
+        const std::size_t k = rng() % mine.size();
+        if (!Intact(*pool, mine[k].h, mine[k].size, mine[k].seed)) bad.fetch_add(1);
+        if (!pool->free(mine[k].h).ok()) bad.fetch_add(1);
+        mine[k] = mine.back();
+        mine.pop_back();
+      }
+    }
+    for (const Obj& o : mine) {
+      if (!Intact(*pool, o.h, o.size, o.seed)) bad.fetch_add(1);
+    }
+    live_at_end.store(mine.size());
+    for (const Obj& o : mine) {
+      if (!pool->free(o.h).ok()) bad.fetch_add(1);
+    }
+  });
+  // Compactions until the owner has made its calls (and at least as many compactions as there are here).
+  for (int i = 0; i < kCompactionsRacingAnOwner || ops.load(std::memory_order_relaxed) < kOwnerCalls; ++i) {
+    pool->compact();
+  }
+  stop.store(true);
+  owner.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GT(live_at_end.load(), 0u);
+  const PoolStats s = pool->stats();
+  EXPECT_GT(s.thread_caches_stolen, 0u);  // some compactions found the owner between calls
+  EXPECT_EQ(s.live_objects, 0u);
+  EXPECT_EQ(s.live_bytes, 0u);
 }
 
 TEST(PoolConcurrency, PoolsOutliveAndPredeceaseThreads) {

@@ -156,6 +156,9 @@ struct PoolStats {
   std::uint64_t bytes_moved = 0;
   std::uint64_t pages_compacted = 0;    // pages released by compaction
   std::uint64_t direct_compactions = 0;  // compactions an allocation ran (PoolOptions::direct_compaction)
+  // Thread caches emptied for threads not in a call when compact() or defragment() recalled the caches (a
+  // thread gone idle would otherwise keep its cached slots, and their blocks, until its next call).
+  std::uint64_t thread_caches_stolen = 0;
   std::uint64_t relocations = 0;        // relocate() calls
   std::uint64_t objects_relocated = 0;  // objects they moved
   std::uint64_t discard_failures = 0;   // runs whose MADV_DONTNEED failed (pages kept and retried)
