@@ -39,6 +39,11 @@ class PageOwner {
   bool huge() const { return (v_ & kHuge) != 0; }
   ClassId cls() const { return ClassId((v_ >> kClassShift) & (kMaxClasses - 1)); }
   static constexpr std::uint32_t kPageInBlockMask = 15;
+  // True when the owner word `raw` is a page of a block of class `cls`: one compare (present, not huge, that
+  // class).
+  static bool IsBlockPageOf(std::uint32_t raw, ClassId cls) {
+    return (raw >> kClassShift) == (kClassPageBase | cls.value());
+  }
   std::uint32_t page_in_block() const { return v_ & kPageInBlockMask; }
   std::uint16_t raw() const { return v_; }
 

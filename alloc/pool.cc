@@ -100,7 +100,8 @@ class CacheScope {
       c_ = p.SlowCache(&temporary_);
     }
     c_->EnterSlow();
-    if (ABSL_PREDICT_FALSE(c_->epoch.load(std::memory_order_acquire) != p.flush_epoch.load(std::memory_order_relaxed))) {
+    if (ABSL_PREDICT_FALSE(c_->epoch.load(std::memory_order_acquire) !=
+                           p.flush_epoch.load(std::memory_order_relaxed))) {
       p.SyncCache(*c_);
     }
   }
@@ -359,12 +360,12 @@ namespace {
     const std::uint64_t offset = handles::OffsetOf(w);
     at = p.Locate(offset);
     if (ABSL_PREDICT_FALSE(!p.SizeFieldMatches(h, offset, at))) {
-      handles::AbandonRetire(*c.record);
+      handles::WithdrawRetire(*c.record);
       return p.NotIssued("free", h, via);
     }
     if (ABSL_PREDICT_FALSE(p.options.checked)) {
       if (absl::Status s = p.CheckDescriptor("free", h, at); !s.ok()) {
-        handles::AbandonRetire(*c.record);
+        handles::WithdrawRetire(*c.record);
         return s;
       }
     }
@@ -437,11 +438,12 @@ namespace {
   ThreadCache& c = *internal::thread_binding.cache;
   handles::AccessRecord& rec = *c.record;
   const std::uint32_t index = h.index();
+  const handles::Tag tag = handles::TagOf(index);
   // The retire's announcement, first: a mover gives up a claim on the entry, and a stealer leaves the lists
   // alone (ThreadCache::Idle) until it is withdrawn — or this call sees the epoch move on.
-  handles::AnnounceRetire(rec, handles::TagOf(index));
+  handles::AnnounceRetire(rec, tag);
   auto slow = [&]() -> absl::Status {
-    handles::AbandonRetire(rec);
+    handles::WithdrawRetire(rec);
     return FreeSlow(p, h, via);
   };
   const std::uint32_t size_field = h.size_field();
@@ -463,7 +465,7 @@ namespace {
   const std::uint32_t n = cs.count.load(std::memory_order_relaxed);
   if (ABSL_PREDICT_FALSE((hn == to.size.capacity) | (n == cs.size.capacity))) return slow();
   handles::Word w;
-  if (!handles::TryRetireAnnounced(*r.entry, r.gen, rec, handles::TagOf(index), &w)) return slow();
+  if (!handles::TryRetireAnnounced(*r.entry, r.gen, rec, tag, &w)) return slow();
   alloc::SlotRef slot;
   if (ABSL_PREDICT_FALSE(!p.LocateClassSlot(handles::OffsetOf(w), cls, &slot))) return slow();
   if (ABSL_PREDICT_FALSE(!handles::EndRetireAnnounced(*r.entry, w))) return slow();
@@ -475,7 +477,7 @@ namespace {
   to.count.store(hn + 1, std::memory_order_relaxed);
   c.frees.Add(1);
   c.free_bytes.Add(std::size_t{size_field} + 1);
-  handles::AbandonRetire(rec);  // withdrawn: the free is done
+  handles::WithdrawRetire(rec);  // the free is done
   return absl::OkStatus();
 }
 
@@ -713,11 +715,7 @@ void Pool::Impl::RecallThreadCaches() {
   if (!records->asymmetric() || !records->Barrier().ok()) return;
   MutexLock lock(&caches_mu);
   for (ThreadCache* c : caches) {
-    if (!c->Idle()) continue;
-    MutexLock steal_lock(&c->steal_mu);
-    if (c->epoch.load(std::memory_order_relaxed) == flush_epoch.load(std::memory_order_relaxed)) continue;
-    Flush(*c);
-    caches_stolen.fetch_add(1, std::memory_order_relaxed);
+    if (c->Idle() && SyncCache(*c)) caches_stolen.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

@@ -281,10 +281,13 @@ struct Pool::Impl {
   // the calling thread returns its own now, and the caches of threads not in a call are emptied for them
   // (stolen: thread_cache.h), so that a thread gone idle holds no slot in a block compaction would empty.
   void RecallThreadCaches();
-  // The owner's side, when its cache's epoch is behind the pool's: flushes it, unless a stealer did.
-  void SyncCache(ThreadCache& c) ABSL_LOCKS_EXCLUDED(c.steal_mu) {
+  // Flushes `c` if its epoch is behind the pool's, under its steal_mu: the owner's side (unless a stealer
+  // did it first) and a stealer's. True when it flushed.
+  bool SyncCache(ThreadCache& c) ABSL_LOCKS_EXCLUDED(c.steal_mu) {
     MutexLock lock(&c.steal_mu);
-    if (c.epoch.load(std::memory_order_relaxed) != flush_epoch.load(std::memory_order_relaxed)) Flush(c);
+    if (c.epoch.load(std::memory_order_relaxed) == flush_epoch.load(std::memory_order_relaxed)) return false;
+    Flush(c);
+    return true;
   }
 
   // ---- object compaction ----
@@ -499,8 +502,8 @@ struct Pool::Impl {
     b->Owner(slot).store(index, std::memory_order_release);
     // From the class geometry, not the descriptor: the class lock's holder may be writing the descriptor's
     // line for another thread's refill.
-    return map.info(cls).SlotOffset(static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - read_path.objects),
-                                    slot);
+    return map.info(cls).SlotOffset(
+        static_cast<std::uint64_t>(reinterpret_cast<const std::byte*>(b) - read_path.objects), slot);
   }
 
   // The last half of every allocation: makes entry `index` (taken off the cache) live at `offset`, counts an
@@ -597,10 +600,7 @@ struct Pool::Impl {
   [[gnu::always_inline]] bool LocateClassSlot(std::uint64_t offset, ClassId cls, alloc::SlotRef* ref) const {
     const std::uint64_t page = offset >> kPageShift;
     const std::uint32_t owner = fast.page_owners[page].load(std::memory_order_acquire);
-    if (ABSL_PREDICT_FALSE((owner >> alloc::PageOwner::kClassShift) !=
-                           (alloc::PageOwner::kClassPageBase | cls.value()))) {
-      return false;
-    }
+    if (ABSL_PREDICT_FALSE(!alloc::PageOwner::IsBlockPageOf(owner, cls))) return false;
     const std::uint64_t first = page - (owner & alloc::PageOwner::kPageInBlockMask);
     const alloc::SizeClassInfo& info = map.info(cls);
     const std::uint32_t slot =
@@ -630,8 +630,7 @@ struct Pool::Impl {
   [[gnu::always_inline]] bool InClassOfSizeField(Handle h, std::uint64_t offset) const {
     const std::uint32_t owner = fast.page_owners[offset >> kPageShift].load(std::memory_order_acquire);
     return h.size_field() < alloc::kMaxClassSize &&
-           (owner >> alloc::PageOwner::kClassShift) ==
-               (alloc::PageOwner::kClassPageBase | map.ClassFor(std::size_t{h.size_field()} + 1).value());
+           alloc::PageOwner::IsBlockPageOf(owner, map.ClassFor(std::size_t{h.size_field()} + 1));
   }
 
   // Checked mode only (it reads the block header, a cache miss of its own): the descriptor of the block or

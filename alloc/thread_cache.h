@@ -20,9 +20,9 @@
 // empties itself, or a stealer empties it for an owner that is not in a call (Pool::Impl::RecallThreadCaches):
 // the owner announces every call that uses its lists (`in_fast`, `in_slow`, and free's fast path the retire
 // it announces in its access record: plain stores to lines of its own, then a compiler barrier) before it
-// reads the epoch, and the stealer moves the pool's epoch on, makes
-// the movers' barrier (membarrier) and then reads the announcements — so either it sees the call and leaves
-// the cache alone, or the call sees the new epoch and waits on `steal_mu` for the stealer to finish. A stealer
+// reads the epoch, and the stealer moves the pool's epoch on, makes the movers' barrier (membarrier) and then
+// reads the announcements — so either it sees the call and leaves the cache alone, or the call sees the new
+// epoch and waits on `steal_mu` for the stealer to finish. A stealer
 // stores the epoch last, with release, and a call reads the epoch (acquire) before anything of its lists, so a
 // call that finds it current finds the lists emptied.
 // `record` is held from the cache's making until it retires (handles/access_records.h).

@@ -73,7 +73,7 @@ TEST(AccessRecords, FreeRefusesAnObjectPinnedInAnotherThreadsRecord) {
   EXPECT_EQ(BeginRetire(f.table->entry(i), gen, *mine, TagOf(i), f.records, true, &w), EntryResult::kPinned);
   EXPECT_EQ(mine->freeing.load(), 0u);  // a refused free withdraws its tag
   ASSERT_EQ(BeginRetire(f.table->entry(i), gen, *mine, TagOf(i), f.records, false, &w), EntryResult::kOk);
-  AbandonRetire(*mine);
+  WithdrawRetire(*mine);
   std::atomic<Tag>& own = *mine->FreePinSlot();
   ASSERT_EQ(PinInRecord(f.table->entry(i), gen, *mine, own, TagOf(i), f.records, &w), EntryResult::kOk);
   EXPECT_EQ(BeginRetire(f.table->entry(i), gen, *mine, TagOf(i), f.records, false, &w), EntryResult::kPinned);
